@@ -1,0 +1,11 @@
+"""fastbce: binary cross entropy, its gradient and grouped reductions over very large arrays.
+
+Compiled, parallel CPU kernels (Numba; Cython/OpenMP where built) behind one API, with a NumPy
+reference backend. See README.md for the conventions.
+"""
+
+from ._api import bce, bce_grad, bce_value_and_grad
+from ._threads import get_num_threads, set_num_threads
+
+__version__ = "0.1.0"
+__all__ = ["bce", "bce_grad", "bce_value_and_grad", "get_num_threads", "set_num_threads"]

@@ -1,0 +1,220 @@
+"""The public functions: check arguments, run one kernel pass, finish the results."""
+
+import numpy as np
+
+from ._backends import load_backend, resolve_backend
+from ._kernels import (
+    FLAG_GROUP,
+    FLAG_LABEL,
+    FLAG_NAN,
+    FLAG_POS_WEIGHT,
+    FLAG_PRED,
+    FLAG_WEIGHT,
+    MODE_ALL,
+    MODE_COLS,
+    MODE_GROUPS,
+    MODE_ROWS,
+    NAN_OMIT,
+)
+from ._plan import make_plan
+from ._threads import resolve_num_threads
+
+# Rows are cut into chunks of about this many elements, whatever the thread count.
+CHUNK_ELEMENTS = 1 << 15
+# Upper bound on the per-chunk partial sums of per-column / per-group reductions, in bytes.
+PARTIAL_SUMS_BUDGET = 1 << 25
+
+_FLAG_MESSAGES = (
+    (FLAG_LABEL, "y_true has values outside [0, 1] (integer labels must be 0 or 1)"),
+    (FLAG_PRED, "y_pred has probabilities outside [0, 1] (pass from_logits=True for logits)"),
+    (FLAG_NAN, "y_true or y_pred contains NaN and nan_policy='raise'"),
+    (FLAG_WEIGHT, "sample_weight has negative, NaN or infinite values"),
+    (FLAG_POS_WEIGHT, "pos_weight has negative, NaN or infinite values"),
+    (FLAG_GROUP, "groups has ids outside [0, n_groups)"),
+)
+
+
+def _chunking(n_rows, n_cols, mode, n_slots):
+    """(rows per chunk, number of chunks): a function of the shape only, never of the threads."""
+    rows = max(1, -(-CHUNK_ELEMENTS // n_cols))
+    if mode in (MODE_COLS, MODE_GROUPS):
+        max_chunks = max(1, PARTIAL_SUMS_BUDGET // (16 * n_slots))
+        rows = max(rows, -(-n_rows // max_chunks))
+    return rows, -(-n_rows // rows)
+
+
+def _reciprocal(total):
+    """1/total, and 0 where the total weight is 0 (those means are NaN; their gradient is 0)."""
+    total = np.asarray(total, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        return np.where(total > 0, 1.0 / total, 0.0)
+
+
+def _grad_scales(plan, totals=None):
+    """(row scale, column scale) of the gradient: 1 for sums, 1/Σw over the reduced axis for means.
+
+    Σw comes from the weights and mask alone unless nan_policy="omit" (then NaNs change it), in
+    which case the caller passes the kernel's ``totals`` and rescales after the pass.
+    """
+    ones = np.ones(1)
+    if plan.reduction != "mean":
+        return ones, ones
+    if totals is not None:
+        weight_sum = totals[:, 1]
+    elif not plan.has_weights:
+        n_rows, n_cols = plan.p.shape
+        weight_sum = {MODE_ALL: n_rows * n_cols, MODE_COLS: n_rows, MODE_ROWS: n_cols}[plan.mode]
+    else:
+        reduce_axis = {MODE_ALL: None, MODE_COLS: 0, MODE_ROWS: 1}[plan.mode]
+        weight_sum = np.sum(plan.w, axis=reduce_axis, where=plan.mask, dtype=np.float64)
+    scale = np.atleast_1d(_reciprocal(weight_sum))
+    return (scale, ones) if plan.mode == MODE_ROWS else (ones, scale)
+
+
+def _check_out(out, plan):
+    if out is None:
+        return np.empty(plan.shape, plan.out_dtype)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a NumPy array, got {type(out).__name__}")
+    if out.shape != plan.shape or out.dtype != plan.out_dtype:
+        raise ValueError(f"out must have shape {plan.shape} and dtype {plan.out_dtype}, "
+                         f"got shape {out.shape} and dtype {out.dtype}")
+    if not out.flags.writeable:
+        raise ValueError("out is read-only")
+    return out
+
+
+def _run(plan, backend, n_threads, *, want_grad, out=None):
+    """Run one pass; returns (value, gradient or None)."""
+    kernel = load_backend(resolve_backend(backend))
+    threads = resolve_num_threads(n_threads)
+    n_rows, n_cols = plan.p.shape
+    rows_per_chunk, n_chunks = _chunking(n_rows, n_cols, plan.mode, plan.n_slots)
+    sums = np.zeros((1 if plan.mode == MODE_ROWS else n_chunks, plan.n_slots, 2))
+    flags = np.zeros(n_chunks, np.uint8)
+    loss_out = np.empty(plan.shape, plan.out_dtype) if plan.reduction == "none" else None
+    grad = _check_out(out, plan) if want_grad else None
+    rescale_after = want_grad and plan.reduction == "mean" and plan.nan_mode == NAN_OMIT
+    row_scale, col_scale = (np.ones(1), np.ones(1)) if rescale_after or not want_grad else _grad_scales(plan)
+
+    kernel.bce_pass(
+        plan.y, plan.p, plan.w, plan.pw, plan.mask, plan.groups, plan.y_half, plan.p_half,
+        plan.from_logits, plan.eps, plan.smoothing, plan.nan_mode, plan.mode, rows_per_chunk, sums,
+        None if loss_out is None else plan.as_2d(loss_out), None if grad is None else plan.as_2d(grad),
+        row_scale, col_scale, flags, threads)
+
+    bad = int(np.bitwise_or.reduce(flags))
+    if bad:
+        raise ValueError("; ".join(message for bit, message in _FLAG_MESSAGES if bad & bit))
+    totals = sums.sum(axis=0)  # fixed order over chunks: bit-identical for any thread count
+    if rescale_after:
+        row_scale, col_scale = _grad_scales(plan, totals)
+        plan.as_2d(grad)[...] *= row_scale[:, None] * col_scale[None, :]
+    if loss_out is not None:
+        return loss_out, grad
+    if plan.reduction == "sum":
+        values = totals[:, 0]
+    else:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            values = totals[:, 0] / totals[:, 1]
+    return (float(values[0]) if plan.mode == MODE_ALL else values), grad
+
+
+_COMMON_DOC = """
+    y_true : array (n_samples,) or (n_samples, n_labels)
+        Labels in [0, 1]: float16/32/64 (soft labels allowed), bool, or integers that are 0 or 1.
+    y_pred : array of the same shape, float16/32/64
+        Probabilities (clipped to [eps, 1-eps]) or, with ``from_logits=True``, logits (any value,
+        ±inf included).
+    from_logits : bool
+        Treat ``y_pred`` as logits: loss = pw·y·softplus(-x) + (1-y)·softplus(x), computed stably.
+    eps : float in (0, 0.5)
+        Clipping of probabilities (Keras uses 1e-7; scikit-learn the dtype's machine epsilon).
+    sample_weight : array broadcastable to y_pred, optional
+        Non-negative finite weights w; loss element = w·l.
+    pos_weight : array broadcastable to y_pred, optional
+        Non-negative finite factor on the positive term (PyTorch), usually shape (n_labels,).
+    label_smoothing : float in [0, 1]
+        Labels become y·(1-s) + s/2 (Keras).
+    mask : bool array broadcastable to y_pred, optional
+        True = counted. Masked elements add nothing to loss, weight or gradient and are not checked.
+    nan_policy : "propagate", "raise" or "omit"
+        NaN in y_true or y_pred gives NaN, raises ValueError, or masks the element.
+    reduction : "mean", "sum" or "none"
+        "mean" is Σ w·l / Σ w (the plain mean without weights or mask); NaN where Σ w = 0.
+    axis : None, 0 or 1
+        None reduces everything; for 2-D input 0 gives one value per label, 1 one per sample.
+    n_threads : int, optional
+        Threads for this call (default: see ``fastbce.get_num_threads``). Results do not depend on it.
+    backend : "auto", "cython", "numba" or "numpy"
+        "auto" takes the fastest available compiled backend; "numpy" is the float64 reference.
+"""
+
+
+def _doc(function):
+    function.__doc__ = function.__doc__.replace("{common}", _COMMON_DOC)
+    return function
+
+
+@_doc
+def bce(y_true, y_pred, *, from_logits=False, eps=1e-7, sample_weight=None, pos_weight=None,
+        label_smoothing=0.0, mask=None, nan_policy="propagate", reduction="mean", axis=None,
+        groups=None, n_groups=None, n_threads=None, backend=None):
+    """Binary cross entropy ``l = -[pw·y·log(p) + (1-y)·log(1-p)]``, reduced in one pass.
+
+    Parameters
+    ----------{common}    groups : integer array (n_samples,), optional
+        Reduce per group: returns one value per group id in [0, n_groups).
+    n_groups : int, optional
+        Number of groups (default: ``groups.max() + 1``, which costs a pass over ``groups``).
+
+    Returns
+    -------
+    float for a full reduction; float64 array per label, sample or group; for ``reduction="none"``
+    the weighted element losses as an array of y_pred's dtype (float32 for float16 input).
+    """
+    plan = make_plan(y_true, y_pred, from_logits=from_logits, eps=eps, sample_weight=sample_weight,
+                     pos_weight=pos_weight, label_smoothing=label_smoothing, mask=mask,
+                     nan_policy=nan_policy, reduction=reduction, axis=axis, groups=groups,
+                     n_groups=n_groups)
+    return _run(plan, backend, n_threads, want_grad=False)[0]
+
+
+@_doc
+def bce_grad(y_true, y_pred, *, from_logits=False, eps=1e-7, sample_weight=None, pos_weight=None,
+             label_smoothing=0.0, mask=None, nan_policy="propagate", reduction="mean", axis=None,
+             n_threads=None, backend=None, out=None):
+    """Gradient of :func:`bce` with respect to ``y_pred`` (same arguments, no groups).
+
+    It is the exact derivative of the value ``bce`` returns: ``w·dl/dp`` scaled by ``1/Σw`` of the
+    reduced axis for ``reduction="mean"``; with probabilities, the derivative of the clipped loss
+    (0 where p is outside [eps, 1-eps]).
+
+    Parameters
+    ----------{common}    out : array of y_pred's shape and output dtype, optional
+        Where to write the gradient.
+
+    Returns
+    -------
+    Array of y_pred's shape and dtype (float32 for float16 input).
+    """
+    plan = make_plan(y_true, y_pred, from_logits=from_logits, eps=eps, sample_weight=sample_weight,
+                     pos_weight=pos_weight, label_smoothing=label_smoothing, mask=mask,
+                     nan_policy=nan_policy, reduction=reduction, axis=axis)
+    return _run(plan, backend, n_threads, want_grad=True, out=out)[1]
+
+
+@_doc
+def bce_value_and_grad(y_true, y_pred, *, from_logits=False, eps=1e-7, sample_weight=None,
+                       pos_weight=None, label_smoothing=0.0, mask=None, nan_policy="propagate",
+                       reduction="mean", axis=None, n_threads=None, backend=None, out=None):
+    """``(bce(...), bce_grad(...))`` computed in one fused pass over the data.
+
+    Parameters
+    ----------{common}    out : array of y_pred's shape and output dtype, optional
+        Where to write the gradient.
+    """
+    plan = make_plan(y_true, y_pred, from_logits=from_logits, eps=eps, sample_weight=sample_weight,
+                     pos_weight=pos_weight, label_smoothing=label_smoothing, mask=mask,
+                     nan_policy=nan_policy, reduction=reduction, axis=axis)
+    return _run(plan, backend, n_threads, want_grad=True, out=out)

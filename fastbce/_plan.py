@@ -1,0 +1,187 @@
+"""Argument checking: turn the public arguments into a :class:`Plan` that any backend can run.
+
+Everything about shapes, dtypes and options is checked here, before a kernel runs. Values (labels
+out of range, NaN under ``nan_policy="raise"``, bad weights or group ids) are checked by the
+kernels in the same pass that computes, and reported through flags.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._kernels import (
+    MODE_ALL,
+    MODE_COLS,
+    MODE_GROUPS,
+    MODE_ROWS,
+    NAN_OMIT,
+    NAN_PROPAGATE,
+    NAN_RAISE,
+)
+
+REDUCTIONS = ("mean", "sum", "none")
+NAN_POLICIES = {"propagate": NAN_PROPAGATE, "raise": NAN_RAISE, "omit": NAN_OMIT}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Inputs as 2-D (rows, columns) views without copies, plus the options the kernels need.
+
+    A 1-D input of length n is seen as n rows of one column. Weights, pos_weight and mask are
+    broadcast views (stride 0 where they repeat); float16 arrays are viewed as uint16 bits.
+    """
+
+    y: np.ndarray
+    p: np.ndarray
+    w: np.ndarray
+    pw: np.ndarray
+    mask: np.ndarray
+    groups: np.ndarray
+    y_half: bool
+    p_half: bool
+    from_logits: bool
+    eps: float
+    smoothing: float
+    nan_mode: int
+    reduction: str
+    mode: int
+    n_slots: int
+    shape: tuple  # y_pred's shape
+    out_dtype: np.dtype  # dtype of element outputs (losses, gradients)
+    has_weights: bool  # sample_weight or mask given
+
+    def as_2d(self, array):
+        """A (rows, columns) view of an array of y_pred's shape."""
+        return array[:, None] if array.ndim == 1 else array
+
+
+def _as_array(value, name):
+    array = value if isinstance(value, np.ndarray) else np.asarray(value)
+    if array.dtype.kind in "OUSVMmc" or array.dtype.names is not None:
+        raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
+    if not array.dtype.isnative:
+        raise TypeError(f"{name} has non-native byte order ({array.dtype.str}); "
+                        f"convert it with {name}.astype({name}.dtype.newbyteorder('='))")
+    return array
+
+
+def _check_data(y_true, y_pred):
+    y_pred = _as_array(y_pred, "y_pred")
+    y_true = _as_array(y_true, "y_true")
+    if y_pred.dtype.kind != "f":
+        raise TypeError(f"y_pred must be float16, float32 or float64, got {y_pred.dtype}")
+    if y_true.dtype.kind not in "fbiu":
+        raise TypeError(f"y_true must be a float, bool or integer array, got {y_true.dtype}")
+    if y_pred.ndim not in (1, 2):
+        raise ValueError(f"y_pred must be 1-D (n_samples,) or 2-D (n_samples, n_labels), "
+                         f"got {y_pred.ndim}-D with shape {y_pred.shape}")
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"y_true and y_pred must have the same shape, got {y_true.shape} and {y_pred.shape}")
+    if y_pred.size == 0:
+        raise ValueError(f"y_pred is empty (shape {y_pred.shape}); a loss needs at least one element")
+    return y_true, y_pred
+
+
+def _broadcast(value, name, shape, kinds, hint=""):
+    array = _as_array(value, name)
+    if array.dtype.kind not in kinds:
+        raise TypeError(f"{name} has dtype {array.dtype}, expected one of kinds {kinds!r}")
+    try:
+        return np.broadcast_to(array, shape)
+    except ValueError:
+        raise ValueError(f"{name} with shape {array.shape} does not broadcast to y_pred's shape {shape}{hint}") from None
+
+
+def _weight_operand(value, name, shape, hint=""):
+    """A float32/float64 broadcast view of a weight argument (other real dtypes are converted)."""
+    if value is None:
+        return np.broadcast_to(np.float64(1.0), shape)
+    array = _broadcast(value, name, shape, "fiub", hint)
+    if array.dtype not in (np.float32, np.float64):
+        array = np.broadcast_to(np.asarray(value, dtype=np.float32 if array.dtype == np.float16 else np.float64), shape)
+    return array
+
+
+def _check_option(value, name, choices):
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+
+
+def _check_axis(axis, ndim):
+    if axis is None:
+        return None
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"axis must be None or an integer, got {axis!r}")
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"axis {axis} is out of range for {ndim}-D input")
+    axis = int(axis) % ndim
+    return None if ndim == 1 else axis
+
+
+def _check_groups(groups, n_groups, n_rows, axis, reduction):
+    if axis is not None:
+        raise ValueError("groups and axis cannot be combined: groups reduce over whole samples")
+    if reduction == "none":
+        raise ValueError("groups needs reduction='mean' or 'sum', not 'none'")
+    groups = _as_array(groups, "groups")
+    if groups.dtype.kind not in "iu":
+        raise TypeError(f"groups must be an integer array, got dtype {groups.dtype}")
+    if groups.shape != (n_rows,):
+        raise ValueError(f"groups must have shape (n_samples,) = ({n_rows},), got {groups.shape}")
+    if n_groups is None:
+        n_groups = int(groups.max()) + 1
+        if n_groups < 1:
+            raise ValueError("groups has no id >= 0; group ids must lie in [0, n_groups)")
+    elif isinstance(n_groups, bool) or not isinstance(n_groups, (int, np.integer)) or n_groups < 1:
+        raise ValueError(f"n_groups must be a positive integer, got {n_groups!r}")
+    return groups, int(n_groups)
+
+
+def make_plan(y_true, y_pred, *, from_logits, eps, sample_weight, pos_weight, label_smoothing,
+              mask, nan_policy, reduction, axis, groups=None, n_groups=None):
+    """Check every argument and return the :class:`Plan`, or raise ValueError/TypeError."""
+    if not isinstance(from_logits, (bool, np.bool_)):
+        raise TypeError(f"from_logits must be True or False, got {from_logits!r}")
+    _check_option(reduction, "reduction", REDUCTIONS)
+    _check_option(nan_policy, "nan_policy", tuple(NAN_POLICIES))
+    if not isinstance(eps, (float, int, np.floating)) or not 0.0 < eps < 0.5:
+        raise ValueError(f"eps must be a number in (0, 0.5), got {eps!r}")
+    if not isinstance(label_smoothing, (float, int, np.floating)) or not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"label_smoothing must be a number in [0, 1], got {label_smoothing!r}")
+
+    y_true, y_pred = _check_data(y_true, y_pred)
+    shape = y_pred.shape
+    axis = _check_axis(axis, y_pred.ndim)
+    if reduction == "none" and axis is not None:
+        raise ValueError("axis applies to reduction='mean' or 'sum', not 'none'")
+
+    hint = ("; for one weight per sample of 2-D input pass sample_weight[:, None]"
+            if y_pred.ndim == 2 else "")
+    w = _weight_operand(sample_weight, "sample_weight", shape, hint)
+    pw = _weight_operand(pos_weight, "pos_weight", shape)
+    if mask is None:
+        mask_view = np.broadcast_to(np.True_, shape)
+    else:
+        mask_view = _broadcast(mask, "mask", shape, "b")
+
+    n_rows = shape[0]
+    if groups is not None:
+        groups, n_slots = _check_groups(groups, n_groups, n_rows, axis, reduction)
+        mode = MODE_GROUPS
+    else:
+        groups = np.zeros(1, np.intp)
+        mode, n_slots = {None: (MODE_ALL, 1), 0: (MODE_COLS, shape[-1]), 1: (MODE_ROWS, n_rows)}[axis]
+
+    y_half = y_true.dtype == np.float16
+    p_half = y_pred.dtype == np.float16
+    as_2d = (lambda a: a[:, None]) if y_pred.ndim == 1 else (lambda a: a)
+    return Plan(
+        y=as_2d(y_true.view(np.uint16) if y_half else y_true),
+        p=as_2d(y_pred.view(np.uint16) if p_half else y_pred),
+        w=as_2d(w), pw=as_2d(pw), mask=as_2d(mask_view), groups=groups,
+        y_half=bool(y_half), p_half=bool(p_half), from_logits=bool(from_logits), eps=float(eps),
+        smoothing=float(label_smoothing), nan_mode=NAN_POLICIES[nan_policy], reduction=reduction,
+        mode=mode, n_slots=n_slots, shape=shape,
+        out_dtype=np.dtype(np.float64 if y_pred.dtype == np.float64 else np.float32),
+        has_weights=sample_weight is not None or mask is not None,
+    )
