@@ -90,6 +90,7 @@ def _run(plan, backend, n_threads, *, want_grad, out=None):
     threads = resolve_num_threads(n_threads)
     n_rows, n_cols = plan.p.shape
     rows_per_chunk, n_chunks = _chunking(n_rows, n_cols, plan.mode, plan.n_slots)
+    threads = min(threads, n_chunks)  # a small input runs on one thread: no wake-up cost
     sums = np.zeros((1 if plan.mode == MODE_ROWS else n_chunks, plan.n_slots, 2))
     flags = np.zeros(n_chunks, np.uint8)
     loss_out = np.empty(plan.shape, plan.out_dtype) if plan.reduction == "none" else None

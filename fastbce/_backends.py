@@ -8,6 +8,7 @@ import functools
 import importlib
 import os
 import sys
+import warnings
 
 BACKENDS = ("auto", "cython", "numba", "numpy")
 _MODULES = {
@@ -49,6 +50,7 @@ def load_backend(name):
     return importlib.import_module(_MODULES[name])
 
 
+@functools.cache
 def cython_available():
     try:
         load_backend("cython")
@@ -57,12 +59,21 @@ def cython_available():
     return True
 
 
+@functools.cache
+def _auto_backend():
+    """The Cython backend (no JIT pause, and as fast as Numba), else Numba with a one-time warning."""
+    if cython_available():
+        return "cython"
+    warnings.warn("fastbce: the Cython extension is not built, using the Numba backend "
+                  "(first calls pay JIT compilation); reinstall with a C compiler to build it",
+                  RuntimeWarning, stacklevel=4)
+    return "numba"
+
+
 def resolve_backend(backend):
     """Name of the backend a call runs on."""
     if backend is None:
         backend = "auto"
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}; got {backend!r}")
-    if backend == "auto":
-        return "cython" if cython_available() else "numba"
-    return backend
+    return _auto_backend() if backend == "auto" else backend
