@@ -84,14 +84,15 @@ def _check_out(out, plan):
     return out
 
 
-def _run(plan, backend, n_threads, *, want_grad, out=None):
-    """Run one pass; returns (value, gradient or None)."""
+def run_pass(plan, backend, n_threads, *, want_grad=False, out=None, n_stats=2):
+    """Run one kernel pass. Returns (totals, element losses or None, gradient or None); totals has
+    one row per slot: Σw·l, Σw, then (n_stats=7) count, Σw·y, Σw·q, Σw·positive, Σw·negative part."""
     kernel = load_backend(resolve_backend(backend))
     threads = resolve_num_threads(n_threads)
     n_rows, n_cols = plan.p.shape
     rows_per_chunk, n_chunks = _chunking(n_rows, n_cols, plan.mode, plan.n_slots)
     threads = min(threads, n_chunks)  # a small input runs on one thread: no wake-up cost
-    sums = np.zeros((1 if plan.mode == MODE_ROWS else n_chunks, plan.n_slots, 2))
+    sums = np.zeros((1 if plan.mode == MODE_ROWS else n_chunks, plan.n_slots, n_stats))
     flags = np.zeros(n_chunks, np.uint8)
     loss_out = np.empty(plan.shape, plan.out_dtype) if plan.reduction == "none" else None
     grad = _check_out(out, plan) if want_grad else None
@@ -100,7 +101,8 @@ def _run(plan, backend, n_threads, *, want_grad, out=None):
 
     kernel.bce_pass(
         plan.y, plan.p, plan.w, plan.pw, plan.mask, plan.groups, plan.y_half, plan.p_half,
-        plan.from_logits, plan.eps, plan.smoothing, plan.nan_mode, plan.mode, rows_per_chunk, sums,
+        plan.from_logits, plan.eps, plan.smoothing, plan.nan_mode, plan.gamma, plan.alpha,
+        plan.mode, rows_per_chunk, sums,
         None if loss_out is None else plan.as_2d(loss_out), None if grad is None else plan.as_2d(grad),
         row_scale, col_scale, flags, threads)
 
@@ -111,14 +113,25 @@ def _run(plan, backend, n_threads, *, want_grad, out=None):
     if rescale_after:
         row_scale, col_scale = _grad_scales(plan, totals)
         plan.as_2d(grad)[...] *= row_scale[:, None] * col_scale[None, :]
+    return totals, loss_out, grad
+
+
+def _value(plan, totals, loss_out):
+    """What bce returns: the element losses, or the sum / weighted mean per slot."""
     if loss_out is not None:
-        return loss_out, grad
+        return loss_out
     if plan.reduction == "sum":
         values = totals[:, 0]
     else:
         with np.errstate(invalid="ignore", divide="ignore"):
             values = totals[:, 0] / totals[:, 1]
-    return (float(values[0]) if plan.mode == MODE_ALL else values), grad
+    return float(values[0]) if plan.mode == MODE_ALL else values
+
+
+def _run(plan, backend, n_threads, *, want_grad, out=None):
+    """(value, gradient or None) of one pass."""
+    totals, loss_out, grad = run_pass(plan, backend, n_threads, want_grad=want_grad, out=out)
+    return _value(plan, totals, loss_out), grad
 
 
 _COMMON_DOC = """

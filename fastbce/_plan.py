@@ -49,6 +49,8 @@ class Plan:
     shape: tuple  # y_pred's shape
     out_dtype: np.dtype  # dtype of element outputs (losses, gradients)
     has_weights: bool  # sample_weight or mask given
+    gamma: float = 0.0  # focal exponent (0: no focal modulation)
+    alpha: float = -1.0  # focal class balance α in [0, 1]; negative: no α factor
 
     def as_2d(self, array):
         """A (rows, columns) view of an array of y_pred's shape."""
@@ -138,8 +140,13 @@ def _check_groups(groups, n_groups, n_rows, axis, reduction):
 
 
 def make_plan(y_true, y_pred, *, from_logits, eps, sample_weight, pos_weight, label_smoothing,
-              mask, nan_policy, reduction, axis, groups=None, n_groups=None):
+              mask, nan_policy, reduction, axis, groups=None, n_groups=None, gamma=0.0, alpha=None):
     """Check every argument and return the :class:`Plan`, or raise ValueError/TypeError."""
+    if not isinstance(gamma, (float, int, np.floating, np.integer)) or not 0.0 <= gamma < np.inf:
+        raise ValueError(f"gamma must be a finite number >= 0, got {gamma!r}")
+    if alpha is not None and (not isinstance(alpha, (float, int, np.floating, np.integer))
+                              or not 0.0 <= alpha <= 1.0):
+        raise ValueError(f"alpha must be None or a number in [0, 1], got {alpha!r}")
     if not isinstance(from_logits, (bool, np.bool_)):
         raise TypeError(f"from_logits must be True or False, got {from_logits!r}")
     _check_option(reduction, "reduction", REDUCTIONS)
@@ -184,4 +191,5 @@ def make_plan(y_true, y_pred, *, from_logits, eps, sample_weight, pos_weight, la
         mode=mode, n_slots=n_slots, shape=shape,
         out_dtype=np.dtype(np.float64 if y_pred.dtype == np.float64 else np.float32),
         has_weights=sample_weight is not None or mask is not None,
+        gamma=float(gamma), alpha=-1.0 if alpha is None else float(alpha),
     )

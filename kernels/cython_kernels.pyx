@@ -77,132 +77,136 @@ cdef inline double as_double(label_t value, bint is_half) noexcept nogil:
     return <double>value
 
 
-cdef inline (double, double) prob_loss_grad(double y, double p, double pos_weight, double eps) noexcept nogil:
-    """Loss -(pw·y·log q + (1-y)·log(1-q)), q = clip(p, eps, 1-eps), and d/dp (0 where clipped)."""
-    if isnan(p):
-        return p, p
+ctypedef (double, double, double, double, double, double, double) terms_t
+ctypedef (int, double, double, double, double, double, double, double, double) element_t
+
+
+cdef inline terms_t prob_terms(double p, double eps) noexcept nogil:
+    """-log q, -log(1-q), their derivatives in p (0 where clipped), q, 1-q, dq/dp; q = clip(p, eps, 1-eps)."""
     cdef double q = min(max(p, eps), 1.0 - eps)
-    cdef double loss = -(pos_weight * y * log(q) + (1.0 - y) * log1p(-q))
-    cdef double grad = 0.0
-    if eps <= p <= 1.0 - eps:
-        grad = (1.0 - y) / (1.0 - q) - pos_weight * y / q
-    return loss, grad
+    cdef double inside = 1.0 if eps <= p <= 1.0 - eps else 0.0
+    return -log(q), -log1p(-q), -inside / q, inside / (1.0 - q), q, 1.0 - q, inside
 
 
-cdef inline (double, double) logit_loss_grad(double y, double x, double pos_weight) noexcept nogil:
-    """Loss pw·y·softplus(-x) + (1-y)·softplus(x) and d/dx = (1-y)·σ(x) - pw·y·σ(-x); terms with
-    a zero coefficient are left out so that x = ±inf gives the limit."""
-    if isnan(x):
-        return x, x
+cdef inline terms_t logit_terms(double x) noexcept nogil:
+    """softplus(-x), softplus(x), -σ(-x), σ(x), σ(x), σ(-x), σ(x)σ(-x), computed stably."""
     cdef double e = exp(-fabs(x))
     cdef double log_term = log1p(e)
-    cdef double a = pos_weight * y
-    cdef double b = 1.0 - y
-    cdef double loss = 0.0
-    if a != 0.0:
-        loss = loss + a * (max(-x, 0.0) + log_term)
-    if b != 0.0:
-        loss = loss + b * (max(x, 0.0) + log_term)
     cdef double inv = 1.0 / (1.0 + e)
     cdef double sigmoid_x = inv if x >= 0.0 else e * inv
     cdef double sigmoid_minus_x = e * inv if x >= 0.0 else inv
-    return loss, b * sigmoid_x - a * sigmoid_minus_x
+    return (max(-x, 0.0) + log_term, max(x, 0.0) + log_term, -sigmoid_minus_x, sigmoid_x,
+            sigmoid_x, sigmoid_minus_x, sigmoid_x * sigmoid_minus_x)
 
 
-cdef inline (int, double, double, double) weighted_element(
-        double y, double p, double w, double pos_weight, bint from_logits, double eps,
-        double keep, double shift, int nan_mode) noexcept nogil:
-    """(error bits, weight, weighted loss, weighted gradient) of one unmasked element."""
+cdef inline element_t weighted_element(
+        double y, double v, double w, double pos_weight, bint from_logits, double eps,
+        double keep, double shift, int nan_mode, double gamma, double alpha) noexcept nogil:
+    """One unmasked element: (error bits, counted, w, w·loss, w·dloss/dv, w·y, w·q, w·positive
+    part, w·negative part); the formulas of kernels/numba_kernels.weighted_element."""
     cdef int bad = 0
-    cdef double loss, grad
-    if isnan(y) or isnan(p):
+    cdef double nll_pos, nll_neg, d_pos, d_neg, q, q_bar, dq, a, b, positive, negative, loss, grad
+    cdef double one_minus_pt, alpha_t, modulation, d_modulation
+    if isnan(y) or isnan(v):
         if nan_mode == NAN_RAISE:
-            return FLAG_NAN, 0.0, 0.0, 0.0
+            return FLAG_NAN, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
         if nan_mode == NAN_OMIT:
-            return 0, 0.0, 0.0, 0.0
+            return 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
     if y < 0.0 or y > 1.0:
         bad = bad | FLAG_LABEL
-    if not from_logits and (p < 0.0 or p > 1.0):
+    if not from_logits and (v < 0.0 or v > 1.0):
         bad = bad | FLAG_PRED
     if not (0.0 <= w < INFINITY):
         bad = bad | FLAG_WEIGHT
     if not (0.0 <= pos_weight < INFINITY):
         bad = bad | FLAG_POS_WEIGHT
     if bad:
-        return bad, 0.0, 0.0, 0.0
+        return bad, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
+    if isnan(v):
+        return 0, 1.0, w, v, v, w * y, v, v, v
     y = y * keep + shift
     if from_logits:
-        loss, grad = logit_loss_grad(y, p, pos_weight)
+        nll_pos, nll_neg, d_pos, d_neg, q, q_bar, dq = logit_terms(v)
     else:
-        loss, grad = prob_loss_grad(y, p, pos_weight, eps)
-    return 0, w, w * loss, w * grad
+        nll_pos, nll_neg, d_pos, d_neg, q, q_bar, dq = prob_terms(v, eps)
+    a = pos_weight * y
+    b = 1.0 - y
+    positive = a * nll_pos if a != 0.0 else 0.0
+    negative = b * nll_neg if b != 0.0 else 0.0
+    loss = positive + negative
+    grad = a * d_pos + b * d_neg
+    if gamma != 0.0 or alpha >= 0.0:
+        one_minus_pt = y * q_bar + b * q
+        alpha_t = alpha * y + (1.0 - alpha) * b if alpha >= 0.0 else 1.0
+        modulation = one_minus_pt ** gamma
+        d_modulation = 0.0
+        if gamma != 0.0 and one_minus_pt > 0.0:
+            d_modulation = gamma * one_minus_pt ** (gamma - 1.0) * (b - y) * dq
+        grad = alpha_t * (modulation * grad + d_modulation * loss)
+        loss = alpha_t * modulation * loss
+    return 0, 1.0, w, w * loss, w * grad, w * y, w * q, w * positive, w * negative
 
 
 cdef int run_chunk(
         const label_t[:, :] y, const pred_t[:, :] p, const weight_t[:, :] w,
         const weight_t[:, :] pw, const uint8_t[:, :] mask, const Py_ssize_t[:] groups,
         bint y_half, bint p_half, bint from_logits, double eps, double smoothing, int nan_mode,
-        int mode, Py_ssize_t start, Py_ssize_t stop, double[:, :, :] sums, Py_ssize_t k,
-        out_t[:, :] loss_out, out_t[:, :] grad_out, bint write_loss, bint write_grad,
-        const double[:] row_scale, const double[:] col_scale) noexcept nogil:
+        double gamma, double alpha, int mode, Py_ssize_t start, Py_ssize_t stop,
+        double[:, :, :] sums, Py_ssize_t k, out_t[:, :] loss_out, out_t[:, :] grad_out,
+        bint write_loss, bint write_grad, const double[:] row_scale,
+        const double[:] col_scale) noexcept nogil:
     """Rows [start, stop) into ``sums[k]``; returns the error bits."""
-    cdef Py_ssize_t n_cols = p.shape[1], n_slots = sums.shape[1], i, j, slot
+    cdef Py_ssize_t n_cols = p.shape[1], n_slots = sums.shape[1], i, j, slot, row_slot
+    cdef bint score_stats = sums.shape[2] > 2
     cdef double keep = 1.0 - smoothing, shift = 0.5 * smoothing
-    cdef double row_loss, row_weight, chunk_loss = 0.0, chunk_weight = 0.0
-    cdef double weight, loss, grad, r_scale, c_scale
+    cdef double counted, weight, loss, grad, wy, wq, positive, negative, r_scale, c_scale
     cdef bint per_row_scale = row_scale.shape[0] > 1, per_col_scale = col_scale.shape[0] > 1
     cdef int bad = 0, bits
     for i in range(start, stop):
-        slot = 0
-        if mode == MODE_GROUPS:
-            slot = groups[i]
-            if slot < 0 or slot >= n_slots:
+        row_slot = 0
+        if mode == MODE_ROWS:
+            row_slot = i
+        elif mode == MODE_GROUPS:
+            row_slot = groups[i]
+            if row_slot < 0 or row_slot >= n_slots:
                 bad = bad | FLAG_GROUP
                 continue
         r_scale = row_scale[i] if per_row_scale else row_scale[0]
-        row_loss = 0.0
-        row_weight = 0.0
         for j in range(n_cols):
-            weight = 0.0
-            loss = 0.0
-            grad = 0.0
-            if mask[i, j]:
-                bits, weight, loss, grad = weighted_element(
-                    as_double(y[i, j], y_half), as_double(p[i, j], p_half), w[i, j], pw[i, j],
-                    from_logits, eps, keep, shift, nan_mode)
-                bad = bad | bits
-            row_loss = row_loss + loss
-            row_weight = row_weight + weight
-            if mode == MODE_COLS:
-                sums[k, j, 0] += loss
-                sums[k, j, 1] += weight
+            if not mask[i, j]:
+                if write_loss:
+                    loss_out[i, j] = 0.0
+                if write_grad:
+                    grad_out[i, j] = 0.0
+                continue
+            bits, counted, weight, loss, grad, wy, wq, positive, negative = weighted_element(
+                as_double(y[i, j], y_half), as_double(p[i, j], p_half), w[i, j], pw[i, j],
+                from_logits, eps, keep, shift, nan_mode, gamma, alpha)
+            bad = bad | bits
+            slot = j if mode == MODE_COLS else row_slot
+            sums[k, slot, 0] += loss
+            sums[k, slot, 1] += weight
+            if score_stats:
+                sums[k, slot, 2] += counted
+                sums[k, slot, 3] += wy
+                sums[k, slot, 4] += wq
+                sums[k, slot, 5] += positive
+                sums[k, slot, 6] += negative
             if write_loss:
                 loss_out[i, j] = <out_t>loss
             if write_grad:
                 c_scale = col_scale[j] if per_col_scale else col_scale[0]
                 grad_out[i, j] = <out_t>(grad * r_scale * c_scale)
-        if mode == MODE_ROWS:
-            sums[k, i, 0] = row_loss
-            sums[k, i, 1] = row_weight
-        elif mode == MODE_GROUPS:
-            sums[k, slot, 0] += row_loss
-            sums[k, slot, 1] += row_weight
-        elif mode == MODE_ALL:
-            chunk_loss = chunk_loss + row_loss
-            chunk_weight = chunk_weight + row_weight
-    if mode == MODE_ALL:
-        sums[k, 0, 0] = chunk_loss
-        sums[k, 0, 1] = chunk_weight
     return bad
 
 
 def _bce_pass(const label_t[:, :] y, const pred_t[:, :] p, const weight_t[:, :] w,
               const weight_t[:, :] pw, const uint8_t[:, :] mask, const Py_ssize_t[:] groups,
               bint y_half, bint p_half, bint from_logits, double eps, double smoothing,
-              int nan_mode, int mode, Py_ssize_t rows_per_chunk, double[:, :, :] sums,
-              out_t[:, :] loss_out, out_t[:, :] grad_out, bint write_loss, bint write_grad,
-              const double[:] row_scale, const double[:] col_scale, uint8_t[:] flags,
-              int n_threads):
+              int nan_mode, double gamma, double alpha, int mode, Py_ssize_t rows_per_chunk,
+              double[:, :, :] sums, out_t[:, :] loss_out, out_t[:, :] grad_out, bint write_loss,
+              bint write_grad, const double[:] row_scale, const double[:] col_scale,
+              uint8_t[:] flags, int n_threads):
     cdef Py_ssize_t chunk, n_chunks = flags.shape[0], n_rows = p.shape[0]
     if out_t is double:
         if pred_t is not double:
@@ -211,9 +215,9 @@ def _bce_pass(const label_t[:, :] y, const pred_t[:, :] p, const weight_t[:, :] 
         raise TypeError("element outputs are float64 for float64 predictions")
     for chunk in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
         flags[chunk] = run_chunk(
-            y, p, w, pw, mask, groups, y_half, p_half, from_logits, eps, smoothing, nan_mode, mode,
-            chunk * rows_per_chunk, min(n_rows, (chunk + 1) * rows_per_chunk),
-            sums, 0 if mode == MODE_ROWS else chunk,
+            y, p, w, pw, mask, groups, y_half, p_half, from_logits, eps, smoothing, nan_mode,
+            gamma, alpha, mode, chunk * rows_per_chunk,
+            min(n_rows, (chunk + 1) * rows_per_chunk), sums, 0 if mode == MODE_ROWS else chunk,
             loss_out, grad_out, write_loss, write_grad, row_scale, col_scale)
 
 
@@ -237,14 +241,15 @@ def _same_weight_dtype(w, pw):
 
 
 def bce_pass(y, p, w, pw, mask, groups, y_half, p_half, from_logits, eps, smoothing, nan_mode,
-             mode, rows_per_chunk, sums, loss_out, grad_out, row_scale, col_scale, flags, n_threads):
+             gamma, alpha, mode, rows_per_chunk, sums, loss_out, grad_out, row_scale, col_scale,
+             flags, n_threads):
     """Same contract as kernels/numba_kernels.bce_pass; runs with the GIL released."""
     out_dtype = np.float64 if p.dtype == np.float64 else np.float32
     placeholder = np.empty((1, 1), out_dtype)
     w, pw = _same_weight_dtype(w, pw)
     _bce_pass(_label_operand(y, y_half), p, w, pw, mask.view(np.uint8),
               groups.astype(np.intp, copy=False), y_half, p_half, from_logits, eps, smoothing,
-              nan_mode, mode, rows_per_chunk, sums,
+              nan_mode, gamma, alpha, mode, rows_per_chunk, sums,
               placeholder if loss_out is None else loss_out,
               placeholder if grad_out is None else grad_out,
               loss_out is not None, grad_out is not None, row_scale, col_scale, flags, n_threads)

@@ -18,7 +18,6 @@ from . import (
     FLAG_POS_WEIGHT,
     FLAG_PRED,
     FLAG_WEIGHT,
-    MODE_ALL,
     MODE_COLS,
     MODE_GROUPS,
     MODE_ROWS,
@@ -51,135 +50,136 @@ def load(array, i, j, is_half):
 
 
 @njit(cache=True)
-def prob_loss_grad(y, p, pos_weight, eps):
-    """Loss -(pw·y·log q + (1-y)·log(1-q)) with q = clip(p, eps, 1-eps), and its derivative in p
-    (zero where p is clipped)."""
-    if math.isnan(p):
-        return p, p
+def prob_terms(p, eps):
+    """Per-form math for a probability p, with q = clip(p, eps, 1-eps): the negative log-likelihoods
+    -log q and -log(1-q), their derivatives in p (0 where p is clipped), q, 1-q and dq/dp."""
     q = min(max(p, eps), 1.0 - eps)
-    loss = -(pos_weight * y * math.log(q) + (1.0 - y) * math.log1p(-q))
-    grad = (1.0 - y) / (1.0 - q) - pos_weight * y / q if eps <= p <= 1.0 - eps else 0.0
-    return loss, grad
+    inside = 1.0 if eps <= p <= 1.0 - eps else 0.0
+    return -math.log(q), -math.log1p(-q), -inside / q, inside / (1.0 - q), q, 1.0 - q, inside
 
 
 @njit(cache=True)
-def logit_loss_grad(y, x, pos_weight):
-    """Loss pw·y·softplus(-x) + (1-y)·softplus(x), softplus(t) = max(t,0) + log1p(exp(-|t|)), and its
-    derivative (1-y)·σ(x) - pw·y·σ(-x). Terms with a zero coefficient are left out, so x = ±inf gives
-    the limit instead of 0·inf."""
-    if math.isnan(x):
-        return x, x
+def logit_terms(x):
+    """Per-form math for a logit x, with q = σ(x): -log σ(x) = softplus(-x), -log(1-σ(x)) =
+    softplus(x), their derivatives -σ(-x) and σ(x), q, 1-q = σ(-x) and dq/dx = σ(x)σ(-x);
+    softplus(t) = max(t, 0) + log1p(exp(-|t|)) is finite for every finite x."""
     e = math.exp(-abs(x))
     log_term = math.log1p(e)
-    a = pos_weight * y
-    b = 1.0 - y
-    loss = 0.0
-    if a != 0.0:
-        loss += a * (max(-x, 0.0) + log_term)
-    if b != 0.0:
-        loss += b * (max(x, 0.0) + log_term)
     inv = 1.0 / (1.0 + e)
     sigmoid_x = inv if x >= 0.0 else e * inv
     sigmoid_minus_x = e * inv if x >= 0.0 else inv
-    return loss, b * sigmoid_x - a * sigmoid_minus_x
+    return (max(-x, 0.0) + log_term, max(x, 0.0) + log_term, -sigmoid_minus_x, sigmoid_x,
+            sigmoid_x, sigmoid_minus_x, sigmoid_x * sigmoid_minus_x)
 
 
 @njit(cache=True)
-def weighted_element(y, p, w, pos_weight, from_logits, eps, keep, shift, nan_mode):
-    """(error bits, weight, weighted loss, weighted gradient) of one unmasked element.
-    An element that is not counted (bad or omitted) has weight 0."""
-    if math.isnan(y) or math.isnan(p):
+def weighted_element(y, v, w, pos_weight, from_logits, eps, keep, shift, nan_mode, gamma, alpha):
+    """One unmasked element: (error bits, counted, w, w·loss, w·dloss/dv, w·y, w·q, w·positive part,
+    w·negative part). Loss = α_t·(1-p_t)^γ·(pw·y·(-log q) + (1-y)·(-log(1-q))) with y smoothed,
+    p_t = q·y + (1-q)·(1-y), α_t = α·y + (1-α)·(1-y) (α < 0: no α factor; γ = 0, α < 0: plain BCE).
+    A term with a zero coefficient is left out, so that logits ±inf give the limit, not 0·inf."""
+    if math.isnan(y) or math.isnan(v):
         if nan_mode == NAN_RAISE:
-            return FLAG_NAN, 0.0, 0.0, 0.0
+            return FLAG_NAN, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
         if nan_mode == NAN_OMIT:
-            return 0, 0.0, 0.0, 0.0
+            return 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
     bad = 0
     if y < 0.0 or y > 1.0:
         bad |= FLAG_LABEL
-    if not from_logits and (p < 0.0 or p > 1.0):
+    if not from_logits and (v < 0.0 or v > 1.0):
         bad |= FLAG_PRED
     if not (0.0 <= w < math.inf):
         bad |= FLAG_WEIGHT
     if not (0.0 <= pos_weight < math.inf):
         bad |= FLAG_POS_WEIGHT
     if bad:
-        return bad, 0.0, 0.0, 0.0
-    smoothed = y * keep + shift
+        return bad, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
+    if math.isnan(v):
+        return 0, 1.0, w, v, v, w * y, v, v, v
+    y = y * keep + shift
     if from_logits:
-        loss, grad = logit_loss_grad(smoothed, p, pos_weight)
+        nll_pos, nll_neg, d_pos, d_neg, q, q_bar, dq = logit_terms(v)
     else:
-        loss, grad = prob_loss_grad(smoothed, p, pos_weight, eps)
-    return 0, w, w * loss, w * grad
+        nll_pos, nll_neg, d_pos, d_neg, q, q_bar, dq = prob_terms(v, eps)
+    a = pos_weight * y
+    b = 1.0 - y
+    positive = a * nll_pos if a != 0.0 else 0.0
+    negative = b * nll_neg if b != 0.0 else 0.0
+    loss = positive + negative
+    grad = a * d_pos + b * d_neg
+    if gamma != 0.0 or alpha >= 0.0:
+        one_minus_pt = y * q_bar + b * q
+        alpha_t = alpha * y + (1.0 - alpha) * b if alpha >= 0.0 else 1.0
+        modulation = one_minus_pt ** gamma
+        d_modulation = 0.0
+        if gamma != 0.0 and one_minus_pt > 0.0:
+            d_modulation = gamma * one_minus_pt ** (gamma - 1.0) * (b - y) * dq
+        grad = alpha_t * (modulation * grad + d_modulation * loss)
+        loss = alpha_t * modulation * loss
+    return 0, 1.0, w, w * loss, w * grad, w * y, w * q, w * positive, w * negative
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def _bce_pass(y, p, w, pw, mask, groups, y_half, p_half, from_logits, eps, smoothing, nan_mode,
-              mode, rows_per_chunk, sums, loss_out, grad_out, write_loss, write_grad,
+              gamma, alpha, mode, rows_per_chunk, sums, loss_out, grad_out, write_loss, write_grad,
               row_scale, col_scale, flags):
     n_rows, n_cols = p.shape
     n_slots = sums.shape[1]
+    score_stats = sums.shape[2] > 2
     keep = 1.0 - smoothing
     shift = 0.5 * smoothing
     per_row_scale = row_scale.shape[0] > 1
     per_col_scale = col_scale.shape[0] > 1
     for chunk in prange(flags.shape[0]):
-        start = chunk * rows_per_chunk
-        stop = min(n_rows, start + rows_per_chunk)
+        k = np.int64(0) if mode == MODE_ROWS else np.int64(chunk)
         bad = 0
-        chunk_loss = 0.0
-        chunk_weight = 0.0
-        for i in range(start, stop):
-            slot = 0
-            if mode == MODE_GROUPS:
-                slot = groups[i]
-                if slot < 0 or slot >= n_slots:
+        for i in range(chunk * rows_per_chunk, min(n_rows, (chunk + 1) * rows_per_chunk)):
+            row_slot = 0
+            if mode == MODE_ROWS:
+                row_slot = i
+            elif mode == MODE_GROUPS:
+                row_slot = groups[i]
+                if row_slot < 0 or row_slot >= n_slots:
                     bad |= FLAG_GROUP
                     continue
             r_scale = row_scale[i] if per_row_scale else row_scale[0]
-            row_loss = 0.0
-            row_weight = 0.0
             for j in range(n_cols):
-                weight = 0.0
-                loss = 0.0
-                grad = 0.0
-                if mask[i, j]:
-                    bits, weight, loss, grad = weighted_element(
-                        load(y, i, j, y_half), load(p, i, j, p_half), np.float64(w[i, j]),
-                        np.float64(pw[i, j]), from_logits, eps, keep, shift, nan_mode)
-                    bad |= bits
-                row_loss += loss
-                row_weight += weight
-                if mode == MODE_COLS:
-                    sums[chunk, j, 0] += loss
-                    sums[chunk, j, 1] += weight
+                if not mask[i, j]:
+                    if write_loss:
+                        loss_out[i, j] = 0.0
+                    if write_grad:
+                        grad_out[i, j] = 0.0
+                    continue
+                bits, counted, weight, loss, grad, wy, wq, positive, negative = weighted_element(
+                    load(y, i, j, y_half), load(p, i, j, p_half), np.float64(w[i, j]),
+                    np.float64(pw[i, j]), from_logits, eps, keep, shift, nan_mode, gamma, alpha)
+                bad |= bits
+                slot = j if mode == MODE_COLS else row_slot
+                sums[k, slot, 0] += loss
+                sums[k, slot, 1] += weight
+                if score_stats:
+                    sums[k, slot, 2] += counted
+                    sums[k, slot, 3] += wy
+                    sums[k, slot, 4] += wq
+                    sums[k, slot, 5] += positive
+                    sums[k, slot, 6] += negative
                 if write_loss:
                     loss_out[i, j] = loss
                 if write_grad:
                     c_scale = col_scale[j] if per_col_scale else col_scale[0]
                     grad_out[i, j] = grad * r_scale * c_scale
-            if mode == MODE_ROWS:
-                sums[0, i, 0] = row_loss
-                sums[0, i, 1] = row_weight
-            elif mode == MODE_GROUPS:
-                sums[chunk, slot, 0] += row_loss
-                sums[chunk, slot, 1] += row_weight
-            elif mode == MODE_ALL:
-                chunk_loss += row_loss
-                chunk_weight += row_weight
-        if mode == MODE_ALL:
-            sums[chunk, 0, 0] = chunk_loss
-            sums[chunk, 0, 1] = chunk_weight
         flags[chunk] = bad
 
 
 def bce_pass(y, p, w, pw, mask, groups, y_half, p_half, from_logits, eps, smoothing, nan_mode,
-             mode, rows_per_chunk, sums, loss_out, grad_out, row_scale, col_scale, flags, n_threads):
+             gamma, alpha, mode, rows_per_chunk, sums, loss_out, grad_out, row_scale, col_scale,
+             flags, n_threads):
     """Run the pass on ``n_threads`` threads; ``loss_out``/``grad_out`` may be None (not wanted)."""
     out_dtype = np.float64 if p.dtype == np.float64 else np.float32
     placeholder = np.empty((1, 1), out_dtype)  # same type as a real output: no extra compilation
     numba.set_num_threads(n_threads)  # thread-local in Numba: concurrent callers do not interfere
     _bce_pass(y, p, w, pw, mask, groups, y_half, p_half, from_logits, eps, smoothing, nan_mode,
-              mode, rows_per_chunk, sums,
+              gamma, alpha, mode, rows_per_chunk, sums,
               placeholder if loss_out is None else loss_out,
               placeholder if grad_out is None else grad_out,
               loss_out is not None, grad_out is not None, row_scale, col_scale, flags)

@@ -32,32 +32,47 @@ def _not_finite_or_negative(values):
     return ~((values >= 0.0) & (values < np.inf))
 
 
-def prob_loss_grad(y, p, pos_weight, eps):
-    """Loss -(pw·y·log q + (1-y)·log(1-q)), q = clip(p, eps, 1-eps), and d/dp (0 where clipped)."""
+def prob_terms(p, eps):
+    """-log q, -log(1-q), their derivatives in p (0 where clipped), q, 1-q, dq/dp; q = clip(p, eps, 1-eps)."""
     q = np.clip(p, eps, 1.0 - eps)
-    loss = -(pos_weight * y * np.log(q) + (1.0 - y) * np.log1p(-q))
-    inside = (p >= eps) & (p <= 1.0 - eps)
-    grad = np.where(inside, (1.0 - y) / (1.0 - q) - pos_weight * y / q, 0.0)
-    return loss, np.where(np.isnan(p), p, grad)
+    inside = ((p >= eps) & (p <= 1.0 - eps)).astype(np.float64)
+    return -np.log(q), -np.log1p(-q), -inside / q, inside / (1.0 - q), q, 1.0 - q, inside
 
 
-def logit_loss_grad(y, x, pos_weight):
-    """Loss pw·y·softplus(-x) + (1-y)·softplus(x) and d/dx = (1-y)·σ(x) - pw·y·σ(-x);
-    zero-coefficient terms are left out so that x = ±inf gives the limit."""
+def logit_terms(x):
+    """softplus(-x), softplus(x), -σ(-x), σ(x), σ(x), σ(-x), σ(x)σ(-x), computed stably."""
     e = np.exp(-np.abs(x))
     log_term = np.log1p(e)
-    a = pos_weight * y
-    b = 1.0 - y
-    loss = (np.where(a != 0.0, a * (np.maximum(-x, 0.0) + log_term), 0.0)
-            + np.where(b != 0.0, b * (np.maximum(x, 0.0) + log_term), 0.0))
     sigmoid_x = np.where(x >= 0.0, 1.0, e) / (1.0 + e)
     sigmoid_minus_x = np.where(x >= 0.0, e, 1.0) / (1.0 + e)
-    grad = b * sigmoid_x - a * sigmoid_minus_x
-    return np.where(np.isnan(x), x, loss), np.where(np.isnan(x), x, grad)
+    return (np.maximum(-x, 0.0) + log_term, np.maximum(x, 0.0) + log_term, -sigmoid_minus_x,
+            sigmoid_x, sigmoid_x, sigmoid_minus_x, sigmoid_x * sigmoid_minus_x)
+
+
+def element_terms(y, v, pos_weight, from_logits, eps, gamma, alpha):
+    """(loss, dloss/dv, q, positive part, negative part) of every element; see the Numba kernel."""
+    nll_pos, nll_neg, d_pos, d_neg, q, q_bar, dq = logit_terms(v) if from_logits else prob_terms(v, eps)
+    a = pos_weight * y
+    b = 1.0 - y
+    positive = np.where(a != 0.0, a * nll_pos, 0.0)
+    negative = np.where(b != 0.0, b * nll_neg, 0.0)
+    loss = positive + negative
+    grad = a * d_pos + b * d_neg
+    if gamma != 0.0 or alpha >= 0.0:
+        one_minus_pt = y * q_bar + b * q
+        alpha_t = alpha * y + (1.0 - alpha) * b if alpha >= 0.0 else 1.0
+        modulation = one_minus_pt ** gamma
+        d_modulation = np.where((one_minus_pt > 0.0) & (gamma != 0.0),
+                                gamma * one_minus_pt ** (gamma - 1.0) * (b - y) * dq, 0.0)
+        grad = alpha_t * (modulation * grad + d_modulation * loss)
+        loss = alpha_t * modulation * loss
+    nan = np.isnan(v)
+    return tuple(np.where(nan, v, t) for t in (loss, grad, q, positive, negative))
 
 
 def bce_pass(y, p, w, pw, mask, groups, y_half, p_half, from_logits, eps, smoothing, nan_mode,
-             mode, rows_per_chunk, sums, loss_out, grad_out, row_scale, col_scale, flags, n_threads):
+             gamma, alpha, mode, rows_per_chunk, sums, loss_out, grad_out, row_scale, col_scale,
+             flags, n_threads):
     """Same contract as the compiled ``bce_pass``; ``rows_per_chunk`` and ``n_threads`` are unused."""
     shape = p.shape
     y = _as_float64(y, y_half, shape)
@@ -86,27 +101,23 @@ def bce_pass(y, p, w, pw, mask, groups, y_half, p_half, from_logits, eps, smooth
         flags[0] = bad
         if bad:
             return
-        smoothed = y * (1.0 - smoothing) + 0.5 * smoothing
-        if from_logits:
-            loss, grad = logit_loss_grad(smoothed, p, pw)
-        else:
-            loss, grad = prob_loss_grad(smoothed, p, pw, eps)
-        weight = np.where(counted, w, 0.0)
-        loss = np.where(counted, w * loss, 0.0)
+        y = y * (1.0 - smoothing) + 0.5 * smoothing
+        loss, grad, q, positive, negative = element_terms(y, p, pw, from_logits, eps, gamma, alpha)
+        weighted = [np.where(counted, w * term, 0.0) for term in (loss, 1.0, y, q, positive, negative)]
+        stats = (weighted[:2] + [counted.astype(np.float64)] + weighted[2:])[:sums.shape[2]]
         grad = np.where(counted, w * grad, 0.0) * row_scale[:, None] * col_scale[None, :]
 
-    if mode == MODE_ALL:
-        sums[0, 0] = loss.sum(), weight.sum()
-    elif mode == MODE_ROWS:
-        sums[0, :, 0], sums[0, :, 1] = loss.sum(axis=1), weight.sum(axis=1)
-    elif mode == MODE_COLS:
-        sums[0, :, 0], sums[0, :, 1] = loss.sum(axis=0), weight.sum(axis=0)
-    else:
-        n_groups = sums.shape[1]
-        groups = groups.astype(np.intp)
-        sums[0, :, 0] = np.bincount(groups, weights=loss.sum(axis=1), minlength=n_groups)
-        sums[0, :, 1] = np.bincount(groups, weights=weight.sum(axis=1), minlength=n_groups)
+    for index, stat in enumerate(stats):
+        if mode == MODE_ALL:
+            sums[0, 0, index] = stat.sum()
+        elif mode == MODE_ROWS:
+            sums[0, :, index] = stat.sum(axis=1)
+        elif mode == MODE_COLS:
+            sums[0, :, index] = stat.sum(axis=0)
+        else:
+            sums[0, :, index] = np.bincount(groups.astype(np.intp), weights=stat.sum(axis=1),
+                                            minlength=sums.shape[1])
     if loss_out is not None:
-        loss_out[...] = loss
+        loss_out[...] = stats[0]
     if grad_out is not None:
         grad_out[...] = grad
