@@ -4,8 +4,19 @@ Compiled, parallel CPU kernels (Numba; Cython/OpenMP where built) behind one API
 reference backend. See README.md for the conventions.
 """
 
-from ._api import bce, bce_grad, bce_value_and_grad
+from ._api import (
+    bce,
+    bce_grad,
+    bce_value_and_grad,
+    focal_bce,
+    focal_bce_grad,
+    focal_bce_value_and_grad,
+)
+from ._score import Accumulator, ScoreResult, score
 from ._threads import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
-__all__ = ["bce", "bce_grad", "bce_value_and_grad", "get_num_threads", "set_num_threads"]
+__all__ = [
+    "bce", "bce_grad", "bce_value_and_grad", "focal_bce", "focal_bce_grad", "focal_bce_value_and_grad",
+    "score", "Accumulator", "ScoreResult", "get_num_threads", "set_num_threads",
+]

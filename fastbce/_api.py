@@ -165,36 +165,52 @@ _COMMON_DOC = """
 """
 
 
-def _doc(function):
-    function.__doc__ = function.__doc__.replace("{common}", _COMMON_DOC)
-    return function
+def _plan(arguments):
+    """The Plan of a public function's arguments (its ``locals()``)."""
+    return make_plan(**{name: value for name, value in arguments.items()
+                        if name not in ("n_threads", "backend", "out")})
 
 
-@_doc
+_RETURNS_VALUE = """
+    Returns
+    -------
+    float for a full reduction; float64 array per label, sample or group; for ``reduction="none"``
+    the weighted element losses as an array of y_pred's dtype (float32 for float16 input).
+"""
+_GROUPS_DOC = """    groups : integer array (n_samples,), optional
+        Reduce per group: returns one value per group id in [0, n_groups).
+    n_groups : int, optional
+        Number of groups (default: ``groups.max() + 1``, which costs a pass over ``groups``).
+"""
+_OUT_DOC = """    out : array of y_pred's shape and output dtype, optional
+        Where to write the gradient.
+"""
+_FOCAL_DOC = """    gamma : float >= 0
+        Focusing exponent γ (0 gives the plain BCE).
+    alpha : float in [0, 1] or None
+        Class balance: α_t = α·y + (1-α)·(1-y); None means no α factor.
+"""
+
+
+def _doc(*parts):
+    def decorate(function):
+        function.__doc__ = function.__doc__.replace("{parameters}", _COMMON_DOC + "".join(parts))
+        return function
+    return decorate
+
+
+@_doc(_GROUPS_DOC, _RETURNS_VALUE)
 def bce(y_true, y_pred, *, from_logits=False, eps=1e-7, sample_weight=None, pos_weight=None,
         label_smoothing=0.0, mask=None, nan_policy="propagate", reduction="mean", axis=None,
         groups=None, n_groups=None, n_threads=None, backend=None):
     """Binary cross entropy ``l = -[pw·y·log(p) + (1-y)·log(1-p)]``, reduced in one pass.
 
     Parameters
-    ----------{common}    groups : integer array (n_samples,), optional
-        Reduce per group: returns one value per group id in [0, n_groups).
-    n_groups : int, optional
-        Number of groups (default: ``groups.max() + 1``, which costs a pass over ``groups``).
-
-    Returns
-    -------
-    float for a full reduction; float64 array per label, sample or group; for ``reduction="none"``
-    the weighted element losses as an array of y_pred's dtype (float32 for float16 input).
-    """
-    plan = make_plan(y_true, y_pred, from_logits=from_logits, eps=eps, sample_weight=sample_weight,
-                     pos_weight=pos_weight, label_smoothing=label_smoothing, mask=mask,
-                     nan_policy=nan_policy, reduction=reduction, axis=axis, groups=groups,
-                     n_groups=n_groups)
-    return _run(plan, backend, n_threads, want_grad=False)[0]
+    ----------{parameters}"""
+    return _run(_plan(locals()), backend, n_threads, want_grad=False)[0]
 
 
-@_doc
+@_doc(_OUT_DOC)
 def bce_grad(y_true, y_pred, *, from_logits=False, eps=1e-7, sample_weight=None, pos_weight=None,
              label_smoothing=0.0, mask=None, nan_policy="propagate", reduction="mean", axis=None,
              n_threads=None, backend=None, out=None):
@@ -202,33 +218,58 @@ def bce_grad(y_true, y_pred, *, from_logits=False, eps=1e-7, sample_weight=None,
 
     It is the exact derivative of the value ``bce`` returns: ``w·dl/dp`` scaled by ``1/Σw`` of the
     reduced axis for ``reduction="mean"``; with probabilities, the derivative of the clipped loss
-    (0 where p is outside [eps, 1-eps]).
+    (0 where p is outside [eps, 1-eps]). Returns an array of y_pred's shape and output dtype.
 
     Parameters
-    ----------{common}    out : array of y_pred's shape and output dtype, optional
-        Where to write the gradient.
-
-    Returns
-    -------
-    Array of y_pred's shape and dtype (float32 for float16 input).
-    """
-    plan = make_plan(y_true, y_pred, from_logits=from_logits, eps=eps, sample_weight=sample_weight,
-                     pos_weight=pos_weight, label_smoothing=label_smoothing, mask=mask,
-                     nan_policy=nan_policy, reduction=reduction, axis=axis)
-    return _run(plan, backend, n_threads, want_grad=True, out=out)[1]
+    ----------{parameters}"""
+    return _run(_plan(locals()), backend, n_threads, want_grad=True, out=out)[1]
 
 
-@_doc
+@_doc(_OUT_DOC)
 def bce_value_and_grad(y_true, y_pred, *, from_logits=False, eps=1e-7, sample_weight=None,
                        pos_weight=None, label_smoothing=0.0, mask=None, nan_policy="propagate",
                        reduction="mean", axis=None, n_threads=None, backend=None, out=None):
     """``(bce(...), bce_grad(...))`` computed in one fused pass over the data.
 
     Parameters
-    ----------{common}    out : array of y_pred's shape and output dtype, optional
-        Where to write the gradient.
-    """
-    plan = make_plan(y_true, y_pred, from_logits=from_logits, eps=eps, sample_weight=sample_weight,
-                     pos_weight=pos_weight, label_smoothing=label_smoothing, mask=mask,
-                     nan_policy=nan_policy, reduction=reduction, axis=axis)
-    return _run(plan, backend, n_threads, want_grad=True, out=out)
+    ----------{parameters}"""
+    return _run(_plan(locals()), backend, n_threads, want_grad=True, out=out)
+
+
+@_doc(_FOCAL_DOC, _GROUPS_DOC, _RETURNS_VALUE)
+def focal_bce(y_true, y_pred, *, gamma=2.0, alpha=None, from_logits=False, eps=1e-7,
+              sample_weight=None, pos_weight=None, label_smoothing=0.0, mask=None,
+              nan_policy="propagate", reduction="mean", axis=None, groups=None, n_groups=None,
+              n_threads=None, backend=None):
+    """Focal loss ``FL = α_t·(1-p_t)^γ·CE`` with ``p_t = p·y + (1-p)·(1-y)``, reduced in one pass.
+
+    CE is the element loss of :func:`bce` (with pos_weight and label smoothing); p is the clipped
+    probability, or σ(x) from logits (computed stably). γ=0, α=None gives :func:`bce`.
+
+    Parameters
+    ----------{parameters}"""
+    return _run(_plan(locals()), backend, n_threads, want_grad=False)[0]
+
+
+@_doc(_FOCAL_DOC, _OUT_DOC)
+def focal_bce_grad(y_true, y_pred, *, gamma=2.0, alpha=None, from_logits=False, eps=1e-7,
+                   sample_weight=None, pos_weight=None, label_smoothing=0.0, mask=None,
+                   nan_policy="propagate", reduction="mean", axis=None, n_threads=None,
+                   backend=None, out=None):
+    """Gradient of :func:`focal_bce` with respect to ``y_pred`` (exact, as for :func:`bce_grad`).
+
+    Parameters
+    ----------{parameters}"""
+    return _run(_plan(locals()), backend, n_threads, want_grad=True, out=out)[1]
+
+
+@_doc(_FOCAL_DOC, _OUT_DOC)
+def focal_bce_value_and_grad(y_true, y_pred, *, gamma=2.0, alpha=None, from_logits=False,
+                             eps=1e-7, sample_weight=None, pos_weight=None, label_smoothing=0.0,
+                             mask=None, nan_policy="propagate", reduction="mean", axis=None,
+                             n_threads=None, backend=None, out=None):
+    """``(focal_bce(...), focal_bce_grad(...))`` computed in one fused pass over the data.
+
+    Parameters
+    ----------{parameters}"""
+    return _run(_plan(locals()), backend, n_threads, want_grad=True, out=out)
