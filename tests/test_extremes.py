@@ -1,0 +1,197 @@
+"""Extreme inputs: probabilities on and beyond the clip bounds, huge and infinite logits, NaN under
+every nan_policy. Values are checked by hand, not just 'no crash'."""
+
+import numpy as np
+import pytest
+
+import fastbce
+from helpers import check
+
+LOG_EPS = -np.log(1e-7)  # the loss of a fully wrong prediction, clipped at eps = 1e-7
+
+
+@pytest.mark.parametrize("p_dtype", [np.float64, np.float32])
+def test_probabilities_at_and_beyond_the_bounds(backend, p_dtype):
+    p = np.array([0.0, 1.0, 1e-30, 1 - 1e-16, 1e-7, 1 - 1e-7, 0.5], dtype=p_dtype)
+    for label in (0.0, 1.0, 0.5):
+        y = np.full(p.shape, label)
+        check(backend, y, p, reduction="none")
+        check(backend, y, p, reduction="mean")
+    if p_dtype != np.float64:
+        return
+    y = np.ones(7)
+    losses = fastbce.bce(y, p, backend=backend, reduction="none")
+    # p = 0 and 1e-30 clip to eps; p = 1 and 1 - 1e-16 clip to 1 - eps
+    np.testing.assert_allclose(losses[[0, 2]], LOG_EPS, rtol=1e-14)
+    np.testing.assert_allclose(losses[[1, 3]], -np.log(1.0 - 1e-7), rtol=1e-12)  # q = 1 - eps rounded
+    assert np.isfinite(fastbce.bce(np.zeros(7), p, backend=backend, reduction="none")).all()
+    grad = fastbce.bce_grad(y, p, backend=backend, reduction="none")
+    # zero outside [eps, 1-eps]; inclusive bounds: exactly eps and 1-eps still have a gradient
+    assert (grad[:4] == 0.0).all()
+    assert grad[4] == pytest.approx(-1e7, rel=1e-12)
+    assert grad[5] == pytest.approx(-1.0 / (1.0 - 1e-7), rel=1e-12)
+    assert grad[6] == pytest.approx(-2.0, rel=1e-14)
+
+
+def test_exactly_eps_in_every_float_dtype(backend):
+    """eps = 2**-10 is exact in float16/32/64: p = eps and p = 1 - eps lie inside the clip range."""
+    eps = 2.0 ** -10
+    for dtype in (np.float16, np.float32, np.float64):
+        p = np.array([eps, 1 - eps, eps / 2, 1 - eps / 4], dtype=dtype)
+        y = np.array([1.0, 0.0, 1.0, 0.0], dtype=dtype)
+        grad = fastbce.bce_grad(y, p, eps=eps, backend=backend, reduction="none")
+        np.testing.assert_allclose(grad, [-1 / eps, 1 / eps, 0.0, 0.0], rtol=1e-6)
+        losses = fastbce.bce(y, p, eps=eps, backend=backend, reduction="none")
+        np.testing.assert_allclose(losses, -np.log(eps), rtol=1e-6)
+
+
+@pytest.mark.parametrize("p_dtype", [np.float64, np.float32])
+def test_extreme_logits(backend, p_dtype):
+    big = np.finfo(p_dtype).max
+    x = np.array([1e4, -1e4, np.inf, -np.inf, big, -big, 0.0], dtype=p_dtype)
+    for label in (0.0, 1.0, 0.5):
+        y = np.full(x.shape, label)
+        check(backend, y, x, from_logits=True, reduction="none")
+        check(backend, y, x, from_logits=True, reduction="none", pos_weight=2.0)
+    # by hand: y = 0 -> softplus(x); y = 1 -> softplus(-x); the limit at ±inf, never NaN
+    loss0 = fastbce.bce(np.zeros(7), x, from_logits=True, backend=backend, reduction="none")
+    np.testing.assert_array_equal(loss0[[0, 1, 2, 3, 5]], [1e4, 0.0, np.inf, 0.0, 0.0])
+    assert loss0[4] == np.float64(big).astype(loss0.dtype) and loss0[6] == pytest.approx(np.log(2))
+    loss1 = fastbce.bce(np.ones(7), x, from_logits=True, backend=backend, reduction="none")
+    np.testing.assert_array_equal(loss1[[0, 1, 2, 3, 4]], [0.0, 1e4, 0.0, np.inf, 0.0])
+    half = fastbce.bce(np.full(7, 0.5), x, from_logits=True, backend=backend, reduction="none")
+    np.testing.assert_allclose(half[[0, 1, 4, 5]], [5e3, 5e3, big / 2, big / 2], rtol=1e-6)
+    assert (half[[2, 3]] == np.inf).all()
+    grad1 = fastbce.bce_grad(np.ones(7), x, from_logits=True, pos_weight=3.0, backend=backend,
+                             reduction="none")
+    np.testing.assert_array_equal(grad1[:6], [0.0, -3.0, 0.0, -3.0, 0.0, -3.0])
+    assert grad1[6] == pytest.approx(-1.5)
+    # reductions over infinite losses are infinite, not NaN
+    assert fastbce.bce(np.zeros(7), x, from_logits=True, backend=backend) == np.inf
+    assert fastbce.bce(np.ones(3), x[[0, 2, 4]], from_logits=True, backend=backend) == 0.0
+
+
+def test_huge_logits_are_finite(backend):
+    """|x| up to float max: finite losses and gradients wherever the limit is finite."""
+    x = np.array([-1e308, -1e4, -745.2, -40.0, 40.0, 745.2, 1e4, 1e308])
+    for label in (0.0, 0.25, 1.0):
+        y = np.full(x.shape, label)
+        assert np.isfinite(fastbce.bce(y, x, from_logits=True, backend=backend, reduction="none")).all()
+        grad = fastbce.bce_grad(y, x, from_logits=True, backend=backend, reduction="none")
+        assert np.isfinite(grad).all() and (np.abs(grad) <= 1.0).all()
+        check(backend, y, x, from_logits=True, reduction="sum")
+
+
+NAN_Y = (3, 1)  # positions of a NaN label and a NaN prediction in a (6, 4) array
+NAN_P = (4, 2)
+
+
+def _nan_data(rng, p_dtype=np.float64):
+    y = (rng.random((6, 4)) < 0.5).astype(p_dtype)
+    p = rng.uniform(0.05, 0.95, (6, 4)).astype(p_dtype)
+    y[NAN_Y] = np.nan
+    p[NAN_P] = np.nan
+    return y, p
+
+
+@pytest.mark.parametrize("p_dtype", [np.float64, np.float32, np.float16])
+def test_nan_propagate(backend, rng, p_dtype):
+    y, p = _nan_data(rng, p_dtype)
+    nan = np.zeros((6, 4), bool)
+    nan[NAN_Y] = nan[NAN_P] = True
+    assert np.isnan(fastbce.bce(y, p, backend=backend))
+    assert np.isnan(fastbce.bce(y, p, backend=backend, reduction="sum"))
+    losses = fastbce.bce(y, p, backend=backend, reduction="none")
+    assert np.array_equal(np.isnan(losses), nan)
+    per_label = fastbce.bce(y, p, backend=backend, axis=0)
+    assert np.array_equal(np.isnan(per_label), [False, True, True, False])
+    per_sample = fastbce.bce(y, p, backend=backend, axis=1)
+    assert np.array_equal(np.isnan(per_sample), [False, False, False, True, True, False])
+    groups = np.array([0, 1, 0, 1, 2, 0])
+    assert np.array_equal(np.isnan(fastbce.bce(y, p, backend=backend, groups=groups)), [False, True, True])
+    for reduction, axis in (("none", None), ("mean", None), ("mean", 0), ("sum", 1)):
+        grad = fastbce.bce_grad(y, p, backend=backend, reduction=reduction, axis=axis)
+        assert np.array_equal(np.isnan(grad), nan), (reduction, axis)
+        check(backend, y, p, reduction=reduction, axis=axis)
+    # a weight of 0 does not hide a NaN; a mask does
+    w = np.ones((6, 4))
+    w[NAN_Y] = w[NAN_P] = 0.0
+    assert np.isnan(fastbce.bce(y, p, sample_weight=w, backend=backend))
+    assert np.isfinite(fastbce.bce(y, p, mask=~nan, backend=backend))
+    assert not np.isnan(fastbce.bce_grad(y, p, mask=~nan, backend=backend)).any()
+
+
+def test_nan_label_with_clipped_prediction(backend):
+    """A NaN label gives a NaN gradient even where p is clipped (the gradient of a NaN loss)."""
+    y = np.array([np.nan, np.nan, 1.0])
+    p = np.array([0.0, 0.5, 1.0])
+    assert np.isnan(fastbce.bce(y, p, backend=backend, reduction="none")[:2]).all()
+    grad = fastbce.bce_grad(y, p, backend=backend, reduction="none")
+    assert np.isnan(grad[:2]).all() and grad[2] == 0.0
+    grad = fastbce.bce_grad(y, p[[1, 1, 2]] * 0 + 5.0, from_logits=True, backend=backend, reduction="none")
+    assert np.isnan(grad[:2]).all()
+
+
+@pytest.mark.parametrize("p_dtype", [np.float64, np.float32])
+def test_nan_raise(backend, rng, p_dtype):
+    y, p = _nan_data(rng, p_dtype)
+    for function in (fastbce.bce, fastbce.bce_grad, fastbce.bce_value_and_grad):
+        with pytest.raises(ValueError, match="NaN"):
+            function(y, p, nan_policy="raise", backend=backend)
+    only_label = np.nan_to_num(p, nan=0.5)
+    with pytest.raises(ValueError, match="y_true or y_pred contains NaN"):
+        fastbce.bce(y, only_label, nan_policy="raise", backend=backend, axis=0)
+    with pytest.raises(ValueError, match="NaN"):
+        fastbce.bce(np.nan_to_num(y), p, nan_policy="raise", backend=backend, groups=np.arange(6))
+    # masked NaNs are not used, so they do not raise, and the result is the masked one
+    mask = ~(np.isnan(y) | np.isnan(p))
+    value = fastbce.bce(y, p, nan_policy="raise", mask=mask, backend=backend)
+    assert value == fastbce.bce(y, p, mask=mask, backend=backend)
+    check(backend, y, p, nan_policy="raise", mask=mask, reduction="mean", axis=0)
+
+
+@pytest.mark.parametrize("p_dtype", [np.float64, np.float32])
+def test_nan_omit(backend, rng, p_dtype):
+    """omit treats NaN elements as masked: the same values as with an explicit mask."""
+    y, p = _nan_data(rng, p_dtype)
+    mask = ~(np.isnan(y) | np.isnan(p))
+    w = rng.random((6, 1)) + 0.5
+    for reduction, axis in (("mean", None), ("sum", None), ("none", None), ("mean", 0), ("mean", 1),
+                            ("sum", 0)):
+        omitted = fastbce.bce(y, p, nan_policy="omit", sample_weight=w, backend=backend,
+                              reduction=reduction, axis=axis)
+        masked = fastbce.bce(y, p, mask=mask, sample_weight=w, backend=backend, reduction=reduction,
+                             axis=axis)
+        np.testing.assert_array_equal(omitted, masked)
+        g_omit = fastbce.bce_grad(y, p, nan_policy="omit", sample_weight=w, backend=backend,
+                                  reduction=reduction, axis=axis)
+        g_mask = fastbce.bce_grad(y, p, mask=mask, sample_weight=w, backend=backend,
+                                  reduction=reduction, axis=axis)
+        np.testing.assert_allclose(g_omit, g_mask, rtol=1e-6 if p_dtype == np.float32 else 1e-14)
+        assert (g_omit[~mask] == 0).all()
+        check(backend, y, p, nan_policy="omit", sample_weight=w, reduction=reduction, axis=axis)
+    groups = np.array([0, 1, 0, 1, 2, 0])
+    np.testing.assert_array_equal(fastbce.bce(y, p, nan_policy="omit", groups=groups, backend=backend),
+                                  fastbce.bce(y, p, mask=mask, groups=groups, backend=backend))
+
+
+def test_nan_omit_everything(backend):
+    """All elements NaN and omitted: the mean is NaN (zero total weight), the sum 0, the gradient 0."""
+    y = np.full((3, 2), np.nan)
+    p = np.full((3, 2), 0.5)
+    assert np.isnan(fastbce.bce(y, p, nan_policy="omit", backend=backend))
+    assert fastbce.bce(y, p, nan_policy="omit", reduction="sum", backend=backend) == 0.0
+    assert (fastbce.bce_grad(y, p, nan_policy="omit", backend=backend) == 0).all()
+    assert (fastbce.bce(y, p, nan_policy="omit", reduction="none", backend=backend) == 0).all()
+
+
+def test_zero_total_weight(backend):
+    """A mean over zero total weight is NaN (not an error) and its gradient is 0."""
+    y, p = np.ones((4, 3)), np.full((4, 3), 0.3)
+    w = np.zeros((4, 3))
+    assert np.isnan(fastbce.bce(y, p, sample_weight=w, backend=backend))
+    assert fastbce.bce(y, p, sample_weight=w, reduction="sum", backend=backend) == 0.0
+    assert (fastbce.bce_grad(y, p, sample_weight=w, backend=backend) == 0).all()
+    assert np.isnan(fastbce.bce(y, p, mask=np.zeros((4, 3), bool), axis=1, backend=backend)).all()
+    value, grad = fastbce.bce_value_and_grad(y, p, mask=np.zeros(3, bool), axis=0, backend=backend)
+    assert np.isnan(value).all() and (grad == 0).all()
