@@ -1,4 +1,4 @@
-"""Command line: ``fastbce demo`` (later issues add more commands)."""
+"""Command line: ``fastbce demo`` and ``fastbce bench`` (later issues add more commands)."""
 
 import argparse
 import statistics
@@ -52,6 +52,12 @@ def demo(args):
     return 0
 
 
+def _add_bench_arguments(parser):
+    from .bench import add_arguments  # light: the heavy imports of fastbce.bench happen on use
+
+    add_arguments(parser)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="fastbce", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -61,8 +67,17 @@ def main(argv=None):
     demo_parser.add_argument("--repeats", type=int, default=5, help="timed runs after the first")
     demo_parser.add_argument("--backend", default="auto", choices=_backends.BACKENDS)
     demo_parser.add_argument("--threads", type=int, default=None, help="default: all cores")
+    bench_parser = commands.add_parser(
+        "bench", help="compare fastbce with NumPy and the frameworks on this machine; "
+                      "writes BENCHMARKS.md, BENCHMARKS.png and BENCHMARKS.json")
+    _add_bench_arguments(bench_parser)
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     try:
+        if args.command == "bench":
+            from .bench import bench_command
+
+            return bench_command(args, argv)
         return demo(args)
     except (ValueError, TypeError, ImportError) as error:
         print(f"fastbce: error: {error}", file=sys.stderr)
