@@ -20,6 +20,7 @@ from ._kernels import (
 )
 
 REDUCTIONS = ("mean", "sum", "none")
+_FLOATS = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 NAN_POLICIES = {"propagate": NAN_PROPAGATE, "raise": NAN_RAISE, "omit": NAN_OMIT}
 
 
@@ -70,10 +71,11 @@ def _as_array(value, name):
 def _check_data(y_true, y_pred):
     y_pred = _as_array(y_pred, "y_pred")
     y_true = _as_array(y_true, "y_true")
-    if y_pred.dtype.kind != "f":
+    # kind "f" alone would let longdouble through, which no compiled kernel takes
+    if y_pred.dtype not in _FLOATS:
         raise TypeError(f"y_pred must be float16, float32 or float64, got {y_pred.dtype}")
-    if y_true.dtype.kind not in "fbiu":
-        raise TypeError(f"y_true must be a float, bool or integer array, got {y_true.dtype}")
+    if y_true.dtype.kind not in "biu" and y_true.dtype not in _FLOATS:
+        raise TypeError(f"y_true must be a float16/32/64, bool or integer array, got {y_true.dtype}")
     if y_pred.ndim not in (1, 2):
         raise ValueError(f"y_pred must be 1-D (n_samples,) or 2-D (n_samples, n_labels), "
                          f"got {y_pred.ndim}-D with shape {y_pred.shape}")

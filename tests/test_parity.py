@@ -1,0 +1,160 @@
+"""Parity with PyTorch and scikit-learn where their conventions coincide with fastbce's.
+
+Where they differ (so the tests below stay inside the common ground):
+- PyTorch ``binary_cross_entropy`` does not clip p; it clamps each log term at -100 instead, so for
+  p = 0 or 1 it gives 100 where fastbce gives -log(eps). The tests keep p in [0.01, 0.99], where
+  neither the clamp nor our clipping (eps = 1e-7) acts.
+- PyTorch's ``reduction="mean"`` divides the weighted sum by the number of elements; fastbce's
+  weighted mean divides by the sum of the weights. They agree without weights; with weights we
+  compare sums, and the weighted mean as sum / Σw.
+- PyTorch's gradient on probabilities is ``(p - y) / max(p(1-p), 1e-12)``; ours is the derivative
+  of the clipped loss (0 where p is clipped). They agree inside [eps, 1-eps].
+- PyTorch has no label smoothing or mask: smoothing is applied to the targets by hand, a mask is a
+  weight of 0 (which in PyTorch still counts in the mean's denominator, hence sums again).
+- scikit-learn ``log_loss`` clips to the machine epsilon of y_pred's dtype (we pass that as eps),
+  accepts only hard labels and one output, and its weighted mean is Σ w·l / Σ w like ours.
+"""
+
+import numpy as np
+import pytest
+
+import fastbce
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+SHAPE = (503, 7)
+
+
+def _t(a):
+    return torch.from_numpy(np.ascontiguousarray(a))
+
+
+def _torch_loss_and_grad(function, target, value, reduction, **kwargs):
+    v = _t(value).clone().requires_grad_(True)
+    loss = function(v, _t(target), reduction=reduction, **{k: _t(a) for k, a in kwargs.items()})
+    loss.sum().backward()
+    return loss.detach().numpy(), v.grad.numpy()
+
+
+def _data(rng, dtype, logits=False, soft=False):
+    y = rng.random(SHAPE) if soft else (rng.random(SHAPE) < 0.4).astype(np.float64)
+    v = rng.normal(0, 5, SHAPE) if logits else rng.uniform(0.01, 0.99, SHAPE)
+    return y.astype(dtype), v.astype(dtype)
+
+
+TOL = {np.float64: dict(rtol=1e-10, atol=1e-12), np.float32: dict(rtol=2e-5, atol=1e-6)}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("soft", [False, True], ids=["hard", "soft"])
+def test_torch_binary_cross_entropy(backend, rng, dtype, soft):
+    y, p = _data(rng, dtype, soft=soft)
+    w = rng.uniform(0.0, 2.0, SHAPE).astype(dtype)
+    tol = TOL[dtype]
+    # unweighted: every reduction, values and autograd gradients
+    for reduction in ("mean", "sum", "none"):
+        expected, expected_grad = _torch_loss_and_grad(F.binary_cross_entropy, y, p, reduction)
+        value, grad = fastbce.bce_value_and_grad(y, p, reduction=reduction, backend=backend)
+        np.testing.assert_allclose(value, expected, **tol)
+        np.testing.assert_allclose(grad, expected_grad, rtol=tol["rtol"], atol=tol["atol"] * 1e3)
+    # weighted: element losses and sums agree; our mean is the sum over Σw
+    for reduction in ("sum", "none"):
+        expected, expected_grad = _torch_loss_and_grad(F.binary_cross_entropy, y, p, reduction, weight=w)
+        value, grad = fastbce.bce_value_and_grad(y, p, sample_weight=w, reduction=reduction,
+                                                 backend=backend)
+        np.testing.assert_allclose(value, expected, **tol)
+        np.testing.assert_allclose(grad, expected_grad, rtol=tol["rtol"], atol=tol["atol"] * 1e3)
+    torch_sum = float(F.binary_cross_entropy(_t(p), _t(y), weight=_t(w), reduction="sum"))
+    assert fastbce.bce(y, p, sample_weight=w, backend=backend) == pytest.approx(
+        torch_sum / w.astype(np.float64).sum(), rel=tol["rtol"])
+    # a per-label weight broadcasts the same way in both
+    w_label = rng.uniform(0.5, 2.0, SHAPE[1]).astype(dtype)
+    expected, _ = _torch_loss_and_grad(F.binary_cross_entropy, y, p, "none", weight=w_label)
+    np.testing.assert_allclose(fastbce.bce(y, p, sample_weight=w_label, reduction="none",
+                                           backend=backend), expected, **tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("soft", [False, True], ids=["hard", "soft"])
+def test_torch_binary_cross_entropy_with_logits(backend, rng, dtype, soft):
+    y, x = _data(rng, dtype, logits=True, soft=soft)
+    x.flat[:4] = [1e4, -1e4, 40.0, -40.0]
+    w = rng.uniform(0.0, 2.0, SHAPE).astype(dtype)
+    pw = rng.uniform(0.2, 4.0, SHAPE[1]).astype(dtype)
+    tol = TOL[dtype]
+    for reduction in ("mean", "sum", "none"):
+        for kwargs in ({}, {"pos_weight": pw}):
+            expected, expected_grad = _torch_loss_and_grad(F.binary_cross_entropy_with_logits, y, x,
+                                                           reduction, **kwargs)
+            value, grad = fastbce.bce_value_and_grad(y, x, from_logits=True, reduction=reduction,
+                                                     backend=backend, **kwargs)
+            np.testing.assert_allclose(value, expected, **tol)
+            np.testing.assert_allclose(grad, expected_grad, **tol)
+    for reduction in ("sum", "none"):
+        expected, expected_grad = _torch_loss_and_grad(F.binary_cross_entropy_with_logits, y, x,
+                                                       reduction, weight=w, pos_weight=pw)
+        value, grad = fastbce.bce_value_and_grad(y, x, from_logits=True, sample_weight=w,
+                                                 pos_weight=pw, reduction=reduction, backend=backend)
+        np.testing.assert_allclose(value, expected, **tol)
+        np.testing.assert_allclose(grad, expected_grad, **tol)
+
+
+def test_torch_label_smoothing_and_mask(backend, rng):
+    """Keras-style smoothing equals PyTorch on smoothed targets; a mask equals a weight of 0 (sums)."""
+    y, x = _data(rng, np.float64, logits=True)
+    s = 0.2
+    mask = rng.random(SHAPE) < 0.7
+    pw = rng.uniform(0.2, 4.0, SHAPE[1])
+    expected, expected_grad = _torch_loss_and_grad(
+        F.binary_cross_entropy_with_logits, y * (1 - s) + s / 2, x, "sum", weight=mask.astype(np.float64),
+        pos_weight=pw)
+    value, grad = fastbce.bce_value_and_grad(y, x, from_logits=True, label_smoothing=s, mask=mask,
+                                             pos_weight=pw, reduction="sum", backend=backend)
+    np.testing.assert_allclose(value, expected, rtol=1e-10)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-10, atol=1e-12)
+    # torch's mean divides by all elements, ours by the unmasked ones
+    torch_mean = float(F.binary_cross_entropy_with_logits(
+        _t(x), _t(y * (1 - s) + s / 2), weight=_t(mask.astype(np.float64)), pos_weight=_t(pw)))
+    ours = fastbce.bce(y, x, from_logits=True, label_smoothing=s, mask=mask, pos_weight=pw,
+                       backend=backend)
+    assert ours == pytest.approx(torch_mean * mask.size / mask.sum(), rel=1e-10)
+
+
+def test_torch_per_axis_means(backend, rng):
+    """axis=0 / axis=1 means equal PyTorch's element losses averaged along that axis."""
+    y, p = _data(rng, np.float64, soft=True)
+    losses = F.binary_cross_entropy(_t(p), _t(y), reduction="none").numpy()
+    np.testing.assert_allclose(fastbce.bce(y, p, axis=0, backend=backend), losses.mean(axis=0), rtol=1e-10)
+    np.testing.assert_allclose(fastbce.bce(y, p, axis=1, backend=backend), losses.mean(axis=1), rtol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_sklearn_log_loss(backend, rng, dtype):
+    metrics = pytest.importorskip("sklearn.metrics")
+    n = 10_001
+    y = (rng.random(n) < 0.3).astype(np.int64)
+    p = rng.random(n).astype(dtype)
+    p[:4] = [0.0, 1.0, 1e-30, 1.0 - 1e-16]  # clipped identically by both (eps = machine epsilon)
+    w = rng.uniform(0.0, 3.0, n)
+    eps = float(np.finfo(dtype).eps)
+    rtol = 1e-12 if dtype == np.float64 else 1e-5
+    y8 = y.astype(np.uint8)
+    assert fastbce.bce(y8, p, eps=eps, backend=backend) == pytest.approx(
+        metrics.log_loss(y, p), rel=rtol)
+    assert fastbce.bce(y8, p, eps=eps, sample_weight=w, backend=backend) == pytest.approx(
+        metrics.log_loss(y, p, sample_weight=w), rel=rtol)
+    assert fastbce.bce(y8, p, eps=eps, sample_weight=w, reduction="sum", backend=backend) == pytest.approx(
+        metrics.log_loss(y, p, sample_weight=w, normalize=False), rel=rtol)
+
+
+def test_sklearn_log_loss_per_label(backend, rng):
+    """axis=0 on (n_samples, n_labels) is log_loss per label column, with per-sample weights."""
+    metrics = pytest.importorskip("sklearn.metrics")
+    y = (rng.random(SHAPE) < 0.5).astype(np.float64)
+    p = rng.random(SHAPE)
+    w = rng.uniform(0.1, 2.0, SHAPE[0])
+    eps = float(np.finfo(np.float64).eps)
+    ours = fastbce.bce(y, p, eps=eps, sample_weight=w[:, None], axis=0, backend=backend)
+    theirs = [metrics.log_loss(y[:, j], p[:, j], sample_weight=w) for j in range(SHAPE[1])]
+    np.testing.assert_allclose(ours, theirs, rtol=1e-12)
