@@ -360,8 +360,12 @@ class NumPy(Contender):
 
     def op_per_group(self, d, threads):
         y, p, g = d["y"], d["p"], d["g"]
-        return lambda: (np.bincount(g, weights=_np_prob_losses(y, p), minlength=N_GROUPS)
-                        / np.bincount(g, minlength=N_GROUPS))
+
+        def run():
+            sums = np.bincount(g, weights=_np_prob_losses(y, p), minlength=N_GROUPS)
+            with np.errstate(invalid="ignore"):  # empty groups: NaN, as in fastbce
+                return sums / np.bincount(g, minlength=N_GROUPS)
+        return run
 
     def op_grad(self, d, threads):
         y, x = d["y"], d["x"]
