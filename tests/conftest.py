@@ -14,6 +14,20 @@ COMPILED_BACKENDS = ["numba"] + (["cython"] if _backends.cython_available() else
 BACKENDS = ["numpy"] + COMPILED_BACKENDS
 
 
+def backend_cases(cases, numba_cases=None):
+    """``(backend, *case)`` tuples for parametrize: every case on every backend, except that Numba
+    runs only ``numba_cases`` (when given). Each new combination of argument dtypes and layouts costs
+    a Numba compilation of several seconds on a cold cache, while its code is the same Python source
+    for every such combination; the other backends get the whole matrix (cheap for them)."""
+    out = []
+    for backend in BACKENDS:
+        for case in cases:
+            if backend == "numba" and numba_cases is not None and case not in numba_cases:
+                continue
+            out.append((backend, *case) if isinstance(case, tuple) else (backend, case))
+    return out
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request):
     """Every backend, the NumPy reference included."""

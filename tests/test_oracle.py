@@ -1,9 +1,10 @@
 """Every backend against the float64 oracle of ``oracle.py``: sizes, dtypes, layouts and every option.
 
 Each distinct combination of dtypes and memory layouts (C, F, strided, read-only) of the arguments
-costs a compilation of the Numba kernel on a cold cache (about 2 s), so the combinations are chosen
-deliberately: sizes, shapes and options vary freely on two dtype pairs, and the dtype and layout
-matrices use the default options.
+costs a compilation of the Numba kernel on a cold cache (several seconds), so the combinations are
+chosen deliberately: sizes, shapes and options vary freely on two dtype pairs, the dtype and layout
+matrices use the default options, and on Numba they are cut to a covering subset (every dtype of each
+argument and every layout at least once; see ``conftest.backend_cases``).
 """
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 
 import fastbce
 from fastbce._api import CHUNK_ELEMENTS
+from conftest import backend_cases
 from helpers import check, make_data, make_labels, make_preds, with_layout
 from oracle import oracle
 
@@ -34,9 +36,14 @@ def _reductions_for(ndim):
     return [(r, a) for r, a in REDUCTIONS if ndim == 2 or a in (None, 0, -1)]
 
 
-@pytest.mark.parametrize("size", SIZES_1D)
-@pytest.mark.parametrize("pair", BASE_PAIRS, ids=PAIR_IDS)
-def test_sizes_1d(backend, rng, size, pair):
+# size 1 makes every broadcast argument contiguous: another Numba signature per pair, so one pair
+SIZE_CASES = [(size, pair) for pair in BASE_PAIRS for size in SIZES_1D]
+NUMBA_SIZE_CASES = [(size, pair) for size, pair in SIZE_CASES if size > 1 or pair == BASE_PAIRS[0]]
+
+
+@pytest.mark.parametrize("backend, size, pair", backend_cases(SIZE_CASES, NUMBA_SIZE_CASES),
+                         ids=lambda v: PAIR_IDS[BASE_PAIRS.index(v)] if v in BASE_PAIRS else str(v))
+def test_sizes_1d(rng, backend, size, pair):
     y, p = make_data(rng, (size,), *pair)
     for reduction, axis in _reductions_for(1):
         check(backend, y, p, reduction=reduction, axis=axis)
@@ -89,9 +96,15 @@ DTYPE_PAIRS = [
 ]
 
 
-@pytest.mark.parametrize("p_dtype, y_dtype", DTYPE_PAIRS,
-                         ids=[f"{np.dtype(p).name}-{np.dtype(y).name}" for p, y in DTYPE_PAIRS])
-def test_dtypes(backend, rng, p_dtype, y_dtype):
+# Numba: every y_pred dtype and every y_true dtype at least once.
+NUMBA_DTYPE_PAIRS = [(np.float64, np.float64), (np.float64, np.bool_), (np.float32, np.int64),
+                     (np.float32, np.uint8), (np.float32, np.float32), (np.float32, np.int8),
+                     (np.float32, np.float16), (np.float16, np.float16)]
+
+
+@pytest.mark.parametrize("backend, p_dtype, y_dtype", backend_cases(DTYPE_PAIRS, NUMBA_DTYPE_PAIRS),
+                         ids=lambda v: v if isinstance(v, str) else np.dtype(v).name)
+def test_dtypes(rng, backend, p_dtype, y_dtype):
     shape = (1201, 29)  # three chunks
     y, p = make_data(rng, shape, p_dtype, y_dtype)
     for reduction, axis in [("mean", None), ("sum", None), ("none", None), ("mean", 0), ("sum", 1)]:
@@ -111,14 +124,15 @@ def test_float16_outputs_are_float32(backend, rng):
 
 
 LAYOUTS = ["F", "strided", "readonly", "memmap"]
+LAYOUT_CASES = [(layout, pair, ndim) for layout in LAYOUTS for pair in PAIR_IDS for ndim in (1, 2)
+                if not (layout == "F" and ndim == 1)]  # a 1-D array is C and F at once
+# Numba: every layout on the float64 pair; the strided one on float32/uint8 too
+NUMBA_LAYOUT_CASES = [c for c in LAYOUT_CASES if c[1] == "f64-f64" or c[0] == "strided"]
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("pair", BASE_PAIRS, ids=PAIR_IDS)
-@pytest.mark.parametrize("ndim", [1, 2])
-def test_layouts(backend, rng, tmp_path, layout, pair, ndim):
-    if layout == "F" and ndim == 1:
-        pytest.skip("a 1-D array is C and F at once")
+@pytest.mark.parametrize("backend, layout, pair, ndim", backend_cases(LAYOUT_CASES, NUMBA_LAYOUT_CASES))
+def test_layouts(rng, tmp_path, backend, layout, pair, ndim):
+    pair = BASE_PAIRS[PAIR_IDS.index(pair)]
     shape = (2 * C + 5,) if ndim == 1 else (1201, 29)
     y0, p0 = make_data(rng, shape, *pair)
     y, p = with_layout(y0, layout, tmp_path), with_layout(p0, layout, tmp_path)
@@ -196,9 +210,14 @@ OPTION_CASES = ["plain", "logits", "eps", "sw-full-f64", "sw-per-label", "sw-per
                 "everything", "everything-logits"]
 
 
-@pytest.mark.parametrize("case", OPTION_CASES)
-@pytest.mark.parametrize("pair", BASE_PAIRS, ids=PAIR_IDS)
-def test_options(backend, rng, pair, case):
+OPTION_PAIR_CASES = [(case, pair) for pair in PAIR_IDS for case in OPTION_CASES]
+# Numba: float32 weights with float32 predictions only
+NUMBA_OPTION_CASES = [c for c in OPTION_PAIR_CASES if c != ("sw-full-f32", "f64-f64")]
+
+
+@pytest.mark.parametrize("backend, case, pair", backend_cases(OPTION_PAIR_CASES, NUMBA_OPTION_CASES))
+def test_options(rng, backend, case, pair):
+    pair = BASE_PAIRS[PAIR_IDS.index(pair)]
     shape = (1201, 29)
     options = _options(rng, shape, case)
     y, p = make_data(rng, shape, *pair, logits=options.get("from_logits", False))
@@ -249,9 +268,13 @@ def test_weighted_mean_definition(backend, rng):
 GROUP_CASES = ["plain", "n_groups", "weights-mask", "int32", "1d", "one-group-masked"]
 
 
-@pytest.mark.parametrize("case", GROUP_CASES)
-@pytest.mark.parametrize("pair", BASE_PAIRS, ids=PAIR_IDS)
-def test_groups(backend, rng, pair, case):
+GROUP_PAIR_CASES = [(case, pair) for pair in PAIR_IDS for case in GROUP_CASES]
+NUMBA_GROUP_CASES = [c for c in GROUP_PAIR_CASES if c != ("int32", "f32-u8")]  # int32 ids once
+
+
+@pytest.mark.parametrize("backend, case, pair", backend_cases(GROUP_PAIR_CASES, NUMBA_GROUP_CASES))
+def test_groups(rng, backend, case, pair):
+    pair = BASE_PAIRS[PAIR_IDS.index(pair)]
     shape = (2 * C + 5,) if case == "1d" else (1201, 29)
     y, p = make_data(rng, shape, *pair)
     groups = rng.integers(0, 6, shape[0])

@@ -43,6 +43,12 @@ def _data(rng, dtype, logits=False, soft=False):
     return y.astype(dtype), v.astype(dtype)
 
 
+def _f64(a):
+    """Weights passed to fastbce as float64 (the same values as PyTorch's float32 ones): float64
+    weights with float32 data are one Numba signature that the other tests compile anyway."""
+    return a.astype(np.float64)
+
+
 TOL = {np.float64: dict(rtol=1e-10, atol=1e-12), np.float32: dict(rtol=2e-5, atol=1e-6)}
 
 
@@ -61,17 +67,17 @@ def test_torch_binary_cross_entropy(backend, rng, dtype, soft):
     # weighted: element losses and sums agree; our mean is the sum over Σw
     for reduction in ("sum", "none"):
         expected, expected_grad = _torch_loss_and_grad(F.binary_cross_entropy, y, p, reduction, weight=w)
-        value, grad = fastbce.bce_value_and_grad(y, p, sample_weight=w, reduction=reduction,
+        value, grad = fastbce.bce_value_and_grad(y, p, sample_weight=_f64(w), reduction=reduction,
                                                  backend=backend)
         np.testing.assert_allclose(value, expected, **tol)
         np.testing.assert_allclose(grad, expected_grad, rtol=tol["rtol"], atol=tol["atol"] * 1e3)
     torch_sum = float(F.binary_cross_entropy(_t(p), _t(y), weight=_t(w), reduction="sum"))
-    assert fastbce.bce(y, p, sample_weight=w, backend=backend) == pytest.approx(
+    assert fastbce.bce(y, p, sample_weight=_f64(w), backend=backend) == pytest.approx(
         torch_sum / w.astype(np.float64).sum(), rel=tol["rtol"])
     # a per-label weight broadcasts the same way in both
     w_label = rng.uniform(0.5, 2.0, SHAPE[1]).astype(dtype)
     expected, _ = _torch_loss_and_grad(F.binary_cross_entropy, y, p, "none", weight=w_label)
-    np.testing.assert_allclose(fastbce.bce(y, p, sample_weight=w_label, reduction="none",
+    np.testing.assert_allclose(fastbce.bce(y, p, sample_weight=_f64(w_label), reduction="none",
                                            backend=backend), expected, **tol)
 
 
@@ -88,14 +94,16 @@ def test_torch_binary_cross_entropy_with_logits(backend, rng, dtype, soft):
             expected, expected_grad = _torch_loss_and_grad(F.binary_cross_entropy_with_logits, y, x,
                                                            reduction, **kwargs)
             value, grad = fastbce.bce_value_and_grad(y, x, from_logits=True, reduction=reduction,
-                                                     backend=backend, **kwargs)
+                                                     backend=backend,
+                                                     **{k: _f64(a) for k, a in kwargs.items()})
             np.testing.assert_allclose(value, expected, **tol)
             np.testing.assert_allclose(grad, expected_grad, **tol)
     for reduction in ("sum", "none"):
         expected, expected_grad = _torch_loss_and_grad(F.binary_cross_entropy_with_logits, y, x,
                                                        reduction, weight=w, pos_weight=pw)
-        value, grad = fastbce.bce_value_and_grad(y, x, from_logits=True, sample_weight=w,
-                                                 pos_weight=pw, reduction=reduction, backend=backend)
+        value, grad = fastbce.bce_value_and_grad(y, x, from_logits=True, sample_weight=_f64(w),
+                                                 pos_weight=_f64(pw), reduction=reduction,
+                                                 backend=backend)
         np.testing.assert_allclose(value, expected, **tol)
         np.testing.assert_allclose(grad, expected_grad, **tol)
 
@@ -139,7 +147,7 @@ def test_sklearn_log_loss(backend, rng, dtype):
     w = rng.uniform(0.0, 3.0, n)
     eps = float(np.finfo(dtype).eps)
     rtol = 1e-12 if dtype == np.float64 else 1e-5
-    y8 = y.astype(np.uint8)
+    y8 = y.astype(np.uint8 if dtype == np.float32 else np.float64)  # the dtype pairs compiled anyway
     assert fastbce.bce(y8, p, eps=eps, backend=backend) == pytest.approx(
         metrics.log_loss(y, p), rel=rtol)
     assert fastbce.bce(y8, p, eps=eps, sample_weight=w, backend=backend) == pytest.approx(
