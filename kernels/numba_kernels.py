@@ -138,7 +138,7 @@ def _bce_pass(y, p, w, pw, mask, groups, y_half, p_half, from_logits, eps, smoot
             if mode == MODE_ROWS:
                 row_slot = i
             elif mode == MODE_GROUPS:
-                row_slot = groups[i]
+                row_slot = np.int64(groups[i])  # uint64 ids would not unify with int64
                 if row_slot < 0 or row_slot >= n_slots:
                     bad |= FLAG_GROUP
                     continue

@@ -114,6 +114,8 @@ FOUND_BY_KERNEL = [
     ("pos-weight-inf-logits", lambda y, p: (y, p, {"pos_weight": np.inf, "from_logits": True}), r"pos_weight"),
     ("groups-too-big", lambda y, p: (y, p, {"groups": np.arange(R), "n_groups": 5}), r"groups has ids outside \[0, n_groups\)"),
     ("groups-negative", lambda y, p: (y, p, {"groups": np.arange(R) - 1}), r"groups has ids outside"),
+    ("groups-uint64-huge", lambda y, p: (y, p, {"groups": np.arange(R, dtype=np.uint64) + np.uint64(2**63),
+                                                "n_groups": 5}), r"groups has ids outside"),
     ("groups-negative-n", lambda y, p: (y, p, {"groups": np.arange(R) - 1, "n_groups": 20}), r"groups has ids outside"),
 ]
 

@@ -265,11 +265,12 @@ def test_weighted_mean_definition(backend, rng):
     assert (fastbce.bce_grad(y, p, backend=backend, mask=m)[~m] == 0).all()
 
 
-GROUP_CASES = ["plain", "n_groups", "weights-mask", "int32", "1d", "one-group-masked"]
+GROUP_CASES = ["plain", "n_groups", "weights-mask", "int32", "uint64", "1d", "one-group-masked"]
 
 
 GROUP_PAIR_CASES = [(case, pair) for pair in PAIR_IDS for case in GROUP_CASES]
-NUMBA_GROUP_CASES = [c for c in GROUP_PAIR_CASES if c != ("int32", "f32-u8")]  # int32 ids once
+# other id dtypes once each on Numba
+NUMBA_GROUP_CASES = [c for c in GROUP_PAIR_CASES if c not in (("int32", "f32-u8"), ("uint64", "f32-u8"))]
 
 
 @pytest.mark.parametrize("backend, case, pair", backend_cases(GROUP_PAIR_CASES, NUMBA_GROUP_CASES))
@@ -284,8 +285,8 @@ def test_groups(rng, backend, case, pair):
     if case == "weights-mask":
         options = {"sample_weight": rng.random((shape[0], 1)), "mask": rng.random(shape) < 0.8,
                    "pos_weight": rng.random(shape[1]) + 0.5}
-    if case == "int32":
-        groups = groups.astype(np.int32)
+    if case in ("int32", "uint64"):
+        groups = groups.astype(case)
     if case == "one-group-masked":
         options["mask"] = (groups != 4)[:, None]
     for reduction in ("mean", "sum"):
