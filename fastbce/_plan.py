@@ -178,6 +178,8 @@ def make_plan(y_true, y_pred, *, from_logits, eps, sample_weight, pos_weight, la
         groups, n_slots = _check_groups(groups, n_groups, n_rows, axis, reduction)
         mode = MODE_GROUPS
     else:
+        if n_groups is not None:
+            raise ValueError("n_groups was given without groups; pass groups (the id of each sample)")
         groups = np.zeros(1, np.intp)
         mode, n_slots = {None: (MODE_ALL, 1), 0: (MODE_COLS, shape[-1]), 1: (MODE_ROWS, n_rows)}[axis]
 

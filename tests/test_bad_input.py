@@ -81,6 +81,7 @@ CHECKED_BEFORE_KERNEL = [
     ("groups-with-axis", lambda y, p: (y, p, {"groups": np.zeros(R, int), "axis": 0}), ValueError, r"groups and axis"),
     ("groups-with-none", lambda y, p: (y, p, {"groups": np.zeros(R, int), "reduction": "none"}), ValueError, r"groups .*'none'"),
     ("groups-all-negative", lambda y, p: (y, p, {"groups": np.full(R, -1)}), ValueError, r"groups"),
+    ("n-groups-without-groups", lambda y, p: (y, p, {"n_groups": 3}), ValueError, r"n_groups was given without groups"),
     ("n-groups-zero", lambda y, p: (y, p, {"groups": np.zeros(R, int), "n_groups": 0}), ValueError, r"n_groups must be a positive integer"),
     ("n-groups-float", lambda y, p: (y, p, {"groups": np.zeros(R, int), "n_groups": 2.0}), (ValueError, TypeError), r"n_groups"),
     ("n-groups-bool", lambda y, p: (y, p, {"groups": np.zeros(R, int), "n_groups": True}), (ValueError, TypeError), r"n_groups"),

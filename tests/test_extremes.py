@@ -203,3 +203,23 @@ def test_zero_total_weight(backend):
     assert np.isnan(fastbce.bce(y, p, mask=np.zeros((4, 3), bool), axis=1, backend=backend)).all()
     value, grad = fastbce.bce_value_and_grad(y, p, mask=np.zeros(3, bool), axis=0, backend=backend)
     assert np.isnan(value).all() and (grad == 0).all()
+
+
+def test_every_float16_value(backend):
+    """All 65536 float16 bit patterns as logits, and every float16 label in [0, 1]: the kernels'
+    float16 decoding (subnormals, ±0, ±inf, NaN) against NumPy's."""
+    x = np.arange(1 << 16, dtype=np.uint16).view(np.float16)
+    y = np.zeros(x.shape, np.float16)
+    y[1::2] = 1.0
+    check(backend, y, x, from_logits=True, reduction="none")
+    check(backend, y, x, from_logits=True, reduction="sum", nan_policy="omit")
+    with pytest.raises(ValueError, match="NaN"):
+        fastbce.bce(y, x, from_logits=True, nan_policy="raise", backend=backend)
+    labels = np.arange(0x3C01, dtype=np.uint16).view(np.float16)  # +0 up to 1.0, subnormals included
+    labels = np.concatenate([labels, -labels[:1]])  # and -0
+    p = np.full(labels.shape, 0.25, np.float16)
+    check(backend, labels, p, reduction="none")
+    check(backend, labels, p, reduction="mean")
+    with pytest.raises(ValueError, match="y_true has values outside"):
+        fastbce.bce(np.array([0.0, -2.0 ** -24], np.float16), np.array([0.5, 0.5], np.float16),
+                    backend=backend)
