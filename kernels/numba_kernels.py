@@ -177,7 +177,10 @@ def bce_pass(y, p, w, pw, mask, groups, y_half, p_half, from_logits, eps, smooth
     """Run the pass on ``n_threads`` threads; ``loss_out``/``grad_out`` may be None (not wanted)."""
     out_dtype = np.float64 if p.dtype == np.float64 else np.float32
     placeholder = np.empty((1, 1), out_dtype)  # same type as a real output: no extra compilation
-    numba.set_num_threads(n_threads)  # thread-local in Numba: concurrent callers do not interfere
+    # thread-local in Numba: concurrent callers do not interfere. Numba refuses more than the
+    # NUMBA_NUM_THREADS it launched with (an environment variable users set); results do not
+    # depend on the thread count, so cap instead of failing.
+    numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
     _bce_pass(y, p, w, pw, mask, groups, y_half, p_half, from_logits, eps, smoothing, nan_mode,
               gamma, alpha, mode, rows_per_chunk, sums,
               placeholder if loss_out is None else loss_out,

@@ -138,3 +138,24 @@ def test_environment_variable_does_not_change_results(compiled_backend, monkeypa
     default = fastbce.bce(y, p, axis=0, backend=compiled_backend)
     monkeypatch.setenv("FASTBCE_NUM_THREADS", "1")
     assert same(fastbce.bce(y, p, axis=0, backend=compiled_backend), default)
+
+
+def test_numba_num_threads_environment_is_respected(big, tmp_path):
+    """NUMBA_NUM_THREADS=1 (set by users and schedulers) caps the Numba backend instead of failing."""
+    import os
+    import subprocess
+    import sys
+
+    y, p = big["y8"].ravel(), big["p32"].ravel()
+    np.save(tmp_path / "y.npy", y)
+    np.save(tmp_path / "p.npy", p)
+    expected = fastbce.bce(y, p, backend="numba", n_threads=1)
+    code = (f"import numpy as np, fastbce; y = np.load({str(tmp_path / 'y.npy')!r}); "
+            f"p = np.load({str(tmp_path / 'p.npy')!r}); "
+            "print(repr(fastbce.bce(y, p, backend='numba', n_threads=2)), repr(fastbce.bce(y, p, backend='numba')))")
+    env = {k: v for k, v in os.environ.items() if k != "FASTBCE_NUM_THREADS"}
+    env["NUMBA_NUM_THREADS"] = "1"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert [float(v) for v in result.stdout.split()] == [expected, expected]
