@@ -6,6 +6,8 @@ float64 into its own slot of ``sums`` and the caller adds the chunks in order, s
 bit-identical for any number of threads. The loop runs without the GIL.
 """
 
+import os
+
 import numpy as np
 
 from libc.math cimport NAN, INFINITY, exp, fabs, isnan, ldexp, log, log1p
@@ -240,10 +242,29 @@ def _same_weight_dtype(w, pw):
     return (widen(w) if w.dtype == np.float32 else w), (widen(pw) if pw.dtype == np.float32 else pw)
 
 
+# GNU OpenMP cannot start a parallel region in a child forked after the parent used one (the
+# child waits forever for threads that were not copied), so such a child runs on one thread.
+_openmp_started = False
+_single_threaded = False
+
+
+def _after_fork_in_child():
+    global _single_threaded
+    _single_threaded = _single_threaded or _openmp_started
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def bce_pass(y, p, w, pw, mask, groups, y_half, p_half, from_logits, eps, smoothing, nan_mode,
              gamma, alpha, mode, rows_per_chunk, sums, loss_out, grad_out, row_scale, col_scale,
              flags, n_threads):
     """Same contract as kernels/numba_kernels.bce_pass; runs with the GIL released."""
+    global _openmp_started
+    if _single_threaded:
+        n_threads = 1
+    elif n_threads > 1:
+        _openmp_started = True
     out_dtype = np.float64 if p.dtype == np.float64 else np.float32
     placeholder = np.empty((1, 1), out_dtype)
     w, pw = _same_weight_dtype(w, pw)

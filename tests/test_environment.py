@@ -1,0 +1,77 @@
+"""Unusual environments: fork after a parallel call, arrays beyond 2**31 elements, memory use."""
+
+import multiprocessing
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import fastbce
+
+
+def _loss_in_child(backend, y, p, queue):
+    queue.put(fastbce.bce(y, p, backend=backend, n_threads=2))
+
+
+@pytest.mark.parametrize("backend", ["cython", "numba"])
+def test_fork_after_a_parallel_call_completes_and_is_correct(backend, rng):
+    """GNU OpenMP hangs in a child forked after a parallel region unless the child runs serially."""
+    y = (rng.random(300_000) < 0.4).astype(np.uint8)
+    p = rng.random(300_000).astype(np.float32)
+    in_parent = fastbce.bce(y, p, backend=backend, n_threads=2)
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_loss_in_child, args=(backend, y, p, queue))
+    child.start()
+    child.join(timeout=60)
+    if child.is_alive():
+        child.kill()
+        pytest.fail(f"{backend}: the forked child hung")
+    assert child.exitcode == 0
+    assert queue.get(timeout=5) == in_parent
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["cython", "numba"])
+def test_more_than_2_31_elements_reduce_correctly(backend):
+    """float16 predictions and uint8 labels, 2**31 + 4097 of them (6 GiB): 64-bit indexing throughout.
+
+    Every element has loss log 2 except the last 4097 (p = 0.25, loss log 4) and, just before
+    2**31, 7 elements with label 0 and p = 0.75 (loss log 4): a 32-bit offset anywhere would read
+    or weigh the wrong elements.
+    """
+    n = 2**31 + 4097
+    y = np.ones(n, np.uint8)
+    p = np.full(n, 0.5, np.float16)
+    p[-4097:] = 0.25
+    y[2**31 - 10:2**31 - 3] = 0
+    p[2**31 - 10:2**31 - 3] = 0.75
+    n_log4 = 4097 + 7
+    expected_sum = (n - n_log4) * np.log(2.0) + n_log4 * np.log(4.0)
+    total = fastbce.bce(y, p, reduction="sum", backend=backend)
+    assert total == pytest.approx(expected_sum, rel=1e-12)
+    groups_sum = fastbce.bce(y[:, None], p[:, None], axis=0, reduction="sum", backend=backend)
+    assert groups_sum[0] == pytest.approx(expected_sum, rel=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["cython", "numba"])
+def test_a_reduction_allocates_only_per_chunk_partial_sums(backend, rng):
+    """Peak extra memory of a mean over 40 MB of input stays at the size of the partial sums."""
+    n = 5_000_000
+    y = (rng.random(n) < 0.4).astype(np.uint8)
+    p = rng.random(n).astype(np.float32)
+    groups = np.arange(n) % 100
+
+    def reductions():
+        fastbce.bce(y, p, sample_weight=np.float32(2.0), backend=backend)
+        fastbce.bce(y, p, groups=groups, n_groups=100, backend=backend)
+
+    reductions()  # loads / compiles the kernels outside the measurement
+    tracemalloc.start()
+    try:
+        reductions()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # 153 chunks x 100 groups x 2 float64 sums = 245 kB; the input is 25 MB
+    assert peak < 1_000_000
