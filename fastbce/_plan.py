@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._frames import from_frames
 from ._kernels import (
     MODE_ALL,
     MODE_COLS,
@@ -158,6 +159,8 @@ def make_plan(y_true, y_pred, *, from_logits, eps, sample_weight, pos_weight, la
     if not isinstance(label_smoothing, (float, int, np.floating)) or not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"label_smoothing must be a number in [0, 1], got {label_smoothing!r}")
 
+    y_true, y_pred, sample_weight, pos_weight, mask, groups = from_frames(
+        y_true, y_pred, sample_weight, pos_weight, mask, groups)
     y_true, y_pred = _check_data(y_true, y_pred)
     shape = y_pred.shape
     axis = _check_axis(axis, y_pred.ndim)
