@@ -97,7 +97,10 @@ def run_pass(plan, backend, n_threads, *, want_grad=False, out=None, n_stats=2):
     loss_out = np.empty(plan.shape, plan.out_dtype) if plan.reduction == "none" else None
     grad = _check_out(out, plan) if want_grad else None
     rescale_after = want_grad and plan.reduction == "mean" and plan.nan_mode == NAN_OMIT
-    row_scale, col_scale = (np.ones(1), np.ones(1)) if rescale_after or not want_grad else _grad_scales(plan)
+    # With nan_policy="omit", Σw is known only after the pass: the kernel scales by Σw of the weights
+    # and mask (NaNs included) so that gradients are in range in float32 as with the other policies,
+    # and the ratio of the two sums corrects them afterwards.
+    row_scale, col_scale = _grad_scales(plan) if want_grad else (np.ones(1), np.ones(1))
 
     kernel.bce_pass(
         plan.y, plan.p, plan.w, plan.pw, plan.mask, plan.groups, plan.y_half, plan.p_half,
@@ -113,8 +116,12 @@ def run_pass(plan, backend, n_threads, *, want_grad=False, out=None, n_stats=2):
     # count, and a rounding error that grows with log(chunks) rather than with their number.
     totals = np.ascontiguousarray(np.moveaxis(sums, 0, -1)).sum(axis=-1)
     if rescale_after:
-        row_scale, col_scale = _grad_scales(plan, totals)
-        plan.as_2d(grad)[...] *= row_scale[:, None] * col_scale[None, :]
+        omit_rows, omit_cols = _grad_scales(plan, totals)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            row_ratio = np.where(row_scale > 0, omit_rows / row_scale, 0.0)
+            col_ratio = np.where(col_scale > 0, omit_cols / col_scale, 0.0)
+        if (row_ratio != 1.0).any() or (col_ratio != 1.0).any():  # some NaN was omitted
+            plan.as_2d(grad)[...] *= row_ratio[:, None] * col_ratio[None, :]
     return totals, loss_out, grad
 
 

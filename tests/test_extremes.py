@@ -223,3 +223,20 @@ def test_every_float16_value(backend):
     with pytest.raises(ValueError, match="y_true has values outside"):
         fastbce.bce(np.array([0.0, -2.0 ** -24], np.float16), np.array([0.5, 0.5], np.float16),
                     backend=backend)
+
+
+@pytest.mark.parametrize("weight", [1e-300, 1e-40, 1e36])
+def test_nan_omit_mean_gradient_with_extreme_weights(backend, weight):
+    """omit + mean on float32 data: the gradient w·g/Σw is of order 1/n whatever the scale of w, so
+    it must not underflow or overflow float32 on the way (the omit path learns Σw after the pass)."""
+    rng = np.random.default_rng(3)
+    y = (rng.random((300, 4)) < 0.5).astype(np.uint8)
+    p = rng.uniform(1e-7, 1.0 - 1e-7, (300, 4)).astype(np.float32)
+    p[::7, 1] = np.nan
+    w = np.full((300, 4), weight)
+    mask = ~np.isnan(p)
+    for axis in (None, 0, 1):
+        omitted = fastbce.bce_grad(y, p, sample_weight=w, nan_policy="omit", axis=axis, backend=backend)
+        masked = fastbce.bce_grad(y, p, sample_weight=w, mask=mask, axis=axis, backend=backend)
+        assert np.isfinite(masked).all() and np.abs(masked).max() > 0
+        np.testing.assert_allclose(omitted, masked, rtol=1e-5, atol=0)
