@@ -76,11 +76,11 @@ def _sums(operands, axis, groups, n_groups, n_stats, options):
         0: ("ijs", {"i": 1}, {"s": n_stats}, (1, -1, n_stats), 0),
         1: ("ijs", {"j": 1}, {"s": n_stats}, (-1, 1, n_stats), 1),
     }[axis]
-    partial = da.blockwise(
+    blocks = da.blockwise(
         _block_sums, out_index, *operands, groups, None if groups is None else "i",
         adjust_chunks=adjust, new_axes=new_axes, dtype=np.float64, shape=shape, n_stats=n_stats,
         axis=axis, n_groups=n_groups, **options)
-    return partial.sum(axis=summed, dtype=np.float64).reshape(-1, n_stats)
+    return blocks.sum(axis=summed, dtype=np.float64).reshape(-1, n_stats)
 
 
 def _finish(totals, reduction):
@@ -92,16 +92,16 @@ def _finish(totals, reduction):
 
 
 def _block_elements(y, p, w, pw, mask, scale, *, grad, backend, n_threads, **options):
-    """The element losses, or the gradient of the sum times ``scale`` (1/Σw), of one block."""
-    out_dtype = np.float64 if p.dtype == np.float64 else np.float32
+    """The element losses, or the gradient of the sum weighted by ``scale`` (1/Σw), of one block."""
     if y.size == 0:
-        return np.zeros(y.shape, out_dtype)
-    arguments = dict(sample_weight=w, pos_weight=pw, mask=mask, backend=backend,
-                     n_threads=n_threads, **options)
-    if not grad:
-        return _api.bce(y, p, reduction="none", **arguments)
-    result = _api.bce_grad(y, p, reduction="sum", **arguments)
-    return result if scale is None else (result * scale).astype(out_dtype, copy=False)
+        return np.zeros(y.shape, np.float64 if p.dtype == np.float64 else np.float32)
+    if scale is not None:  # w/Σw as the weight: the kernel's float64 arithmetic, one rounding
+        w = scale if w is None else w * scale
+    arguments = dict(sample_weight=w, pos_weight=pw, mask=mask, backend=backend, n_threads=n_threads,
+                     **options)
+    if grad:
+        return _api.bce_grad(y, p, reduction="sum", **arguments)
+    return _api.bce(y, p, reduction="none", **arguments)
 
 
 def _elements(operands, ndim, scale, grad, options):
@@ -144,9 +144,9 @@ def bce_grad(y_true, y_pred, *, from_logits=False, eps=1e-7, sample_weight=None,
              n_threads=None, backend=None):
     """Lazy :func:`fastbce.bce_grad`: the gradient block by block, a Dask array of y_pred's shape.
 
-    For ``reduction="mean"`` a first pass adds up Σw (exact partial sums) and each block's
-    gradient of the sum is scaled by 1/Σw: the in-memory gradient exactly for float64
-    predictions, to within one more float32 rounding otherwise.
+    For ``reduction="mean"`` a first pass adds up Σw (exact partial sums); each block then
+    computes the gradient of the sum with weights w/Σw, which equals the in-memory gradient to
+    float64 rounding.
     """
     _check_reduction(reduction, ("mean", "sum"))
     operands, ndim = _operands(y_true, y_pred, sample_weight, pos_weight, mask)
