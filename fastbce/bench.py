@@ -63,9 +63,8 @@ OPERATIONS = {op.name: op for op in (
     Operation("mean", "mean BCE, probabilities, 0/1 labels", ("y", "p")),
     Operation("mean_soft", "mean BCE, probabilities, soft labels", ("ys", "p")),
     Operation("mean_logits", "mean BCE, logits", ("y", "x")),
-    Operation("weighted", f"logits, sample_weight + pos_weight, (n/{N_LABELS} × {N_LABELS})",
-              ("y2", "x2", "w2")),
-    Operation("per_label", f"per-label mean of an (n/{N_LABELS} × {N_LABELS}) matrix", ("y2", "p2")),
+    Operation("weighted", f"logits, sample_weight + pos_weight, {N_LABELS} labels", ("y2", "x2", "w2")),
+    Operation("per_label", f"per-label mean, (n/{N_LABELS} × {N_LABELS}) matrix", ("y2", "p2")),
     Operation("per_group", f"per-group mean, {N_GROUPS:,} groups", ("y", "p", "g")),
     Operation("grad", "gradient of mean BCE w.r.t. logits", ("y", "x"), writes=True),
     Operation("value_and_grad", "fused loss + gradient, logits", ("y", "x"), writes=True),
@@ -125,10 +124,8 @@ def thread_environment(threads):
     """
     env = {name: str(threads) for name in _THREAD_VARIABLES}
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    if threads == 1:
-        env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-    else:
-        env["XLA_FLAGS"] = f"intra_op_parallelism_threads={threads}"
+    eigen = "false" if threads == 1 else "true"
+    env["XLA_FLAGS"] = f"--xla_cpu_multi_thread_eigen={eigen} intra_op_parallelism_threads={threads}"
     return env
 
 
@@ -616,7 +613,8 @@ class TensorFlow(Contender):
         "weighted": "tf.function: Σ w·tf.nn.weighted_cross_entropy_with_logits(y, x, pw) / Σ w "
                     "(Keras has no pos_weight)",
         "per_label": "tf.function: keras.losses.binary_crossentropy(y, p, axis=0)",
-        "per_group": "tf.function: unsorted_segment_mean(binary_crossentropy(y[:, None], p[:, None]), g)",
+        "per_group": "tf.function: unsorted_segment_mean(binary_crossentropy(y[:, None], p[:, None]), g) "
+                     "(0, not NaN, for an empty group)",
         "grad": "tf.function: GradientTape over BinaryCrossentropy(from_logits=True)",
         "value_and_grad": "the same, keeping the loss",
         "focal": f"tf.function: keras.losses.BinaryFocalCrossentropy(apply_class_balancing=True, "
@@ -976,7 +974,7 @@ def run(*, sizes, ops, contenders, threads, budget, min_repeats, memory_size, ou
         "sizes": list(sizes), "ops": list(ops), "threads": list(threads), "budget_s": budget,
         "min_repeats": min_repeats, "memory_size": memory_size, "seed": seed, "reference": reference,
         "contenders": {}},
-        "timings": [], "skips": [], "errors": [], "startup": [], "memory": [], "info": []}
+        "timings": [], "skips": [], "errors": [], "startup": [], "memory": [], "info": [], "workers": []}
     runnable = []
     for name in contenders:
         contender = CONTENDERS[name]
@@ -1019,6 +1017,7 @@ def run(*, sizes, ops, contenders, threads, budget, min_repeats, memory_size, ou
                 config.update(cold_cache=True, startup_only=True)
                 env["NUMBA_CACHE_DIR"] = os.path.join(tmpdir, "cold-numba-cache")
             progress.set_description(f"{name} ×{t}" + (" cold cache" if job.get("cold_cache") else ""))
+            started = time.perf_counter()
             for record in _spawn_worker(config, t, progress, tmpdir, env):
                 kind = record.pop("kind")
                 if kind in ("time", "skip", "error"):
@@ -1029,6 +1028,8 @@ def run(*, sizes, ops, contenders, threads, budget, min_repeats, memory_size, ou
                 key = {"time": "timings", "skip": "skips", "error": "errors", "crash": "errors",
                        "startup": "startup", "memory": "memory", "info": "info"}[kind]
                 results[key].append(record)
+            results["workers"].append({"contender": name, "threads": t, "cold_cache": bool(job.get("cold_cache")),
+                                       "seconds": round(time.perf_counter() - started, 2)})
             done += expected[(name, t, bool(job.get("cold_cache")))]
             if progress.n < done:  # a worker that crashed or skipped ahead
                 progress.n = done
@@ -1140,6 +1141,8 @@ def markdown_report(results):
         f"(fastbce `n_threads`, `numba.set_num_threads`, `torch.set_num_threads`, threadpoolctl, "
         f"OMP/MKL/OpenBLAS variables, XLA_FLAGS, TF intra/inter-op threads) at that count. † = "
         f"a contender without threads: its 1-thread figure, compared with fastbce on all threads.", ""]
+
+    lines += ["Operations: " + "; ".join(f"`{op}` = {OPERATIONS[op].title}" for op in ops) + ".", ""]
 
     def block(size_, title):
         out = [f"## {title}", ""]
@@ -1263,9 +1266,9 @@ def plot(results, path):
     meta = r.meta
     ops, threads, sizes = meta["ops"], meta["threads"], sorted(meta["sizes"])
     contenders = r.contenders_with_results()
-    columns = min(4, len(ops))
+    columns = min(3, len(ops))
     rows_per = -(-len(ops) // columns)
-    figure = plt.figure(figsize=(4.2 * columns, 3.4 * rows_per * len(threads) + 1.3), layout="constrained")
+    figure = plt.figure(figsize=(5.0 * columns, 3.3 * rows_per * len(threads) + 1.3), layout="constrained")
     subfigures = np.atleast_1d(figure.subfigures(len(threads), 1))
     for subfigure, t in zip(subfigures, threads):
         subfigure.suptitle(f"{t} thread{'s' if t > 1 else ''}", fontsize=14, fontweight="bold")

@@ -27,7 +27,7 @@ def _values(result):
 
 @pytest.fixture(scope="module")
 def small_data():
-    return bench.make_data(2000)
+    return bench.make_data(20_000)  # every one of the 1,000 groups has members
 
 
 def test_make_data_shapes_and_dtypes(small_data):
@@ -35,7 +35,7 @@ def test_make_data_shapes_and_dtypes(small_data):
     assert d["y"].dtype == d["p"].dtype == d["x"].dtype == d["ys"].dtype == np.float32
     assert set(np.unique(d["y"])) <= {0.0, 1.0}
     assert 0 < d["p"].min() and d["p"].max() < 1
-    assert d["y2"].shape == (2000 // bench.N_LABELS, bench.N_LABELS)
+    assert d["y2"].shape == (20_000 // bench.N_LABELS, bench.N_LABELS)
     assert np.shares_memory(d["y2"], d["y"])  # 2-D views, no copies
     assert d["g"].dtype == np.int32 and d["g"].max() < bench.N_GROUPS
     with pytest.raises(ValueError, match="multiples"):
