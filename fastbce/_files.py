@@ -1,7 +1,8 @@
 """Data files in record batches for ``fastbce score``: Parquet, CSV, Arrow IPC, ``.npy``, ``.npz``.
 
-Parquet is streamed with ``ParquetFile.iter_batches`` and CSV / Arrow IPC with pyarrow's dataset
-scanner, so memory stays bounded by the batch size whatever the file size. ``.npy`` files are
+Parquet is streamed with ``ParquetFile.iter_batches``, CSV with pyarrow's streaming CSV reader and
+Arrow IPC files batch by batch, so memory stays bounded by the batch (or row group) size whatever
+the file size. ``.npy`` files are
 memory-mapped (a structured array: one column per field); ``.npz`` members are read into memory
 whole, since NumPy cannot memory-map inside a zip archive. Batches hold pyarrow Arrays or NumPy
 views, which the fastbce API reads without copies.
@@ -39,7 +40,8 @@ def _parquet(path):
     _pyarrow()
     import pyarrow.parquet as pq
 
-    file = pq.ParquetFile(path)
+    # pre_buffer (on by default) would read every row group's bytes up front: the whole file
+    file = pq.ParquetFile(path, pre_buffer=False)
 
     def batches(columns, batch_rows):
         for batch in file.iter_batches(batch_size=batch_rows, columns=columns):
@@ -48,18 +50,37 @@ def _parquet(path):
     return DataFile(file.schema_arrow.names, file.metadata.num_rows, batches)
 
 
-def _dataset(path, file_format):
-    _pyarrow()
-    import pyarrow.dataset as ds
+def _sliced(batches, columns, batch_rows):
+    """{column: array} per record batch, cutting batches longer than ``batch_rows`` (zero-copy)."""
+    for batch in batches:
+        for start in range(0, batch.num_rows, batch_rows):
+            part = batch.slice(start, batch_rows)
+            yield {name: part.column(name) for name in columns}
 
-    dataset = ds.dataset(path, format=file_format)
+
+def _csv(path):
+    _pyarrow()
+    from pyarrow import csv
 
     def batches(columns, batch_rows):
-        for batch in dataset.to_batches(columns=columns, batch_size=batch_rows):
-            yield {name: batch.column(name) for name in columns}
+        # a streaming reader: blocks of about 1 MiB are parsed one at a time
+        reader = csv.open_csv(path, convert_options=csv.ConvertOptions(include_columns=columns))
+        yield from _sliced(reader, columns, batch_rows)
 
-    # an IPC file knows its row count from its footer; a CSV file would have to be read
-    return DataFile(dataset.schema.names, dataset.count_rows() if file_format == "ipc" else None, batches)
+    return DataFile(csv.open_csv(path).schema.names, None, batches)  # the row count needs a full read
+
+
+def _ipc(path):
+    _pyarrow()
+    import pyarrow as pa
+
+    reader = pa.ipc.open_file(path)  # read batch by batch, not memory-mapped
+
+    def batches(columns, batch_rows):
+        record_batches = (reader.get_batch(i).select(columns) for i in range(reader.num_record_batches))
+        yield from _sliced(record_batches, columns, batch_rows)
+
+    return DataFile(reader.schema.names, reader.count_rows(), batches)
 
 
 def _numpy(arrays):
@@ -99,6 +120,4 @@ def open_data(path):
     if kind is None:
         raise ValueError(f"cannot tell the format of {path}: expected one of the suffixes "
                          f"{', '.join(SUFFIXES)}")
-    if kind in ("csv", "ipc"):
-        return _dataset(str(path), kind)
-    return {"parquet": _parquet, "npy": _npy, "npz": _npz}[kind](str(path))
+    return {"parquet": _parquet, "csv": _csv, "ipc": _ipc, "npy": _npy, "npz": _npz}[kind](str(path))
