@@ -154,11 +154,24 @@ def test_rejected_before_the_kernel(monkeypatch, backend, function, case, make, 
 
 
 @pytest.mark.parametrize("function, case, make, message", _with_functions(FOUND_BY_KERNEL))
-def test_bad_values(backend, function, case, make, message):
+def test_bad_values(monkeypatch, backend, function, case, make, message):
     y, p, kwargs = make(*_base())
     snap = snapshot(y, p, *kwargs.values())
+    calls = []
+    real = _api.load_backend
+
+    class Counting:  # the error must come from the kernel's one pass, not from a check before it
+        def __init__(self, module):
+            self.module = module
+
+        def bce_pass(self, *args):
+            calls.append(1)
+            return self.module.bce_pass(*args)
+
+    monkeypatch.setattr(_api, "load_backend", lambda name: Counting(real(name)))
     with pytest.raises(ValueError, match=message):
         _call(function, y, p, kwargs, backend)
+    assert len(calls) == 1
     assert_unchanged(snap)
 
 
