@@ -117,7 +117,8 @@ def bce_pass(y, p, w, pw, mask, groups, y_half, p_half, from_logits, eps, smooth
         else:
             sums[0, :, index] = np.bincount(groups.astype(np.intp), weights=stat.sum(axis=1),
                                             minlength=sums.shape[1])
-    if loss_out is not None:
-        loss_out[...] = stats[0]
-    if grad_out is not None:
-        grad_out[...] = grad
+    with np.errstate(over="ignore"):  # beyond float32's range is inf, silently as in the kernels
+        if loss_out is not None:
+            loss_out[...] = stats[0]
+        if grad_out is not None:
+            grad_out[...] = grad
