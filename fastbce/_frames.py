@@ -1,11 +1,12 @@
 """NumPy views of pyarrow, pandas and polars columns, with their nulls turned into the mask.
 
-A column without nulls becomes a NumPy view of its buffer (no copy). A null marks the element as
-masked: the values under nulls are viewed as they are and never read, except for ``groups``,
-whose null slots are filled with group 0 (a copy of ``groups`` alone) because group ids are checked
-under the mask too. The copies that remain: a ChunkedArray of several chunks is combined, a bool
-column (bit-packed in Arrow) becomes one byte per element, and columns with nulls add a bool mask.
-Only libraries that are already imported are looked at: nothing is imported here.
+A numeric column becomes a NumPy view of its buffer through DLPack (no copy). A null marks the
+element as masked: the values under nulls are viewed as they are and never read, except for
+``groups`` and ``mask``, whose null slots are filled with group 0 / False (a copy of that argument
+alone) because group ids are checked under the mask too. The copies that remain: a ChunkedArray
+of several chunks is combined, a bool column (bit-packed in Arrow) becomes one byte per element,
+and columns with nulls add a bool mask. Only libraries already imported are looked at, and
+pyarrow's ``to_numpy`` is avoided: it imports pandas, which costs ``fastbce score`` 0.6 s.
 """
 
 import sys
@@ -31,6 +32,14 @@ def _arrow_of(value):
     return value if isinstance(value, pa.Array) else None
 
 
+def _view(array):
+    """The values of a fixed-width Arrow array as a NumPy view (DLPack), whatever is under its nulls."""
+    import pyarrow as pa
+
+    return np.from_dlpack(pa.Array.from_buffers(array.type, len(array), [None, array.buffers()[1]],
+                                                offset=array.offset))
+
+
 def _to_numpy(value, name):
     """(NumPy array, validity or None) of one argument; NumPy arrays and other values pass through."""
     pd = sys.modules.get("pandas")
@@ -40,19 +49,21 @@ def _to_numpy(value, name):
     if array is None:
         return value, None
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     kind = array.type
-    if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)):
+    if pa.types.is_boolean(kind):  # bit-packed in Arrow: one byte per element is a copy
+        values = _view(pc.cast(array, pa.uint8())).view(bool)
+    elif pa.types.is_integer(kind) or pa.types.is_floating(kind):
+        values = _view(array)
+    else:
         raise TypeError(f"{name} must hold real numbers, got a column of Arrow type {kind}")
-    valid = array.is_valid().to_numpy(zero_copy_only=False) if array.null_count else None
-    if pa.types.is_boolean(kind):
-        return array.fill_null(False).to_numpy(zero_copy_only=False), valid
-    if valid is not None:
-        if name == "groups":
-            return array.fill_null(0).to_numpy(), valid
-        # the same values without the validity bitmap: a zero-copy view
-        array = pa.Array.from_buffers(kind, len(array), [None, array.buffers()[1]], offset=array.offset)
-    return array.to_numpy(), valid
+    if not array.null_count:
+        return values, None
+    valid = _view(pc.cast(array.is_valid(), pa.uint8())).view(bool)
+    if name in ("groups", "mask"):  # group ids are checked under the mask too; a null mask is False
+        values = np.where(valid, values, 0).astype(values.dtype)
+    return values, valid
 
 
 def from_frames(y_true, y_pred, sample_weight, pos_weight, mask, groups):

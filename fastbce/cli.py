@@ -85,9 +85,10 @@ def _label_columns(columns, true_pattern, pred_pattern):
 
 
 def _arrow(column):
+    """A group column as a pyarrow Array (NumPy columns are converted), dictionaries decoded."""
     import pyarrow as pa
 
-    column = pa.array(column)  # zero-copy from Arrow and contiguous NumPy columns
+    column = column if isinstance(column, pa.Array) else pa.array(column)
     return column.dictionary_decode() if pa.types.is_dictionary(column.type) else column
 
 
