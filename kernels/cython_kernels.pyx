@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
+# cython: language_level=3, cpow=True, boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
 """Cython/OpenMP backend: the same pass as kernels/numba_kernels.py, compiled ahead of time.
 
 Rows are cut into fixed chunks (independent of the thread count); each chunk is summed serially in
@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from libc.math cimport NAN, INFINITY, exp, fabs, isnan, ldexp, log, log1p
+from libc.math cimport NAN, INFINITY, exp, fabs, isnan, ldexp, log, log1p, pow
 from libc.stdint cimport int8_t, uint8_t, uint16_t
 from cython.parallel cimport prange
 
@@ -108,7 +108,7 @@ cdef inline element_t weighted_element(
     part, w·negative part); the formulas of kernels/numba_kernels.weighted_element."""
     cdef int bad = 0
     cdef double nll_pos, nll_neg, d_pos, d_neg, q, q_bar, dq, a, b, positive, negative, loss, grad
-    cdef double one_minus_pt, alpha_t, modulation, d_modulation
+    cdef double one_minus_pt, alpha_t, factor, d_factor
     if isnan(y) or isnan(v):
         if nan_mode == NAN_RAISE:
             return FLAG_NAN, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
@@ -140,12 +140,18 @@ cdef inline element_t weighted_element(
     if gamma != 0.0 or alpha >= 0.0:
         one_minus_pt = y * q_bar + b * q
         alpha_t = alpha * y + (1.0 - alpha) * b if alpha >= 0.0 else 1.0
-        modulation = one_minus_pt ** gamma
-        d_modulation = 0.0
-        if gamma != 0.0 and one_minus_pt > 0.0:
-            d_modulation = gamma * one_minus_pt ** (gamma - 1.0) * (b - y) * dq
-        grad = alpha_t * (modulation * grad + d_modulation * loss)
-        loss = alpha_t * modulation * loss
+        factor = alpha_t * pow(one_minus_pt, gamma)
+        if factor == 0.0:  # a fully right prediction, or α_t = 0: no loss, no gradient
+            loss = 0.0
+            grad = 0.0
+        else:
+            # d(1-p_t)^γ/dv = γ·(1-p_t)^γ·(1-2y)·(dq/dv)/(1-p_t); it is 0 where dq/dv is (clipped p,
+            # or x = ±inf), and then the loss term is left out so that an infinite loss gives no 0·inf.
+            d_factor = 0.0
+            if gamma != 0.0 and dq != 0.0:
+                d_factor = gamma * factor * (b - y) * (dq / one_minus_pt)
+            grad = factor * grad + (d_factor * loss if d_factor != 0.0 else 0.0)
+            loss = factor * loss
     return 0, 1.0, w, w * loss, w * grad, w * y, w * q, w * positive, w * negative
 
 

@@ -110,12 +110,18 @@ def weighted_element(y, v, w, pos_weight, from_logits, eps, keep, shift, nan_mod
     if gamma != 0.0 or alpha >= 0.0:
         one_minus_pt = y * q_bar + b * q
         alpha_t = alpha * y + (1.0 - alpha) * b if alpha >= 0.0 else 1.0
-        modulation = one_minus_pt ** gamma
-        d_modulation = 0.0
-        if gamma != 0.0 and one_minus_pt > 0.0:
-            d_modulation = gamma * one_minus_pt ** (gamma - 1.0) * (b - y) * dq
-        grad = alpha_t * (modulation * grad + d_modulation * loss)
-        loss = alpha_t * modulation * loss
+        factor = alpha_t * one_minus_pt ** gamma
+        if factor == 0.0:  # a fully right prediction, or α_t = 0: no loss, no gradient
+            loss = 0.0
+            grad = 0.0
+        else:
+            # d(1-p_t)^γ/dv = γ·(1-p_t)^γ·(1-2y)·(dq/dv)/(1-p_t); it is 0 where dq/dv is (clipped p,
+            # or x = ±inf), and then the loss term is left out so that an infinite loss gives no 0·inf.
+            d_factor = 0.0
+            if gamma != 0.0 and dq != 0.0:
+                d_factor = gamma * factor * (b - y) * (dq / one_minus_pt)
+            grad = factor * grad + (d_factor * loss if d_factor != 0.0 else 0.0)
+            loss = factor * loss
     return 0, 1.0, w, w * loss, w * grad, w * y, w * q, w * positive, w * negative
 
 

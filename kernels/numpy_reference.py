@@ -61,11 +61,10 @@ def element_terms(y, v, pos_weight, from_logits, eps, gamma, alpha):
     if gamma != 0.0 or alpha >= 0.0:
         one_minus_pt = y * q_bar + b * q
         alpha_t = alpha * y + (1.0 - alpha) * b if alpha >= 0.0 else 1.0
-        modulation = one_minus_pt ** gamma
-        d_modulation = np.where((one_minus_pt > 0.0) & (gamma != 0.0),
-                                gamma * one_minus_pt ** (gamma - 1.0) * (b - y) * dq, 0.0)
-        grad = alpha_t * (modulation * grad + d_modulation * loss)
-        loss = alpha_t * modulation * loss
+        factor = alpha_t * one_minus_pt ** gamma
+        d_factor = np.where((dq != 0.0) & (gamma != 0.0), gamma * factor * (b - y) * dq / one_minus_pt, 0.0)
+        grad = np.where(factor == 0.0, 0.0, factor * grad + np.where(d_factor != 0.0, d_factor * loss, 0.0))
+        loss = np.where(factor == 0.0, 0.0, factor * loss)
     nan = np.isnan(v)
     return tuple(np.where(nan, v, t) for t in (loss, grad, q, positive, negative))
 
