@@ -837,12 +837,14 @@ def _worker(config, numpy_import_s, import_s):
         for op in config["ops"]:
             try:
                 function = contender.make(op, data, threads)
-                function()  # warm-up (compilation, tracing) outside the measurement
+                # The first call at this shape includes compilation or tracing (JAX, TensorFlow)
+                # and fills any buffer pool a library keeps; the second is the steady state.
+                first = peak_extra_memory(function)
                 peak = peak_extra_memory(function)
             except Exception:
                 continue
             _emit({"kind": "memory", "contender": name, "op": op, "size": size, "peak_extra_bytes": peak,
-                   "input_bytes": input_bytes(op, data)})
+                   "first_call_peak_extra_bytes": first, "input_bytes": input_bytes(op, data)})
             function = None
     if "numba" in sys.modules:
         import numba
@@ -1198,10 +1200,12 @@ def markdown_report(results):
             f"(numpy itself took {_median_numpy_import(results)}). First call = preparing and running "
             f"its first operation on {FIRST_CALL_SIZE:,} elements right after (Numba loads or compiles "
             f"kernels, JAX/TensorFlow trace and compile). Peak extra memory = RSS high-water mark "
-            f"(Linux VmHWM, reset through /proc/self/clear_refs just before the call, after a warm-up "
-            f"call) minus RSS before the call, at {msize:,} elements, in the contender's worker "
-            f"process; it includes the returned result (the gradient array) and every native "
-            f"allocation. In brackets: multiple of the operation's input bytes.", ""]
+            f"(Linux VmHWM, reset through /proc/self/clear_refs just before the call) minus RSS before "
+            f"the call, at {msize:,} elements, in the contender's worker process; it includes the returned result (the gradient array) and every native "
+            f"allocation. In brackets: multiple of the operation's input bytes. This is the steady "
+            f"state (second call at that shape); where the first call at that shape (compilation, "
+            f"tracing, filling a library's buffer pool, which it then keeps) peaked much higher, the "
+            f"cell says so.", ""]
         head = "| contender | import (s) | first call (s) |" + "".join(f" {op} |" for op in ops)
         lines += [head, "| --- | ---: | ---: |" + " ---: |" * len(ops)]
         for name in contenders:
@@ -1214,9 +1218,12 @@ def markdown_report(results):
                 m = memory.get((name, op))
                 if m is None or m["peak_extra_bytes"] is None:
                     cells.append("—")
-                else:
-                    cells.append(f"{_fmt_bytes(m['peak_extra_bytes'])} "
-                                 f"({m['peak_extra_bytes'] / m['input_bytes']:.1f}×)")
+                    continue
+                cell = f"{_fmt_bytes(m['peak_extra_bytes'])} ({m['peak_extra_bytes'] / m['input_bytes']:.1f}×)"
+                first = m.get("first_call_peak_extra_bytes")
+                if first is not None and first > max(2 * m["peak_extra_bytes"], 8 * 2**20):
+                    cell += f"; first call {_fmt_bytes(first)}"
+                cells.append(cell)
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
     # What each contender calls, and what was skipped.
