@@ -16,6 +16,7 @@ from ._kernels import (
     MODE_ROWS,
     NAN_OMIT,
 )
+from ._fastpath import fast_pass_arguments, inverse_weight_sums, run_fast_pass
 from ._plan import make_plan
 from ._threads import resolve_num_threads
 
@@ -84,9 +85,10 @@ def _check_out(out, plan):
     return out
 
 
-def run_pass(plan, backend, n_threads, *, want_grad=False, out=None, n_stats=2):
+def run_pass(plan, backend, n_threads, *, want_grad=False, out=None, n_stats=2, want_value=True):
     """Run one kernel pass. Returns (totals, element losses or None, gradient or None); totals has
-    one row per slot: Σw·l, Σw, then (n_stats=7) count, Σw·y, Σw·q, Σw·positive, Σw·negative part."""
+    one row per slot: Σw·l, Σw, then (n_stats=7) count, Σw·y, Σw·q, Σw·positive, Σw·negative part.
+    With want_value=False the caller needs only the gradient and Σw (the fast path skips the loss)."""
     kernel = load_backend(resolve_backend(backend))
     threads = resolve_num_threads(n_threads)
     n_rows, n_cols = plan.p.shape
@@ -100,14 +102,25 @@ def run_pass(plan, backend, n_threads, *, want_grad=False, out=None, n_stats=2):
     # With nan_policy="omit", Σw is known only after the pass: the kernel scales by Σw of the weights
     # and mask (NaNs included) so that gradients are in range in float32 as with the other policies,
     # and the ratio of the two sums corrects them afterwards.
-    row_scale, col_scale = _grad_scales(plan) if want_grad else (np.ones(1), np.ones(1))
-
-    kernel.bce_pass(
-        plan.y, plan.p, plan.w, plan.pw, plan.mask, plan.groups, plan.y_half, plan.p_half,
-        plan.from_logits, plan.eps, plan.smoothing, plan.nan_mode, plan.gamma, plan.alpha,
-        plan.mode, rows_per_chunk, sums,
-        None if loss_out is None else plan.as_2d(loss_out), None if grad is None else plan.as_2d(grad),
-        row_scale, col_scale, flags, threads)
+    fast = fast_pass_arguments(plan, kernel, n_stats, grad)  # fastbce/_fastpath.py
+    if fast is not None:
+        row_scale, col_scale = np.ones(1), np.ones(1)
+        if want_grad and plan.reduction == "mean":
+            if plan.mode == MODE_ROWS:
+                row_scale = inverse_weight_sums(fast)
+            else:
+                col_scale = inverse_weight_sums(fast)
+        run_fast_pass(kernel, fast, rows_per_chunk, n_cols, sums, flags,
+                      None if grad is None else plan.as_2d(grad), row_scale, col_scale, want_value,
+                      threads)
+    else:
+        row_scale, col_scale = _grad_scales(plan) if want_grad else (np.ones(1), np.ones(1))
+        kernel.bce_pass(
+            plan.y, plan.p, plan.w, plan.pw, plan.mask, plan.groups, plan.y_half, plan.p_half,
+            plan.from_logits, plan.eps, plan.smoothing, plan.nan_mode, plan.gamma, plan.alpha,
+            plan.mode, rows_per_chunk, sums,
+            None if loss_out is None else plan.as_2d(loss_out), None if grad is None else plan.as_2d(grad),
+            row_scale, col_scale, flags, threads)
 
     bad = int(np.bitwise_or.reduce(flags))
     if bad:
@@ -137,10 +150,11 @@ def _value(plan, totals, loss_out):
     return float(values[0]) if plan.mode == MODE_ALL else values
 
 
-def _run(plan, backend, n_threads, *, want_grad, out=None):
-    """(value, gradient or None) of one pass."""
-    totals, loss_out, grad = run_pass(plan, backend, n_threads, want_grad=want_grad, out=out)
-    return _value(plan, totals, loss_out), grad
+def _run(plan, backend, n_threads, *, want_grad, out=None, want_value=True):
+    """(value, gradient or None) of one pass (value None when not wanted)."""
+    totals, loss_out, grad = run_pass(plan, backend, n_threads, want_grad=want_grad, out=out,
+                                      want_value=want_value)
+    return (_value(plan, totals, loss_out) if want_value else None), grad
 
 
 _COMMON_DOC = """
@@ -231,7 +245,7 @@ def bce_grad(y_true, y_pred, *, from_logits=False, eps=1e-7, sample_weight=None,
 
     Parameters
     ----------{parameters}"""
-    return _run(_plan(locals()), backend, n_threads, want_grad=True, out=out)[1]
+    return _run(_plan(locals()), backend, n_threads, want_grad=True, out=out, want_value=False)[1]
 
 
 @_doc(_OUT_DOC)

@@ -61,10 +61,14 @@ class Operation:
 
 OPERATIONS = {op.name: op for op in (
     Operation("mean", "mean BCE, probabilities, 0/1 labels", ("y", "p")),
+    Operation("mean_u8", "mean, uint8 labels", ("yu8", "p")),
+    Operation("mean_bool", "mean, bool labels", ("yb", "p")),
+    Operation("mean_f64", "mean, float64 probabilities and labels", ("y64", "p64")),
     Operation("mean_soft", "mean BCE, probabilities, soft labels", ("ys", "p")),
     Operation("mean_logits", "mean BCE, logits", ("y", "x")),
     Operation("weighted", f"logits, sample_weight + pos_weight, {N_LABELS} labels", ("y2", "x2", "w2")),
     Operation("per_label", f"per-label mean, (n/{N_LABELS} × {N_LABELS}) matrix", ("y2", "p2")),
+    Operation("per_label_f", "per_label, Fortran-ordered matrix", ("y2f", "p2f")),
     Operation("per_group", f"per-group mean, {N_GROUPS:,} groups", ("y", "p", "g")),
     Operation("grad", "gradient of mean BCE w.r.t. logits", ("y", "x"), writes=True),
     Operation("value_and_grad", "fused loss + gradient, logits", ("y", "x"), writes=True),
@@ -93,9 +97,30 @@ def make_data(n, seed=0):
     w = np.float32(0.5) + rng.random(n, dtype=np.float32)
     g = rng.integers(0, N_GROUPS, n, dtype=np.int32)
     shape2 = (n // N_LABELS, N_LABELS)
-    return {"y": y, "ys": ys, "p": p, "x": x, "w": w, "g": g,
-            "y2": y.reshape(shape2), "p2": p.reshape(shape2), "x2": x.reshape(shape2),
-            "w2": w.reshape(shape2), "pw": np.linspace(0.5, 4.0, N_LABELS, dtype=np.float32)}
+    return BenchData({"y": y, "ys": ys, "p": p, "x": x, "w": w, "g": g,
+                      "y2": y.reshape(shape2), "p2": p.reshape(shape2), "x2": x.reshape(shape2),
+                      "w2": w.reshape(shape2), "pw": np.linspace(0.5, 4.0, N_LABELS, dtype=np.float32)})
+
+
+class BenchData(dict):
+    """The inputs of :func:`make_data`; the other dtypes and layouts of the same values (uint8 and
+    bool labels, float64, Fortran order) are made on first use, so that a run pays memory only
+    for the operations it measures."""
+
+    DERIVED = {
+        "yu8": lambda d: d["y"].astype(np.uint8),
+        "yb": lambda d: d["y"].astype(np.bool_),
+        "y64": lambda d: d["y"].astype(np.float64),
+        "p64": lambda d: d["p"].astype(np.float64),
+        "y2f": lambda d: np.asfortranarray(d["y2"]),
+        "p2f": lambda d: np.asfortranarray(d["p2"]),
+    }
+
+    def __missing__(self, key):
+        if key not in self.DERIVED:
+            raise KeyError(key)
+        value = self[key] = self.DERIVED[key](self)
+        return value
 
 
 def input_bytes(op, data):
@@ -206,7 +231,7 @@ def make_ceiling(op, data, threads):
 
     operation = OPERATIONS[op]
     read2, read3, read2_write = _ceiling_kernels()
-    arrays = [data[key].reshape(-1) for key in operation.inputs]
+    arrays = [data[key].ravel(order="K") for key in operation.inputs]  # views, also of Fortran order
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     if operation.writes:
         out = np.empty_like(arrays[1])
@@ -265,10 +290,12 @@ class Fastbce(Contender):
         self.name = f"fastbce[{backend}]"
         self.threaded = backend != "numpy"
         self.calls = {
-            "mean": "bce(y, p)", "mean_soft": "bce(y_soft, p)",
+            "mean": "bce(y, p)", "mean_u8": "bce(y_uint8, p)", "mean_bool": "bce(y_bool, p)",
+            "mean_f64": "bce(y_float64, p_float64)", "mean_soft": "bce(y_soft, p)",
             "mean_logits": "bce(y, x, from_logits=True)",
             "weighted": "bce(y, x, from_logits=True, sample_weight=w, pos_weight=pw)",
-            "per_label": "bce(y, p, axis=0)", "per_group": "bce(y, p, groups=g, n_groups=G)",
+            "per_label": "bce(y, p, axis=0)", "per_label_f": "bce(y_fortran, p_fortran, axis=0)",
+            "per_group": "bce(y, p, groups=g, n_groups=G)",
             "grad": "bce_grad(y, x, from_logits=True)",
             "value_and_grad": "bce_value_and_grad(y, x, from_logits=True)",
             "focal": f"focal_bce(y, x, gamma={FOCAL_GAMMA:g}, alpha={FOCAL_ALPHA:g}, from_logits=True)",
@@ -292,11 +319,15 @@ class Fastbce(Contender):
         d, kw = data, {"backend": self.backend, "n_threads": threads}
         calls = {
             "mean": lambda: fastbce.bce(d["y"], d["p"], **kw),
+            "mean_u8": lambda: fastbce.bce(d["yu8"], d["p"], **kw),
+            "mean_bool": lambda: fastbce.bce(d["yb"], d["p"], **kw),
+            "mean_f64": lambda: fastbce.bce(d["y64"], d["p64"], **kw),
             "mean_soft": lambda: fastbce.bce(d["ys"], d["p"], **kw),
             "mean_logits": lambda: fastbce.bce(d["y"], d["x"], from_logits=True, **kw),
             "weighted": lambda: fastbce.bce(d["y2"], d["x2"], from_logits=True, sample_weight=d["w2"],
                                             pos_weight=d["pw"], **kw),
             "per_label": lambda: fastbce.bce(d["y2"], d["p2"], axis=0, **kw),
+            "per_label_f": lambda: fastbce.bce(d["y2f"], d["p2f"], axis=0, **kw),
             "per_group": lambda: fastbce.bce(d["y"], d["p"], groups=d["g"], n_groups=N_GROUPS, **kw),
             "grad": lambda: fastbce.bce_grad(d["y"], d["x"], from_logits=True, **kw),
             "value_and_grad": lambda: fastbce.bce_value_and_grad(d["y"], d["x"], from_logits=True, **kw),

@@ -280,3 +280,90 @@ def bce_pass(y, p, w, pw, mask, groups, y_half, p_half, from_logits, eps, smooth
               placeholder if loss_out is None else loss_out,
               placeholder if grad_out is None else grad_out,
               loss_out is not None, grad_out is not None, row_scale, col_scale, flags, n_threads)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fast path (kernels/fastbce_simd.h): flat contiguous data, no mask/pos_weight/smoothing/focal.
+# fastbce/_fastpath.py decides when it applies and prepares the arguments.
+# ---------------------------------------------------------------------------------------------
+
+from libc.stdint cimport int64_t
+
+cdef extern from "fastbce_simd.h" nogil:
+    ctypedef struct fb_args:
+        const void *y
+        int y_kind
+        const void *p
+        const void *w
+        int w_kind
+        const uint8_t *mask
+        int logits
+        int nan_mode
+        double clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg
+        void *grad
+        double grad_scale
+        const double *col_scale
+        const double *row_scale
+        int want_loss
+        int mode
+        int64_t ncols
+        int64_t row0
+        const Py_ssize_t *groups
+        int64_t n_slots
+        double *sums
+    int fb_chunk_f32(const fb_args *a, int64_t chunk, int64_t start, int64_t stop)
+    int fb_chunk_f64(const fb_args *a, int64_t chunk, int64_t start, int64_t stop)
+    const char *fb_select(const char *forced)
+
+# The instruction-set variant of the fast path for this CPU (FASTBCE_SIMD=v4/v3/base forces a
+# lower one, for tests and measurements).
+SIMD_VARIANT = fb_select(os.environ.get("FASTBCE_SIMD", "").encode()).decode()
+
+_Y_KINDS = {np.dtype(np.uint8): 0, np.dtype(np.float32): 1, np.dtype(np.float64): 2}
+_W_KINDS = {np.dtype(np.float32): 1, np.dtype(np.float64): 2}
+
+
+cdef size_t _address(array):
+    return <size_t>array.__array_interface__["data"][0]
+
+
+def fast_pass(y, p, w, mask, groups, int mode, Py_ssize_t ncols, Py_ssize_t row0, bint logits,
+              int nan_mode, clip, nll, Py_ssize_t chunk_elems, double[:, :, ::1] sums,
+              uint8_t[::1] flags, grad, double grad_scale, col_scale, row_scale, bint want_loss,
+              int n_threads):
+    """The fast pass over flat C-ordered arrays (see fastbce/_fastpath.py for the contract)."""
+    global _openmp_started
+    if _single_threaded:
+        n_threads = 1
+    elif n_threads > 1:
+        _openmp_started = True
+    cdef fb_args a
+    cdef bint f64 = p.dtype == np.float64
+    cdef Py_ssize_t n = p.shape[0], n_chunks = flags.shape[0], chunk, start
+    a.y = <const void *>_address(y)
+    a.y_kind = _Y_KINDS[y.dtype]
+    a.p = <const void *>_address(p)
+    a.w = NULL if w is None else <const void *>_address(w)
+    a.w_kind = 0 if w is None else _W_KINDS[w.dtype]
+    a.mask = NULL if mask is None else <const uint8_t *>_address(mask)
+    a.logits = logits
+    a.nan_mode = nan_mode
+    a.clip_lo, a.clip_hi = clip
+    a.lo_pos, a.lo_neg, a.hi_pos, a.hi_neg = nll
+    a.grad = NULL if grad is None else <void *>_address(grad)
+    a.grad_scale = grad_scale
+    a.col_scale = NULL if col_scale is None else <const double *>_address(col_scale)
+    a.row_scale = NULL if row_scale is None else <const double *>_address(row_scale)
+    a.row0 = row0
+    a.want_loss = want_loss
+    a.mode = mode
+    a.ncols = ncols
+    a.groups = NULL if groups is None else <const Py_ssize_t *>_address(groups)
+    a.n_slots = sums.shape[1]
+    a.sums = &sums[0, 0, 0]
+    for chunk in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
+        start = chunk * chunk_elems
+        if f64:
+            flags[chunk] = fb_chunk_f64(&a, chunk, start, min(n, start + chunk_elems))
+        else:
+            flags[chunk] = fb_chunk_f32(&a, chunk, start, min(n, start + chunk_elems))

@@ -11,6 +11,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from .numba_fast import fast_pass  # noqa: F401 (the fast path of this backend: fastbce/_fastpath.py)
 from . import (
     FLAG_GROUP,
     FLAG_LABEL,

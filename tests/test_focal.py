@@ -198,16 +198,17 @@ def test_gamma0_alpha_none_is_bce(backend, rng):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_alpha_half_with_gamma0_is_half_bce(backend, rng):
-    """α = 0.5 gives α_t = 0.5 for every label: exactly half of bce (finite data)."""
+    """α = 0.5 gives α_t = 0.5 for every label: half of bce (finite data), to a few ulp: bce
+    takes the fast path (its own vectorised exp and log), focal_bce the general kernel (libm)."""
     y = _labels(rng, SHAPE)
     for from_logits in (False, True):
         v = _interior(rng, SHAPE, from_logits)
         for reduction, axis in CASES:
             kw = dict(from_logits=from_logits, reduction=reduction, axis=axis, backend=backend)
             np.testing.assert_allclose(fastbce.focal_bce(y, v, gamma=0.0, alpha=0.5, **kw),
-                                       0.5 * np.asarray(fastbce.bce(y, v, **kw)), rtol=1e-15)
+                                       0.5 * np.asarray(fastbce.bce(y, v, **kw)), rtol=1e-14)
             np.testing.assert_allclose(fastbce.focal_bce_grad(y, v, gamma=0.0, alpha=0.5, **kw),
-                                       0.5 * fastbce.bce_grad(y, v, **kw), rtol=1e-15)
+                                       0.5 * fastbce.bce_grad(y, v, **kw), rtol=1e-14)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -1,0 +1,171 @@
+"""Dispatch to the fast path: which calls it runs, and its arguments.
+
+The fast path (``fast_pass`` of the compiled backends: kernels/fastbce_simd.h for Cython,
+kernels/numba_fast.py for Numba) computes the commonest calls with vectorised float32 math
+(float64 for float64 predictions): BCE from probabilities (hard labels: one logarithm per element;
+soft labels: two) or logits, with optional scalar or full sample weights and an optional mask,
+reduced to a mean or sum overall, per label (axis=0), per sample (axis=1) or per group; its
+gradient, or both fused. It keeps the chunking of the general kernel (a function of the shape
+only) and sums each chunk in a fixed order in float64, so results do not depend on the thread
+count.
+
+Inputs in another layout (Fortran order, strided, broadcast) are copied to C order one slab of
+whole chunks at a time: the same chunks, hence the same bits as C-ordered input, with bounded
+extra memory (SLAB_ELEMENTS per array). Everything else (pos_weight, label smoothing, focal loss,
+reduction="none", float16, the scoring statistics, float64 labels with float32 predictions) runs
+the general kernel.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._kernels import MODE_COLS, MODE_GROUPS, MODE_ROWS
+
+# Elements per slab copied to C order when an input is not C-contiguous (several chunks).
+SLAB_ELEMENTS = 1 << 21
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_BYTE_LABELS = (np.dtype(np.bool_), np.dtype(np.uint8), np.dtype(np.int8))
+# Smallest eps whose clipping keeps every logarithm argument a normal number.
+_MIN_EPS = {np.dtype(np.float32): float(np.finfo(np.float32).tiny),
+            np.dtype(np.float64): float(np.finfo(np.float64).tiny)}
+
+
+@dataclass(frozen=True)
+class FastPass:
+    """Arguments of ``fast_pass`` that come from the plan: 2-D (rows, columns) views, no copies
+    except for integer labels wider than a byte and group ids that are not intp."""
+
+    y: np.ndarray
+    p: np.ndarray
+    w: np.ndarray  # per-element weights, or None
+    weight: float  # a scalar sample_weight (1.0 without one): sums and gradient are scaled by it
+    mask: np.ndarray  # uint8 (1 = counted), or None
+    groups: np.ndarray  # intp group id per row (MODE_GROUPS), or None
+    mode: int
+    logits: bool
+    nan_mode: int
+    clip: tuple  # (lo, hi): p < lo is clipped to eps, p > hi to 1 - eps (values of p's dtype)
+    nll: tuple  # losses at the clip bounds: -log q, -log(1-q) for q = eps, then for q = 1 - eps
+
+
+def _is_scalar(view):
+    return all(stride == 0 for stride in view.strides)
+
+
+def _clip_bounds(eps, dtype):
+    """(lo, hi) of p's dtype with p < eps ⟺ p < lo and p > 1 - eps ⟺ p > hi (both in float64)."""
+    t = dtype.type
+    lo = t(eps)
+    if float(lo) < eps:  # compared in float64 (a Python float next to a float32 would be rounded)
+        lo = np.nextafter(lo, t(1))
+    hi = t(1.0 - eps)
+    if float(hi) > 1.0 - eps:
+        hi = np.nextafter(hi, t(0))
+    return float(lo), float(hi)
+
+
+def fast_pass_arguments(plan, kernel, n_stats, grad):
+    """The :class:`FastPass` of a plan, or None when the general kernel must run it."""
+    if not hasattr(kernel, "fast_pass") or n_stats != 2 or plan.reduction == "none":
+        return None
+    if grad is not None and plan.mode == MODE_GROUPS:
+        return None
+    if plan.gamma != 0.0 or plan.alpha >= 0.0 or plan.smoothing != 0.0 or plan.y_half or plan.p_half:
+        return None
+    p, y = plan.p, plan.y
+    if p.dtype not in _MIN_EPS or plan.eps < _MIN_EPS[p.dtype]:
+        return None
+    if not (_is_scalar(plan.pw) and plan.pw[0, 0] == 1.0):
+        return None
+    mask = None
+    if not _is_scalar(plan.mask):
+        mask = plan.mask.view(np.uint8)
+    elif not plan.mask[0, 0]:
+        return None  # everything masked
+    if y.dtype in _BYTE_LABELS:
+        y = y.view(np.uint8)  # int8 -1 becomes 255: still outside [0, 1]
+    elif y.dtype.kind in "iu":
+        y = y.astype(np.float32)  # exact for 0 and 1; any other integer stays outside [0, 1]
+    elif y.dtype == np.float64 and p.dtype == np.float32:
+        return None  # float32 math would round soft float64 labels
+    elif y.dtype not in _FLOATS:
+        return None
+    w, weight = None, 1.0
+    if _is_scalar(plan.w):
+        weight = float(plan.w[0, 0])
+        if not 0.0 <= weight < np.inf:
+            return None  # the general kernel reports it (unless nothing is counted)
+    elif plan.w.dtype in _FLOATS:
+        w = plan.w
+    else:
+        return None
+    groups = None
+    if plan.mode == MODE_GROUPS:
+        groups = plan.groups.astype(np.intp, copy=False)
+    q_hi = 1.0 - plan.eps  # rounded as the general kernel rounds it
+    nll = (-np.log(plan.eps), -np.log1p(-plan.eps), -np.log(q_hi), -np.log1p(-q_hi))
+    return FastPass(y=y, p=p, w=w, weight=weight, mask=mask, groups=groups, mode=plan.mode,
+                    logits=plan.from_logits, nan_mode=plan.nan_mode,
+                    clip=_clip_bounds(plan.eps, p.dtype), nll=tuple(map(float, nll)))
+
+
+def inverse_weight_sums(fast):
+    """1/Σw of a mean's gradient, overall (one value), per column (MODE_COLS) or per row
+    (MODE_ROWS), 0 where Σw = 0; Σw of the weights and mask alone: with nan_policy="omit" the
+    caller corrects it after the pass, as for the general kernel."""
+    axis = {MODE_COLS: 0, MODE_ROWS: 1}.get(fast.mode)
+    if fast.w is None:
+        if fast.mask is None:
+            count = fast.p.size if axis is None else fast.p.shape[axis]
+        else:
+            count = np.count_nonzero(fast.mask, axis=axis)
+        total = fast.weight * np.asarray(count, dtype=np.float64)
+    else:
+        total = np.sum(fast.w, axis=axis, dtype=np.float64,
+                       where=True if fast.mask is None else fast.mask.view(np.bool_))
+    total = np.atleast_1d(total)
+    with np.errstate(divide="ignore"):
+        return np.where(total > 0, 1.0 / total, 0.0)
+
+
+def run_fast_pass(kernel, fast, rows_per_chunk, n_cols, sums, flags, grad, row_factor,
+                  col_factor, want_value, n_threads):
+    """Run the fast pass; partial sums and error flags as the general kernel's. The gradient is
+    w·dl/dv times the scalar weight, row_factor (one value per row, or one for all) and col_factor
+    (one value per column, or one for all)."""
+    arrays = [a for a in (fast.y, fast.p, fast.w, fast.mask) if a is not None]
+    row_factor = np.ascontiguousarray(row_factor, dtype=np.float64)
+    col_factor = np.ascontiguousarray(col_factor, dtype=np.float64)
+    grad_scale = fast.weight * (row_factor[0] if row_factor.size == 1 else 1.0)
+    grad_scale *= col_factor[0] if col_factor.size == 1 else 1.0
+    row_scale = row_factor if row_factor.size > 1 else None
+    col_scale = fast.weight * col_factor if col_factor.size > 1 else None
+    chunk_elems = rows_per_chunk * n_cols
+
+    def run(parts, rows, grad_part):
+        y, p, *rest = [a.reshape(-1) for a in parts]
+        w = rest.pop(0) if fast.w is not None else None
+        mask = rest.pop(0) if fast.mask is not None else None
+        groups = None if fast.groups is None else fast.groups[rows]
+        chunks = slice(rows.start // rows_per_chunk, -(-rows.stop // rows_per_chunk))
+        kernel.fast_pass(y, p, w, mask, groups, fast.mode, n_cols, rows.start, fast.logits,
+                         fast.nan_mode, fast.clip, fast.nll, chunk_elems,
+                         sums if fast.mode == MODE_ROWS else sums[chunks], flags[chunks],
+                         grad_part, grad_scale, col_scale, row_scale, want_value, n_threads)
+
+    n_rows = fast.p.shape[0]
+    if all(a.flags.c_contiguous for a in arrays) and (grad is None or grad.flags.c_contiguous):
+        run(arrays, slice(0, n_rows), None if grad is None else grad.reshape(-1))
+    else:
+        slab = rows_per_chunk * max(1, SLAB_ELEMENTS // chunk_elems)
+        for r0 in range(0, n_rows, slab):
+            rows = slice(r0, min(n_rows, r0 + slab))
+            part = None if grad is None else np.empty(grad[rows].shape, grad.dtype)
+            run([np.ascontiguousarray(a[rows]) for a in arrays], rows,
+                None if part is None else part.reshape(-1))
+            if grad is not None:
+                grad[rows] = part
+    if fast.weight != 1.0:
+        sums *= fast.weight

@@ -1,0 +1,334 @@
+/* Template of the fast-path chunk kernel, included by fastbce_variant.h once for float (FB_T float,
+ * functions *_f32_<variant>) and once for double (*_f64_<variant>). Not a header of its own. */
+
+#define FB_ONE ((FB_T)1)
+#define FB_ZERO ((FB_T)0)
+
+/* -log of the probability of the observed class, hard label y in {0, 1}, p clipped to
+ * [eps, 1-eps]: -log q (y = 1) or -log(1 - q) (y = 0). 1 - p is hi + lo exactly. */
+FB_INLINE FB_T FB_NAME(fb_nll_hard)(FB_T p, FB_T y, FB_T clip_lo, FB_T clip_hi, FB_T lo_pos,
+                                    FB_T lo_neg, FB_T hi_pos, FB_T hi_neg)
+{
+    FB_T hi0 = FB_ONE - p;
+    FB_T lo0 = (FB_ONE - hi0) - p;
+    int pos = y != FB_ZERO;
+    FB_T l = -FB_LOG(pos ? p : hi0, pos ? FB_ZERO : lo0);
+    l = p < clip_lo ? (pos ? lo_pos : lo_neg) : l;
+    return p > clip_hi ? (pos ? hi_pos : hi_neg) : l;
+}
+
+/* Soft label y in [0, 1]: -[y·log q + (1-y)·log(1-q)], a term with a zero coefficient left out;
+ * equal to fb_nll_hard bit for bit when y is 0 or 1. */
+FB_INLINE FB_T FB_NAME(fb_nll_soft)(FB_T p, FB_T y, FB_T clip_lo, FB_T clip_hi, FB_T lo_pos,
+                                    FB_T lo_neg, FB_T hi_pos, FB_T hi_neg)
+{
+    FB_T hi0 = FB_ONE - p;
+    FB_T lo0 = (FB_ONE - hi0) - p;
+    FB_T l1 = -FB_LOG(p, FB_ZERO);
+    FB_T l0 = -FB_LOG(hi0, lo0);
+    int clo = p < clip_lo, chi = p > clip_hi;
+    l1 = clo ? lo_pos : (chi ? hi_pos : l1);
+    l0 = clo ? lo_neg : (chi ? hi_neg : l0);
+    FB_T b = FB_ONE - y;
+    return (y != FB_ZERO ? y * l1 : FB_ZERO) + (b != FB_ZERO ? b * l0 : FB_ZERO);
+}
+
+/* exp(-|x|) of a logit x: the one exponential of both the loss and the gradient. */
+FB_INLINE FB_T FB_NAME(fb_exp_abs)(FB_T x)
+{
+    return FB_EXP(-(x < FB_ZERO ? -x : x));
+}
+
+/* Logit x, label y in [0, 1], e = exp(-|x|): y·softplus(-x) + (1-y)·softplus(x)
+ * = |x|·(x >= 0 ? 1-y : y) + log1p(e), a zero coefficient leaving its term out (x = ±inf). */
+FB_INLINE FB_T FB_NAME(fb_nll_logit)(FB_T x, FB_T y, FB_T e)
+{
+    FB_T hi = FB_ONE + e;
+    FB_T lo = e - (hi - FB_ONE);
+    FB_T c = x >= FB_ZERO ? FB_ONE - y : y;
+    FB_T lin = c != FB_ZERO ? (x < FB_ZERO ? -x : x) * c : FB_ZERO;
+    return lin + FB_LOG(hi, lo);
+}
+
+/* dl/dp in float64 (before weights): (p - y) / (p(1 - p)) inside [eps, 1-eps], else 0. */
+FB_INLINE double FB_NAME(fb_grad_prob)(FB_T p, FB_T y, FB_T clip_lo, FB_T clip_hi)
+{
+    double pd = (double)p, yd = (double)y;
+    double hi0 = 1.0 - pd;
+    double lo0 = (1.0 - hi0) - pd;
+    double g = (pd - yd) / FB_FMA(pd, hi0, pd * lo0);
+    return (p < clip_lo) | (p > clip_hi) ? 0.0 : g;
+}
+
+/* dl/dx in float64 from e = exp(-|x|) (before weights): (1-y)·σ(x) - y·σ(-x), with
+ * σ(|x|) = 1/(1+e) and σ(-|x|) = e/(1+e). */
+FB_INLINE double FB_NAME(fb_grad_logit)(FB_T x, FB_T y, FB_T e)
+{
+    double ed = (double)e, yd = (double)y;
+    double big = 1.0 / (1.0 + ed);
+    double small = ed * big;
+    double b = 1.0 - yd;
+    return x >= FB_ZERO ? b * big - yd * small : b * small - yd * big;
+}
+
+#define FB_FORM_HARD 0
+#define FB_FORM_SOFT 1
+#define FB_FORM_LOGIT 2
+
+/* One block: losses into lbuf (want_loss), counted weights into wbuf (use_w: 0 where the mask
+ * is 0 or a NaN is omitted), error bits of predictions and NaN. `form`, `want_loss`, `use_w` and
+ * `want_e` are constants at each call site (the function is inlined and specialised). Without
+ * use_w there are no weights, no mask and no omitted NaN. */
+FB_INLINE int FB_NAME(fb_loss_block)(
+    const fb_args *a, const FB_T *P, const FB_T *ybuf, const uint8_t *mbuf, double *wbuf,
+    FB_T *lbuf, FB_T *ebuf, int64_t n, int form, int want_loss, int use_w, int want_e)
+{
+    const FB_T clip_lo = (FB_T)a->clip_lo, clip_hi = (FB_T)a->clip_hi;
+    const FB_T lo_pos = (FB_T)a->lo_pos, lo_neg = (FB_T)a->lo_neg;
+    const FB_T hi_pos = (FB_T)a->hi_pos, hi_neg = (FB_T)a->hi_neg;
+    const int omit = a->nan_mode == FB_NAN_OMIT, raise = a->nan_mode == FB_NAN_RAISE;
+    const int check_p = !a->logits;
+    int bad = 0;
+#pragma omp simd reduction(|:bad)
+    for (int64_t k = 0; k < n; k++) {
+        FB_T p = P[k], y = ybuf[k];
+        int on = use_w ? mbuf[k] != 0 : 1;
+        int isn = (p != p) | (y != y);
+        int skip = !on | (isn & (omit | raise));
+        bad |= (check_p & ((p < FB_ZERO) | (p > FB_ONE)) & !skip) ? FB_FLAG_PRED : 0;
+        bad |= (isn & raise & on) ? FB_FLAG_NAN : 0;
+        if (want_loss) {
+            FB_T l;
+            if (form == FB_FORM_HARD)
+                l = FB_NAME(fb_nll_hard)(p, y, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg);
+            else if (form == FB_FORM_SOFT)
+                l = FB_NAME(fb_nll_soft)(p, y, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg);
+            else {
+                FB_T e = FB_NAME(fb_exp_abs)(p);
+                l = FB_NAME(fb_nll_logit)(p, y, e);
+                if (want_e)
+                    ebuf[k] = e;
+            }
+            l = isn ? (omit ? FB_ZERO : p + y) : l;
+            lbuf[k] = on ? l : FB_ZERO;
+        }
+        if (use_w)
+            wbuf[k] = (!on | (isn & omit)) ? 0.0 : wbuf[k];
+    }
+    return bad;
+}
+
+FB_INLINE void FB_NAME(fb_grad_block)(
+    const fb_args *a, const FB_T *P, const FB_T *ybuf, const uint8_t *mbuf, const double *wbuf,
+    const double *sbuf, const FB_T *ebuf, FB_T *G, int64_t n, int logits, int use_w, int have_e)
+{
+    const FB_T clip_lo = (FB_T)a->clip_lo, clip_hi = (FB_T)a->clip_hi;
+    const int omit = a->nan_mode == FB_NAN_OMIT;
+#pragma omp simd
+    for (int64_t k = 0; k < n; k++) {
+        FB_T p = P[k], y = ybuf[k];
+        int isn = (p != p) | (y != y);
+        double g;
+        if (logits)
+            g = FB_NAME(fb_grad_logit)(p, y, have_e ? ebuf[k] : FB_NAME(fb_exp_abs)(p));
+        else
+            g = FB_NAME(fb_grad_prob)(p, y, clip_lo, clip_hi);
+        g = isn ? (omit ? 0.0 : (double)(p + y)) : (use_w ? g * wbuf[k] : g) * sbuf[k];
+        G[k] = (FB_T)(use_w && !mbuf[k] ? 0.0 : g);
+    }
+}
+
+/* Chunk `chunk` = elements [start, stop) of the flat arrays (whole rows unless a->mode is
+ * FB_MODE_ALL): Σ w·loss and Σ w into a->sums[chunk, slot, 0..1]; returns the error bits. */
+FB_TARGET __attribute__((noinline))
+static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int64_t stop)
+{
+    FB_T ybuf[FB_BLOCK] __attribute__((aligned(64)));
+    FB_T lbuf[FB_BLOCK] __attribute__((aligned(64)));
+    FB_T ebuf[FB_BLOCK] __attribute__((aligned(64)));
+    double wbuf[FB_BLOCK] __attribute__((aligned(64)));
+    uint8_t mbuf[FB_BLOCK] __attribute__((aligned(64)));
+    double sbuf[FB_BLOCK] __attribute__((aligned(64)));
+    double acc_l[FB_LANES] __attribute__((aligned(64))) = {0};
+    double acc_w[FB_LANES] __attribute__((aligned(64))) = {0};
+    const FB_T *P = (const FB_T *)a->p;
+    FB_T *G = (FB_T *)a->grad;
+    const int64_t ncols = a->ncols;
+    double *sums = a->sums + (a->mode == FB_MODE_ROWS ? 0 : chunk * a->n_slots * 2);
+    int bad = 0;
+    /* wbuf holds the counted weights when there are weights, a mask or NaNs to omit */
+    const int use_w = a->w_kind != FB_W_NONE || a->mask != NULL || a->nan_mode == FB_NAN_OMIT;
+    /* per-column sums: one pair of accumulators per column, each summed in row order */
+    double *col_l = NULL, *col_w = NULL;
+    if (a->mode == FB_MODE_COLS) {
+        col_l = (double *)calloc(2 * (size_t)ncols, sizeof(double));
+        if (col_l == NULL)
+            abort();
+        col_w = col_l + ncols;
+    }
+    for (int64_t b0 = start; b0 < stop; b0 += FB_BLOCK) {
+        int64_t n = stop - b0 < FB_BLOCK ? stop - b0 : FB_BLOCK;
+        int lbad, soft, wbad = 0;
+        FB_LOAD_LABELS(FB_T, a, b0, n, ybuf, lbad, soft);
+        if (a->w_kind == FB_W_F32) {
+            const float *ws = (const float *)a->w + b0;
+#pragma omp simd reduction(|:wbad)
+            for (int64_t k = 0; k < n; k++) { double v = ws[k]; wbad |= !((v >= 0.0) & (v < INFINITY)); wbuf[k] = v; }
+        } else if (a->w_kind == FB_W_F64) {
+            const double *ws = (const double *)a->w + b0;
+#pragma omp simd reduction(|:wbad)
+            for (int64_t k = 0; k < n; k++) { double v = ws[k]; wbad |= !((v >= 0.0) & (v < INFINITY)); wbuf[k] = v; }
+        } else if (use_w) {
+            for (int64_t k = 0; k < n; k++) wbuf[k] = 1.0;
+        }
+        if (use_w) {
+            if (a->mask != NULL)
+                memcpy(mbuf, a->mask + b0, (size_t)n);
+            else
+                memset(mbuf, 1, (size_t)n);
+        }
+        if (lbad | wbad) {
+            /* out-of-range labels and bad weights count unless their element is masked or a NaN
+             * that nan_policy "omit" or "raise" takes out (as in the general kernel): rare, scalar */
+            for (int64_t k = 0; k < n; k++) {
+                FB_T p = P[b0 + k], y = ybuf[k];
+                int skip = (((p != p) | (y != y)) & (a->nan_mode != FB_NAN_PROPAGATE))
+                           | (use_w && !mbuf[k]);
+                double yv = a->y_kind == FB_Y_U8 ? (double)((const uint8_t *)a->y)[b0 + k]
+                          : a->y_kind == FB_Y_F32 ? (double)((const float *)a->y)[b0 + k]
+                          : ((const double *)a->y)[b0 + k];
+                if (!skip && (yv < 0.0 || yv > 1.0)) bad |= FB_FLAG_LABEL;
+                if (!skip && a->w_kind != FB_W_NONE && !(wbuf[k] >= 0.0 && wbuf[k] < INFINITY))
+                    bad |= FB_FLAG_WEIGHT;
+            }
+        }
+        const FB_T *Pb = P + b0;
+        /* fused loss + gradient from logits: the loss loop keeps exp(-|x|) for the gradient */
+        const int keep_e = a->logits && a->want_loss && G != NULL;
+#define FB_LOSS(form, want_loss, use_w_) \
+        FB_NAME(fb_loss_block)(a, Pb, ybuf, mbuf, wbuf, lbuf, ebuf, n, form, want_loss, use_w_, keep_e)
+        if (use_w) {
+            if (!a->want_loss)
+                bad |= FB_LOSS(FB_FORM_HARD, 0, 1);
+            else if (a->logits)
+                bad |= FB_LOSS(FB_FORM_LOGIT, 1, 1);
+            else if (soft)
+                bad |= FB_LOSS(FB_FORM_SOFT, 1, 1);
+            else
+                bad |= FB_LOSS(FB_FORM_HARD, 1, 1);
+        } else {
+            if (!a->want_loss)
+                bad |= FB_LOSS(FB_FORM_HARD, 0, 0);
+            else if (a->logits)
+                bad |= FB_LOSS(FB_FORM_LOGIT, 1, 0);
+            else if (soft)
+                bad |= FB_LOSS(FB_FORM_SOFT, 1, 0);
+            else
+                bad |= FB_LOSS(FB_FORM_HARD, 1, 0);
+        }
+#undef FB_LOSS
+        if (G != NULL) {
+            /* the factor of each gradient element: one for all, or one per column */
+            if (a->row_scale != NULL) {
+                for (int64_t k = 0, row = a->row0 + b0 / ncols, j = b0 % ncols; k < n; k++) {
+                    sbuf[k] = a->row_scale[row] * a->grad_scale;
+                    if (++j == ncols) {
+                        j = 0;
+                        row++;
+                    }
+                }
+            } else if (a->col_scale == NULL) {
+                for (int64_t k = 0; k < n; k++) sbuf[k] = a->grad_scale;
+            } else {
+                for (int64_t k = 0, j = (b0 - start) % ncols; k < n; k++) {
+                    sbuf[k] = a->col_scale[j];
+                    j = j + 1 == ncols ? 0 : j + 1;
+                }
+            }
+#define FB_GRAD(logits, use_w_, have_e) \
+            FB_NAME(fb_grad_block)(a, Pb, ybuf, mbuf, wbuf, sbuf, ebuf, G + b0, n, logits, use_w_, have_e)
+            if (a->logits && keep_e)
+                use_w ? FB_GRAD(1, 1, 1) : FB_GRAD(1, 0, 1);
+            else if (a->logits)
+                use_w ? FB_GRAD(1, 1, 0) : FB_GRAD(1, 0, 0);
+            else
+                use_w ? FB_GRAD(0, 1, 0) : FB_GRAD(0, 0, 0);
+#undef FB_GRAD
+        }
+        if (!a->want_loss)
+            for (int64_t k = 0; k < n; k++) lbuf[k] = FB_ZERO;
+        if (!use_w && a->mode != FB_MODE_ALL)
+            for (int64_t k = 0; k < n; k++) wbuf[k] = 1.0;
+        if (a->mode == FB_MODE_ALL) {
+            /* element k of the chunk goes to lane k % FB_LANES, summed in element order; without
+             * weights, mask or omitted NaNs, Σw is the count */
+            int64_t full = n - n % FB_LANES;
+            if (use_w) {
+                for (int64_t g = 0; g < full; g += FB_LANES) {
+#pragma omp simd
+                    for (int k = 0; k < FB_LANES; k++) {
+                        acc_l[k] += (double)lbuf[g + k] * wbuf[g + k];
+                        acc_w[k] += wbuf[g + k];
+                    }
+                }
+                for (int k = 0; k < n - full; k++) {
+                    acc_l[k] += (double)lbuf[full + k] * wbuf[full + k];
+                    acc_w[k] += wbuf[full + k];
+                }
+            } else {
+                for (int64_t g = 0; g < full; g += FB_LANES) {
+#pragma omp simd
+                    for (int k = 0; k < FB_LANES; k++) acc_l[k] += (double)lbuf[g + k];
+                }
+                for (int k = 0; k < n - full; k++) acc_l[k] += (double)lbuf[full + k];
+            }
+        } else if (a->mode == FB_MODE_COLS) {
+            /* column j of every row, in row order */
+            int64_t k = 0, j = (b0 - start) % ncols;
+            while (k < n) {
+                int64_t run = n - k < ncols - j ? n - k : ncols - j;
+#pragma omp simd
+                for (int64_t t = 0; t < run; t++) {
+                    col_l[j + t] += (double)lbuf[k + t] * wbuf[k + t];
+                    col_w[j + t] += wbuf[k + t];
+                }
+                k += run;
+                j = 0;
+            }
+        } else {
+            /* the row's own slot, or its group's, in element order; rows with a group id out of
+             * range are skipped */
+            int64_t row = b0 / ncols, j = b0 % ncols;
+            for (int64_t k = 0; k < n; k++) {
+                intptr_t slot = a->mode == FB_MODE_ROWS ? (intptr_t)(a->row0 + row) : a->groups[row];
+                if (slot < 0 || slot >= a->n_slots) {
+                    bad |= FB_FLAG_GROUP;
+                } else {
+                    sums[2 * slot] += (double)lbuf[k] * wbuf[k];
+                    sums[2 * slot + 1] += wbuf[k];
+                }
+                if (++j == ncols) {
+                    j = 0;
+                    row++;
+                }
+            }
+        }
+    }
+    if (a->mode == FB_MODE_ALL) {
+        sums[0] = fb_lane_sum(acc_l);
+        sums[1] = use_w ? fb_lane_sum(acc_w) : (double)(stop - start);
+    } else if (a->mode == FB_MODE_COLS) {
+        for (int64_t j = 0; j < ncols; j++) {
+            sums[2 * j] = col_l[j];
+            sums[2 * j + 1] = col_w[j];
+        }
+        free(col_l);
+    }
+    return bad;
+}
+
+#undef FB_ONE
+#undef FB_ZERO
+#undef FB_FORM_HARD
+#undef FB_FORM_SOFT
+#undef FB_FORM_LOGIT

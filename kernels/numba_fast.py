@@ -1,0 +1,580 @@
+"""Numba backend, fast path: BCE over flat contiguous data with vectorisable math.
+
+The twin of the Cython fast path (kernels/fastbce_simd.h, fastbce_math.h, fastbce_chunk.h): the
+same operations in the same order, so that both backends give the same bits on a CPU with FMA.
+The logarithm and the exponential are written as arithmetic on the float's bits (exponent
+extraction, polynomial on the mantissa), which LLVM vectorises (Numba's ``np.log`` is a scalar
+libm call: PyPI's llvmlite has no SVML). No fast-math flags: every operation is one IEEE
+operation; fused multiply-adds are explicit (``llvm.fma``) where the C code has them.
+
+fastbce/_fastpath.py decides when the fast path applies and prepares the arguments; ``fast_pass``
+has the contract of the Cython ``fast_pass``.
+"""
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core.extending import intrinsic, overload
+
+from . import (
+    FLAG_GROUP,
+    FLAG_LABEL,
+    FLAG_NAN,
+    FLAG_PRED,
+    FLAG_WEIGHT,
+    MODE_ALL,
+    MODE_COLS,
+    MODE_ROWS,
+    NAN_OMIT,
+    NAN_PROPAGATE,
+    NAN_RAISE,
+)
+
+LANES = 16  # element k of a chunk is summed into lane k % LANES
+BLOCK = 512  # elements per block (buffers stay in L1)
+_JIT = dict(cache=True, nogil=True, error_model="numpy")
+# The math and the element formulas are inlined in Numba's IR: LLVM's inliner leaves a big
+# callee (two logarithms) as a call in the loop, which stops vectorisation.
+_INLINE = dict(_JIT, inline="always")
+
+F32, F64 = np.float32, np.float64
+
+
+# ---- bit casts and fused multiply-add ---------------------------------------------------------
+
+@intrinsic
+def _bits_f32(typingctx, x):
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+    return types.int32(types.float32), codegen
+
+
+@intrinsic
+def _from_bits_f32(typingctx, i):
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+    return types.float32(types.int32), codegen
+
+
+@intrinsic
+def _bits_f64(typingctx, x):
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+    return types.int64(types.float64), codegen
+
+
+@intrinsic
+def _from_bits_f64(typingctx, i):
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+    return types.float64(types.int64), codegen
+
+
+@intrinsic
+def _fma(typingctx, a, b, c):
+    """a·b + c rounded once (llvm.fma: the FMA instruction on CPUs that have one)."""
+    if not (isinstance(a, types.Float) and a == b == c):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.fma(*args)
+    return a(a, a, a), codegen
+
+
+# ---- the math (kernels/fastbce_math.h) ----------------------------------------------------------
+
+@njit(**_INLINE)
+def log_f32(hi, lo):
+    """float32 log(hi + lo) for a positive normal hi and |lo| <= ulp(hi) (see fastbce_math.h)."""
+    ix = np.int32(_bits_f32(hi) - np.int32(0x3f3504f3))
+    k = np.int32(ix >> 23)
+    m = _from_bits_f32(np.int32((ix & 0x007fffff) + 0x3f3504f3))
+    scale = _from_bits_f32(np.int32((127 - k) << 23))
+    f = _fma(lo, scale, m - F32(1.0))
+    e = F32(k)
+    z = f * f
+    y = F32(7.0376836292e-2)
+    y = _fma(y, f, F32(-1.1514610310e-1))
+    y = _fma(y, f, F32(1.1676998740e-1))
+    y = _fma(y, f, F32(-1.2420140846e-1))
+    y = _fma(y, f, F32(1.4249322787e-1))
+    y = _fma(y, f, F32(-1.6668057665e-1))
+    y = _fma(y, f, F32(2.0000714765e-1))
+    y = _fma(y, f, F32(-2.4999993993e-1))
+    y = _fma(y, f, F32(3.3333331174e-1))
+    y = (y * f) * z
+    y = _fma(e, F32(-2.12194440e-4), y)
+    y = _fma(F32(-0.5), z, y)
+    return _fma(e, F32(0.693359375), f + y)
+
+
+@njit(**_INLINE)
+def exp_neg_f32(t):
+    """float32 exp(t) for t <= 0 (see fastbce_math.h)."""
+    t = F32(-105.0) if t < F32(-105.0) else t
+    v = _fma(t, F32(1.44269504088896341), F32(12582912.0))
+    n = np.int32(_bits_f32(v) - np.int32(0x4b400000))
+    nf = v - F32(12582912.0)
+    r = _fma(nf, F32(-0.693359375), t)
+    r = _fma(nf, F32(2.12194440e-4), r)
+    z = r * r
+    y = F32(1.9875691500e-4)
+    y = _fma(y, r, F32(1.3981999507e-3))
+    y = _fma(y, r, F32(8.3334519073e-3))
+    y = _fma(y, r, F32(4.1665795894e-2))
+    y = _fma(y, r, F32(1.6666665459e-1))
+    y = _fma(y, r, F32(5.0000001201e-1))
+    y = _fma(y, z, r)
+    y = y + F32(1.0)
+    bias = np.int32(64) if n < -125 else np.int32(0)
+    y = y * _from_bits_f32(np.int32((n + bias + 127) << 23))
+    return y * (F32(5.42101086242752217e-20) if bias != 0 else F32(1.0))
+
+
+@njit(**_INLINE)
+def log_f64(hi, lo):
+    """float64 log(hi + lo): fdlibm's kernel (see fastbce_math.h)."""
+    ix = np.uint64(_bits_f64(hi)) - np.uint64(0x3fe6a09e667f3bcd) + np.uint64(1024 << 52)
+    k = np.int64(ix >> np.uint64(52)) - 1024
+    m = _from_bits_f64(np.int64((ix & np.uint64(0x000fffffffffffff)) + np.uint64(0x3fe6a09e667f3bcd)))
+    scale = _from_bits_f64(np.int64((1023 - k) << 52))
+    f = _fma(lo, scale, m - 1.0)
+    dk = _from_bits_f64(np.int64(k + 0x4338000000000000)) - 6755399441055744.0
+    s = f / (2.0 + f)
+    z = s * s
+    w = z * z
+    t1 = w * _fma(w, _fma(w, 1.531383769920937332e-01, 2.222219843214978396e-01), 3.999999999940941908e-01)
+    t2 = z * _fma(w, _fma(w, _fma(w, 1.479819860511658591e-01, 1.818357216161805012e-01),
+                          2.857142874366239149e-01), 6.666666666666735130e-01)
+    R = t2 + t1
+    hfsq = 0.5 * f * f
+    return dk * 6.93147180369123816490e-01 - ((hfsq - _fma(s, hfsq + R, dk * 1.90821492927058770002e-10)) - f)
+
+
+@njit(**_INLINE)
+def exp_neg_f64(t):
+    """float64 exp(t) for t <= 0 (see fastbce_math.h)."""
+    t = -746.0 if t < -746.0 else t
+    v = _fma(t, 1.44269504088896338700e+00, 6755399441055744.0)
+    n = _bits_f64(v) - 0x4338000000000000
+    nf = v - 6755399441055744.0
+    r = _fma(nf, -6.93147180369123816490e-01, t)
+    r = _fma(nf, -1.90821492927058770002e-10, r)
+    y = 1.6059043836821613e-10
+    y = _fma(y, r, 2.08767569878681e-09)
+    y = _fma(y, r, 2.505210838544172e-08)
+    y = _fma(y, r, 2.755731922398589e-07)
+    y = _fma(y, r, 2.7557319223985893e-06)
+    y = _fma(y, r, 2.48015873015873e-05)
+    y = _fma(y, r, 0.0001984126984126984)
+    y = _fma(y, r, 0.001388888888888889)
+    y = _fma(y, r, 0.008333333333333333)
+    y = _fma(y, r, 0.041666666666666664)
+    y = _fma(y, r, 0.16666666666666666)
+    y = _fma(y, r, 0.5)
+    y = _fma(y, r, 1.0)
+    y = _fma(y, r, 1.0)
+    bias = 512 if n < -1021 else 0
+    y = y * _from_bits_f64(np.int64((n + bias + 1023) << 52))
+    return y * (7.458340731200207e-155 if bias != 0 else 1.0)
+
+
+# ---- the same code for float32 and float64 predictions ------------------------------------------
+
+def _log(hi, lo):
+    raise NotImplementedError
+
+
+def _exp_neg(t):
+    raise NotImplementedError
+
+
+def _one(x):
+    raise NotImplementedError
+
+
+@overload(_log, inline="always")
+def _log_overload(hi, lo):
+    if hi == types.float32:
+        return lambda hi, lo: log_f32(hi, lo)
+    return lambda hi, lo: log_f64(hi, lo)
+
+
+@overload(_exp_neg, inline="always")
+def _exp_neg_overload(t):
+    if t == types.float32:
+        return lambda t: exp_neg_f32(t)
+    return lambda t: exp_neg_f64(t)
+
+
+@overload(_one)
+def _one_overload(x):
+    if x == types.float32:
+        return lambda x: F32(1.0)
+    return lambda x: 1.0
+
+
+# ---- element formulas (kernels/fastbce_chunk.h) --------------------------------------------------
+
+@njit(**_INLINE)
+def nll_hard(p, y, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg):
+    """-log q (y = 1) or -log(1 - q) (y = 0), q = clip(p, eps, 1-eps); 1 - p as hi + lo."""
+    one = _one(p)
+    zero = one - one
+    hi0 = one - p
+    lo0 = (one - hi0) - p
+    pos = y != zero
+    lg = _log(p if pos else hi0, zero if pos else lo0)
+    l = -lg
+    l = (lo_pos if pos else lo_neg) if p < clip_lo else l
+    return (hi_pos if pos else hi_neg) if p > clip_hi else l
+
+
+@njit(**_INLINE)
+def nll_soft(p, y, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg):
+    """-[y·log q + (1-y)·log(1-q)], a term with a zero coefficient left out."""
+    one = _one(p)
+    zero = one - one
+    hi0 = one - p
+    lo0 = (one - hi0) - p
+    l1 = -_log(p, zero)
+    l0 = -_log(hi0, lo0)
+    clo = p < clip_lo
+    chi = p > clip_hi
+    l1 = lo_pos if clo else (hi_pos if chi else l1)
+    l0 = lo_neg if clo else (hi_neg if chi else l0)
+    b = one - y
+    return (y * l1 if y != zero else zero) + (b * l0 if b != zero else zero)
+
+
+@njit(**_INLINE)
+def exp_abs(x):
+    """exp(-|x|): the one exponential of a logit's loss and gradient."""
+    zero = _one(x) - _one(x)
+    return _exp_neg(-(-x if x < zero else x))
+
+
+@njit(**_INLINE)
+def nll_logit(x, y, e):
+    """y·softplus(-x) + (1-y)·softplus(x) = |x|·(x >= 0 ? 1-y : y) + log1p(e), e = exp(-|x|)."""
+    one = _one(x)
+    zero = one - one
+    hi = one + e
+    lo = e - (hi - one)
+    c = one - y if x >= zero else y
+    lin = (-x if x < zero else x) * c if c != zero else zero
+    return lin + _log(hi, lo)
+
+
+@njit(**_INLINE)
+def grad_prob(p, y, clip_lo, clip_hi):
+    """dl/dp in float64: (p - y) / (p(1 - p)) inside [eps, 1-eps], else 0."""
+    pd = np.float64(p)
+    yd = np.float64(y)
+    hi0 = 1.0 - pd
+    lo0 = (1.0 - hi0) - pd
+    g = (pd - yd) / _fma(pd, hi0, pd * lo0)
+    return 0.0 if (p < clip_lo) | (p > clip_hi) else g
+
+
+@njit(**_INLINE)
+def grad_logit(x, y, e):
+    """dl/dx in float64 from e = exp(-|x|): (1-y)·σ(x) - y·σ(-x)."""
+    ed = np.float64(e)
+    yd = np.float64(y)
+    big = 1.0 / (1.0 + ed)
+    small = ed * big
+    b = 1.0 - yd
+    zero = _one(x) - _one(x)
+    return b * big - yd * small if x >= zero else b * small - yd * big
+
+
+# ---- blocks --------------------------------------------------------------------------------------
+
+# The block functions take views of the block (index k >= 0: no wraparound code, so that LLVM
+# vectorises the loops).
+
+@njit(**_JIT)
+def _load_labels(y, n, ybuf):
+    """Labels of a block into ybuf; (any out of [0, 1], any not 0 or 1)."""
+    bad = 0
+    soft = 0
+    for k in range(n):
+        v = y[k]
+        bad |= (v < 0) | (v > 1)
+        soft |= v * (1 - v) != 0
+        ybuf[k] = v
+    return bad, soft
+
+
+@njit(**_JIT)
+def _load_weights(w, n, wbuf):
+    bad = 0
+    for k in range(n):
+        v = np.float64(w[k])
+        bad |= not ((v >= 0.0) & (v < np.inf))
+        wbuf[k] = v
+    return bad
+
+
+@njit(**_JIT)
+def _recheck(y, p, has_w, nan_mode, n, mbuf, wbuf):
+    """Exact label/weight error bits: masked elements and NaNs that nan_policy takes out are not
+    checked (rare: only for a block with a bad value)."""
+    bad = 0
+    for k in range(n):
+        pv = p[k]
+        yv = np.float64(y[k])
+        skip = (((pv != pv) | (yv != yv)) & (nan_mode != NAN_PROPAGATE)) | (mbuf[k] == 0)
+        if not skip and (yv < 0.0 or yv > 1.0):
+            bad |= FLAG_LABEL
+        if not skip and has_w and not (wbuf[k] >= 0.0 and wbuf[k] < np.inf):
+            bad |= FLAG_WEIGHT
+    return bad
+
+
+@njit(**_JIT)
+def _check_block(p, n, ybuf, mbuf, check_p, nan_mode):
+    """Error bits of predictions out of [0, 1] and of NaN under nan_policy="raise"."""
+    bad = 0
+    skip_nan = nan_mode != NAN_PROPAGATE
+    raise_nan = nan_mode == NAN_RAISE
+    for k in range(n):
+        pv = p[k]
+        yv = ybuf[k]
+        on = mbuf[k] != 0
+        isn = (pv != pv) | (yv != yv)
+        skip = (not on) | (isn & skip_nan)
+        bad |= FLAG_PRED if check_p & ((pv < 0) | (pv > 1)) & (not skip) else 0
+        bad |= FLAG_NAN if isn & raise_nan & on else 0
+    return bad
+
+
+@njit(**_INLINE)
+def _element_value(l, pv, yv, on, omit):
+    """The loss of an element: 0 when masked or an omitted NaN, NaN for another NaN."""
+    zero = _one(l) - _one(l)
+    isn = (pv != pv) | (yv != yv)
+    l = (zero if omit else pv + yv) if isn else l
+    return l if on else zero
+
+
+@njit(**_JIT)
+def _loss_hard(p, n, ybuf, mbuf, lbuf, clip_lo, clip_hi, nll, omit):
+    for k in range(n):
+        pv = p[k]
+        yv = ybuf[k]
+        l = nll_hard(pv, yv, clip_lo, clip_hi, nll[0], nll[1], nll[2], nll[3])
+        lbuf[k] = _element_value(l, pv, yv, mbuf[k] != 0, omit)
+
+
+@njit(**_JIT)
+def _loss_soft(p, n, ybuf, mbuf, lbuf, clip_lo, clip_hi, nll, omit):
+    for k in range(n):
+        pv = p[k]
+        yv = ybuf[k]
+        l = nll_soft(pv, yv, clip_lo, clip_hi, nll[0], nll[1], nll[2], nll[3])
+        lbuf[k] = _element_value(l, pv, yv, mbuf[k] != 0, omit)
+
+
+@njit(**_JIT)
+def _loss_logit(p, n, ybuf, mbuf, lbuf, ebuf, omit):
+    for k in range(n):
+        pv = p[k]
+        yv = ybuf[k]
+        e = exp_abs(pv)
+        ebuf[k] = e
+        lbuf[k] = _element_value(nll_logit(pv, yv, e), pv, yv, mbuf[k] != 0, omit)
+
+
+@njit(**_JIT)
+def _count_weights(p, n, ybuf, mbuf, wbuf, omit):
+    """Counted weights: 0 where masked or an omitted NaN."""
+    for k in range(n):
+        pv = p[k]
+        yv = ybuf[k]
+        isn = (pv != pv) | (yv != yv)
+        wbuf[k] = 0.0 if (mbuf[k] == 0) | (isn & omit) else wbuf[k]
+
+
+@njit(**_INLINE)
+def _grad_value(g, pv, yv, on, w, scale, omit):
+    isn = (pv != pv) | (yv != yv)
+    g = (0.0 if omit else np.float64(pv + yv)) if isn else g * w * scale
+    return g if on else 0.0
+
+
+@njit(**_JIT)
+def _grad_prob_block(p, n, ybuf, mbuf, wbuf, sbuf, grad, clip_lo, clip_hi, omit):
+    for k in range(n):
+        pv = p[k]
+        yv = ybuf[k]
+        g = grad_prob(pv, yv, clip_lo, clip_hi)
+        grad[k] = _grad_value(g, pv, yv, mbuf[k] != 0, wbuf[k], sbuf[k], omit)
+
+
+@njit(**_JIT)
+def _grad_logit_block(p, n, ybuf, mbuf, wbuf, sbuf, ebuf, have_e, grad, omit):
+    for k in range(n):
+        pv = p[k]
+        yv = ybuf[k]
+        e = ebuf[k] if have_e else exp_abs(pv)
+        g = grad_logit(pv, yv, e)
+        grad[k] = _grad_value(g, pv, yv, mbuf[k] != 0, wbuf[k], sbuf[k], omit)
+
+
+@njit(**_JIT)
+def _lane_sum(a):
+    s8 = np.empty(8)
+    for i in range(8):
+        s8[i] = a[2 * i] + a[2 * i + 1]
+    s4 = np.empty(4)
+    for i in range(4):
+        s4[i] = s8[2 * i] + s8[2 * i + 1]
+    return (s4[0] + s4[1]) + (s4[2] + s4[3])
+
+
+@njit(**_JIT)
+def _chunk(y, p, w, has_w, mask, has_mask, groups, mode, ncols, row0, logits, nan_mode, clip_lo,
+           clip_hi, nll, grad, has_grad, scale, col_scale, has_col_scale, row_scale, has_row_scale,
+           want_loss, start, stop, sums, c):
+    """Chunk c = elements [start, stop) (whole rows unless mode is MODE_ALL): Σ w·loss, Σ w into
+    sums[c, slot]; returns the error bits (kernels/fastbce_chunk.h, fb_chunk)."""
+    ybuf = np.empty(BLOCK, p.dtype)
+    lbuf = np.zeros(BLOCK, p.dtype)
+    ebuf = np.empty(BLOCK, p.dtype)
+    wbuf = np.ones(BLOCK)
+    mbuf = np.ones(BLOCK, np.uint8)
+    sbuf = np.full(BLOCK, scale)
+    acc_l = np.zeros(LANES)
+    acc_w = np.zeros(LANES)
+    n_slots = sums.shape[1]
+    col_l = np.zeros(ncols if mode == MODE_COLS else 0)
+    col_w = np.zeros(ncols if mode == MODE_COLS else 0)
+    omit = nan_mode == NAN_OMIT
+    use_w = has_w or has_mask or omit
+    keep_e = logits and want_loss and has_grad
+    bad = 0
+    for b0 in range(start, stop, BLOCK):
+        n = min(BLOCK, stop - b0)
+        pb = p[b0:b0 + n]
+        yb = y[b0:b0 + n]
+        lbad, soft = _load_labels(yb, n, ybuf)
+        wbad = False
+        if has_w:
+            wbad = _load_weights(w[b0:b0 + n], n, wbuf)
+        elif use_w:
+            wbuf[:] = 1.0
+        if has_mask:
+            mbuf[:n] = mask[b0:b0 + n]
+        if lbad or wbad:
+            bad |= _recheck(yb, pb, has_w, nan_mode, n, mbuf, wbuf)
+        bad |= _check_block(pb, n, ybuf, mbuf, not logits, nan_mode)
+        if want_loss:
+            if logits:
+                _loss_logit(pb, n, ybuf, mbuf, lbuf, ebuf, omit)
+            elif soft:
+                _loss_soft(pb, n, ybuf, mbuf, lbuf, clip_lo, clip_hi, nll, omit)
+            else:
+                _loss_hard(pb, n, ybuf, mbuf, lbuf, clip_lo, clip_hi, nll, omit)
+        if use_w:
+            _count_weights(pb, n, ybuf, mbuf, wbuf, omit)
+        if has_grad:
+            if has_row_scale:
+                row = row0 + b0 // ncols
+                j = b0 % ncols
+                for k in range(n):
+                    sbuf[k] = row_scale[row] * scale
+                    j += 1
+                    if j == ncols:
+                        j = 0
+                        row += 1
+            elif has_col_scale:
+                j = (b0 - start) % ncols
+                for k in range(n):
+                    sbuf[k] = col_scale[j]
+                    j = 0 if j + 1 == ncols else j + 1
+            gb = grad[b0:b0 + n]
+            if logits:
+                _grad_logit_block(pb, n, ybuf, mbuf, wbuf, sbuf, ebuf, keep_e, gb, omit)
+            else:
+                _grad_prob_block(pb, n, ybuf, mbuf, wbuf, sbuf, gb, clip_lo, clip_hi, omit)
+        if mode == MODE_ALL:
+            full = n - n % LANES
+            for g in range(0, full, LANES):
+                for k in range(LANES):
+                    acc_l[k] += np.float64(lbuf[g + k]) * wbuf[g + k]
+            for k in range(n - full):
+                acc_l[k] += np.float64(lbuf[full + k]) * wbuf[full + k]
+            if use_w:
+                for g in range(0, full, LANES):
+                    for k in range(LANES):
+                        acc_w[k] += wbuf[g + k]
+                for k in range(n - full):
+                    acc_w[k] += wbuf[full + k]
+        elif mode == MODE_COLS:
+            k = 0
+            j = (b0 - start) % ncols
+            while k < n:
+                run = min(n - k, ncols - j)
+                for t in range(run):
+                    col_l[j + t] += np.float64(lbuf[k + t]) * wbuf[k + t]
+                    col_w[j + t] += wbuf[k + t]
+                k += run
+                j = 0
+        else:
+            row = b0 // ncols
+            j = b0 % ncols
+            cs = np.int64(0) if mode == MODE_ROWS else np.int64(c)
+            for k in range(n):
+                slot = row0 + row if mode == MODE_ROWS else np.int64(groups[row])
+                if slot < 0 or slot >= n_slots:
+                    bad |= FLAG_GROUP
+                else:
+                    sums[cs, slot, 0] += np.float64(lbuf[k]) * wbuf[k]
+                    sums[cs, slot, 1] += wbuf[k]
+                j += 1
+                if j == ncols:
+                    j = 0
+                    row += 1
+    if mode == MODE_ALL:
+        sums[c, 0, 0] = _lane_sum(acc_l)
+        sums[c, 0, 1] = _lane_sum(acc_w) if use_w else np.float64(stop - start)
+    elif mode == MODE_COLS:
+        for j in range(ncols):
+            sums[c, j, 0] = col_l[j]
+            sums[c, j, 1] = col_w[j]
+    return bad
+
+
+@njit(parallel=True, **_JIT)
+def _fast_pass(y, p, w, has_w, mask, has_mask, groups, mode, ncols, row0, logits, nan_mode,
+               clip_lo, clip_hi, nll, chunk_elems, sums, flags, grad, has_grad, scale, col_scale,
+               has_col_scale, row_scale, has_row_scale, want_loss):
+    n = p.shape[0]
+    for c in prange(flags.shape[0]):
+        start = c * chunk_elems
+        flags[c] = _chunk(y, p, w, has_w, mask, has_mask, groups, mode, ncols, row0, logits,
+                          nan_mode, clip_lo, clip_hi, nll, grad, has_grad, scale, col_scale,
+                          has_col_scale, row_scale, has_row_scale, want_loss, start,
+                          min(n, start + chunk_elems), sums, c)
+
+
+_NO_MASK = np.ones(1, np.uint8)
+_NO_GROUPS = np.zeros(1, np.intp)
+_NO_SCALE = np.ones(1)
+
+
+def fast_pass(y, p, w, mask, groups, mode, ncols, row0, logits, nan_mode, clip, nll, chunk_elems,
+              sums, flags, grad, grad_scale, col_scale, row_scale, want_loss, n_threads):
+    """Same contract as the Cython ``fast_pass`` (fastbce/_fastpath.py)."""
+    t = p.dtype.type
+    numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
+    _fast_pass(y, p, p if w is None else w, w is not None, _NO_MASK if mask is None else mask,
+               mask is not None, _NO_GROUPS if groups is None else groups, mode, ncols, row0,
+               bool(logits), nan_mode, t(clip[0]), t(clip[1]), tuple(t(v) for v in nll),
+               chunk_elems, sums, flags, p[:1].copy() if grad is None else grad, grad is not None,
+               float(grad_scale), _NO_SCALE if col_scale is None else col_scale,
+               col_scale is not None, _NO_SCALE if row_scale is None else row_scale,
+               row_scale is not None, bool(want_loss))
