@@ -1022,8 +1022,10 @@ def run(*, sizes, ops, contenders, threads, budget, min_repeats, memory_size, ou
     for t in threads:
         jobs.append(("ceiling", t, {}))
         for name in runnable:
-            if t == 1 or CONTENDERS[name].threaded:
+            if CONTENDERS[name].threaded:
                 jobs.append((name, t, {}))
+            elif t == min(threads):  # once, on one thread, whatever thread counts were asked for
+                jobs.append((name, 1, {}))
     last = {name: max(t for n, t, _ in jobs if n == name) for name in runnable}
     if cold_cache and "fastbce[numba]" in runnable:
         jobs.append(("fastbce[numba]", max(threads), {"cold_cache": True}))
@@ -1232,7 +1234,7 @@ def markdown_report(results):
             f"its first operation on {FIRST_CALL_SIZE:,} elements right after (Numba loads or compiles "
             f"kernels, JAX/TensorFlow trace and compile). Peak extra memory = RSS high-water mark "
             f"(Linux VmHWM, reset through /proc/self/clear_refs just before the call) minus RSS before "
-            f"the call, at {msize:,} elements, in the contender's worker process; it includes the returned result (the gradient array) and every native "
+            f"the call, at {f'{msize:,}' if msize else '(not measured in this run)'} elements, in the contender's worker process; it includes the returned result (the gradient array) and every native "
             f"allocation. In brackets: multiple of the operation's input bytes. This is the steady "
             f"state (second call at that shape); where the first call at that shape (compilation, "
             f"tracing, filling a library's buffer pool, which it then keeps) peaked much higher, the "

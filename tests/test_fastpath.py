@@ -1,0 +1,273 @@
+"""The fast path of the compiled backends (fastbce/_fastpath.py, kernels/fastbce_*.h,
+kernels/numba_fast.py): its vectorised logarithm and exponential element by element, which calls
+take it, its layouts and its instruction-set variants.
+
+Element losses are read one by one as per-sample sums of an (n, 1) matrix: each row's sum is its
+one element's loss (in the prediction dtype) converted to float64, exactly. They are compared in
+ulp with the correctly rounded value of the formula evaluated on the same float inputs (float64
+arithmetic for float32 inputs, long double for float64 inputs).
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastbce
+from conftest import COMPILED_BACKENDS
+from fastbce import _backends
+
+EPS = 1e-7
+# Bounds reached (and asserted): float32 losses and gradients within 2 ulp of the correctly
+# rounded value (the issue allows 4), float64 within 2 ulp.
+ULP_BOUND = {np.dtype(np.float32): 2, np.dtype(np.float64): 2}
+
+
+@pytest.fixture
+def fast_calls(monkeypatch, compiled_backend):
+    """Counts the calls of the backend's fast pass, so that a test knows it tested it."""
+    kernel = _backends.load_backend(compiled_backend)
+    calls = []
+    original = kernel.fast_pass
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(kernel, "fast_pass", counted)
+    return calls
+
+
+def _ulps(got, want):
+    """Distance in units in the last place between arrays of one float dtype (same sign or 0)."""
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.dtype == want.dtype
+    int_type = np.int32 if got.dtype == np.float32 else np.int64
+
+    def ordered(a):
+        i = a.view(int_type).astype(np.int64)
+        return np.where(i < 0, np.iinfo(int_type).min - i, i)
+
+    both_nan = np.isnan(got) & np.isnan(want)
+    return np.where(both_nan, 0, np.abs(ordered(got) - ordered(want)))
+
+
+def _probabilities(dtype, n, rng):
+    """Random bit patterns across [tiny, 1] (every binade equally), the clip bounds and their
+    neighbours, 0, 1, subnormals and values near 1/2 and 1."""
+    tiny = np.finfo(dtype).tiny
+    logs = rng.uniform(np.log2(tiny), 0.0, n)
+    p = np.exp2(logs).astype(dtype)
+    lo, hi = dtype.type(EPS), dtype.type(1 - EPS)
+    special = [0.0, 1.0, tiny, tiny / 4, 0.5, 1 - np.finfo(dtype).epsneg, np.finfo(dtype).epsneg,
+               lo, hi, np.nextafter(lo, dtype.type(0)), np.nextafter(lo, dtype.type(1)),
+               np.nextafter(hi, dtype.type(0)), np.nextafter(hi, dtype.type(1))]
+    near_one = 1 - np.exp2(rng.uniform(np.log2(np.finfo(dtype).epsneg), -1, n // 4))
+    return np.concatenate([p, np.array(special, dtype), near_one.astype(dtype)])
+
+
+def _element_losses(y, v, backend, **options):
+    """Each element's loss, read from per-sample sums of an (n, 1) matrix (float64 holding the
+    prediction dtype's value)."""
+    return fastbce.bce(y[:, None], v[:, None], axis=1, reduction="sum", backend=backend, **options)
+
+
+def _prob_reference(y, p, wide):
+    """-[y·log q + (1-y)·log(1-q)], q = p clipped to [eps, 1 - eps] with 1 - eps rounded to
+    float64 (as fastbce clips every dtype), evaluated in `wide`."""
+    q = np.clip(p.astype(wide), wide(EPS), wide(1.0 - EPS))
+    y = y.astype(wide)
+    pos = np.where(y != 0, -y * np.log(q), 0)
+    neg = np.where(y != 1, -(1 - y) * np.log1p(-q), 0)
+    return pos + neg
+
+
+def _logit_reference(y, x, wide):
+    x, y = x.astype(wide), y.astype(wide)
+    softplus = np.log1p(np.exp(-np.abs(x)))
+    return np.where(x >= 0, np.where(y != 1, (1 - y) * x, 0), np.where(y != 0, -y * x, 0)) + softplus
+
+
+def _wide(dtype):
+    return np.float64 if dtype == np.float32 else np.longdouble
+
+
+def _check_ulps(got, reference, dtype):
+    got = np.asarray(got).astype(dtype)
+    want = np.asarray(reference).astype(dtype)
+    ulps = _ulps(got, want)
+    worst = int(ulps.max())
+    assert worst <= ULP_BOUND[np.dtype(dtype)], (worst, got[ulps.argmax()], want[ulps.argmax()])
+    return worst
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_hard_label_losses_are_within_the_ulp_bound(fast_calls, compiled_backend, dtype, rng):
+    dtype = np.dtype(dtype)
+    p = _probabilities(dtype, 200_000, rng)
+    for label in (0, 1):
+        y = np.full(p.shape, label, np.uint8)
+        _check_ulps(_element_losses(y, p, compiled_backend), _prob_reference(y, p, _wide(dtype)), dtype)
+    assert fast_calls
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_soft_label_losses_are_within_the_ulp_bound(fast_calls, compiled_backend, dtype, rng):
+    dtype = np.dtype(dtype)
+    p = _probabilities(dtype, 100_000, rng)
+    y = rng.random(p.shape).astype(dtype)
+    y[::7] = 0.5
+    _check_ulps(_element_losses(y, p, compiled_backend), _prob_reference(y, p, _wide(dtype)), dtype)
+    assert fast_calls
+
+
+def _logits(dtype, n, rng):
+    big = np.finfo(dtype).max
+    x = np.concatenate([rng.normal(0, 8, n), rng.uniform(-120, 120, n // 2),
+                        np.exp2(rng.uniform(-140, np.log2(big), n // 4)) * rng.choice([-1, 1], n // 4)])
+    special = [0.0, -0.0, 1e4, -1e4, 16.0, -16.0, 88.0, -88.0, 104.0, -104.0, 745.0, -745.0, big, -big]
+    return np.concatenate([x, special]).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_logit_losses_are_within_the_ulp_bound(fast_calls, compiled_backend, dtype, rng):
+    dtype = np.dtype(dtype)
+    with np.errstate(over="ignore"):
+        x = _logits(dtype, 100_000, rng)
+    for y in (np.zeros(x.shape, dtype), np.ones(x.shape, dtype), rng.random(x.shape).astype(dtype)):
+        got = _element_losses(y, x, compiled_backend, from_logits=True)
+        _check_ulps(got, _logit_reference(y, x, _wide(dtype)), dtype)
+    assert fast_calls
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gradients_are_within_the_ulp_bound(fast_calls, compiled_backend, dtype, rng):
+    dtype = np.dtype(dtype)
+    wide = _wide(dtype)
+    y = (rng.random(100_000) < 0.5).astype(dtype)
+    p = _probabilities(dtype, y.size, rng)[:y.size]
+    q = p.astype(wide)
+    inside = (p >= dtype.type(EPS)) & (p <= dtype.type(1 - EPS))
+    want = np.where(inside, (q - y.astype(wide)) / (q * (1 - q)), 0)
+    got = fastbce.bce_grad(y, p, reduction="sum", backend=compiled_backend)
+    assert got.dtype == dtype
+    _check_ulps(np.abs(got), np.abs(want), dtype)
+    with np.errstate(over="ignore"):
+        x = _logits(dtype, y.size, rng)[:y.size]
+    xw = x.astype(wide)
+    sigma = np.where(xw >= 0, 1 / (1 + np.exp(-np.abs(xw))), np.exp(-np.abs(xw)) / (1 + np.exp(-np.abs(xw))))
+    want = np.where(y == 1, -np.where(xw >= 0, np.exp(-np.abs(xw)) / (1 + np.exp(-np.abs(xw))),
+                                      1 / (1 + np.exp(-np.abs(xw)))), sigma)
+    got = fastbce.bce_grad(y, x, from_logits=True, reduction="sum", backend=compiled_backend)
+    _check_ulps(np.abs(got), np.abs(want), dtype)
+    assert fast_calls
+
+
+def test_what_takes_the_fast_path(fast_calls, compiled_backend, rng):
+    """The common calls take it; options it does not compute go to the general kernel, with the
+    same results as the NumPy reference (checked by the rest of the suite)."""
+    y = (rng.random((40, 5)) < 0.5).astype(np.float32)
+    p = rng.random((40, 5)).astype(np.float32)
+    kw = dict(backend=compiled_backend)
+    fast = [lambda: fastbce.bce(y, p, **kw), lambda: fastbce.bce(y.astype(bool), p, axis=0, **kw),
+            lambda: fastbce.bce(y, p, axis=1, sample_weight=p, mask=p > 0.2, **kw),
+            lambda: fastbce.bce(y, p, groups=np.arange(40) % 3, **kw),
+            lambda: fastbce.bce_grad(y, p, from_logits=True, **kw),
+            lambda: fastbce.bce_value_and_grad(y.astype(np.float64), p.astype(np.float64), **kw)]
+    general = [lambda: fastbce.bce(y, p, reduction="none", **kw),
+               lambda: fastbce.bce(y, p, pos_weight=2.0, **kw),
+               lambda: fastbce.bce(y, p, label_smoothing=0.1, **kw),
+               lambda: fastbce.bce(y, p.astype(np.float16), **kw),
+               lambda: fastbce.bce(y.astype(np.float64), p, **kw),  # soft float64 labels, float32 math
+               lambda: fastbce.focal_bce(y, p, **kw),
+               lambda: fastbce.score(y, p, backend=compiled_backend)]
+    for call in fast:
+        fast_calls.clear()
+        call()
+        assert fast_calls, call
+    for call in general:
+        fast_calls.clear()
+        call()
+        assert not fast_calls
+
+
+@pytest.mark.parametrize("layout", ["F", "strided", "transposed"])
+def test_every_layout_gives_the_bits_of_c_order(compiled_backend, layout, rng):
+    """Non-contiguous inputs are copied to C order a slab of whole chunks at a time: the same chunks
+    and sums as C-ordered input, for a matrix bigger than one slab."""
+    shape = (30_000, 100)
+    y = (rng.random(shape) < 0.3).astype(np.uint8)
+    p = rng.random(shape).astype(np.float32)
+    w = rng.random(shape).astype(np.float32)
+
+    def relayout(a):
+        if layout == "F":
+            return np.asfortranarray(a)
+        if layout == "strided":
+            big = np.zeros((shape[0], 2 * shape[1]), a.dtype)
+            big[:, ::2] = a
+            return big[:, ::2]
+        return np.ascontiguousarray(a.T).T
+
+    for kw in (dict(axis=0), dict(axis=1), dict(), dict(sample_weight=w, axis=0)):
+        want = fastbce.bce(y, p, backend=compiled_backend, **kw)
+        got = fastbce.bce(relayout(y), relayout(p), backend=compiled_backend,
+                          **{k: relayout(v) if isinstance(v, np.ndarray) else v for k, v in kw.items()})
+        np.testing.assert_array_equal(got, want)
+    want = fastbce.bce_grad(y, p, axis=0, backend=compiled_backend)
+    got = fastbce.bce_grad(relayout(y), relayout(p), axis=0, backend=compiled_backend)
+    np.testing.assert_array_equal(got, want)
+
+
+_VARIANT_SCRIPT = """
+import json, sys
+import numpy as np
+import fastbce
+from fastbce._kernels import cython_kernels
+rng = np.random.default_rng(5)
+y = (rng.random(300_001) < 0.4).astype(np.float32)
+out = {"variant": cython_kernels.SIMD_VARIANT, "values": []}
+for dtype in (np.float32, np.float64):
+    p = rng.random(y.size).astype(dtype)
+    x = (rng.standard_normal(y.size) * 6).astype(dtype)
+    ys = rng.random(y.size).astype(dtype)
+    for value in (fastbce.bce(y, p, backend="cython"), fastbce.bce(ys, p, backend="cython"),
+                  fastbce.bce(y, x, from_logits=True, backend="cython"),
+                  fastbce.bce_grad(y, x, from_logits=True, backend="cython")[:1000].astype(float).tolist(),
+                  fastbce.bce(y.reshape(-1, 1)[:300_000].reshape(-1, 100), p[:300_000].reshape(-1, 100),
+                              axis=0, backend="cython").tolist()):
+        out["values"].append(value)
+json.dump(out, sys.stdout)
+"""
+
+
+def _variant_values(variant):
+    env = dict(os.environ, FASTBCE_SIMD=variant)
+    result = subprocess.run([sys.executable, "-c", _VARIANT_SCRIPT], env=env, capture_output=True,
+                            text=True, timeout=300, check=True)
+    return json.loads(result.stdout)
+
+
+@pytest.mark.skipif("cython" not in COMPILED_BACKENDS, reason="the Cython backend is not built")
+def test_instruction_set_variants_agree():
+    """v4 (AVX-512) and v3 (AVX2) use fused multiply-adds at the same places: the same bits (as
+    the Numba backend, test_backends.py); the baseline (no FMA) rounds the products separately:
+    within the fidelity bounds of the others."""
+    import fastbce._kernels.cython_kernels as cython_kernels
+
+    variants = {"v4": "AVX-512", "v3": "AVX2", "base": "baseline"}
+    runs = {name: _variant_values(name) for name in variants}
+    native = cython_kernels.SIMD_VARIANT
+    for name, run in runs.items():
+        if variants[name] in native or name == "base":
+            assert variants[name] in run["variant"] or "portable" in run["variant"]
+    fma_runs = [run for run in runs.values() if "FMA" in run["variant"] and "no FMA" not in run["variant"]]
+    for run in fma_runs[1:]:
+        assert run["values"] == fma_runs[0]["values"]
+    base = runs["base"]["values"]
+    for run in fma_runs:
+        for got, want in zip(base, run["values"]):
+            np.testing.assert_allclose(got, want, rtol=1e-6)
