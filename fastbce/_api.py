@@ -16,7 +16,7 @@ from ._kernels import (
     MODE_ROWS,
     NAN_OMIT,
 )
-from ._fastpath import fast_pass_arguments, inverse_weight_sums, run_fast_pass
+from ._fastpath import fast_pass_arguments, run_fast_pass
 from ._plan import make_plan
 from ._threads import resolve_num_threads
 
@@ -45,8 +45,15 @@ def _chunking(n_rows, n_cols, mode, n_slots):
 
 
 def _reciprocal(total):
-    """1/total, and 0 where the total weight is 0 (those means are NaN; their gradient is 0)."""
+    """1/total, and 0 where the total weight is 0 (those means are NaN; their gradient is 0).
+    A subnormal total (its reciprocal overflows) raises: w/Σw would come out inf or NaN."""
     total = np.asarray(total, dtype=np.float64)
+    tiny = np.finfo(np.float64).tiny
+    if ((total > 0) & (total < tiny)).any():
+        raise ValueError(f"sample_weight: a reduced slice has a total weight below {tiny:.3g} (subnormal), "
+                         "so the gradient of its mean, w/Σw, cannot be computed in float64; scale the "
+                         "weights up (a mean does not change when all its weights are multiplied by "
+                         "one factor)")
     with np.errstate(divide="ignore"):
         return np.where(total > 0, 1.0 / total, 0.0)
 
@@ -102,19 +109,13 @@ def run_pass(plan, backend, n_threads, *, want_grad=False, out=None, n_stats=2, 
     # With nan_policy="omit", Σw is known only after the pass: the kernel scales by Σw of the weights
     # and mask (NaNs included) so that gradients are in range in float32 as with the other policies,
     # and the ratio of the two sums corrects them afterwards.
+    row_scale, col_scale = _grad_scales(plan) if want_grad else (np.ones(1), np.ones(1))
     fast = fast_pass_arguments(plan, kernel, n_stats, grad)  # fastbce/_fastpath.py
     if fast is not None:
-        row_scale, col_scale = np.ones(1), np.ones(1)
-        if want_grad and plan.reduction == "mean":
-            if plan.mode == MODE_ROWS:
-                row_scale = inverse_weight_sums(fast)
-            else:
-                col_scale = inverse_weight_sums(fast)
         run_fast_pass(kernel, fast, rows_per_chunk, n_cols, sums, flags,
                       None if grad is None else plan.as_2d(grad), row_scale, col_scale, want_value,
                       threads)
     else:
-        row_scale, col_scale = _grad_scales(plan) if want_grad else (np.ones(1), np.ones(1))
         kernel.bce_pass(
             plan.y, plan.p, plan.w, plan.pw, plan.mask, plan.groups, plan.y_half, plan.p_half,
             plan.from_logits, plan.eps, plan.smoothing, plan.nan_mode, plan.gamma, plan.alpha,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._kernels import MODE_COLS, MODE_GROUPS, MODE_ROWS
+from ._kernels import MODE_GROUPS, MODE_ROWS
 
 # Elements per slab copied to C order when an input is not C-contiguous (several chunks).
 SLAB_ELEMENTS = 1 << 21
@@ -109,25 +109,6 @@ def fast_pass_arguments(plan, kernel, n_stats, grad):
     return FastPass(y=y, p=p, w=w, weight=weight, mask=mask, groups=groups, mode=plan.mode,
                     logits=plan.from_logits, nan_mode=plan.nan_mode,
                     clip=_clip_bounds(plan.eps, p.dtype), nll=tuple(map(float, nll)))
-
-
-def inverse_weight_sums(fast):
-    """1/Σw of a mean's gradient, overall (one value), per column (MODE_COLS) or per row
-    (MODE_ROWS), 0 where Σw = 0; Σw of the weights and mask alone: with nan_policy="omit" the
-    caller corrects it after the pass, as for the general kernel."""
-    axis = {MODE_COLS: 0, MODE_ROWS: 1}.get(fast.mode)
-    if fast.w is None:
-        if fast.mask is None:
-            count = fast.p.size if axis is None else fast.p.shape[axis]
-        else:
-            count = np.count_nonzero(fast.mask, axis=axis)
-        total = fast.weight * np.asarray(count, dtype=np.float64)
-    else:
-        total = np.sum(fast.w, axis=axis, dtype=np.float64,
-                       where=True if fast.mask is None else fast.mask.view(np.bool_))
-    total = np.atleast_1d(total)
-    with np.errstate(divide="ignore"):
-        return np.where(total > 0, 1.0 / total, 0.0)
 
 
 def run_fast_pass(kernel, fast, rows_per_chunk, n_cols, sums, flags, grad, row_factor,

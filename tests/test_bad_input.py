@@ -239,3 +239,23 @@ def test_inputs_never_modified(backend):
             fastbce.bce_value_and_grad(y, p, reduction=reduction, axis=axis, **options)
             fastbce.bce_grad(y, p, reduction=reduction, axis=axis, **options)
     assert_unchanged(snap)
+
+
+@pytest.mark.parametrize("nan_policy", ["propagate", "omit"])
+def test_gradient_of_a_mean_over_a_subnormal_total_weight_raises(backend, nan_policy):
+    """w/Σw with Σw subnormal: 1/Σw overflows, so the gradient would be inf or NaN; it raises
+    instead (the mean itself is still computed). With nan_policy="omit" the total is known only
+    after the pass (here the NaN takes the normal weight out of the second row)."""
+    y = np.array([[1.0, 0.0], [1.0, 0.0]])
+    p = np.array([[0.3, 0.6], [np.nan, 0.6]])
+    w = np.array([[1.0, 1.0], [1.0, 5e-324]])
+    if nan_policy == "propagate":
+        p[1, 0], w[1, 0] = 0.3, 0.0
+    for function in (fastbce.bce_grad, fastbce.bce_value_and_grad):
+        with pytest.raises(ValueError, match="sample_weight: a reduced slice has a total weight below"):
+            function(y, p, sample_weight=w, axis=1, nan_policy=nan_policy, backend=backend)
+    value = fastbce.bce(y, p, sample_weight=w, axis=1, nan_policy=nan_policy, backend=backend)
+    assert np.isfinite(value).all()
+    gradient = fastbce.bce_grad(y, p, sample_weight=w * 2.0**1000, axis=1, nan_policy=nan_policy,
+                                backend=backend)  # scaled up: fine
+    assert np.isfinite(gradient[0]).all() and gradient[1, 1] != 0

@@ -66,7 +66,7 @@ def problems(draw, pairs):
     weight_shape = {"full": shape, "per-label": (cols,), "per-sample": (shape[0], 1) if ndim == 2 else shape}
     if weights != "none":
         options["sample_weight"] = draw(hnp.arrays(np.float64, weight_shape[weights],
-                                                   elements=st.floats(0.0, 10.0)))
+                                                   elements=st.floats(0.0, 10.0, allow_subnormal=False)))
     if draw(st.booleans()):
         options["pos_weight"] = draw(hnp.arrays(np.float64, (cols,) if ndim == 2 else (),
                                                 elements=st.floats(0.0, 5.0)))
