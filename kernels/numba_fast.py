@@ -43,32 +43,20 @@ F32, F64 = np.float32, np.float64
 
 # ---- bit casts and fused multiply-add ---------------------------------------------------------
 
-@intrinsic
-def _bits_f32(typingctx, x):
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(32))
-    return types.int32(types.float32), codegen
+def _bitcast(from_type, to_type, to_ir):
+    """An intrinsic that reinterprets the bits of a from_type value as a to_type value."""
+    @intrinsic
+    def cast(typingctx, value):
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], to_ir)
+        return to_type(from_type), codegen
+    return cast
 
 
-@intrinsic
-def _from_bits_f32(typingctx, i):
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
-    return types.float32(types.int32), codegen
-
-
-@intrinsic
-def _bits_f64(typingctx, x):
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(64))
-    return types.int64(types.float64), codegen
-
-
-@intrinsic
-def _from_bits_f64(typingctx, i):
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.DoubleType())
-    return types.float64(types.int64), codegen
+_bits_f32 = _bitcast(types.float32, types.int32, ir.IntType(32))
+_from_bits_f32 = _bitcast(types.int32, types.float32, ir.FloatType())
+_bits_f64 = _bitcast(types.float64, types.int64, ir.IntType(64))
+_from_bits_f64 = _bitcast(types.int64, types.float64, ir.DoubleType())
 
 
 @intrinsic
