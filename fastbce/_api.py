@@ -79,9 +79,15 @@ def _grad_scales(plan, totals=None):
     return (scale, ones) if plan.mode == MODE_ROWS else (ones, scale)
 
 
+def _new_output(plan):
+    """An element output (losses, gradient) in y_pred's memory order, as np.empty_like gives."""
+    fortran = plan.p.flags.f_contiguous and not plan.p.flags.c_contiguous
+    return np.empty(plan.shape, plan.out_dtype, order="F" if fortran else "C")
+
+
 def _check_out(out, plan):
     if out is None:
-        return np.empty(plan.shape, plan.out_dtype)
+        return _new_output(plan)
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out must be a NumPy array, got {type(out).__name__}")
     if out.shape != plan.shape or out.dtype != plan.out_dtype:
@@ -103,7 +109,7 @@ def run_pass(plan, backend, n_threads, *, want_grad=False, out=None, n_stats=2, 
     threads = min(threads, n_chunks)  # a small input runs on one thread: no wake-up cost
     sums = np.zeros((1 if plan.mode == MODE_ROWS else n_chunks, plan.n_slots, n_stats))
     flags = np.zeros(n_chunks, np.uint8)
-    loss_out = np.empty(plan.shape, plan.out_dtype) if plan.reduction == "none" else None
+    loss_out = _new_output(plan) if plan.reduction == "none" else None
     grad = _check_out(out, plan) if want_grad else None
     rescale_after = want_grad and plan.reduction == "mean" and plan.nan_mode == NAN_OMIT
     # With nan_policy="omit", Σw is known only after the pass: the kernel scales by Σw of the weights

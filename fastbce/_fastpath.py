@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._kernels import MODE_GROUPS, MODE_ROWS
+from ._kernels import MODE_COLS, MODE_GROUPS, MODE_ROWS
 
 # Elements per slab copied to C order when an input is not C-contiguous (several chunks).
 SLAB_ELEMENTS = 1 << 21
@@ -139,6 +139,21 @@ def run_fast_pass(kernel, fast, rows_per_chunk, n_cols, sums, flags, grad, row_f
     n_rows = fast.p.shape[0]
     if all(a.flags.c_contiguous for a in arrays) and (grad is None or grad.flags.c_contiguous):
         run(arrays, slice(0, n_rows), None if grad is None else grad.reshape(-1))
+    elif fast.mode == MODE_COLS and all(a.flags.f_contiguous for a in arrays) and (
+            grad is None or grad.flags.f_contiguous):
+        # Fortran order, one value per label: each label is a contiguous row of the transposes,
+        # so this is the per-row pass over them, in place (the same sums to rounding as for C
+        # order, added in another order; still a function of the shape only)
+        rows_t = max(1, -(-chunk_elems // n_rows))
+        flags_t = np.zeros(-(-n_cols // rows_t), np.uint8)
+        y, p, *rest = [a.T.reshape(-1) for a in arrays]  # views: a.T is C-contiguous
+        w = rest.pop(0) if fast.w is not None else None
+        mask = rest.pop(0) if fast.mask is not None else None
+        kernel.fast_pass(y, p, w, mask, None, MODE_ROWS, n_rows, 0, fast.logits, fast.nan_mode,
+                         fast.clip, fast.nll, rows_t * n_rows, sums[:1], flags_t,
+                         None if grad is None else grad.T.reshape(-1), grad_scale, None,
+                         col_factor if col_factor.size > 1 else None, want_value, n_threads)
+        flags[0] |= np.bitwise_or.reduce(flags_t)
     else:
         slab = rows_per_chunk * max(1, SLAB_ELEMENTS // chunk_elems)
         for r0 in range(0, n_rows, slab):

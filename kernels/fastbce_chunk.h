@@ -296,18 +296,39 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
                 j = 0;
             }
         } else {
-            /* the row's own slot, or its group's, in element order; rows with a group id out of
-             * range are skipped */
-            int64_t row = b0 / ncols, j = b0 % ncols;
-            for (int64_t k = 0; k < n; k++) {
-                intptr_t slot = a->mode == FB_MODE_ROWS ? (intptr_t)(a->row0 + row) : a->groups[row];
-                if (slot < 0 || slot >= a->n_slots) {
-                    bad |= FB_FLAG_GROUP;
-                } else {
-                    sums[2 * slot] += (double)lbuf[k] * wbuf[k];
-                    sums[2 * slot + 1] += wbuf[k];
+            /* each row is summed in lanes by column (column j into lane j % FB_LANES, in row
+             * order), then its total is added to the row's own slot or its group's; rows with a
+             * group id out of range are skipped. A row may span blocks, never chunks. */
+            int64_t k = 0, row = b0 / ncols, j = b0 % ncols;
+            while (k < n) {
+                int64_t run = n - k < ncols - j ? n - k : ncols - j, t = 0;
+                for (; t < run && (j + t) % FB_LANES; t++) {
+                    acc_l[(j + t) % FB_LANES] += (double)lbuf[k + t] * wbuf[k + t];
+                    acc_w[(j + t) % FB_LANES] += wbuf[k + t];
                 }
-                if (++j == ncols) {
+                for (; t + FB_LANES <= run; t += FB_LANES) {
+#pragma omp simd
+                    for (int q = 0; q < FB_LANES; q++) {
+                        acc_l[q] += (double)lbuf[k + t + q] * wbuf[k + t + q];
+                        acc_w[q] += wbuf[k + t + q];
+                    }
+                }
+                for (; t < run; t++) {
+                    acc_l[(j + t) % FB_LANES] += (double)lbuf[k + t] * wbuf[k + t];
+                    acc_w[(j + t) % FB_LANES] += wbuf[k + t];
+                }
+                k += run;
+                j += run;
+                if (j == ncols) {
+                    intptr_t slot = a->mode == FB_MODE_ROWS ? (intptr_t)(a->row0 + row) : a->groups[row];
+                    if (slot < 0 || slot >= a->n_slots) {
+                        bad |= FB_FLAG_GROUP;
+                    } else {
+                        sums[2 * slot] += fb_lane_sum(acc_l);
+                        sums[2 * slot + 1] += fb_lane_sum(acc_w);
+                    }
+                    memset(acc_l, 0, sizeof acc_l);
+                    memset(acc_w, 0, sizeof acc_w);
                     j = 0;
                     row++;
                 }

@@ -512,18 +512,38 @@ def _chunk(y, p, w, has_w, mask, has_mask, groups, mode, ncols, row0, logits, na
                 k += run
                 j = 0
         else:
+            # each row in lanes by column, then its total into its slot (fastbce_chunk.h)
+            cs = np.int64(0) if mode == MODE_ROWS else np.int64(c)
+            k = 0
             row = b0 // ncols
             j = b0 % ncols
-            cs = np.int64(0) if mode == MODE_ROWS else np.int64(c)
-            for k in range(n):
-                slot = row0 + row if mode == MODE_ROWS else np.int64(groups[row])
-                if slot < 0 or slot >= n_slots:
-                    bad |= FLAG_GROUP
-                else:
-                    sums[cs, slot, 0] += np.float64(lbuf[k]) * wbuf[k]
-                    sums[cs, slot, 1] += wbuf[k]
-                j += 1
+            while k < n:
+                run = min(n - k, ncols - j)
+                t = 0
+                while t < run and (j + t) % LANES != 0:
+                    acc_l[(j + t) % LANES] += np.float64(lbuf[k + t]) * wbuf[k + t]
+                    acc_w[(j + t) % LANES] += wbuf[k + t]
+                    t += 1
+                while t + LANES <= run:
+                    for q in range(LANES):
+                        acc_l[q] += np.float64(lbuf[k + t + q]) * wbuf[k + t + q]
+                        acc_w[q] += wbuf[k + t + q]
+                    t += LANES
+                while t < run:
+                    acc_l[(j + t) % LANES] += np.float64(lbuf[k + t]) * wbuf[k + t]
+                    acc_w[(j + t) % LANES] += wbuf[k + t]
+                    t += 1
+                k += run
+                j += run
                 if j == ncols:
+                    slot = row0 + row if mode == MODE_ROWS else np.int64(groups[row])
+                    if slot < 0 or slot >= n_slots:
+                        bad |= FLAG_GROUP
+                    else:
+                        sums[cs, slot, 0] += _lane_sum(acc_l)
+                        sums[cs, slot, 1] += _lane_sum(acc_w)
+                    acc_l[:] = 0.0
+                    acc_w[:] = 0.0
                     j = 0
                     row += 1
     if mode == MODE_ALL:
