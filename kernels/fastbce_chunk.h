@@ -298,8 +298,22 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
         } else {
             /* each row is summed in lanes by column (column j into lane j % FB_LANES, in row
              * order), then its total is added to the row's own slot or its group's; rows with a
-             * group id out of range are skipped. A row may span blocks, never chunks. */
+             * group id out of range are skipped. A row may span blocks, never chunks. Rows
+             * shorter than FB_LANES (1-D input: one element) go straight into the slot. */
             int64_t k = 0, row = b0 / ncols, j = b0 % ncols;
+            for (; ncols < FB_LANES && k < n; k++) {
+                intptr_t slot = a->mode == FB_MODE_ROWS ? (intptr_t)(a->row0 + row) : a->groups[row];
+                if (slot < 0 || slot >= a->n_slots) {
+                    bad |= FB_FLAG_GROUP;
+                } else {
+                    sums[2 * slot] += (double)lbuf[k] * wbuf[k];
+                    sums[2 * slot + 1] += wbuf[k];
+                }
+                if (++j == ncols) {
+                    j = 0;
+                    row++;
+                }
+            }
             while (k < n) {
                 int64_t run = n - k < ncols - j ? n - k : ncols - j, t = 0;
                 for (; t < run && (j + t) % FB_LANES; t++) {

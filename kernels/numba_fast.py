@@ -512,11 +512,24 @@ def _chunk(y, p, w, has_w, mask, has_mask, groups, mode, ncols, row0, logits, na
                 k += run
                 j = 0
         else:
-            # each row in lanes by column, then its total into its slot (fastbce_chunk.h)
+            # each row in lanes by column, then its total into its slot; rows shorter than
+            # LANES straight into the slot (fastbce_chunk.h)
             cs = np.int64(0) if mode == MODE_ROWS else np.int64(c)
             k = 0
             row = b0 // ncols
             j = b0 % ncols
+            while ncols < LANES and k < n:
+                slot = row0 + row if mode == MODE_ROWS else np.int64(groups[row])
+                if slot < 0 or slot >= n_slots:
+                    bad |= FLAG_GROUP
+                else:
+                    sums[cs, slot, 0] += np.float64(lbuf[k]) * wbuf[k]
+                    sums[cs, slot, 1] += wbuf[k]
+                k += 1
+                j += 1
+                if j == ncols:
+                    j = 0
+                    row += 1
             while k < n:
                 run = min(n - k, ncols - j)
                 t = 0

@@ -232,8 +232,9 @@ def test_every_layout_gives_the_c_order_result(fast_calls, compiled_backend, lay
 
 def test_per_row_and_per_group_sums_match_the_reference(compiled_backend, rng):
     """Rows longer than a block and than a chunk, summed in lanes by column, with the first
-    columns of a row in another block than its last (float64: 1e-12 of the reference)."""
-    for shape in ((3, 70_001), (2_000, 37), (40, 1_000)):
+    columns of a row in another block than its last, and rows shorter than the lanes, added
+    element by element (float64: 1e-12 of the reference)."""
+    for shape in ((3, 70_001), (2_000, 37), (40, 1_000), (5_000, 7), (100_000, 1)):
         y = rng.random(shape)
         p = rng.random(shape)
         groups = rng.integers(0, 5, shape[0])
