@@ -9,9 +9,11 @@ gradient, or both fused. It keeps the chunking of the general kernel (a function
 only) and sums each chunk in a fixed order in float64, so results do not depend on the thread
 count.
 
-Inputs in another layout (Fortran order, strided, broadcast) are copied to C order one slab of
-whole chunks at a time: the same chunks, hence the same bits as C-ordered input, with bounded
-extra memory (SLAB_ELEMENTS per array). Everything else (pos_weight, label smoothing, focal loss,
+Fortran-ordered input reduced per label (axis=0) is read in place, as a per-row pass over the
+C-contiguous transposes (the same values to rounding, summed in another order). Inputs in any
+other non-C layout (strided, broadcast, Fortran order for the other reductions) are copied to C
+order one slab of whole chunks at a time: the same chunks, hence the same bits as C-ordered
+input, with bounded extra memory (SLAB_ELEMENTS per array). Everything else (pos_weight, label smoothing, focal loss,
 reduction="none", float16, the scoring statistics, float64 labels with float32 predictions) runs
 the general kernel.
 """

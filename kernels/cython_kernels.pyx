@@ -283,7 +283,8 @@ def bce_pass(y, p, w, pw, mask, groups, y_half, p_half, from_logits, eps, smooth
 
 
 # ---------------------------------------------------------------------------------------------
-# Fast path (kernels/fastbce_simd.h): flat contiguous data, no mask/pos_weight/smoothing/focal.
+# Fast path (kernels/fastbce_simd.h): flat contiguous data, weights and mask but no pos_weight,
+# smoothing or focal loss.
 # fastbce/_fastpath.py decides when it applies and prepares the arguments.
 # ---------------------------------------------------------------------------------------------
 
