@@ -49,6 +49,7 @@ class FastPass:
     logits: bool
     nan_mode: int
     clip: tuple  # (lo, hi): p < lo is clipped to eps, p > hi to 1 - eps (values of p's dtype)
+    eps: float
     nll: tuple  # losses at the clip bounds: -log q, -log(1-q) for q = eps, then for q = 1 - eps
 
 
@@ -110,7 +111,7 @@ def fast_pass_arguments(plan, kernel, n_stats, grad):
     nll = (-np.log(plan.eps), -np.log1p(-plan.eps), -np.log(q_hi), -np.log1p(-q_hi))
     return FastPass(y=y, p=p, w=w, weight=weight, mask=mask, groups=groups, mode=plan.mode,
                     logits=plan.from_logits, nan_mode=plan.nan_mode,
-                    clip=_clip_bounds(plan.eps, p.dtype), nll=tuple(map(float, nll)))
+                    clip=_clip_bounds(plan.eps, p.dtype), eps=plan.eps, nll=tuple(map(float, nll)))
 
 
 def run_fast_pass(kernel, fast, rows_per_chunk, n_cols, sums, flags, grad, row_factor,
@@ -134,7 +135,7 @@ def run_fast_pass(kernel, fast, rows_per_chunk, n_cols, sums, flags, grad, row_f
         groups = None if fast.groups is None else fast.groups[rows]
         chunks = slice(rows.start // rows_per_chunk, -(-rows.stop // rows_per_chunk))
         kernel.fast_pass(y, p, w, mask, groups, fast.mode, n_cols, rows.start, fast.logits,
-                         fast.nan_mode, fast.clip, fast.nll, chunk_elems,
+                         fast.nan_mode, fast.clip, fast.eps, fast.nll, chunk_elems,
                          sums if fast.mode == MODE_ROWS else sums[chunks], flags[chunks],
                          grad_part, grad_scale, col_scale, row_scale, want_value, n_threads)
 
@@ -152,7 +153,7 @@ def run_fast_pass(kernel, fast, rows_per_chunk, n_cols, sums, flags, grad, row_f
         w = rest.pop(0) if fast.w is not None else None
         mask = rest.pop(0) if fast.mask is not None else None
         kernel.fast_pass(y, p, w, mask, None, MODE_ROWS, n_rows, 0, fast.logits, fast.nan_mode,
-                         fast.clip, fast.nll, rows_t * n_rows, sums[:1], flags_t,
+                         fast.clip, fast.eps, fast.nll, rows_t * n_rows, sums[:1], flags_t,
                          None if grad is None else grad.T.reshape(-1), grad_scale, None,
                          col_factor if col_factor.size > 1 else None, want_value, n_threads)
         flags[0] |= np.bitwise_or.reduce(flags_t)

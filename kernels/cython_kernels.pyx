@@ -300,7 +300,7 @@ cdef extern from "fastbce_simd.h" nogil:
         const uint8_t *mask
         int logits
         int nan_mode
-        double clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg
+        double clip_lo, clip_hi, eps, q_hi, lo_pos, lo_neg, hi_pos, hi_neg
         void *grad
         double grad_scale
         const double *col_scale
@@ -329,7 +329,7 @@ cdef size_t _address(array):
 
 
 def fast_pass(y, p, w, mask, groups, int mode, Py_ssize_t ncols, Py_ssize_t row0, bint logits,
-              int nan_mode, clip, nll, Py_ssize_t chunk_elems, double[:, :, ::1] sums,
+              int nan_mode, clip, double eps, nll, Py_ssize_t chunk_elems, double[:, :, ::1] sums,
               uint8_t[::1] flags, grad, double grad_scale, col_scale, row_scale, bint want_loss,
               int n_threads):
     """The fast pass over flat C-ordered arrays (see fastbce/_fastpath.py for the contract)."""
@@ -350,6 +350,7 @@ def fast_pass(y, p, w, mask, groups, int mode, Py_ssize_t ncols, Py_ssize_t row0
     a.logits = logits
     a.nan_mode = nan_mode
     a.clip_lo, a.clip_hi = clip
+    a.eps, a.q_hi = eps, 1.0 - eps
     a.lo_pos, a.lo_neg, a.hi_pos, a.hi_neg = nll
     a.grad = NULL if grad is None else <void *>_address(grad)
     a.grad_scale = grad_scale

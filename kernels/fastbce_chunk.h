@@ -71,6 +71,26 @@ FB_INLINE double FB_NAME(fb_grad_logit)(FB_T x, FB_T y, FB_T e)
     return x >= FB_ZERO ? b * big - yd * small : b * small - yd * big;
 }
 
+/* Product path, one block: the probability of the observed class q = p (y = 1) or 1 - p (y = 0),
+ * p clamped to [eps, 1 - eps] in float64 (1 - p is exact there for float32 p when eps >= 2^-28),
+ * into qbuf; returns 0 when some p is outside [0, 1] or NaN (q is then NaN or meaningless). */
+FB_INLINE int FB_NAME(fb_q_block)(const fb_args *a, const FB_T *P, const FB_T *ybuf, double *qbuf,
+                                  int64_t n)
+{
+    const double q_lo = a->eps, q_hi = a->q_hi;
+    int ok = 1;
+#pragma omp simd reduction(&:ok)
+    for (int64_t k = 0; k < n; k++) {
+        FB_T p = P[k];
+        ok &= (p >= FB_ZERO) & (p <= FB_ONE);
+        double pd = (double)p;
+        pd = pd < q_lo ? q_lo : pd;
+        pd = pd > q_hi ? q_hi : pd;
+        qbuf[k] = ybuf[k] != FB_ZERO ? pd : 1.0 - pd;
+    }
+    return ok;
+}
+
 #define FB_FORM_HARD 0
 #define FB_FORM_SOFT 1
 #define FB_FORM_LOGIT 2
@@ -138,6 +158,26 @@ FB_INLINE void FB_NAME(fb_grad_block)(
     }
 }
 
+/* End of row `row` of a chunk in lanes by column: its loss (lane sums and lane products) and
+ * its Σw (the count without weights) into its slot, the lanes back to zero and one. */
+FB_INLINE void FB_NAME(fb_row_done)(const fb_args *a, double *sums, int64_t row, int *bad,
+                                    double *acc_l, double *acc_w, double *prod_m, int64_t *prod_e,
+                                    int use_w)
+{
+    intptr_t slot = a->mode == FB_MODE_ROWS ? (intptr_t)(a->row0 + row) : a->groups[row];
+    if (slot < 0 || slot >= a->n_slots) {
+        *bad |= FB_FLAG_GROUP;
+    } else {
+        sums[2 * slot] += fb_lane_sum(acc_l) + FB_V(fb_lanes_neg_log_product)(prod_m, prod_e);
+        sums[2 * slot + 1] += use_w ? fb_lane_sum(acc_w) : (double)a->ncols;
+    }
+    for (int k = 0; k < FB_LANES; k++) {
+        acc_l[k] = acc_w[k] = 0.0;
+        prod_m[k] = 1.0;
+        prod_e[k] = 0;
+    }
+}
+
 /* Chunk `chunk` = elements [start, stop) of the flat arrays (whole rows unless a->mode is
  * FB_MODE_ALL): Σ w·loss and Σ w into a->sums[chunk, slot, 0..1]; returns the error bits. */
 FB_TARGET __attribute__((noinline))
@@ -149,8 +189,11 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
     double wbuf[FB_BLOCK] __attribute__((aligned(64)));
     uint8_t mbuf[FB_BLOCK] __attribute__((aligned(64)));
     double sbuf[FB_BLOCK] __attribute__((aligned(64)));
+    double qbuf[FB_BLOCK] __attribute__((aligned(64)));
     double acc_l[FB_LANES] __attribute__((aligned(64))) = {0};
     double acc_w[FB_LANES] __attribute__((aligned(64))) = {0};
+    double prod_m[FB_LANES] __attribute__((aligned(64)));
+    int64_t prod_e[FB_LANES] __attribute__((aligned(64))) = {0};
     const FB_T *P = (const FB_T *)a->p;
     FB_T *G = (FB_T *)a->grad;
     const int64_t ncols = a->ncols;
@@ -158,13 +201,31 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
     int bad = 0;
     /* wbuf holds the counted weights when there are weights, a mask or NaNs to omit */
     const int use_w = a->w_kind != FB_W_NONE || a->mask != NULL || a->nan_mode == FB_NAN_OMIT;
-    /* per-column sums: one pair of accumulators per column, each summed in row order */
-    double *col_l = NULL, *col_w = NULL;
+    /* Product path: float32 probabilities, no weights or mask, eps >= 2^-28, one sum for all, per
+     * column, or per row or group of rows of >= FB_LANES columns (with or without the gradient,
+     * which is computed as elsewhere). In a block whose labels are all 0 or 1, the losses are not
+     * computed: the q of each element are multiplied into float64 lane (or column) products,
+     * Σ loss = -log Π q, one logarithm per lane at the end of the chunk instead of one per
+     * element. Each product takes at most 32 factors >= 2^-28 between two fb_split calls, so it
+     * stays a normal number. Relative error of Σ loss <= 2^-53 · (factors) / Σ loss ~ 1e-16 /
+     * (mean loss >= eps): below 1e-7 for eps >= 2^-28. */
+    const int by_product = sizeof(FB_T) == 4 && !use_w && a->want_loss && !a->logits
+                           && a->eps >= 0x1p-28
+                           && (a->mode == FB_MODE_ALL || a->mode == FB_MODE_COLS || ncols >= FB_LANES);
+    int64_t rows_since_split = 0;
+    for (int k = 0; k < FB_LANES; k++) prod_m[k] = 1.0;
+    /* per-column sums: one pair of accumulators per column, each summed in row order, and the
+     * column products of the product path */
+    double *col_l = NULL, *col_w = NULL, *col_m = NULL;
+    int64_t *col_e = NULL;
     if (a->mode == FB_MODE_COLS) {
-        col_l = (double *)calloc(2 * (size_t)ncols, sizeof(double));
-        if (col_l == NULL)
+        col_l = (double *)calloc(3 * (size_t)ncols, sizeof(double));
+        col_e = (int64_t *)calloc((size_t)ncols, sizeof(int64_t));
+        if (col_l == NULL || col_e == NULL)
             abort();
         col_w = col_l + ncols;
+        col_m = col_w + ncols;
+        for (int64_t j = 0; j < ncols; j++) col_m[j] = 1.0;
     }
     for (int64_t b0 = start; b0 < stop; b0 += FB_BLOCK) {
         int64_t n = stop - b0 < FB_BLOCK ? stop - b0 : FB_BLOCK;
@@ -207,7 +268,11 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
         const int keep_e = a->logits && a->want_loss && G != NULL;
 #define FB_LOSS(form, want_loss, use_w_) \
         FB_NAME(fb_loss_block)(a, Pb, ybuf, mbuf, wbuf, lbuf, ebuf, n, form, want_loss, use_w_, keep_e)
-        if (use_w) {
+        const int product = by_product && !(lbad | soft);
+        if (product) {
+            if (!FB_NAME(fb_q_block)(a, Pb, ybuf, qbuf, n))
+                bad |= FB_LOSS(FB_FORM_HARD, 0, 0); /* the error bits of the bad predictions */
+        } else if (use_w) {
             if (!a->want_loss)
                 bad |= FB_LOSS(FB_FORM_HARD, 0, 1);
             else if (a->logits)
@@ -257,13 +322,19 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
         }
         if (!a->want_loss)
             for (int64_t k = 0; k < n; k++) lbuf[k] = FB_ZERO;
-        if (!use_w && a->mode != FB_MODE_ALL)
+        if (!use_w && !product && a->mode != FB_MODE_ALL)
             for (int64_t k = 0; k < n; k++) wbuf[k] = 1.0;
         if (a->mode == FB_MODE_ALL) {
             /* element k of the chunk goes to lane k % FB_LANES, summed in element order; without
              * weights, mask or omitted NaNs, Σw is the count */
             int64_t full = n - n % FB_LANES;
-            if (use_w) {
+            if (product) {
+                for (int64_t g = 0; g < full; g += FB_LANES) {
+#pragma omp simd
+                    for (int k = 0; k < FB_LANES; k++) prod_m[k] *= qbuf[g + k];
+                }
+                for (int k = 0; k < n - full; k++) prod_m[k] *= qbuf[full + k];
+            } else if (use_w) {
                 for (int64_t g = 0; g < full; g += FB_LANES) {
 #pragma omp simd
                     for (int k = 0; k < FB_LANES; k++) {
@@ -287,12 +358,21 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
             int64_t k = 0, j = (b0 - start) % ncols;
             while (k < n) {
                 int64_t run = n - k < ncols - j ? n - k : ncols - j;
+                if (product) {
 #pragma omp simd
-                for (int64_t t = 0; t < run; t++) {
-                    col_l[j + t] += (double)lbuf[k + t] * wbuf[k + t];
-                    col_w[j + t] += wbuf[k + t];
+                    for (int64_t t = 0; t < run; t++) col_m[j + t] *= qbuf[k + t];
+                } else {
+#pragma omp simd
+                    for (int64_t t = 0; t < run; t++) {
+                        col_l[j + t] += (double)lbuf[k + t] * wbuf[k + t];
+                        col_w[j + t] += wbuf[k + t];
+                    }
                 }
                 k += run;
+                if (j + run == ncols && by_product && ++rows_since_split == 32) {
+                    fb_split(col_m, col_e, ncols);
+                    rows_since_split = 0;
+                }
                 j = 0;
             }
         } else {
@@ -310,6 +390,22 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
                     sums[2 * slot + 1] += wbuf[k];
                 }
                 if (++j == ncols) {
+                    j = 0;
+                    row++;
+                }
+            }
+            while (k < n && product) {
+                int64_t run = n - k < ncols - j ? n - k : ncols - j, t = 0;
+                for (; t < run && (j + t) % FB_LANES; t++) prod_m[(j + t) % FB_LANES] *= qbuf[k + t];
+                for (; t + FB_LANES <= run; t += FB_LANES) {
+#pragma omp simd
+                    for (int q = 0; q < FB_LANES; q++) prod_m[q] *= qbuf[k + t + q];
+                }
+                for (; t < run; t++) prod_m[(j + t) % FB_LANES] *= qbuf[k + t];
+                k += run;
+                j += run;
+                if (j == ncols) {
+                    FB_NAME(fb_row_done)(a, sums, row, &bad, acc_l, acc_w, prod_m, prod_e, use_w);
                     j = 0;
                     row++;
                 }
@@ -334,30 +430,25 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
                 k += run;
                 j += run;
                 if (j == ncols) {
-                    intptr_t slot = a->mode == FB_MODE_ROWS ? (intptr_t)(a->row0 + row) : a->groups[row];
-                    if (slot < 0 || slot >= a->n_slots) {
-                        bad |= FB_FLAG_GROUP;
-                    } else {
-                        sums[2 * slot] += fb_lane_sum(acc_l);
-                        sums[2 * slot + 1] += fb_lane_sum(acc_w);
-                    }
-                    memset(acc_l, 0, sizeof acc_l);
-                    memset(acc_w, 0, sizeof acc_w);
+                    FB_NAME(fb_row_done)(a, sums, row, &bad, acc_l, acc_w, prod_m, prod_e, use_w);
                     j = 0;
                     row++;
                 }
             }
         }
+        if (product) /* at most 32 factors per lane since the last split */
+            fb_split(prod_m, prod_e, FB_LANES);
     }
     if (a->mode == FB_MODE_ALL) {
-        sums[0] = fb_lane_sum(acc_l);
+        sums[0] = fb_lane_sum(acc_l) + FB_V(fb_lanes_neg_log_product)(prod_m, prod_e);
         sums[1] = use_w ? fb_lane_sum(acc_w) : (double)(stop - start);
     } else if (a->mode == FB_MODE_COLS) {
         for (int64_t j = 0; j < ncols; j++) {
-            sums[2 * j] = col_l[j];
-            sums[2 * j + 1] = col_w[j];
+            sums[2 * j] = col_l[j] + FB_V(fb_neg_log_product)(col_m[j], col_e[j]);
+            sums[2 * j + 1] = use_w ? col_w[j] : (double)((stop - start) / ncols);
         }
         free(col_l);
+        free(col_e);
     }
     return bad;
 }

@@ -109,3 +109,20 @@ FB_INLINE double FB_V(fb_exp_neg_f64)(double t)
     y = y * fb_from_bits_f64((int64_t)((uint64_t)(n + bias + 1023) << 52));
     return y * (bias ? 7.458340731200207e-155 /* 2^-512 */ : 1.0);
 }
+
+/* -log of a product kept as m·2^e (fb_split; m > 0 or NaN): -(e·ln2 + log m), ln2 in two parts; NaN for m NaN. */
+FB_INLINE double FB_V(fb_neg_log_product)(double m, int64_t e)
+{
+    double de = (double)e;
+    double v = -(de * 6.93147180369123816490e-01 + (de * 1.90821492927058770002e-10
+                                                      + FB_V(fb_log_f64)(m, 0.0)));
+    return m != m ? m : v;
+}
+
+/* The same for 16 lane products, added in fb_lane_sum's order. */
+FB_INLINE double FB_V(fb_lanes_neg_log_product)(const double *m, const int64_t *e)
+{
+    double v[16];
+    for (int k = 0; k < 16; k++) v[k] = FB_V(fb_neg_log_product)(m[k], e[k]);
+    return fb_lane_sum(v);
+}

@@ -62,6 +62,7 @@ typedef struct {
     int logits;
     int nan_mode;
     double clip_lo, clip_hi;    /* p < clip_lo is clipped to eps, p > clip_hi to 1 - eps */
+    double eps, q_hi;           /* eps and 1 - eps in float64 (the product path clamps p to them) */
     /* losses of a clipped p: q = eps (lo) or q = 1 - eps (hi), for y = 1 (pos) and y = 0 (neg) */
     double lo_pos, lo_neg, hi_pos, hi_neg; /* -log q and -log(1 - q) at each bound */
     void *grad;                 /* NULL: no gradient */
@@ -89,6 +90,21 @@ static inline double fb_lane_sum(const double *a)
     for (int i = 0; i < 8; i++) s8[i] = a[2 * i] + a[2 * i + 1];
     for (int i = 0; i < 4; i++) s4[i] = s8[2 * i] + s8[2 * i + 1];
     return (s4[0] + s4[1]) + (s4[2] + s4[3]);
+}
+
+/* Product path: lane products of probabilities, each kept as m·2^e with m in [sqrt(1/2),
+ * sqrt(2)) (so that e·ln2 + log m does not cancel) and the exponent e counted apart. fb_split moves
+ * the exponent of each m > 0 into e (NaN stays NaN); logical shifts only, as in fb_log_f64. */
+static inline void fb_split(double *m, int64_t *e, int64_t n)
+{
+#pragma omp simd
+    for (int64_t k = 0; k < n; k++) {
+        uint64_t bits = (uint64_t)fb_bits_f64(m[k]);
+        int64_t x = (int64_t)((bits - 0x3fe6a09e667f3bcdULL + (1024ULL << 52)) >> 52) - 1024;
+        int nan = m[k] != m[k];
+        e[k] += nan ? 0 : x;
+        m[k] = nan ? m[k] : fb_from_bits_f64((int64_t)(bits - ((uint64_t)x << 52)));
+    }
 }
 
 /* Labels of a block as T, with their error bits; soft = 1 unless every label is 0 or 1. */

@@ -168,6 +168,26 @@ def exp_neg_f64(t):
     return y * (7.458340731200207e-155 if bias != 0 else 1.0)
 
 
+@njit(**_JIT)
+def _split(m, e, n):
+    """Products kept as m·2^e, m in [sqrt(1/2), sqrt(2)): the exponents of m[:n] move into e (NaN
+    stays NaN; fastbce_simd.h, fb_split)."""
+    for k in range(n):
+        bits = np.uint64(_bits_f64(m[k]))
+        x = np.int64((bits - np.uint64(0x3fe6a09e667f3bcd) + np.uint64(1024 << 52)) >> np.uint64(52)) - 1024
+        nan = m[k] != m[k]
+        e[k] += 0 if nan else x
+        m[k] = m[k] if nan else _from_bits_f64(np.int64(bits - (np.uint64(x) << np.uint64(52))))
+
+
+@njit(**_INLINE)
+def neg_log_product(m, e):
+    """-log of a product kept as m·2^e: -(e·ln2 + log m), ln2 in two parts; NaN for m NaN."""
+    de = np.float64(e)
+    v = -(de * 6.93147180369123816490e-01 + (de * 1.90821492927058770002e-10 + log_f64(m, 0.0)))
+    return m if m != m else v
+
+
 # ---- the same code for float32 and float64 predictions ------------------------------------------
 
 def _log(hi, lo):
@@ -339,6 +359,21 @@ def _check_block(p, n, ybuf, mbuf, check_p, nan_mode):
     return bad
 
 
+@njit(**_JIT)
+def _q_block(p, n, ybuf, q_lo, q_hi, qbuf):
+    """Product path: q = p (y = 1) or 1 - p (y = 0), p clamped to [q_lo, q_hi] in float64, into
+    qbuf; False when some p is outside [0, 1] or NaN (fastbce_chunk.h, fb_q_block)."""
+    ok = True
+    for k in range(n):
+        pv = p[k]
+        ok &= (pv >= 0) & (pv <= 1)
+        pd = np.float64(pv)
+        pd = q_lo if pd < q_lo else pd
+        pd = q_hi if pd > q_hi else pd
+        qbuf[k] = pd if ybuf[k] != 0 else 1.0 - pd
+    return ok
+
+
 @njit(**_INLINE)
 def _element_value(l, pv, yv, on, omit):
     """The loss of an element: 0 when masked or an omitted NaN, NaN for another NaN."""
@@ -424,8 +459,34 @@ def _lane_sum(a):
 
 
 @njit(**_JIT)
+def _lanes_neg_log_product(m, e):
+    v = np.empty(LANES)
+    for k in range(LANES):
+        v[k] = neg_log_product(m[k], e[k])
+    return _lane_sum(v)
+
+
+@njit(**_JIT)
+def _row_done(mode, groups, row0, row, ncols, sums, cs, acc_l, acc_w, prod_m, prod_e, use_w):
+    """End of a row in lanes by column: its loss and Σw into its slot, the lanes reset; returns
+    FLAG_GROUP for a group id out of range (fastbce_chunk.h, fb_row_done)."""
+    slot = row0 + row if mode == MODE_ROWS else np.int64(groups[row])
+    bad = 0
+    if slot < 0 or slot >= sums.shape[1]:
+        bad = FLAG_GROUP
+    else:
+        sums[cs, slot, 0] += _lane_sum(acc_l) + _lanes_neg_log_product(prod_m, prod_e)
+        sums[cs, slot, 1] += _lane_sum(acc_w) if use_w else np.float64(ncols)
+    acc_l[:] = 0.0
+    acc_w[:] = 0.0
+    prod_m[:] = 1.0
+    prod_e[:] = 0
+    return bad
+
+
+@njit(**_JIT)
 def _chunk(y, p, w, has_w, mask, has_mask, groups, mode, ncols, row0, logits, nan_mode, clip_lo,
-           clip_hi, nll, grad, has_grad, scale, col_scale, has_col_scale, row_scale, has_row_scale,
+           clip_hi, f32, eps, nll, grad, has_grad, scale, col_scale, has_col_scale, row_scale, has_row_scale,
            want_loss, start, stop, sums, c):
     """Chunk c = elements [start, stop) (whole rows unless mode is MODE_ALL): Σ w·loss, Σ w into
     sums[c, slot]; returns the error bits (kernels/fastbce_chunk.h, fb_chunk)."""
@@ -435,14 +496,24 @@ def _chunk(y, p, w, has_w, mask, has_mask, groups, mode, ncols, row0, logits, na
     wbuf = np.ones(BLOCK)
     mbuf = np.ones(BLOCK, np.uint8)
     sbuf = np.full(BLOCK, scale)
+    qbuf = np.empty(BLOCK)
     acc_l = np.zeros(LANES)
     acc_w = np.zeros(LANES)
+    prod_m = np.ones(LANES)
+    prod_e = np.zeros(LANES, np.int64)
     n_slots = sums.shape[1]
     col_l = np.zeros(ncols if mode == MODE_COLS else 0)
     col_w = np.zeros(ncols if mode == MODE_COLS else 0)
+    col_m = np.ones(ncols if mode == MODE_COLS else 0)
+    col_e = np.zeros(ncols if mode == MODE_COLS else 0, np.int64)
     omit = nan_mode == NAN_OMIT
     use_w = has_w or has_mask or omit
     keep_e = logits and want_loss and has_grad
+    # the product path of fastbce_chunk.h: Σ loss = -log Π q, one logarithm per lane or column
+    by_product = (f32 and not use_w and want_loss and not logits and eps >= 2.0 ** -28
+                  and (mode == MODE_ALL or mode == MODE_COLS or ncols >= LANES))
+    q_hi = 1.0 - eps
+    rows_since_split = 0
     bad = 0
     for b0 in range(start, stop, BLOCK):
         n = min(BLOCK, stop - b0)
@@ -458,8 +529,10 @@ def _chunk(y, p, w, has_w, mask, has_mask, groups, mode, ncols, row0, logits, na
             mbuf[:n] = mask[b0:b0 + n]
         if lbad or wbad:
             bad |= _recheck(yb, pb, has_w, nan_mode, n, mbuf, wbuf)
-        bad |= _check_block(pb, n, ybuf, mbuf, not logits, nan_mode)
-        if want_loss:
+        product = by_product and not (lbad or soft)
+        if not product or not _q_block(pb, n, ybuf, eps, q_hi, qbuf):
+            bad |= _check_block(pb, n, ybuf, mbuf, not logits, nan_mode)
+        if want_loss and not product:
             if logits:
                 _loss_logit(pb, n, ybuf, mbuf, lbuf, ebuf, omit)
             elif soft:
@@ -488,7 +561,14 @@ def _chunk(y, p, w, has_w, mask, has_mask, groups, mode, ncols, row0, logits, na
                 _grad_logit_block(pb, n, ybuf, mbuf, wbuf, sbuf, ebuf, keep_e, gb, omit)
             else:
                 _grad_prob_block(pb, n, ybuf, mbuf, wbuf, sbuf, gb, clip_lo, clip_hi, omit)
-        if mode == MODE_ALL:
+        if mode == MODE_ALL and product:
+            full = n - n % LANES
+            for g in range(0, full, LANES):
+                for k in range(LANES):
+                    prod_m[k] *= qbuf[g + k]
+            for k in range(n - full):
+                prod_m[k] *= qbuf[full + k]
+        elif mode == MODE_ALL:
             full = n - n % LANES
             for g in range(0, full, LANES):
                 for k in range(LANES):
@@ -506,10 +586,19 @@ def _chunk(y, p, w, has_w, mask, has_mask, groups, mode, ncols, row0, logits, na
             j = (b0 - start) % ncols
             while k < n:
                 run = min(n - k, ncols - j)
-                for t in range(run):
-                    col_l[j + t] += np.float64(lbuf[k + t]) * wbuf[k + t]
-                    col_w[j + t] += wbuf[k + t]
+                if product:
+                    for t in range(run):
+                        col_m[j + t] *= qbuf[k + t]
+                else:
+                    for t in range(run):
+                        col_l[j + t] += np.float64(lbuf[k + t]) * wbuf[k + t]
+                        col_w[j + t] += wbuf[k + t]
                 k += run
+                if j + run == ncols and by_product:
+                    rows_since_split += 1
+                    if rows_since_split == 32:
+                        _split(col_m, col_e, ncols)
+                        rows_since_split = 0
                 j = 0
         else:
             # each row in lanes by column, then its total into its slot; rows shorter than
@@ -528,6 +617,26 @@ def _chunk(y, p, w, has_w, mask, has_mask, groups, mode, ncols, row0, logits, na
                 k += 1
                 j += 1
                 if j == ncols:
+                    j = 0
+                    row += 1
+            while k < n and product:
+                run = min(n - k, ncols - j)
+                t = 0
+                while t < run and (j + t) % LANES != 0:
+                    prod_m[(j + t) % LANES] *= qbuf[k + t]
+                    t += 1
+                while t + LANES <= run:
+                    for q in range(LANES):
+                        prod_m[q] *= qbuf[k + t + q]
+                    t += LANES
+                while t < run:
+                    prod_m[(j + t) % LANES] *= qbuf[k + t]
+                    t += 1
+                k += run
+                j += run
+                if j == ncols:
+                    bad |= _row_done(mode, groups, row0, row, ncols, sums, cs, acc_l, acc_w, prod_m,
+                                     prod_e, use_w)
                     j = 0
                     row += 1
             while k < n:
@@ -549,35 +658,31 @@ def _chunk(y, p, w, has_w, mask, has_mask, groups, mode, ncols, row0, logits, na
                 k += run
                 j += run
                 if j == ncols:
-                    slot = row0 + row if mode == MODE_ROWS else np.int64(groups[row])
-                    if slot < 0 or slot >= n_slots:
-                        bad |= FLAG_GROUP
-                    else:
-                        sums[cs, slot, 0] += _lane_sum(acc_l)
-                        sums[cs, slot, 1] += _lane_sum(acc_w)
-                    acc_l[:] = 0.0
-                    acc_w[:] = 0.0
+                    bad |= _row_done(mode, groups, row0, row, ncols, sums, cs, acc_l, acc_w, prod_m,
+                                     prod_e, use_w)
                     j = 0
                     row += 1
+        if product:  # at most 32 factors per lane since the last split
+            _split(prod_m, prod_e, LANES)
     if mode == MODE_ALL:
-        sums[c, 0, 0] = _lane_sum(acc_l)
+        sums[c, 0, 0] = _lane_sum(acc_l) + _lanes_neg_log_product(prod_m, prod_e)
         sums[c, 0, 1] = _lane_sum(acc_w) if use_w else np.float64(stop - start)
     elif mode == MODE_COLS:
         for j in range(ncols):
-            sums[c, j, 0] = col_l[j]
-            sums[c, j, 1] = col_w[j]
+            sums[c, j, 0] = col_l[j] + neg_log_product(col_m[j], col_e[j])
+            sums[c, j, 1] = col_w[j] if use_w else np.float64((stop - start) // ncols)
     return bad
 
 
 @njit(parallel=True, **_JIT)
 def _fast_pass(y, p, w, has_w, mask, has_mask, groups, mode, ncols, row0, logits, nan_mode,
-               clip_lo, clip_hi, nll, chunk_elems, sums, flags, grad, has_grad, scale, col_scale,
+               clip_lo, clip_hi, f32, eps, nll, chunk_elems, sums, flags, grad, has_grad, scale, col_scale,
                has_col_scale, row_scale, has_row_scale, want_loss):
     n = p.shape[0]
     for c in prange(flags.shape[0]):
         start = c * chunk_elems
         flags[c] = _chunk(y, p, w, has_w, mask, has_mask, groups, mode, ncols, row0, logits,
-                          nan_mode, clip_lo, clip_hi, nll, grad, has_grad, scale, col_scale,
+                          nan_mode, clip_lo, clip_hi, f32, eps, nll, grad, has_grad, scale, col_scale,
                           has_col_scale, row_scale, has_row_scale, want_loss, start,
                           min(n, start + chunk_elems), sums, c)
 
@@ -587,14 +692,14 @@ _NO_GROUPS = np.zeros(1, np.intp)
 _NO_SCALE = np.ones(1)
 
 
-def fast_pass(y, p, w, mask, groups, mode, ncols, row0, logits, nan_mode, clip, nll, chunk_elems,
+def fast_pass(y, p, w, mask, groups, mode, ncols, row0, logits, nan_mode, clip, eps, nll, chunk_elems,
               sums, flags, grad, grad_scale, col_scale, row_scale, want_loss, n_threads):
     """Same contract as the Cython ``fast_pass`` (fastbce/_fastpath.py)."""
     t = p.dtype.type
     numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
     _fast_pass(y, p, p if w is None else w, w is not None, _NO_MASK if mask is None else mask,
                mask is not None, _NO_GROUPS if groups is None else groups, mode, ncols, row0,
-               bool(logits), nan_mode, t(clip[0]), t(clip[1]), tuple(t(v) for v in nll),
+               bool(logits), nan_mode, t(clip[0]), t(clip[1]), p.dtype == F32, float(eps), tuple(t(v) for v in nll),
                chunk_elems, sums, flags, p[:1].copy() if grad is None else grad, grad is not None,
                float(grad_scale), _NO_SCALE if col_scale is None else col_scale,
                col_scale is not None, _NO_SCALE if row_scale is None else row_scale,

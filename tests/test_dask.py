@@ -1,5 +1,5 @@
 """fastbce.dask on a real distributed.LocalCluster (2 worker processes): lazy results equal to
-the in-memory ones within 1e-12 relative, for even, uneven and single-chunk layouts."""
+the in-memory ones within 1e-12 relative (2e-6 for float32 predictions), for even, uneven and single-chunk layouts."""
 
 import numpy as np
 import pytest
@@ -36,8 +36,14 @@ def data():
     return y, p, w, g, Y, P
 
 
-def _close(got, expected):
-    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=0)
+def _close(got, expected, rtol=1e-12):
+    np.testing.assert_allclose(got, expected, rtol=rtol, atol=0)
+
+
+# float32 predictions: in-memory and lazy results agree within the fast path's accuracy (1e-6 of
+# the float64 value), not to rounding: a block may take another route than the whole array (a
+# one-element block has a scalar weight, so the product path instead of a logarithm per element)
+F32_RTOL = 2e-6
 
 
 @pytest.mark.parametrize("chunks", CHUNKINGS.values(), ids=CHUNKINGS.keys())
@@ -48,10 +54,10 @@ def test_bce_and_score_1d(client, data, chunks):
             fdask.bce(dy, dp, sample_weight=dw, groups=dg, n_groups=5),
             fdask.bce(dy, dp, groups=dg)]  # n_groups from a pass over groups
     got = client.compute(lazy, sync=True)
-    _close(got[0], fastbce.bce(y, p))
-    _close(got[1], fastbce.bce(y, p, sample_weight=w, reduction="sum"))
-    _close(got[2], fastbce.bce(y, p, sample_weight=w, groups=g, n_groups=5))
-    _close(got[3], fastbce.bce(y, p, groups=g))
+    _close(got[0], fastbce.bce(y, p), F32_RTOL)
+    _close(got[1], fastbce.bce(y, p, sample_weight=w, reduction="sum"), F32_RTOL)
+    _close(got[2], fastbce.bce(y, p, sample_weight=w, groups=g, n_groups=5), F32_RTOL)
+    _close(got[3], fastbce.bce(y, p, groups=g), F32_RTOL)
     report = client.compute(fdask.score(dy, dp, sample_weight=dw, groups=dg), sync=True)
     expected = fastbce.score(y, p, sample_weight=w, groups=g)
     assert report.index_name == "group"

@@ -120,10 +120,13 @@ def test_sum_of_groups_and_axes_is_the_total(backend, data, threads):
     # element outputs are float32 for float32 data: tiny weighted losses underflow there
     tiny = float(np.finfo(np.float64 if p.dtype == np.float64 else np.float32).tiny) * p.size
     assert np.sum(elements) == pytest.approx(total, rel=rtol, abs=tiny)
+    # float32: the routes differ within the fast path's accuracy (a product of probabilities for
+    # the total, a logarithm per element for rows shorter than 16 and 1-D groups)
+    rtol = 1e-10 if p.dtype == np.float64 else 1e-6
     if p.ndim == 2:
         for axis in (0, 1):
             parts = fastbce.bce(y, p, reduction="sum", axis=axis, backend=backend, **options)
-            assert parts.sum() == pytest.approx(total, rel=1e-10, abs=1e-300)
+            assert parts.sum() == pytest.approx(total, rel=rtol, abs=1e-300)
     groups = np.arange(p.shape[0]) % 3
     parts = fastbce.bce(y, p, reduction="sum", groups=groups, backend=backend, **options)
-    assert parts.sum() == pytest.approx(total, rel=1e-10, abs=1e-300)
+    assert parts.sum() == pytest.approx(total, rel=rtol, abs=1e-300)
