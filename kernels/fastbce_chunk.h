@@ -171,8 +171,8 @@ FB_INLINE void FB_NAME(fb_row_done)(const fb_args *a, double *sums, int64_t row,
         sums[2 * slot] += fb_lane_sum(acc_l) + FB_V(fb_lanes_neg_log_product)(prod_m, prod_e);
         sums[2 * slot + 1] += use_w ? fb_lane_sum(acc_w) : (double)a->ncols;
     }
-    for (int k = 0; k < FB_LANES; k++) {
-        acc_l[k] = acc_w[k] = 0.0;
+    for (int k = 0; k < FB_LANES; k++) acc_l[k] = acc_w[k] = 0.0;
+    for (int k = 0; k < FB_PROD_LANES; k++) {
         prod_m[k] = 1.0;
         prod_e[k] = 0;
     }
@@ -192,8 +192,8 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
     double qbuf[FB_BLOCK] __attribute__((aligned(64)));
     double acc_l[FB_LANES] __attribute__((aligned(64))) = {0};
     double acc_w[FB_LANES] __attribute__((aligned(64))) = {0};
-    double prod_m[FB_LANES] __attribute__((aligned(64)));
-    int64_t prod_e[FB_LANES] __attribute__((aligned(64))) = {0};
+    double prod_m[FB_PROD_LANES] __attribute__((aligned(64)));
+    int64_t prod_e[FB_PROD_LANES] __attribute__((aligned(64))) = {0};
     const FB_T *P = (const FB_T *)a->p;
     FB_T *G = (FB_T *)a->grad;
     const int64_t ncols = a->ncols;
@@ -204,16 +204,17 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
     /* Product path: float32 probabilities, no weights or mask, eps >= 2^-28, one sum for all, per
      * column, or per row or group of rows of >= FB_LANES columns (with or without the gradient,
      * which is computed as elsewhere). In a block whose labels are all 0 or 1, the losses are not
-     * computed: the q of each element are multiplied into float64 lane (or column) products,
-     * Σ loss = -log Π q, one logarithm per lane at the end of the chunk instead of one per
-     * element. Each product takes at most 32 factors >= 2^-28 between two fb_split calls, so it
-     * stays a normal number. Relative error of Σ loss <= 2^-53 · (factors) / Σ loss ~ 1e-16 /
+     * computed: the q of each element are multiplied into float64 lane (or column) products
+     * (FB_PROD_LANES lanes, element or column k into lane k % FB_PROD_LANES), Σ loss = -log Π q,
+     * one logarithm per lane at the end of the chunk or row instead of one per element. Each
+     * product takes at most 32 factors >= 2^-28 between two fb_split calls, so it stays a normal
+     * number. Relative error of Σ loss <= 2^-53 · (factors) / Σ loss ~ 1e-16 /
      * (mean loss >= eps): below 1e-7 for eps >= 2^-28. */
     const int by_product = sizeof(FB_T) == 4 && !use_w && a->want_loss && !a->logits
                            && a->eps >= 0x1p-28
                            && (a->mode == FB_MODE_ALL || a->mode == FB_MODE_COLS || ncols >= FB_LANES);
     int64_t rows_since_split = 0;
-    for (int k = 0; k < FB_LANES; k++) prod_m[k] = 1.0;
+    for (int k = 0; k < FB_PROD_LANES; k++) prod_m[k] = 1.0;
     /* per-column sums: one pair of accumulators per column, each summed in row order, and the
      * column products of the product path */
     double *col_l = NULL, *col_w = NULL, *col_m = NULL;
@@ -329,11 +330,12 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
              * weights, mask or omitted NaNs, Σw is the count */
             int64_t full = n - n % FB_LANES;
             if (product) {
-                for (int64_t g = 0; g < full; g += FB_LANES) {
+                int64_t pfull = n - n % FB_PROD_LANES;
+                for (int64_t g = 0; g < pfull; g += FB_PROD_LANES) {
 #pragma omp simd
-                    for (int k = 0; k < FB_LANES; k++) prod_m[k] *= qbuf[g + k];
+                    for (int k = 0; k < FB_PROD_LANES; k++) prod_m[k] *= qbuf[g + k];
                 }
-                for (int k = 0; k < n - full; k++) prod_m[k] *= qbuf[full + k];
+                for (int k = 0; k < n - pfull; k++) prod_m[k] *= qbuf[pfull + k];
             } else if (use_w) {
                 for (int64_t g = 0; g < full; g += FB_LANES) {
 #pragma omp simd
@@ -396,12 +398,12 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
             }
             while (k < n && product) {
                 int64_t run = n - k < ncols - j ? n - k : ncols - j, t = 0;
-                for (; t < run && (j + t) % FB_LANES; t++) prod_m[(j + t) % FB_LANES] *= qbuf[k + t];
-                for (; t + FB_LANES <= run; t += FB_LANES) {
+                for (; t < run && (j + t) % FB_PROD_LANES; t++) prod_m[(j + t) % FB_PROD_LANES] *= qbuf[k + t];
+                for (; t + FB_PROD_LANES <= run; t += FB_PROD_LANES) {
 #pragma omp simd
-                    for (int q = 0; q < FB_LANES; q++) prod_m[q] *= qbuf[k + t + q];
+                    for (int q = 0; q < FB_PROD_LANES; q++) prod_m[q] *= qbuf[k + t + q];
                 }
-                for (; t < run; t++) prod_m[(j + t) % FB_LANES] *= qbuf[k + t];
+                for (; t < run; t++) prod_m[(j + t) % FB_PROD_LANES] *= qbuf[k + t];
                 k += run;
                 j += run;
                 if (j == ncols) {
@@ -437,7 +439,7 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
             }
         }
         if (product) /* at most 32 factors per lane since the last split */
-            fb_split(prod_m, prod_e, FB_LANES);
+            fb_split(prod_m, prod_e, FB_PROD_LANES);
     }
     if (a->mode == FB_MODE_ALL) {
         sums[0] = fb_lane_sum(acc_l) + FB_V(fb_lanes_neg_log_product)(prod_m, prod_e);

@@ -119,10 +119,12 @@ FB_INLINE double FB_V(fb_neg_log_product)(double m, int64_t e)
     return m != m ? m : v;
 }
 
-/* The same for 16 lane products, added in fb_lane_sum's order. */
+/* The same for the FB_PROD_LANES lane products: each 16 added in fb_lane_sum's order, then the
+ * four partial sums pairwise. */
 FB_INLINE double FB_V(fb_lanes_neg_log_product)(const double *m, const int64_t *e)
 {
-    double v[16];
-    for (int k = 0; k < 16; k++) v[k] = FB_V(fb_neg_log_product)(m[k], e[k]);
-    return fb_lane_sum(v);
+    double v[FB_PROD_LANES], s[FB_PROD_LANES / 16];
+    for (int k = 0; k < FB_PROD_LANES; k++) v[k] = FB_V(fb_neg_log_product)(m[k], e[k]);
+    for (int i = 0; i < FB_PROD_LANES / 16; i++) s[i] = fb_lane_sum(v + 16 * i);
+    return (s[0] + s[1]) + (s[2] + s[3]);
 }

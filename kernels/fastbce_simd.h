@@ -27,6 +27,7 @@
 
 #define FB_LANES 16
 #define FB_BLOCK 512 /* elements per block: label, weight and loss buffers stay in L1 */
+#define FB_PROD_LANES 64 /* lanes of the product path: 4 independent chains per SIMD lane */
 
 /* error bits and nan_policy codes: the values of kernels/__init__.py */
 #define FB_FLAG_LABEL 1

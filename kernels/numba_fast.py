@@ -33,6 +33,7 @@ from . import (
 
 LANES = 16  # element k of a chunk is summed into lane k % LANES
 BLOCK = 512  # elements per block (buffers stay in L1)
+PROD_LANES = 64  # lanes of the product path: element k of a chunk (or column k) into k % PROD_LANES
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
 # The math and the element formulas are inlined in Numba's IR: LLVM's inliner leaves a big
 # callee (two logarithms) as a call in the loop, which stops vectorisation.
@@ -305,13 +306,14 @@ def grad_logit(x, y, e):
 
 @njit(**_JIT)
 def _load_labels(y, n, ybuf):
-    """Labels of a block into ybuf; (any out of [0, 1], any not 0 or 1)."""
-    bad = 0
-    soft = 0
+    """Labels of a block into ybuf; (any out of [0, 1], any not 0 or 1). Boolean accumulators
+    and comparisons in the label's own type: twice as fast as integer ones."""
+    bad = False
+    soft = False
     for k in range(n):
         v = y[k]
         bad |= (v < 0) | (v > 1)
-        soft |= v * (1 - v) != 0
+        soft |= (v != 0) & (v != 1)
         ybuf[k] = v
     return bad, soft
 
@@ -460,10 +462,11 @@ def _lane_sum(a):
 
 @njit(**_JIT)
 def _lanes_neg_log_product(m, e):
-    v = np.empty(LANES)
-    for k in range(LANES):
+    """Σ -log of the PROD_LANES lane products, in the order of fb_lanes_neg_log_product."""
+    v = np.empty(PROD_LANES)
+    for k in range(PROD_LANES):
         v[k] = neg_log_product(m[k], e[k])
-    return _lane_sum(v)
+    return (_lane_sum(v[:16]) + _lane_sum(v[16:32])) + (_lane_sum(v[32:48]) + _lane_sum(v[48:]))
 
 
 @njit(**_JIT)
@@ -499,8 +502,8 @@ def _chunk(y, p, w, has_w, mask, has_mask, groups, mode, ncols, row0, logits, na
     qbuf = np.empty(BLOCK)
     acc_l = np.zeros(LANES)
     acc_w = np.zeros(LANES)
-    prod_m = np.ones(LANES)
-    prod_e = np.zeros(LANES, np.int64)
+    prod_m = np.ones(PROD_LANES)
+    prod_e = np.zeros(PROD_LANES, np.int64)
     n_slots = sums.shape[1]
     col_l = np.zeros(ncols if mode == MODE_COLS else 0)
     col_w = np.zeros(ncols if mode == MODE_COLS else 0)
@@ -562,9 +565,9 @@ def _chunk(y, p, w, has_w, mask, has_mask, groups, mode, ncols, row0, logits, na
             else:
                 _grad_prob_block(pb, n, ybuf, mbuf, wbuf, sbuf, gb, clip_lo, clip_hi, omit)
         if mode == MODE_ALL and product:
-            full = n - n % LANES
-            for g in range(0, full, LANES):
-                for k in range(LANES):
+            full = n - n % PROD_LANES
+            for g in range(0, full, PROD_LANES):
+                for k in range(PROD_LANES):
                     prod_m[k] *= qbuf[g + k]
             for k in range(n - full):
                 prod_m[k] *= qbuf[full + k]
@@ -622,15 +625,15 @@ def _chunk(y, p, w, has_w, mask, has_mask, groups, mode, ncols, row0, logits, na
             while k < n and product:
                 run = min(n - k, ncols - j)
                 t = 0
-                while t < run and (j + t) % LANES != 0:
-                    prod_m[(j + t) % LANES] *= qbuf[k + t]
+                while t < run and (j + t) % PROD_LANES != 0:
+                    prod_m[(j + t) % PROD_LANES] *= qbuf[k + t]
                     t += 1
-                while t + LANES <= run:
-                    for q in range(LANES):
+                while t + PROD_LANES <= run:
+                    for q in range(PROD_LANES):
                         prod_m[q] *= qbuf[k + t + q]
-                    t += LANES
+                    t += PROD_LANES
                 while t < run:
-                    prod_m[(j + t) % LANES] *= qbuf[k + t]
+                    prod_m[(j + t) % PROD_LANES] *= qbuf[k + t]
                     t += 1
                 k += run
                 j += run
@@ -663,7 +666,7 @@ def _chunk(y, p, w, has_w, mask, has_mask, groups, mode, ncols, row0, logits, na
                     j = 0
                     row += 1
         if product:  # at most 32 factors per lane since the last split
-            _split(prod_m, prod_e, LANES)
+            _split(prod_m, prod_e, PROD_LANES)
     if mode == MODE_ALL:
         sums[c, 0, 0] = _lane_sum(acc_l) + _lanes_neg_log_product(prod_m, prod_e)
         sums[c, 0, 1] = _lane_sum(acc_w) if use_w else np.float64(stop - start)
