@@ -91,6 +91,30 @@ FB_INLINE int FB_NAME(fb_q_block)(const fb_args *a, const FB_T *P, const FB_T *y
     return ok;
 }
 
+/* Product path from logits, hard labels: loss = lin + log1p(e), e = exp(-|x|), lin = |x| when x
+ * is on the wrong side (x >= 0 with y = 0, x < 0 with y = 1), else 0. The factor 1 + e (exact in
+ * float64) into qbuf; lin into lbuf, plus e itself when e < 2^-28 (log1p(e) = e to 2^-29; the
+ * factor is then 1); e into ebuf for the gradient (keep_e). Returns 0 when some x is NaN. */
+FB_INLINE int FB_NAME(fb_q_block_logit)(const FB_T *X, const FB_T *ybuf, double *qbuf, FB_T *lbuf,
+                                        FB_T *ebuf, int64_t n, int keep_e)
+{
+    int ok = 1;
+#pragma omp simd reduction(&:ok)
+    for (int64_t k = 0; k < n; k++) {
+        FB_T x = X[k];
+        ok &= x == x;
+        FB_T e = FB_NAME(fb_exp_abs)(x);
+        if (keep_e)
+            ebuf[k] = e;
+        int tiny = e < (FB_T)0x1p-28;
+        int wrong = x >= FB_ZERO ? ybuf[k] == FB_ZERO : ybuf[k] != FB_ZERO;
+        FB_T lin = wrong ? (x < FB_ZERO ? -x : x) : FB_ZERO;
+        lbuf[k] = tiny ? lin + e : lin;
+        qbuf[k] = tiny ? 1.0 : 1.0 + (double)e;
+    }
+    return ok;
+}
+
 #define FB_FORM_HARD 0
 #define FB_FORM_SOFT 1
 #define FB_FORM_LOGIT 2
@@ -168,7 +192,8 @@ FB_INLINE void FB_NAME(fb_row_done)(const fb_args *a, double *sums, int64_t row,
     if (slot < 0 || slot >= a->n_slots) {
         *bad |= FB_FLAG_GROUP;
     } else {
-        sums[2 * slot] += fb_lane_sum(acc_l) + FB_V(fb_lanes_neg_log_product)(prod_m, prod_e);
+        double nlp = FB_V(fb_lanes_neg_log_product)(prod_m, prod_e);
+        sums[2 * slot] += fb_lane_sum(acc_l) + (a->logits ? -nlp : nlp);
         sums[2 * slot + 1] += use_w ? fb_lane_sum(acc_w) : (double)a->ncols;
     }
     for (int k = 0; k < FB_LANES; k++) acc_l[k] = acc_w[k] = 0.0;
@@ -201,17 +226,18 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
     int bad = 0;
     /* wbuf holds the counted weights when there are weights, a mask or NaNs to omit */
     const int use_w = a->w_kind != FB_W_NONE || a->mask != NULL || a->nan_mode == FB_NAN_OMIT;
-    /* Product path: float32 probabilities, no weights or mask, eps >= 2^-28, one sum for all, per
-     * column, or per row or group of rows of >= FB_LANES columns (with or without the gradient,
-     * which is computed as elsewhere). In a block whose labels are all 0 or 1, the losses are not
-     * computed: the q of each element are multiplied into float64 lane (or column) products
+    /* Product path: float32 predictions, no weights or mask, eps >= 2^-28 (probabilities), one
+     * sum for all, per column, or per row or group of rows of >= FB_LANES columns (with or without
+     * the gradient, which is computed as elsewhere). In a block whose labels are all 0 or 1, the
+     * logarithms are not computed: the q of each element (from logits: 1 + exp(-|x|), whose log
+     * is added, the rest of the loss summed as usual) are multiplied into float64 lane (or column) products
      * (FB_PROD_LANES lanes, element or column k into lane k % FB_PROD_LANES), Σ loss = -log Π q,
      * one logarithm per lane at the end of the chunk or row instead of one per element. Each
      * product takes at most 32 factors >= 2^-28 between two fb_split calls, so it stays a normal
      * number. Relative error of Σ loss <= 2^-53 · (factors) / Σ loss ~ 1e-16 /
      * (mean loss >= eps): below 1e-7 for eps >= 2^-28. */
-    const int by_product = sizeof(FB_T) == 4 && !use_w && a->want_loss && !a->logits
-                           && a->eps >= 0x1p-28
+    const int by_product = sizeof(FB_T) == 4 && !use_w && a->want_loss
+                           && (a->logits || a->eps >= 0x1p-28)
                            && (a->mode == FB_MODE_ALL || a->mode == FB_MODE_COLS || ncols >= FB_LANES);
     int64_t rows_since_split = 0;
     for (int k = 0; k < FB_PROD_LANES; k++) prod_m[k] = 1.0;
@@ -228,6 +254,8 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
         col_m = col_w + ncols;
         for (int64_t j = 0; j < ncols; j++) col_m[j] = 1.0;
     }
+    if (!use_w)
+        for (int64_t k = 0; k < FB_BLOCK; k++) wbuf[k] = 1.0;
     for (int64_t b0 = start; b0 < stop; b0 += FB_BLOCK) {
         int64_t n = stop - b0 < FB_BLOCK ? stop - b0 : FB_BLOCK;
         int lbad, soft, wbad = 0;
@@ -270,8 +298,12 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
 #define FB_LOSS(form, want_loss, use_w_) \
         FB_NAME(fb_loss_block)(a, Pb, ybuf, mbuf, wbuf, lbuf, ebuf, n, form, want_loss, use_w_, keep_e)
         const int product = by_product && !(lbad | soft);
+        /* lbuf holds losses to sum: all but in a product block from probabilities */
+        const int sum_lbuf = !product || a->logits;
         if (product) {
-            if (!FB_NAME(fb_q_block)(a, Pb, ybuf, qbuf, n))
+            int ok = a->logits ? FB_NAME(fb_q_block_logit)(Pb, ybuf, qbuf, lbuf, ebuf, n, keep_e)
+                               : FB_NAME(fb_q_block)(a, Pb, ybuf, qbuf, n);
+            if (!ok)
                 bad |= FB_LOSS(FB_FORM_HARD, 0, 0); /* the error bits of the bad predictions */
         } else if (use_w) {
             if (!a->want_loss)
@@ -323,8 +355,6 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
         }
         if (!a->want_loss)
             for (int64_t k = 0; k < n; k++) lbuf[k] = FB_ZERO;
-        if (!use_w && !product && a->mode != FB_MODE_ALL)
-            for (int64_t k = 0; k < n; k++) wbuf[k] = 1.0;
         if (a->mode == FB_MODE_ALL) {
             /* element k of the chunk goes to lane k % FB_LANES, summed in element order; without
              * weights, mask or omitted NaNs, Σw is the count */
@@ -336,7 +366,8 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
                     for (int k = 0; k < FB_PROD_LANES; k++) prod_m[k] *= qbuf[g + k];
                 }
                 for (int k = 0; k < n - pfull; k++) prod_m[k] *= qbuf[pfull + k];
-            } else if (use_w) {
+            }
+            if (sum_lbuf && use_w) {
                 for (int64_t g = 0; g < full; g += FB_LANES) {
 #pragma omp simd
                     for (int k = 0; k < FB_LANES; k++) {
@@ -348,7 +379,7 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
                     acc_l[k] += (double)lbuf[full + k] * wbuf[full + k];
                     acc_w[k] += wbuf[full + k];
                 }
-            } else {
+            } else if (sum_lbuf) {
                 for (int64_t g = 0; g < full; g += FB_LANES) {
 #pragma omp simd
                     for (int k = 0; k < FB_LANES; k++) acc_l[k] += (double)lbuf[g + k];
@@ -363,7 +394,8 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
                 if (product) {
 #pragma omp simd
                     for (int64_t t = 0; t < run; t++) col_m[j + t] *= qbuf[k + t];
-                } else {
+                }
+                if (sum_lbuf) {
 #pragma omp simd
                     for (int64_t t = 0; t < run; t++) {
                         col_l[j + t] += (double)lbuf[k + t] * wbuf[k + t];
@@ -397,13 +429,26 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
                 }
             }
             while (k < n && product) {
+                /* the products, and from logits the other part of the losses in their lanes */
                 int64_t run = n - k < ncols - j ? n - k : ncols - j, t = 0;
-                for (; t < run && (j + t) % FB_PROD_LANES; t++) prod_m[(j + t) % FB_PROD_LANES] *= qbuf[k + t];
+                for (; t < run && (j + t) % FB_PROD_LANES; t++) {
+                    prod_m[(j + t) % FB_PROD_LANES] *= qbuf[k + t];
+                    if (a->logits)
+                        acc_l[(j + t) % FB_LANES] += (double)lbuf[k + t];
+                }
                 for (; t + FB_PROD_LANES <= run; t += FB_PROD_LANES) {
 #pragma omp simd
                     for (int q = 0; q < FB_PROD_LANES; q++) prod_m[q] *= qbuf[k + t + q];
+                    for (int h = 0; a->logits && h < FB_PROD_LANES; h += FB_LANES) {
+#pragma omp simd
+                        for (int q = 0; q < FB_LANES; q++) acc_l[q] += (double)lbuf[k + t + h + q];
+                    }
                 }
-                for (; t < run; t++) prod_m[(j + t) % FB_PROD_LANES] *= qbuf[k + t];
+                for (; t < run; t++) {
+                    prod_m[(j + t) % FB_PROD_LANES] *= qbuf[k + t];
+                    if (a->logits)
+                        acc_l[(j + t) % FB_LANES] += (double)lbuf[k + t];
+                }
                 k += run;
                 j += run;
                 if (j == ncols) {
@@ -442,11 +487,13 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
             fb_split(prod_m, prod_e, FB_PROD_LANES);
     }
     if (a->mode == FB_MODE_ALL) {
-        sums[0] = fb_lane_sum(acc_l) + FB_V(fb_lanes_neg_log_product)(prod_m, prod_e);
+        double nlp = FB_V(fb_lanes_neg_log_product)(prod_m, prod_e);
+        sums[0] = fb_lane_sum(acc_l) + (a->logits ? -nlp : nlp);
         sums[1] = use_w ? fb_lane_sum(acc_w) : (double)(stop - start);
     } else if (a->mode == FB_MODE_COLS) {
         for (int64_t j = 0; j < ncols; j++) {
-            sums[2 * j] = col_l[j] + FB_V(fb_neg_log_product)(col_m[j], col_e[j]);
+            double nlp = FB_V(fb_neg_log_product)(col_m[j], col_e[j]);
+            sums[2 * j] = col_l[j] + (a->logits ? -nlp : nlp);
             sums[2 * j + 1] = use_w ? col_w[j] : (double)((stop - start) / ncols);
         }
         free(col_l);

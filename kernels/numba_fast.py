@@ -376,6 +376,26 @@ def _q_block(p, n, ybuf, q_lo, q_hi, qbuf):
     return ok
 
 
+@njit(**_JIT)
+def _q_block_logit(x, n, ybuf, qbuf, lbuf, ebuf, keep_e):
+    """Product path from logits: factors 1 + exp(-|x|) into qbuf, the rest of the loss into lbuf
+    (fastbce_chunk.h, fb_q_block_logit); False when some x is NaN."""
+    ok = True
+    tiny_e = F32(2.0 ** -28)
+    for k in range(n):
+        xv = x[k]
+        ok &= xv == xv
+        e = exp_abs(xv)
+        if keep_e:
+            ebuf[k] = e
+        tiny = e < tiny_e
+        wrong = ybuf[k] == 0 if xv >= 0 else ybuf[k] != 0
+        lin = (-xv if xv < 0 else xv) if wrong else F32(0.0)
+        lbuf[k] = lin + e if tiny else lin
+        qbuf[k] = 1.0 if tiny else 1.0 + np.float64(e)
+    return ok
+
+
 @njit(**_INLINE)
 def _element_value(l, pv, yv, on, omit):
     """The loss of an element: 0 when masked or an omitted NaN, NaN for another NaN."""
@@ -470,7 +490,7 @@ def _lanes_neg_log_product(m, e):
 
 
 @njit(**_JIT)
-def _row_done(mode, groups, row0, row, ncols, sums, cs, acc_l, acc_w, prod_m, prod_e, use_w):
+def _row_done(mode, groups, row0, row, ncols, sums, cs, acc_l, acc_w, prod_m, prod_e, use_w, logits):
     """End of a row in lanes by column: its loss and Σw into its slot, the lanes reset; returns
     FLAG_GROUP for a group id out of range (fastbce_chunk.h, fb_row_done)."""
     slot = row0 + row if mode == MODE_ROWS else np.int64(groups[row])
@@ -478,7 +498,8 @@ def _row_done(mode, groups, row0, row, ncols, sums, cs, acc_l, acc_w, prod_m, pr
     if slot < 0 or slot >= sums.shape[1]:
         bad = FLAG_GROUP
     else:
-        sums[cs, slot, 0] += _lane_sum(acc_l) + _lanes_neg_log_product(prod_m, prod_e)
+        nlp = _lanes_neg_log_product(prod_m, prod_e)
+        sums[cs, slot, 0] += _lane_sum(acc_l) + (-nlp if logits else nlp)
         sums[cs, slot, 1] += _lane_sum(acc_w) if use_w else np.float64(ncols)
     acc_l[:] = 0.0
     acc_w[:] = 0.0
@@ -512,8 +533,9 @@ def _chunk(y, p, w, has_w, mask, has_mask, groups, mode, ncols, row0, logits, na
     omit = nan_mode == NAN_OMIT
     use_w = has_w or has_mask or omit
     keep_e = logits and want_loss and has_grad
-    # the product path of fastbce_chunk.h: Σ loss = -log Π q, one logarithm per lane or column
-    by_product = (f32 and not use_w and want_loss and not logits and eps >= 2.0 ** -28
+    # the product path of fastbce_chunk.h: Σ -log q = -log Π q (from logits: Σ log(1 + e) = log Π),
+    # one logarithm per lane or column
+    by_product = (f32 and not use_w and want_loss and (logits or eps >= 2.0 ** -28)
                   and (mode == MODE_ALL or mode == MODE_COLS or ncols >= LANES))
     q_hi = 1.0 - eps
     rows_since_split = 0
@@ -533,7 +555,13 @@ def _chunk(y, p, w, has_w, mask, has_mask, groups, mode, ncols, row0, logits, na
         if lbad or wbad:
             bad |= _recheck(yb, pb, has_w, nan_mode, n, mbuf, wbuf)
         product = by_product and not (lbad or soft)
-        if not product or not _q_block(pb, n, ybuf, eps, q_hi, qbuf):
+        sum_lbuf = not product or logits  # lbuf holds losses to sum
+        ok = False
+        if product and logits:
+            ok = _q_block_logit(pb, n, ybuf, qbuf, lbuf, ebuf, keep_e)
+        elif product:
+            ok = _q_block(pb, n, ybuf, eps, q_hi, qbuf)
+        if not ok:
             bad |= _check_block(pb, n, ybuf, mbuf, not logits, nan_mode)
         if want_loss and not product:
             if logits:
@@ -564,26 +592,27 @@ def _chunk(y, p, w, has_w, mask, has_mask, groups, mode, ncols, row0, logits, na
                 _grad_logit_block(pb, n, ybuf, mbuf, wbuf, sbuf, ebuf, keep_e, gb, omit)
             else:
                 _grad_prob_block(pb, n, ybuf, mbuf, wbuf, sbuf, gb, clip_lo, clip_hi, omit)
-        if mode == MODE_ALL and product:
-            full = n - n % PROD_LANES
-            for g in range(0, full, PROD_LANES):
-                for k in range(PROD_LANES):
-                    prod_m[k] *= qbuf[g + k]
-            for k in range(n - full):
-                prod_m[k] *= qbuf[full + k]
-        elif mode == MODE_ALL:
-            full = n - n % LANES
-            for g in range(0, full, LANES):
-                for k in range(LANES):
-                    acc_l[k] += np.float64(lbuf[g + k]) * wbuf[g + k]
-            for k in range(n - full):
-                acc_l[k] += np.float64(lbuf[full + k]) * wbuf[full + k]
-            if use_w:
+        if mode == MODE_ALL:
+            if product:
+                full = n - n % PROD_LANES
+                for g in range(0, full, PROD_LANES):
+                    for k in range(PROD_LANES):
+                        prod_m[k] *= qbuf[g + k]
+                for k in range(n - full):
+                    prod_m[k] *= qbuf[full + k]
+            if sum_lbuf:
+                full = n - n % LANES
                 for g in range(0, full, LANES):
                     for k in range(LANES):
-                        acc_w[k] += wbuf[g + k]
+                        acc_l[k] += np.float64(lbuf[g + k]) * wbuf[g + k]
                 for k in range(n - full):
-                    acc_w[k] += wbuf[full + k]
+                    acc_l[k] += np.float64(lbuf[full + k]) * wbuf[full + k]
+                if use_w:
+                    for g in range(0, full, LANES):
+                        for k in range(LANES):
+                            acc_w[k] += wbuf[g + k]
+                    for k in range(n - full):
+                        acc_w[k] += wbuf[full + k]
         elif mode == MODE_COLS:
             k = 0
             j = (b0 - start) % ncols
@@ -592,7 +621,7 @@ def _chunk(y, p, w, has_w, mask, has_mask, groups, mode, ncols, row0, logits, na
                 if product:
                     for t in range(run):
                         col_m[j + t] *= qbuf[k + t]
-                else:
+                if sum_lbuf:
                     for t in range(run):
                         col_l[j + t] += np.float64(lbuf[k + t]) * wbuf[k + t]
                         col_w[j + t] += wbuf[k + t]
@@ -627,19 +656,27 @@ def _chunk(y, p, w, has_w, mask, has_mask, groups, mode, ncols, row0, logits, na
                 t = 0
                 while t < run and (j + t) % PROD_LANES != 0:
                     prod_m[(j + t) % PROD_LANES] *= qbuf[k + t]
+                    if logits:
+                        acc_l[(j + t) % LANES] += np.float64(lbuf[k + t])
                     t += 1
                 while t + PROD_LANES <= run:
                     for q in range(PROD_LANES):
                         prod_m[q] *= qbuf[k + t + q]
+                    if logits:
+                        for h in range(0, PROD_LANES, LANES):
+                            for q in range(LANES):
+                                acc_l[q] += np.float64(lbuf[k + t + h + q])
                     t += PROD_LANES
                 while t < run:
                     prod_m[(j + t) % PROD_LANES] *= qbuf[k + t]
+                    if logits:
+                        acc_l[(j + t) % LANES] += np.float64(lbuf[k + t])
                     t += 1
                 k += run
                 j += run
                 if j == ncols:
                     bad |= _row_done(mode, groups, row0, row, ncols, sums, cs, acc_l, acc_w, prod_m,
-                                     prod_e, use_w)
+                                     prod_e, use_w, logits)
                     j = 0
                     row += 1
             while k < n:
@@ -662,17 +699,19 @@ def _chunk(y, p, w, has_w, mask, has_mask, groups, mode, ncols, row0, logits, na
                 j += run
                 if j == ncols:
                     bad |= _row_done(mode, groups, row0, row, ncols, sums, cs, acc_l, acc_w, prod_m,
-                                     prod_e, use_w)
+                                     prod_e, use_w, logits)
                     j = 0
                     row += 1
         if product:  # at most 32 factors per lane since the last split
             _split(prod_m, prod_e, PROD_LANES)
     if mode == MODE_ALL:
-        sums[c, 0, 0] = _lane_sum(acc_l) + _lanes_neg_log_product(prod_m, prod_e)
+        nlp = _lanes_neg_log_product(prod_m, prod_e)
+        sums[c, 0, 0] = _lane_sum(acc_l) + (-nlp if logits else nlp)
         sums[c, 0, 1] = _lane_sum(acc_w) if use_w else np.float64(stop - start)
     elif mode == MODE_COLS:
         for j in range(ncols):
-            sums[c, j, 0] = col_l[j] + neg_log_product(col_m[j], col_e[j])
+            nlp = neg_log_product(col_m[j], col_e[j])
+            sums[c, j, 0] = col_l[j] + (-nlp if logits else nlp)
             sums[c, j, 1] = col_w[j] if use_w else np.float64((stop - start) // ncols)
     return bad
 
