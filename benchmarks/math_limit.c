@@ -1,9 +1,13 @@
-/* How fast can the fast path's logarithm go on this CPU? Three loops over the same float32
+/* How fast can the fast path's logarithm go on this CPU? Four loops over the same float32
  * predictions and labels, chunk by chunk as fastbce cuts them, with OpenMP threads:
  *   read only              - sum the inputs: the memory ceiling;
  *   log + lane sum only    - the hard-label loss (one logarithm) and the float64 lane sums, with no
- *                            checks, NaN handling or clipping branches: the arithmetic bound;
- *   fast-path chunk kernel - fastbce's own chunk kernel (kernels/fastbce_chunk.h), AVX-512 variant.
+ *                            checks, NaN handling or clipping branches: the arithmetic bound of a
+ *                            logarithm per element;
+ *   chunk kernel, log      - fastbce's own chunk kernel (kernels/fastbce_chunk.h), AVX-512 variant,
+ *                            with a logarithm per element (eps below the product path's 2^-28);
+ *   chunk kernel, product  - the same kernel on its product path (eps = 1e-7): -log of a product
+ *                            of the probabilities, one logarithm per lane and chunk.
  * Build and run (N elements, T threads):
  *   gcc -O3 -fopenmp -ffp-contract=off -fno-trapping-math -Ikernels benchmarks/math_limit.c -o /tmp/math_limit
  *   OMP_NUM_THREADS=T /tmp/math_limit N
@@ -39,7 +43,9 @@ int main(int argc, char **argv){
   a.y=Y; a.y_kind=FB_Y_F32; a.p=P; a.clip_lo=1e-7; a.clip_hi=1-1e-7; a.lo_pos=16.1; a.lo_neg=1e-7; a.hi_pos=1e-7; a.hi_neg=16.1;
   a.grad_scale=1; a.want_loss=1; a.mode=FB_MODE_ALL; a.ncols=1; a.n_slots=1;
   double *s = calloc(nch*2, 8); a.sums = s;
-  for (int which = 0; which < 3; which++) {
+  fb_args b = a; b.eps = 1e-7; b.q_hi = 1 - 1e-7; /* a.eps = 0: no product path */
+  const char *names[] = {"read only", "log + lane sum only", "chunk kernel, log", "chunk kernel, product"};
+  for (int which = 0; which < 4; which++) {
     double best = 1e9, sink = 0;
     for (int r = 0; r < 7; r++) {
       double t = now();
@@ -47,10 +53,11 @@ int main(int argc, char **argv){
       for (int64_t c = 0; c < nch; c++) {
         if (which == 0) sink += read_only(P + c*chunk, Y + c*chunk, chunk);
         else if (which == 1) sink += math_only(P + c*chunk, Y + c*chunk, chunk);
-        else sink += fb_chunk_f32_v4(&a, c, c*chunk, (c+1)*chunk);
+        else if (which == 2) { fb_chunk_f32_v4(&a, c, c*chunk, (c+1)*chunk); sink += s[2*c]; }
+        else { fb_chunk_f32_v4(&b, c, c*chunk, (c+1)*chunk); sink += s[2*c]; }
       }
       t = now() - t; if (t < best) best = t;
     }
-    printf("%-26s %6.0f M elem/s (%g)\n", which==0?"read only":which==1?"log + lane sum only":"fast-path chunk kernel", nch*chunk/best/1e6, sink);
+    printf("%-26s %6.0f M elem/s (%.10g)\n", names[which], nch*chunk/best/1e6, sink);
   }
 }

@@ -2,8 +2,9 @@
 
 The fast path (``fast_pass`` of the compiled backends: kernels/fastbce_simd.h for Cython,
 kernels/numba_fast.py for Numba) computes the commonest calls with vectorised float32 math
-(float64 for float64 predictions): BCE from probabilities (hard labels: one logarithm per element;
-soft labels: two) or logits, with optional scalar or full sample weights and an optional mask,
+(float64 for float64 predictions): BCE from probabilities (hard labels: one logarithm per element,
+or for float32 predictions without weights none at all, as -log of a product of probabilities in
+float64 lanes; soft labels: two) or logits, with optional scalar or full sample weights and an optional mask,
 reduced to a mean or sum overall, per label (axis=0), per sample (axis=1) or per group; its
 gradient, or both fused. It keeps the chunking of the general kernel (a function of the shape
 only) and sums each chunk in a fixed order in float64, so results do not depend on the thread

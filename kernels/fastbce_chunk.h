@@ -428,51 +428,44 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
                     row++;
                 }
             }
-            while (k < n && product) {
-                /* the products, and from logits the other part of the losses in their lanes */
-                int64_t run = n - k < ncols - j ? n - k : ncols - j, t = 0;
-                for (; t < run && (j + t) % FB_PROD_LANES; t++) {
-                    prod_m[(j + t) % FB_PROD_LANES] *= qbuf[k + t];
-                    if (a->logits)
-                        acc_l[(j + t) % FB_LANES] += (double)lbuf[k + t];
-                }
-                for (; t + FB_PROD_LANES <= run; t += FB_PROD_LANES) {
-#pragma omp simd
-                    for (int q = 0; q < FB_PROD_LANES; q++) prod_m[q] *= qbuf[k + t + q];
-                    for (int h = 0; a->logits && h < FB_PROD_LANES; h += FB_LANES) {
-#pragma omp simd
-                        for (int q = 0; q < FB_LANES; q++) acc_l[q] += (double)lbuf[k + t + h + q];
-                    }
-                }
-                for (; t < run; t++) {
-                    prod_m[(j + t) % FB_PROD_LANES] *= qbuf[k + t];
-                    if (a->logits)
-                        acc_l[(j + t) % FB_LANES] += (double)lbuf[k + t];
-                }
-                k += run;
-                j += run;
-                if (j == ncols) {
-                    FB_NAME(fb_row_done)(a, sums, row, &bad, acc_l, acc_w, prod_m, prod_e, use_w);
-                    j = 0;
-                    row++;
-                }
-            }
             while (k < n) {
                 int64_t run = n - k < ncols - j ? n - k : ncols - j, t = 0;
-                for (; t < run && (j + t) % FB_LANES; t++) {
-                    acc_l[(j + t) % FB_LANES] += (double)lbuf[k + t] * wbuf[k + t];
-                    acc_w[(j + t) % FB_LANES] += wbuf[k + t];
-                }
-                for (; t + FB_LANES <= run; t += FB_LANES) {
-#pragma omp simd
-                    for (int q = 0; q < FB_LANES; q++) {
-                        acc_l[q] += (double)lbuf[k + t + q] * wbuf[k + t + q];
-                        acc_w[q] += wbuf[k + t + q];
+                if (product) {
+                    /* the products, and from logits the other part of the losses in their lanes */
+                    for (; t < run && (j + t) % FB_PROD_LANES; t++) {
+                        prod_m[(j + t) % FB_PROD_LANES] *= qbuf[k + t];
+                        if (a->logits)
+                            acc_l[(j + t) % FB_LANES] += (double)lbuf[k + t];
                     }
-                }
-                for (; t < run; t++) {
-                    acc_l[(j + t) % FB_LANES] += (double)lbuf[k + t] * wbuf[k + t];
-                    acc_w[(j + t) % FB_LANES] += wbuf[k + t];
+                    for (; t + FB_PROD_LANES <= run; t += FB_PROD_LANES) {
+#pragma omp simd
+                        for (int q = 0; q < FB_PROD_LANES; q++) prod_m[q] *= qbuf[k + t + q];
+                        for (int h = 0; a->logits && h < FB_PROD_LANES; h += FB_LANES) {
+#pragma omp simd
+                            for (int q = 0; q < FB_LANES; q++) acc_l[q] += (double)lbuf[k + t + h + q];
+                        }
+                    }
+                    for (; t < run; t++) {
+                        prod_m[(j + t) % FB_PROD_LANES] *= qbuf[k + t];
+                        if (a->logits)
+                            acc_l[(j + t) % FB_LANES] += (double)lbuf[k + t];
+                    }
+                } else {
+                    for (; t < run && (j + t) % FB_LANES; t++) {
+                        acc_l[(j + t) % FB_LANES] += (double)lbuf[k + t] * wbuf[k + t];
+                        acc_w[(j + t) % FB_LANES] += wbuf[k + t];
+                    }
+                    for (; t + FB_LANES <= run; t += FB_LANES) {
+#pragma omp simd
+                        for (int q = 0; q < FB_LANES; q++) {
+                            acc_l[q] += (double)lbuf[k + t + q] * wbuf[k + t + q];
+                            acc_w[q] += wbuf[k + t + q];
+                        }
+                    }
+                    for (; t < run; t++) {
+                        acc_l[(j + t) % FB_LANES] += (double)lbuf[k + t] * wbuf[k + t];
+                        acc_w[(j + t) % FB_LANES] += wbuf[k + t];
+                    }
                 }
                 k += run;
                 j += run;

@@ -651,50 +651,43 @@ def _chunk(y, p, w, has_w, mask, has_mask, groups, mode, ncols, row0, logits, na
                 if j == ncols:
                     j = 0
                     row += 1
-            while k < n and product:
-                run = min(n - k, ncols - j)
-                t = 0
-                while t < run and (j + t) % PROD_LANES != 0:
-                    prod_m[(j + t) % PROD_LANES] *= qbuf[k + t]
-                    if logits:
-                        acc_l[(j + t) % LANES] += np.float64(lbuf[k + t])
-                    t += 1
-                while t + PROD_LANES <= run:
-                    for q in range(PROD_LANES):
-                        prod_m[q] *= qbuf[k + t + q]
-                    if logits:
-                        for h in range(0, PROD_LANES, LANES):
-                            for q in range(LANES):
-                                acc_l[q] += np.float64(lbuf[k + t + h + q])
-                    t += PROD_LANES
-                while t < run:
-                    prod_m[(j + t) % PROD_LANES] *= qbuf[k + t]
-                    if logits:
-                        acc_l[(j + t) % LANES] += np.float64(lbuf[k + t])
-                    t += 1
-                k += run
-                j += run
-                if j == ncols:
-                    bad |= _row_done(mode, groups, row0, row, ncols, sums, cs, acc_l, acc_w, prod_m,
-                                     prod_e, use_w, logits)
-                    j = 0
-                    row += 1
             while k < n:
                 run = min(n - k, ncols - j)
                 t = 0
-                while t < run and (j + t) % LANES != 0:
-                    acc_l[(j + t) % LANES] += np.float64(lbuf[k + t]) * wbuf[k + t]
-                    acc_w[(j + t) % LANES] += wbuf[k + t]
-                    t += 1
-                while t + LANES <= run:
-                    for q in range(LANES):
-                        acc_l[q] += np.float64(lbuf[k + t + q]) * wbuf[k + t + q]
-                        acc_w[q] += wbuf[k + t + q]
-                    t += LANES
-                while t < run:
-                    acc_l[(j + t) % LANES] += np.float64(lbuf[k + t]) * wbuf[k + t]
-                    acc_w[(j + t) % LANES] += wbuf[k + t]
-                    t += 1
+                if product:
+                    # the products, and from logits the other part of the losses in their lanes
+                    while t < run and (j + t) % PROD_LANES != 0:
+                        prod_m[(j + t) % PROD_LANES] *= qbuf[k + t]
+                        if logits:
+                            acc_l[(j + t) % LANES] += np.float64(lbuf[k + t])
+                        t += 1
+                    while t + PROD_LANES <= run:
+                        for q in range(PROD_LANES):
+                            prod_m[q] *= qbuf[k + t + q]
+                        if logits:
+                            for h in range(0, PROD_LANES, LANES):
+                                for q in range(LANES):
+                                    acc_l[q] += np.float64(lbuf[k + t + h + q])
+                        t += PROD_LANES
+                    while t < run:
+                        prod_m[(j + t) % PROD_LANES] *= qbuf[k + t]
+                        if logits:
+                            acc_l[(j + t) % LANES] += np.float64(lbuf[k + t])
+                        t += 1
+                else:
+                    while t < run and (j + t) % LANES != 0:
+                        acc_l[(j + t) % LANES] += np.float64(lbuf[k + t]) * wbuf[k + t]
+                        acc_w[(j + t) % LANES] += wbuf[k + t]
+                        t += 1
+                    while t + LANES <= run:
+                        for q in range(LANES):
+                            acc_l[q] += np.float64(lbuf[k + t + q]) * wbuf[k + t + q]
+                            acc_w[q] += wbuf[k + t + q]
+                        t += LANES
+                    while t < run:
+                        acc_l[(j + t) % LANES] += np.float64(lbuf[k + t]) * wbuf[k + t]
+                        acc_w[(j + t) % LANES] += wbuf[k + t]
+                        t += 1
                 k += run
                 j += run
                 if j == ncols:
