@@ -4,9 +4,9 @@ The fast path (``fast_pass`` of the compiled backends: kernels/fastbce_simd.h fo
 kernels/numba_fast.py for Numba) computes the commonest calls with vectorised float32 math
 (float64 for float64 predictions): BCE from probabilities (hard labels: one logarithm per element,
 or for float32 predictions without weights none at all, as -log of a product of probabilities in
-float64 lanes; soft labels: two) or logits, with optional scalar or full sample weights and an optional mask,
-reduced to a mean or sum overall, per label (axis=0), per sample (axis=1) or per group; its
-gradient, or both fused. It keeps the chunking of the general kernel (a function of the shape
+float64 lanes; soft labels: two) or logits, with optional scalar or full sample weights and an
+optional mask, reduced to a mean or sum overall, per label (axis=0), per sample (axis=1) or per
+group; its gradient, or both fused. It keeps the chunking of the general kernel (a function of the shape
 only) and sums each chunk in a fixed order in float64, so results do not depend on the thread
 count.
 
@@ -14,9 +14,9 @@ Fortran-ordered input reduced per label (axis=0) is read in place, as a per-row 
 C-contiguous transposes (the same values to rounding, summed in another order). Inputs in any
 other non-C layout (strided, broadcast, Fortran order for the other reductions) are copied to C
 order one slab of whole chunks at a time: the same chunks, hence the same bits as C-ordered
-input, with bounded extra memory (SLAB_ELEMENTS per array). Everything else (pos_weight, label smoothing, focal loss,
-reduction="none", float16, the scoring statistics, float64 labels with float32 predictions) runs
-the general kernel.
+input, with bounded extra memory (SLAB_ELEMENTS per array). Everything else (pos_weight, label
+smoothing, focal loss, reduction="none", float16, the scoring statistics, float64 labels with
+float32 predictions) runs the general kernel.
 """
 
 from dataclasses import dataclass

@@ -182,6 +182,13 @@ FB_INLINE void FB_NAME(fb_grad_block)(
     }
 }
 
+/* The loss carried by a product of the product path, from its logarithm: Σ -log q = -log Π q
+ * for probabilities; from logits the factors are 1 + exp(-|x|), whose log is added. */
+FB_INLINE double FB_NAME(fb_product_loss)(const fb_args *a, double log_product)
+{
+    return a->logits ? log_product : -log_product;
+}
+
 /* End of row `row` of a chunk in lanes by column: its loss (lane sums and lane products) and
  * its Σw (the count without weights) into its slot, the lanes back to zero and one. */
 FB_INLINE void FB_NAME(fb_row_done)(const fb_args *a, double *sums, int64_t row, int *bad,
@@ -192,8 +199,8 @@ FB_INLINE void FB_NAME(fb_row_done)(const fb_args *a, double *sums, int64_t row,
     if (slot < 0 || slot >= a->n_slots) {
         *bad |= FB_FLAG_GROUP;
     } else {
-        double nlp = FB_V(fb_lanes_neg_log_product)(prod_m, prod_e);
-        sums[2 * slot] += fb_lane_sum(acc_l) + (a->logits ? -nlp : nlp);
+        sums[2 * slot] += fb_lane_sum(acc_l)
+                          + FB_NAME(fb_product_loss)(a, FB_V(fb_lanes_log_product)(prod_m, prod_e));
         sums[2 * slot + 1] += use_w ? fb_lane_sum(acc_w) : (double)a->ncols;
     }
     for (int k = 0; k < FB_LANES; k++) acc_l[k] = acc_w[k] = 0.0;
@@ -230,8 +237,9 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
      * sum for all, per column, or per row or group of rows of >= FB_LANES columns (with or without
      * the gradient, which is computed as elsewhere). In a block whose labels are all 0 or 1, the
      * logarithms are not computed: the q of each element (from logits: 1 + exp(-|x|), whose log
-     * is added, the rest of the loss summed as usual) are multiplied into float64 lane (or column) products
-     * (FB_PROD_LANES lanes, element or column k into lane k % FB_PROD_LANES), Σ loss = -log Π q,
+     * is added, the rest of the loss summed as usual) are multiplied into float64 lane (or
+     * column) products (FB_PROD_LANES lanes, element or column k into lane k % FB_PROD_LANES),
+     * Σ loss = -log Π q (fb_product_loss),
      * one logarithm per lane at the end of the chunk or row instead of one per element. Each
      * product takes at most 32 factors >= 2^-28 between two fb_split calls, so it stays a normal
      * number. Relative error of Σ loss <= 2^-53 · (factors) / Σ loss ~ 1e-16 /
@@ -480,13 +488,12 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
             fb_split(prod_m, prod_e, FB_PROD_LANES);
     }
     if (a->mode == FB_MODE_ALL) {
-        double nlp = FB_V(fb_lanes_neg_log_product)(prod_m, prod_e);
-        sums[0] = fb_lane_sum(acc_l) + (a->logits ? -nlp : nlp);
+        sums[0] = fb_lane_sum(acc_l)
+                  + FB_NAME(fb_product_loss)(a, FB_V(fb_lanes_log_product)(prod_m, prod_e));
         sums[1] = use_w ? fb_lane_sum(acc_w) : (double)(stop - start);
     } else if (a->mode == FB_MODE_COLS) {
         for (int64_t j = 0; j < ncols; j++) {
-            double nlp = FB_V(fb_neg_log_product)(col_m[j], col_e[j]);
-            sums[2 * j] = col_l[j] + (a->logits ? -nlp : nlp);
+            sums[2 * j] = col_l[j] + FB_NAME(fb_product_loss)(a, FB_V(fb_log_product)(col_m[j], col_e[j]));
             sums[2 * j + 1] = use_w ? col_w[j] : (double)((stop - start) / ncols);
         }
         free(col_l);

@@ -110,21 +110,22 @@ FB_INLINE double FB_V(fb_exp_neg_f64)(double t)
     return y * (bias ? 7.458340731200207e-155 /* 2^-512 */ : 1.0);
 }
 
-/* -log of a product kept as m·2^e (fb_split; m > 0 or NaN): -(e·ln2 + log m), ln2 in two parts; NaN for m NaN. */
-FB_INLINE double FB_V(fb_neg_log_product)(double m, int64_t e)
+/* log of a product kept as m·2^e (fb_split; m > 0 or NaN): e·ln2 + log m, ln2 in two parts; NaN
+ * for m NaN. */
+FB_INLINE double FB_V(fb_log_product)(double m, int64_t e)
 {
     double de = (double)e;
-    double v = -(de * 6.93147180369123816490e-01 + (de * 1.90821492927058770002e-10
-                                                      + FB_V(fb_log_f64)(m, 0.0)));
+    double v = de * 6.93147180369123816490e-01 + (de * 1.90821492927058770002e-10
+                                                  + FB_V(fb_log_f64)(m, 0.0));
     return m != m ? m : v;
 }
 
-/* The same for the FB_PROD_LANES lane products: each 16 added in fb_lane_sum's order, then the
+/* The same for the FB_PROD_LANES lane products, summed: each 16 in fb_lane_sum's order, then the
  * four partial sums pairwise. */
-FB_INLINE double FB_V(fb_lanes_neg_log_product)(const double *m, const int64_t *e)
+FB_INLINE double FB_V(fb_lanes_log_product)(const double *m, const int64_t *e)
 {
     double v[FB_PROD_LANES], s[FB_PROD_LANES / 16];
-    for (int k = 0; k < FB_PROD_LANES; k++) v[k] = FB_V(fb_neg_log_product)(m[k], e[k]);
+    for (int k = 0; k < FB_PROD_LANES; k++) v[k] = FB_V(fb_log_product)(m[k], e[k]);
     for (int i = 0; i < FB_PROD_LANES / 16; i++) s[i] = fb_lane_sum(v + 16 * i);
     return (s[0] + s[1]) + (s[2] + s[3]);
 }

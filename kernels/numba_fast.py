@@ -182,10 +182,10 @@ def _split(m, e, n):
 
 
 @njit(**_INLINE)
-def neg_log_product(m, e):
-    """-log of a product kept as m·2^e: -(e·ln2 + log m), ln2 in two parts; NaN for m NaN."""
+def log_product(m, e):
+    """log of a product kept as m·2^e: e·ln2 + log m, ln2 in two parts; NaN for m NaN."""
     de = np.float64(e)
-    v = -(de * 6.93147180369123816490e-01 + (de * 1.90821492927058770002e-10 + log_f64(m, 0.0)))
+    v = de * 6.93147180369123816490e-01 + (de * 1.90821492927058770002e-10 + log_f64(m, 0.0))
     return m if m != m else v
 
 
@@ -481,12 +481,19 @@ def _lane_sum(a):
 
 
 @njit(**_JIT)
-def _lanes_neg_log_product(m, e):
-    """Σ -log of the PROD_LANES lane products, in the order of fb_lanes_neg_log_product."""
+def _lanes_log_product(m, e):
+    """Σ log of the PROD_LANES lane products, in the order of fb_lanes_log_product."""
     v = np.empty(PROD_LANES)
     for k in range(PROD_LANES):
-        v[k] = neg_log_product(m[k], e[k])
+        v[k] = log_product(m[k], e[k])
     return (_lane_sum(v[:16]) + _lane_sum(v[16:32])) + (_lane_sum(v[32:48]) + _lane_sum(v[48:]))
+
+
+@njit(**_INLINE)
+def _product_loss(logits, log_product):
+    """The loss carried by a product, from its log: -log Π q for probabilities, +log Π (1 + e)
+    from logits (fastbce_chunk.h, fb_product_loss)."""
+    return log_product if logits else -log_product
 
 
 @njit(**_JIT)
@@ -498,8 +505,7 @@ def _row_done(mode, groups, row0, row, ncols, sums, cs, acc_l, acc_w, prod_m, pr
     if slot < 0 or slot >= sums.shape[1]:
         bad = FLAG_GROUP
     else:
-        nlp = _lanes_neg_log_product(prod_m, prod_e)
-        sums[cs, slot, 0] += _lane_sum(acc_l) + (-nlp if logits else nlp)
+        sums[cs, slot, 0] += _lane_sum(acc_l) + _product_loss(logits, _lanes_log_product(prod_m, prod_e))
         sums[cs, slot, 1] += _lane_sum(acc_w) if use_w else np.float64(ncols)
     acc_l[:] = 0.0
     acc_w[:] = 0.0
@@ -510,8 +516,8 @@ def _row_done(mode, groups, row0, row, ncols, sums, cs, acc_l, acc_w, prod_m, pr
 
 @njit(**_JIT)
 def _chunk(y, p, w, has_w, mask, has_mask, groups, mode, ncols, row0, logits, nan_mode, clip_lo,
-           clip_hi, f32, eps, nll, grad, has_grad, scale, col_scale, has_col_scale, row_scale, has_row_scale,
-           want_loss, start, stop, sums, c):
+           clip_hi, f32, eps, nll, grad, has_grad, scale, col_scale, has_col_scale, row_scale,
+           has_row_scale, want_loss, start, stop, sums, c):
     """Chunk c = elements [start, stop) (whole rows unless mode is MODE_ALL): Σ w·loss, Σ w into
     sums[c, slot]; returns the error bits (kernels/fastbce_chunk.h, fb_chunk)."""
     ybuf = np.empty(BLOCK, p.dtype)
@@ -698,27 +704,25 @@ def _chunk(y, p, w, has_w, mask, has_mask, groups, mode, ncols, row0, logits, na
         if product:  # at most 32 factors per lane since the last split
             _split(prod_m, prod_e, PROD_LANES)
     if mode == MODE_ALL:
-        nlp = _lanes_neg_log_product(prod_m, prod_e)
-        sums[c, 0, 0] = _lane_sum(acc_l) + (-nlp if logits else nlp)
+        sums[c, 0, 0] = _lane_sum(acc_l) + _product_loss(logits, _lanes_log_product(prod_m, prod_e))
         sums[c, 0, 1] = _lane_sum(acc_w) if use_w else np.float64(stop - start)
     elif mode == MODE_COLS:
         for j in range(ncols):
-            nlp = neg_log_product(col_m[j], col_e[j])
-            sums[c, j, 0] = col_l[j] + (-nlp if logits else nlp)
+            sums[c, j, 0] = col_l[j] + _product_loss(logits, log_product(col_m[j], col_e[j]))
             sums[c, j, 1] = col_w[j] if use_w else np.float64((stop - start) // ncols)
     return bad
 
 
 @njit(parallel=True, **_JIT)
 def _fast_pass(y, p, w, has_w, mask, has_mask, groups, mode, ncols, row0, logits, nan_mode,
-               clip_lo, clip_hi, f32, eps, nll, chunk_elems, sums, flags, grad, has_grad, scale, col_scale,
-               has_col_scale, row_scale, has_row_scale, want_loss):
+               clip_lo, clip_hi, f32, eps, nll, chunk_elems, sums, flags, grad, has_grad, scale,
+               col_scale, has_col_scale, row_scale, has_row_scale, want_loss):
     n = p.shape[0]
     for c in prange(flags.shape[0]):
         start = c * chunk_elems
         flags[c] = _chunk(y, p, w, has_w, mask, has_mask, groups, mode, ncols, row0, logits,
-                          nan_mode, clip_lo, clip_hi, f32, eps, nll, grad, has_grad, scale, col_scale,
-                          has_col_scale, row_scale, has_row_scale, want_loss, start,
+                          nan_mode, clip_lo, clip_hi, f32, eps, nll, grad, has_grad, scale,
+                          col_scale, has_col_scale, row_scale, has_row_scale, want_loss, start,
                           min(n, start + chunk_elems), sums, c)
 
 
@@ -727,15 +731,16 @@ _NO_GROUPS = np.zeros(1, np.intp)
 _NO_SCALE = np.ones(1)
 
 
-def fast_pass(y, p, w, mask, groups, mode, ncols, row0, logits, nan_mode, clip, eps, nll, chunk_elems,
-              sums, flags, grad, grad_scale, col_scale, row_scale, want_loss, n_threads):
+def fast_pass(y, p, w, mask, groups, mode, ncols, row0, logits, nan_mode, clip, eps, nll,
+              chunk_elems, sums, flags, grad, grad_scale, col_scale, row_scale, want_loss,
+              n_threads):
     """Same contract as the Cython ``fast_pass`` (fastbce/_fastpath.py)."""
     t = p.dtype.type
     numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
     _fast_pass(y, p, p if w is None else w, w is not None, _NO_MASK if mask is None else mask,
                mask is not None, _NO_GROUPS if groups is None else groups, mode, ncols, row0,
-               bool(logits), nan_mode, t(clip[0]), t(clip[1]), p.dtype == F32, float(eps), tuple(t(v) for v in nll),
-               chunk_elems, sums, flags, p[:1].copy() if grad is None else grad, grad is not None,
+               bool(logits), nan_mode, t(clip[0]), t(clip[1]), p.dtype == F32, float(eps),
+               tuple(t(v) for v in nll), chunk_elems, sums, flags, p[:1].copy() if grad is None else grad, grad is not None,
                float(grad_scale), _NO_SCALE if col_scale is None else col_scale,
                col_scale is not None, _NO_SCALE if row_scale is None else row_scale,
                row_scale is not None, bool(want_loss))
