@@ -4,8 +4,8 @@ The fast path (``fast_pass`` of the compiled backends: kernels/fastbce_simd.h fo
 kernels/numba_fast.py for Numba) computes the commonest calls with vectorised float32 math
 (float64 for float64 predictions): BCE from probabilities (hard labels: one logarithm per element,
 or for float32 predictions without weights none at all, as -log of a product of probabilities in
-float64 lanes; soft labels: two) or logits, with optional scalar or full sample weights and an
-optional mask, reduced to a mean or sum overall, per label (axis=0), per sample (axis=1) or per
+float64 lanes; soft labels: two) or logits, with optional scalar or full sample weights, a scalar or
+per-label pos_weight and an optional mask, reduced to a mean or sum overall, per label (axis=0), per sample (axis=1) or per
 group; its gradient, or both fused. It keeps the chunking of the general kernel (a function of the shape
 only) and sums each chunk in a fixed order in float64, so results do not depend on the thread
 count.
@@ -14,9 +14,10 @@ Fortran-ordered input reduced per label (axis=0) is read in place, as a per-row 
 C-contiguous transposes (the same values to rounding, summed in another order). Inputs in any
 other non-C layout (strided, broadcast, Fortran order for the other reductions) are copied to C
 order one slab of whole chunks at a time: the same chunks, hence the same bits as C-ordered
-input, with bounded extra memory (SLAB_ELEMENTS per array). Everything else (pos_weight, label
-smoothing, focal loss, reduction="none", float16, the scoring statistics, float64 labels with
-float32 predictions) runs the general kernel.
+input, with bounded extra memory (SLAB_ELEMENTS per array; Fortran-ordered input with a
+pos_weight too). Everything else (pos_weight that varies along samples, label smoothing, focal
+loss, reduction="none", float16, the scoring statistics, float64 labels with float32
+predictions) runs the general kernel.
 """
 
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ class FastPass:
     p: np.ndarray
     w: np.ndarray  # per-element weights, or None
     weight: float  # a scalar sample_weight (1.0 without one): sums and gradient are scaled by it
+    pos_w: np.ndarray  # float64 pos_weight of each column, or None (1 for all)
     mask: np.ndarray  # uint8 (1 = counted), or None
     groups: np.ndarray  # intp group id per row (MODE_GROUPS), or None
     mode: int
@@ -81,8 +83,13 @@ def fast_pass_arguments(plan, kernel, n_stats, grad):
     p, y = plan.p, plan.y
     if p.dtype not in _MIN_EPS or plan.eps < _MIN_EPS[p.dtype]:
         return None
+    pos_w = None
     if not (_is_scalar(plan.pw) and plan.pw[0, 0] == 1.0):
-        return None
+        if plan.pw.strides[0] != 0 and plan.pw.shape[0] > 1:
+            return None  # a pos_weight per sample
+        pos_w = np.ascontiguousarray(plan.pw[0], dtype=np.float64)
+        if not ((pos_w >= 0.0) & (pos_w < np.inf)).all():
+            return None  # the general kernel reports it (unless nothing is counted)
     mask = None
     if not _is_scalar(plan.mask):
         mask = plan.mask.view(np.uint8)
@@ -110,7 +117,7 @@ def fast_pass_arguments(plan, kernel, n_stats, grad):
         groups = plan.groups.astype(np.intp, copy=False)
     q_hi = 1.0 - plan.eps  # rounded as the general kernel rounds it
     nll = (-np.log(plan.eps), -np.log1p(-plan.eps), -np.log(q_hi), -np.log1p(-q_hi))
-    return FastPass(y=y, p=p, w=w, weight=weight, mask=mask, groups=groups, mode=plan.mode,
+    return FastPass(y=y, p=p, w=w, weight=weight, pos_w=pos_w, mask=mask, groups=groups, mode=plan.mode,
                     logits=plan.from_logits, nan_mode=plan.nan_mode,
                     clip=_clip_bounds(plan.eps, p.dtype), eps=plan.eps, nll=tuple(map(float, nll)))
 
@@ -135,16 +142,16 @@ def run_fast_pass(kernel, fast, rows_per_chunk, n_cols, sums, flags, grad, row_f
         mask = rest.pop(0) if fast.mask is not None else None
         groups = None if fast.groups is None else fast.groups[rows]
         chunks = slice(rows.start // rows_per_chunk, -(-rows.stop // rows_per_chunk))
-        kernel.fast_pass(y, p, w, mask, groups, fast.mode, n_cols, rows.start, fast.logits,
-                         fast.nan_mode, fast.clip, fast.eps, fast.nll, chunk_elems,
+        kernel.fast_pass(y, p, w, fast.pos_w, mask, groups, fast.mode, n_cols, rows.start,
+                         fast.logits, fast.nan_mode, fast.clip, fast.eps, fast.nll, chunk_elems,
                          sums if fast.mode == MODE_ROWS else sums[chunks], flags[chunks],
                          grad_part, grad_scale, col_scale, row_scale, want_value, n_threads)
 
     n_rows = fast.p.shape[0]
     if all(a.flags.c_contiguous for a in arrays) and (grad is None or grad.flags.c_contiguous):
         run(arrays, slice(0, n_rows), None if grad is None else grad.reshape(-1))
-    elif fast.mode == MODE_COLS and all(a.flags.f_contiguous for a in arrays) and (
-            grad is None or grad.flags.f_contiguous):
+    elif fast.mode == MODE_COLS and fast.pos_w is None and all(
+            a.flags.f_contiguous for a in arrays) and (grad is None or grad.flags.f_contiguous):
         # Fortran order, one value per label: each label is a contiguous row of the transposes,
         # so this is the per-row pass over them, in place (the same sums to rounding as for C
         # order, added in another order; still a function of the shape only)
@@ -153,7 +160,7 @@ def run_fast_pass(kernel, fast, rows_per_chunk, n_cols, sums, flags, grad, row_f
         y, p, *rest = [a.T.reshape(-1) for a in arrays]  # views: a.T is C-contiguous
         w = rest.pop(0) if fast.w is not None else None
         mask = rest.pop(0) if fast.mask is not None else None
-        kernel.fast_pass(y, p, w, mask, None, MODE_ROWS, n_rows, 0, fast.logits, fast.nan_mode,
+        kernel.fast_pass(y, p, w, None, mask, None, MODE_ROWS, n_rows, 0, fast.logits, fast.nan_mode,
                          fast.clip, fast.eps, fast.nll, rows_t * n_rows, sums[:1], flags_t,
                          None if grad is None else grad.T.reshape(-1), grad_scale, None,
                          col_factor if col_factor.size > 1 else None, want_value, n_threads)

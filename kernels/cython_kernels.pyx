@@ -297,6 +297,7 @@ cdef extern from "fastbce_simd.h" nogil:
         const void *p
         const void *w
         int w_kind
+        const double *pos_w
         const uint8_t *mask
         int logits
         int nan_mode
@@ -328,7 +329,7 @@ cdef size_t _address(array):
     return <size_t>array.__array_interface__["data"][0]
 
 
-def fast_pass(y, p, w, mask, groups, int mode, Py_ssize_t ncols, Py_ssize_t row0, bint logits,
+def fast_pass(y, p, w, pos_w, mask, groups, int mode, Py_ssize_t ncols, Py_ssize_t row0, bint logits,
               int nan_mode, clip, double eps, nll, Py_ssize_t chunk_elems, double[:, :, ::1] sums,
               uint8_t[::1] flags, grad, double grad_scale, col_scale, row_scale, bint want_loss,
               int n_threads):
@@ -346,6 +347,7 @@ def fast_pass(y, p, w, mask, groups, int mode, Py_ssize_t ncols, Py_ssize_t row0
     a.p = <const void *>_address(p)
     a.w = NULL if w is None else <const void *>_address(w)
     a.w_kind = 0 if w is None else _W_KINDS[w.dtype]
+    a.pos_w = NULL if pos_w is None else <const double *>_address(pos_w)
     a.mask = NULL if mask is None else <const uint8_t *>_address(mask)
     a.logits = logits
     a.nan_mode = nan_mode

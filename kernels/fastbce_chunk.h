@@ -17,10 +17,10 @@ FB_INLINE FB_T FB_NAME(fb_nll_hard)(FB_T p, FB_T y, FB_T clip_lo, FB_T clip_hi, 
     return p > clip_hi ? (pos ? hi_pos : hi_neg) : l;
 }
 
-/* Soft label y in [0, 1]: -[y·log q + (1-y)·log(1-q)], a term with a zero coefficient left out;
- * equal to fb_nll_hard bit for bit when y is 0 or 1. */
-FB_INLINE FB_T FB_NAME(fb_nll_soft)(FB_T p, FB_T y, FB_T clip_lo, FB_T clip_hi, FB_T lo_pos,
-                                    FB_T lo_neg, FB_T hi_pos, FB_T hi_neg)
+/* Soft label y in [0, 1], a = pos_weight·y (a = y without pos_weight): -[a·log q + (1-y)·log(1-q)],
+ * a term with a zero coefficient left out; equal to fb_nll_hard bit for bit when a = y is 0 or 1. */
+FB_INLINE FB_T FB_NAME(fb_nll_soft)(FB_T p, FB_T y, FB_T a, FB_T clip_lo, FB_T clip_hi,
+                                    FB_T lo_pos, FB_T lo_neg, FB_T hi_pos, FB_T hi_neg)
 {
     FB_T hi0 = FB_ONE - p;
     FB_T lo0 = (FB_ONE - hi0) - p;
@@ -30,7 +30,7 @@ FB_INLINE FB_T FB_NAME(fb_nll_soft)(FB_T p, FB_T y, FB_T clip_lo, FB_T clip_hi, 
     l1 = clo ? lo_pos : (chi ? hi_pos : l1);
     l0 = clo ? lo_neg : (chi ? hi_neg : l0);
     FB_T b = FB_ONE - y;
-    return (y != FB_ZERO ? y * l1 : FB_ZERO) + (b != FB_ZERO ? b * l0 : FB_ZERO);
+    return (a != FB_ZERO ? a * l1 : FB_ZERO) + (b != FB_ZERO ? b * l0 : FB_ZERO);
 }
 
 /* exp(-|x|) of a logit x: the one exponential of both the loss and the gradient. */
@@ -39,36 +39,42 @@ FB_INLINE FB_T FB_NAME(fb_exp_abs)(FB_T x)
     return FB_EXP(-(x < FB_ZERO ? -x : x));
 }
 
-/* Logit x, label y in [0, 1], e = exp(-|x|): y·softplus(-x) + (1-y)·softplus(x)
- * = |x|·(x >= 0 ? 1-y : y) + log1p(e), a zero coefficient leaving its term out (x = ±inf). */
-FB_INLINE FB_T FB_NAME(fb_nll_logit)(FB_T x, FB_T y, FB_T e)
+/* Logit x, label y in [0, 1], a = pos_weight·y, e = exp(-|x|): a·softplus(-x) + (1-y)·softplus(x)
+ * = |x|·(x >= 0 ? 1-y : a) + (a + 1-y)·log1p(e), a zero coefficient leaving its term out
+ * (x = ±inf); without pos_weight (has_pw = 0, a = y) the factor a + 1-y is 1. */
+FB_INLINE FB_T FB_NAME(fb_nll_logit)(FB_T x, FB_T y, FB_T a, FB_T e, int has_pw)
 {
     FB_T hi = FB_ONE + e;
     FB_T lo = e - (hi - FB_ONE);
-    FB_T c = x >= FB_ZERO ? FB_ONE - y : y;
+    FB_T c = x >= FB_ZERO ? FB_ONE - y : a;
     FB_T lin = c != FB_ZERO ? (x < FB_ZERO ? -x : x) * c : FB_ZERO;
-    return lin + FB_LOG(hi, lo);
+    FB_T log1p_e = FB_LOG(hi, lo);
+    return lin + (has_pw ? (a + (FB_ONE - y)) * log1p_e : log1p_e);
 }
 
-/* dl/dp in float64 (before weights): (p - y) / (p(1 - p)) inside [eps, 1-eps], else 0. */
-FB_INLINE double FB_NAME(fb_grad_prob)(FB_T p, FB_T y, FB_T clip_lo, FB_T clip_hi)
+/* dl/dp in float64 (before weights), a = pos_weight·y: -a/p + (1-y)/(1-p)
+ * = ((p - y) - (a - y)(1 - p)) / (p(1 - p)) inside [eps, 1-eps], else 0; (p - y) / (p(1 - p))
+ * without pos_weight (has_pw = 0, a = y). */
+FB_INLINE double FB_NAME(fb_grad_prob)(FB_T p, FB_T y, double a, FB_T clip_lo, FB_T clip_hi,
+                                       int has_pw)
 {
     double pd = (double)p, yd = (double)y;
     double hi0 = 1.0 - pd;
     double lo0 = (1.0 - hi0) - pd;
-    double g = (pd - yd) / FB_FMA(pd, hi0, pd * lo0);
+    double num = has_pw ? FB_FMA(yd - a, hi0, pd - yd) : pd - yd;
+    double g = num / FB_FMA(pd, hi0, pd * lo0);
     return (p < clip_lo) | (p > clip_hi) ? 0.0 : g;
 }
 
-/* dl/dx in float64 from e = exp(-|x|) (before weights): (1-y)·σ(x) - y·σ(-x), with
- * σ(|x|) = 1/(1+e) and σ(-|x|) = e/(1+e). */
-FB_INLINE double FB_NAME(fb_grad_logit)(FB_T x, FB_T y, FB_T e)
+/* dl/dx in float64 from e = exp(-|x|) (before weights), a = pos_weight·y (a = y without it):
+ * (1-y)·σ(x) - a·σ(-x), with σ(|x|) = 1/(1+e) and σ(-|x|) = e/(1+e). */
+FB_INLINE double FB_NAME(fb_grad_logit)(FB_T x, FB_T y, double a, FB_T e)
 {
     double ed = (double)e, yd = (double)y;
     double big = 1.0 / (1.0 + ed);
     double small = ed * big;
     double b = 1.0 - yd;
-    return x >= FB_ZERO ? b * big - yd * small : b * small - yd * big;
+    return x >= FB_ZERO ? b * big - a * small : b * small - a * big;
 }
 
 /* Product path, one block: the probability of the observed class q = p (y = 1) or 1 - p (y = 0),
@@ -120,12 +126,14 @@ FB_INLINE int FB_NAME(fb_q_block_logit)(const FB_T *X, const FB_T *ybuf, double 
 #define FB_FORM_LOGIT 2
 
 /* One block: losses into lbuf (want_loss), counted weights into wbuf (use_w: 0 where the mask
- * is 0 or a NaN is omitted), error bits of predictions and NaN. `form`, `want_loss`, `use_w` and
- * `want_e` are constants at each call site (the function is inlined and specialised). Without
- * use_w there are no weights, no mask and no omitted NaN. */
+ * is 0 or a NaN is omitted), error bits of predictions and NaN. `form`, `want_loss`, `use_w`,
+ * `has_pw` and `want_e` are constants at each call site (the function is inlined and
+ * specialised). Without use_w there are no weights, no mask, no omitted NaN and no pos_weight;
+ * with has_pw, pbuf holds each element's pos_weight. */
 FB_INLINE int FB_NAME(fb_loss_block)(
     const fb_args *a, const FB_T *P, const FB_T *ybuf, const uint8_t *mbuf, double *wbuf,
-    FB_T *lbuf, FB_T *ebuf, int64_t n, int form, int want_loss, int use_w, int want_e)
+    const double *pbuf, FB_T *lbuf, FB_T *ebuf, int64_t n, int form, int want_loss, int use_w,
+    int has_pw, int want_e)
 {
     const FB_T clip_lo = (FB_T)a->clip_lo, clip_hi = (FB_T)a->clip_hi;
     const FB_T lo_pos = (FB_T)a->lo_pos, lo_neg = (FB_T)a->lo_neg;
@@ -142,14 +150,15 @@ FB_INLINE int FB_NAME(fb_loss_block)(
         bad |= (check_p & ((p < FB_ZERO) | (p > FB_ONE)) & !skip) ? FB_FLAG_PRED : 0;
         bad |= (isn & raise & on) ? FB_FLAG_NAN : 0;
         if (want_loss) {
-            FB_T l;
-            if (form == FB_FORM_HARD)
+            FB_T l, pos = has_pw ? (FB_T)pbuf[k] * y : y; /* coefficient of the positive term */
+            if (form == FB_FORM_HARD) {
                 l = FB_NAME(fb_nll_hard)(p, y, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg);
-            else if (form == FB_FORM_SOFT)
-                l = FB_NAME(fb_nll_soft)(p, y, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg);
+                l = has_pw && y != FB_ZERO ? pos * l : l;
+            } else if (form == FB_FORM_SOFT)
+                l = FB_NAME(fb_nll_soft)(p, y, pos, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg);
             else {
                 FB_T e = FB_NAME(fb_exp_abs)(p);
-                l = FB_NAME(fb_nll_logit)(p, y, e);
+                l = FB_NAME(fb_nll_logit)(p, y, pos, e, has_pw);
                 if (want_e)
                     ebuf[k] = e;
             }
@@ -162,9 +171,12 @@ FB_INLINE int FB_NAME(fb_loss_block)(
     return bad;
 }
 
+/* The gradient of one block into G: w·dl/dv times sbuf (the scale of each element); the flags
+ * as in fb_loss_block, have_e: ebuf holds exp(-|x|) from the loss block. */
 FB_INLINE void FB_NAME(fb_grad_block)(
     const fb_args *a, const FB_T *P, const FB_T *ybuf, const uint8_t *mbuf, const double *wbuf,
-    const double *sbuf, const FB_T *ebuf, FB_T *G, int64_t n, int logits, int use_w, int have_e)
+    const double *pbuf, const double *sbuf, const FB_T *ebuf, FB_T *G, int64_t n, int logits,
+    int use_w, int has_pw, int have_e)
 {
     const FB_T clip_lo = (FB_T)a->clip_lo, clip_hi = (FB_T)a->clip_hi;
     const int omit = a->nan_mode == FB_NAN_OMIT;
@@ -172,11 +184,11 @@ FB_INLINE void FB_NAME(fb_grad_block)(
     for (int64_t k = 0; k < n; k++) {
         FB_T p = P[k], y = ybuf[k];
         int isn = (p != p) | (y != y);
-        double g;
+        double pos = has_pw ? pbuf[k] * (double)y : (double)y, g;
         if (logits)
-            g = FB_NAME(fb_grad_logit)(p, y, have_e ? ebuf[k] : FB_NAME(fb_exp_abs)(p));
+            g = FB_NAME(fb_grad_logit)(p, y, pos, have_e ? ebuf[k] : FB_NAME(fb_exp_abs)(p));
         else
-            g = FB_NAME(fb_grad_prob)(p, y, clip_lo, clip_hi);
+            g = FB_NAME(fb_grad_prob)(p, y, pos, clip_lo, clip_hi, has_pw);
         g = isn ? (omit ? 0.0 : (double)(p + y)) : (use_w ? g * wbuf[k] : g) * sbuf[k];
         G[k] = (FB_T)(use_w && !mbuf[k] ? 0.0 : g);
     }
@@ -221,6 +233,7 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
     double wbuf[FB_BLOCK] __attribute__((aligned(64)));
     uint8_t mbuf[FB_BLOCK] __attribute__((aligned(64)));
     double sbuf[FB_BLOCK] __attribute__((aligned(64)));
+    double pbuf[FB_BLOCK] __attribute__((aligned(64)));
     double qbuf[FB_BLOCK] __attribute__((aligned(64)));
     double acc_l[FB_LANES] __attribute__((aligned(64))) = {0};
     double acc_w[FB_LANES] __attribute__((aligned(64))) = {0};
@@ -231,8 +244,10 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
     const int64_t ncols = a->ncols;
     double *sums = a->sums + (a->mode == FB_MODE_ROWS ? 0 : chunk * a->n_slots * 2);
     int bad = 0;
-    /* wbuf holds the counted weights when there are weights, a mask or NaNs to omit */
-    const int use_w = a->w_kind != FB_W_NONE || a->mask != NULL || a->nan_mode == FB_NAN_OMIT;
+    /* wbuf holds the counted weights when there are weights, a mask, NaNs to omit or a
+     * pos_weight (pbuf: each element's) */
+    const int use_w = a->w_kind != FB_W_NONE || a->mask != NULL || a->nan_mode == FB_NAN_OMIT
+                      || a->pos_w != NULL;
     /* Product path: float32 predictions, no weights or mask, eps >= 2^-28 (probabilities), one
      * sum for all, per column, or per row or group of rows of >= FB_LANES columns (with or without
      * the gradient, which is computed as elsewhere). In a block whose labels are all 0 or 1, the
@@ -279,6 +294,8 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
         } else if (use_w) {
             for (int64_t k = 0; k < n; k++) wbuf[k] = 1.0;
         }
+        if (a->pos_w != NULL)
+            fb_by_column(pbuf, a->pos_w, b0 % ncols, ncols, n);
         if (use_w) {
             if (a->mask != NULL)
                 memcpy(mbuf, a->mask + b0, (size_t)n);
@@ -303,8 +320,11 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
         const FB_T *Pb = P + b0;
         /* fused loss + gradient from logits: the loss loop keeps exp(-|x|) for the gradient */
         const int keep_e = a->logits && a->want_loss && G != NULL;
-#define FB_LOSS(form, want_loss, use_w_) \
-        FB_NAME(fb_loss_block)(a, Pb, ybuf, mbuf, wbuf, lbuf, ebuf, n, form, want_loss, use_w_, keep_e)
+#define FB_LOSS(form, want_loss, use_w_, pw_) \
+        FB_NAME(fb_loss_block)(a, Pb, ybuf, mbuf, wbuf, pbuf, lbuf, ebuf, n, form, want_loss, use_w_, pw_, keep_e)
+#define FB_LOSS_FORMS(use_w_, pw_) \
+        (a->logits ? FB_LOSS(FB_FORM_LOGIT, 1, use_w_, pw_) \
+         : soft ? FB_LOSS(FB_FORM_SOFT, 1, use_w_, pw_) : FB_LOSS(FB_FORM_HARD, 1, use_w_, pw_))
         const int product = by_product && !(lbad | soft);
         /* lbuf holds losses to sum: all but in a product block from probabilities */
         const int sum_lbuf = !product || a->logits;
@@ -312,26 +332,17 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
             int ok = a->logits ? FB_NAME(fb_q_block_logit)(Pb, ybuf, qbuf, lbuf, ebuf, n, keep_e)
                                : FB_NAME(fb_q_block)(a, Pb, ybuf, qbuf, n);
             if (!ok)
-                bad |= FB_LOSS(FB_FORM_HARD, 0, 0); /* the error bits of the bad predictions */
+                bad |= FB_LOSS(FB_FORM_HARD, 0, 0, 0); /* the error bits of the bad predictions */
+        } else if (!a->want_loss) {
+            bad |= use_w ? FB_LOSS(FB_FORM_HARD, 0, 1, 0) : FB_LOSS(FB_FORM_HARD, 0, 0, 0);
+        } else if (a->pos_w != NULL) {
+            bad |= FB_LOSS_FORMS(1, 1);
         } else if (use_w) {
-            if (!a->want_loss)
-                bad |= FB_LOSS(FB_FORM_HARD, 0, 1);
-            else if (a->logits)
-                bad |= FB_LOSS(FB_FORM_LOGIT, 1, 1);
-            else if (soft)
-                bad |= FB_LOSS(FB_FORM_SOFT, 1, 1);
-            else
-                bad |= FB_LOSS(FB_FORM_HARD, 1, 1);
+            bad |= FB_LOSS_FORMS(1, 0);
         } else {
-            if (!a->want_loss)
-                bad |= FB_LOSS(FB_FORM_HARD, 0, 0);
-            else if (a->logits)
-                bad |= FB_LOSS(FB_FORM_LOGIT, 1, 0);
-            else if (soft)
-                bad |= FB_LOSS(FB_FORM_SOFT, 1, 0);
-            else
-                bad |= FB_LOSS(FB_FORM_HARD, 1, 0);
+            bad |= FB_LOSS_FORMS(0, 0);
         }
+#undef FB_LOSS_FORMS
 #undef FB_LOSS
         if (G != NULL) {
             /* the factor of each gradient element: one for all, or one per column */
@@ -346,19 +357,20 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
             } else if (a->col_scale == NULL) {
                 for (int64_t k = 0; k < n; k++) sbuf[k] = a->grad_scale;
             } else {
-                for (int64_t k = 0, j = (b0 - start) % ncols; k < n; k++) {
-                    sbuf[k] = a->col_scale[j];
-                    j = j + 1 == ncols ? 0 : j + 1;
-                }
+                fb_by_column(sbuf, a->col_scale, b0 % ncols, ncols, n);
             }
-#define FB_GRAD(logits, use_w_, have_e) \
-            FB_NAME(fb_grad_block)(a, Pb, ybuf, mbuf, wbuf, sbuf, ebuf, G + b0, n, logits, use_w_, have_e)
-            if (a->logits && keep_e)
-                use_w ? FB_GRAD(1, 1, 1) : FB_GRAD(1, 0, 1);
-            else if (a->logits)
-                use_w ? FB_GRAD(1, 1, 0) : FB_GRAD(1, 0, 0);
+#define FB_GRAD(logits, use_w_, pw_, have_e) \
+            FB_NAME(fb_grad_block)(a, Pb, ybuf, mbuf, wbuf, pbuf, sbuf, ebuf, G + b0, n, logits, use_w_, pw_, have_e)
+#define FB_GRAD_FORMS(use_w_, pw_) \
+            (a->logits && keep_e ? FB_GRAD(1, use_w_, pw_, 1) \
+             : a->logits ? FB_GRAD(1, use_w_, pw_, 0) : FB_GRAD(0, use_w_, pw_, 0))
+            if (a->pos_w != NULL)
+                FB_GRAD_FORMS(1, 1);
+            else if (use_w)
+                FB_GRAD_FORMS(1, 0);
             else
-                use_w ? FB_GRAD(0, 1, 0) : FB_GRAD(0, 0, 0);
+                FB_GRAD_FORMS(0, 0);
+#undef FB_GRAD_FORMS
 #undef FB_GRAD
         }
         if (!a->want_loss)

@@ -61,6 +61,7 @@ typedef struct {
     const void *y; int y_kind;  /* labels: FB_Y_* */
     const void *p;              /* predictions: float or double by the function called */
     const void *w; int w_kind;  /* per-element weights: FB_W_* */
+    const double *pos_w;        /* pos_weight of each column (ncols values), or NULL (1 for all) */
     const uint8_t *mask;        /* 1 = counted; NULL: every element */
     int logits;
     int nan_mode;
@@ -107,6 +108,17 @@ static inline void fb_split(double *m, int64_t *e, int64_t n)
         int nan = m[k] != m[k];
         e[k] += nan ? 0 : x;
         m[k] = nan ? m[k] : fb_from_bits_f64((int64_t)(bits - ((uint64_t)x << 52)));
+    }
+}
+
+/* buf[k] = v[column of element k] for the n elements of a block whose first element is in
+ * column j (of ncols): the per-column values (pos_weight, gradient scale) of a block. */
+static inline void fb_by_column(double *buf, const double *v, int64_t j, int64_t ncols, int64_t n)
+{
+    for (int64_t k = 0; k < n; j = 0) {
+        int64_t run = n - k < ncols - j ? n - k : ncols - j;
+        memcpy(buf + k, v + j, (size_t)run * sizeof(double));
+        k += run;
     }
 }
 

@@ -203,6 +203,10 @@ def _one(x):
     raise NotImplementedError
 
 
+def _as_type_of(x, v):
+    raise NotImplementedError
+
+
 @overload(_log, inline="always")
 def _log_overload(hi, lo):
     if hi == types.float32:
@@ -224,6 +228,13 @@ def _one_overload(x):
     return lambda x: 1.0
 
 
+@overload(_as_type_of)
+def _as_type_of_overload(x, v):
+    if x == types.float32:
+        return lambda x, v: F32(v)
+    return lambda x, v: np.float64(v)
+
+
 # ---- element formulas (kernels/fastbce_chunk.h) --------------------------------------------------
 
 @njit(**_INLINE)
@@ -241,8 +252,8 @@ def nll_hard(p, y, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg):
 
 
 @njit(**_INLINE)
-def nll_soft(p, y, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg):
-    """-[y·log q + (1-y)·log(1-q)], a term with a zero coefficient left out."""
+def nll_soft(p, y, a, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg):
+    """-[a·log q + (1-y)·log(1-q)], a = pos_weight·y, a term with a zero coefficient left out."""
     one = _one(p)
     zero = one - one
     hi0 = one - p
@@ -254,7 +265,7 @@ def nll_soft(p, y, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg):
     l1 = lo_pos if clo else (hi_pos if chi else l1)
     l0 = lo_neg if clo else (hi_neg if chi else l0)
     b = one - y
-    return (y * l1 if y != zero else zero) + (b * l0 if b != zero else zero)
+    return (a * l1 if a != zero else zero) + (b * l0 if b != zero else zero)
 
 
 @njit(**_INLINE)
@@ -265,38 +276,42 @@ def exp_abs(x):
 
 
 @njit(**_INLINE)
-def nll_logit(x, y, e):
-    """y·softplus(-x) + (1-y)·softplus(x) = |x|·(x >= 0 ? 1-y : y) + log1p(e), e = exp(-|x|)."""
+def nll_logit(x, y, a, e, has_pw):
+    """a·softplus(-x) + (1-y)·softplus(x) = |x|·(x >= 0 ? 1-y : a) + (a + 1-y)·log1p(e),
+    a = pos_weight·y, e = exp(-|x|); the factor a + 1-y is 1 without pos_weight."""
     one = _one(x)
     zero = one - one
     hi = one + e
     lo = e - (hi - one)
-    c = one - y if x >= zero else y
+    c = one - y if x >= zero else a
     lin = (-x if x < zero else x) * c if c != zero else zero
-    return lin + _log(hi, lo)
+    log1p_e = _log(hi, lo)
+    return lin + ((a + (one - y)) * log1p_e if has_pw else log1p_e)
 
 
 @njit(**_INLINE)
-def grad_prob(p, y, clip_lo, clip_hi):
-    """dl/dp in float64: (p - y) / (p(1 - p)) inside [eps, 1-eps], else 0."""
+def grad_prob(p, y, a, clip_lo, clip_hi, has_pw):
+    """dl/dp in float64, a = pos_weight·y: ((p - y) - (a - y)(1 - p)) / (p(1 - p)) inside
+    [eps, 1-eps], else 0; (p - y) / (p(1 - p)) without pos_weight."""
     pd = np.float64(p)
     yd = np.float64(y)
     hi0 = 1.0 - pd
     lo0 = (1.0 - hi0) - pd
-    g = (pd - yd) / _fma(pd, hi0, pd * lo0)
+    num = _fma(yd - a, hi0, pd - yd) if has_pw else pd - yd
+    g = num / _fma(pd, hi0, pd * lo0)
     return 0.0 if (p < clip_lo) | (p > clip_hi) else g
 
 
 @njit(**_INLINE)
-def grad_logit(x, y, e):
-    """dl/dx in float64 from e = exp(-|x|): (1-y)·σ(x) - y·σ(-x)."""
+def grad_logit(x, y, a, e):
+    """dl/dx in float64 from e = exp(-|x|), a = pos_weight·y: (1-y)·σ(x) - a·σ(-x)."""
     ed = np.float64(e)
     yd = np.float64(y)
     big = 1.0 / (1.0 + ed)
     small = ed * big
     b = 1.0 - yd
     zero = _one(x) - _one(x)
-    return b * big - yd * small if x >= zero else b * small - yd * big
+    return b * big - a * small if x >= zero else b * small - a * big
 
 
 # ---- blocks --------------------------------------------------------------------------------------
@@ -326,6 +341,18 @@ def _load_weights(w, n, wbuf):
         bad |= not ((v >= 0.0) & (v < np.inf))
         wbuf[k] = v
     return bad
+
+
+@njit(**_JIT)
+def _by_column(buf, v, j, ncols, n):
+    """buf[k] = v[column of element k] for the n elements of a block whose first element is in
+    column j: per-column values of a block (fastbce_simd.h, fb_by_column)."""
+    k = 0
+    while k < n:
+        run = min(n - k, ncols - j)
+        buf[k:k + run] = v[j:j + run]
+        k += run
+        j = 0
 
 
 @njit(**_JIT)
@@ -405,32 +432,41 @@ def _element_value(l, pv, yv, on, omit):
     return l if on else zero
 
 
+@njit(**_INLINE)
+def _positive_coefficient(yv, pw, has_pw):
+    """a = pos_weight·y in the label's type (y without pos_weight)."""
+    return _as_type_of(yv, pw) * yv if has_pw else yv
+
+
 @njit(**_JIT)
-def _loss_hard(p, n, ybuf, mbuf, lbuf, clip_lo, clip_hi, nll, omit):
+def _loss_hard(p, n, ybuf, mbuf, pbuf, has_pw, lbuf, clip_lo, clip_hi, nll, omit):
     for k in range(n):
         pv = p[k]
         yv = ybuf[k]
         l = nll_hard(pv, yv, clip_lo, clip_hi, nll[0], nll[1], nll[2], nll[3])
+        l = _positive_coefficient(yv, pbuf[k], has_pw) * l if has_pw and yv != 0 else l
         lbuf[k] = _element_value(l, pv, yv, mbuf[k] != 0, omit)
 
 
 @njit(**_JIT)
-def _loss_soft(p, n, ybuf, mbuf, lbuf, clip_lo, clip_hi, nll, omit):
+def _loss_soft(p, n, ybuf, mbuf, pbuf, has_pw, lbuf, clip_lo, clip_hi, nll, omit):
     for k in range(n):
         pv = p[k]
         yv = ybuf[k]
-        l = nll_soft(pv, yv, clip_lo, clip_hi, nll[0], nll[1], nll[2], nll[3])
+        a = _positive_coefficient(yv, pbuf[k], has_pw)
+        l = nll_soft(pv, yv, a, clip_lo, clip_hi, nll[0], nll[1], nll[2], nll[3])
         lbuf[k] = _element_value(l, pv, yv, mbuf[k] != 0, omit)
 
 
 @njit(**_JIT)
-def _loss_logit(p, n, ybuf, mbuf, lbuf, ebuf, omit):
+def _loss_logit(p, n, ybuf, mbuf, pbuf, has_pw, lbuf, ebuf, omit):
     for k in range(n):
         pv = p[k]
         yv = ybuf[k]
         e = exp_abs(pv)
         ebuf[k] = e
-        lbuf[k] = _element_value(nll_logit(pv, yv, e), pv, yv, mbuf[k] != 0, omit)
+        l = nll_logit(pv, yv, _positive_coefficient(yv, pbuf[k], has_pw), e, has_pw)
+        lbuf[k] = _element_value(l, pv, yv, mbuf[k] != 0, omit)
 
 
 @njit(**_JIT)
@@ -451,21 +487,23 @@ def _grad_value(g, pv, yv, on, w, scale, omit):
 
 
 @njit(**_JIT)
-def _grad_prob_block(p, n, ybuf, mbuf, wbuf, sbuf, grad, clip_lo, clip_hi, omit):
+def _grad_prob_block(p, n, ybuf, mbuf, wbuf, pbuf, has_pw, sbuf, grad, clip_lo, clip_hi, omit):
     for k in range(n):
         pv = p[k]
         yv = ybuf[k]
-        g = grad_prob(pv, yv, clip_lo, clip_hi)
+        a = pbuf[k] * np.float64(yv) if has_pw else np.float64(yv)
+        g = grad_prob(pv, yv, a, clip_lo, clip_hi, has_pw)
         grad[k] = _grad_value(g, pv, yv, mbuf[k] != 0, wbuf[k], sbuf[k], omit)
 
 
 @njit(**_JIT)
-def _grad_logit_block(p, n, ybuf, mbuf, wbuf, sbuf, ebuf, have_e, grad, omit):
+def _grad_logit_block(p, n, ybuf, mbuf, wbuf, pbuf, has_pw, sbuf, ebuf, have_e, grad, omit):
     for k in range(n):
         pv = p[k]
         yv = ybuf[k]
         e = ebuf[k] if have_e else exp_abs(pv)
-        g = grad_logit(pv, yv, e)
+        a = pbuf[k] * np.float64(yv) if has_pw else np.float64(yv)
+        g = grad_logit(pv, yv, a, e)
         grad[k] = _grad_value(g, pv, yv, mbuf[k] != 0, wbuf[k], sbuf[k], omit)
 
 
@@ -515,9 +553,9 @@ def _row_done(mode, groups, row0, row, ncols, sums, cs, acc_l, acc_w, prod_m, pr
 
 
 @njit(**_JIT)
-def _chunk(y, p, w, has_w, mask, has_mask, groups, mode, ncols, row0, logits, nan_mode, clip_lo,
-           clip_hi, f32, eps, nll, grad, has_grad, scale, col_scale, has_col_scale, row_scale,
-           has_row_scale, want_loss, start, stop, sums, c):
+def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, groups, mode, ncols, row0, logits,
+           nan_mode, clip_lo, clip_hi, f32, eps, nll, grad, has_grad, scale, col_scale,
+           has_col_scale, row_scale, has_row_scale, want_loss, start, stop, sums, c):
     """Chunk c = elements [start, stop) (whole rows unless mode is MODE_ALL): Σ w·loss, Σ w into
     sums[c, slot]; returns the error bits (kernels/fastbce_chunk.h, fb_chunk)."""
     ybuf = np.empty(BLOCK, p.dtype)
@@ -526,6 +564,7 @@ def _chunk(y, p, w, has_w, mask, has_mask, groups, mode, ncols, row0, logits, na
     wbuf = np.ones(BLOCK)
     mbuf = np.ones(BLOCK, np.uint8)
     sbuf = np.full(BLOCK, scale)
+    pbuf = np.ones(BLOCK)
     qbuf = np.empty(BLOCK)
     acc_l = np.zeros(LANES)
     acc_w = np.zeros(LANES)
@@ -537,7 +576,7 @@ def _chunk(y, p, w, has_w, mask, has_mask, groups, mode, ncols, row0, logits, na
     col_m = np.ones(ncols if mode == MODE_COLS else 0)
     col_e = np.zeros(ncols if mode == MODE_COLS else 0, np.int64)
     omit = nan_mode == NAN_OMIT
-    use_w = has_w or has_mask or omit
+    use_w = has_w or has_mask or omit or has_pw
     keep_e = logits and want_loss and has_grad
     # the product path of fastbce_chunk.h: Σ -log q = -log Π q (from logits: Σ log(1 + e) = log Π),
     # one logarithm per lane or column
@@ -558,6 +597,8 @@ def _chunk(y, p, w, has_w, mask, has_mask, groups, mode, ncols, row0, logits, na
             wbuf[:] = 1.0
         if has_mask:
             mbuf[:n] = mask[b0:b0 + n]
+        if has_pw:
+            _by_column(pbuf, pos_w, b0 % ncols, ncols, n)
         if lbad or wbad:
             bad |= _recheck(yb, pb, has_w, nan_mode, n, mbuf, wbuf)
         product = by_product and not (lbad or soft)
@@ -571,11 +612,11 @@ def _chunk(y, p, w, has_w, mask, has_mask, groups, mode, ncols, row0, logits, na
             bad |= _check_block(pb, n, ybuf, mbuf, not logits, nan_mode)
         if want_loss and not product:
             if logits:
-                _loss_logit(pb, n, ybuf, mbuf, lbuf, ebuf, omit)
+                _loss_logit(pb, n, ybuf, mbuf, pbuf, has_pw, lbuf, ebuf, omit)
             elif soft:
-                _loss_soft(pb, n, ybuf, mbuf, lbuf, clip_lo, clip_hi, nll, omit)
+                _loss_soft(pb, n, ybuf, mbuf, pbuf, has_pw, lbuf, clip_lo, clip_hi, nll, omit)
             else:
-                _loss_hard(pb, n, ybuf, mbuf, lbuf, clip_lo, clip_hi, nll, omit)
+                _loss_hard(pb, n, ybuf, mbuf, pbuf, has_pw, lbuf, clip_lo, clip_hi, nll, omit)
         if use_w:
             _count_weights(pb, n, ybuf, mbuf, wbuf, omit)
         if has_grad:
@@ -589,15 +630,13 @@ def _chunk(y, p, w, has_w, mask, has_mask, groups, mode, ncols, row0, logits, na
                         j = 0
                         row += 1
             elif has_col_scale:
-                j = (b0 - start) % ncols
-                for k in range(n):
-                    sbuf[k] = col_scale[j]
-                    j = 0 if j + 1 == ncols else j + 1
+                _by_column(sbuf, col_scale, b0 % ncols, ncols, n)
             gb = grad[b0:b0 + n]
             if logits:
-                _grad_logit_block(pb, n, ybuf, mbuf, wbuf, sbuf, ebuf, keep_e, gb, omit)
+                _grad_logit_block(pb, n, ybuf, mbuf, wbuf, pbuf, has_pw, sbuf, ebuf, keep_e, gb, omit)
             else:
-                _grad_prob_block(pb, n, ybuf, mbuf, wbuf, sbuf, gb, clip_lo, clip_hi, omit)
+                _grad_prob_block(pb, n, ybuf, mbuf, wbuf, pbuf, has_pw, sbuf, gb, clip_lo, clip_hi,
+                                 omit)
         if mode == MODE_ALL:
             if product:
                 full = n - n % PROD_LANES
@@ -714,14 +753,14 @@ def _chunk(y, p, w, has_w, mask, has_mask, groups, mode, ncols, row0, logits, na
 
 
 @njit(parallel=True, **_JIT)
-def _fast_pass(y, p, w, has_w, mask, has_mask, groups, mode, ncols, row0, logits, nan_mode,
-               clip_lo, clip_hi, f32, eps, nll, chunk_elems, sums, flags, grad, has_grad, scale,
-               col_scale, has_col_scale, row_scale, has_row_scale, want_loss):
+def _fast_pass(y, p, w, has_w, pos_w, has_pw, mask, has_mask, groups, mode, ncols, row0, logits,
+               nan_mode, clip_lo, clip_hi, f32, eps, nll, chunk_elems, sums, flags, grad, has_grad,
+               scale, col_scale, has_col_scale, row_scale, has_row_scale, want_loss):
     n = p.shape[0]
     for c in prange(flags.shape[0]):
         start = c * chunk_elems
-        flags[c] = _chunk(y, p, w, has_w, mask, has_mask, groups, mode, ncols, row0, logits,
-                          nan_mode, clip_lo, clip_hi, f32, eps, nll, grad, has_grad, scale,
+        flags[c] = _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, groups, mode, ncols,
+                          row0, logits, nan_mode, clip_lo, clip_hi, f32, eps, nll, grad, has_grad, scale,
                           col_scale, has_col_scale, row_scale, has_row_scale, want_loss, start,
                           min(n, start + chunk_elems), sums, c)
 
@@ -731,13 +770,14 @@ _NO_GROUPS = np.zeros(1, np.intp)
 _NO_SCALE = np.ones(1)
 
 
-def fast_pass(y, p, w, mask, groups, mode, ncols, row0, logits, nan_mode, clip, eps, nll,
+def fast_pass(y, p, w, pos_w, mask, groups, mode, ncols, row0, logits, nan_mode, clip, eps, nll,
               chunk_elems, sums, flags, grad, grad_scale, col_scale, row_scale, want_loss,
               n_threads):
     """Same contract as the Cython ``fast_pass`` (fastbce/_fastpath.py)."""
     t = p.dtype.type
     numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
-    _fast_pass(y, p, p if w is None else w, w is not None, _NO_MASK if mask is None else mask,
+    _fast_pass(y, p, p if w is None else w, w is not None, _NO_SCALE if pos_w is None else pos_w,
+               pos_w is not None, _NO_MASK if mask is None else mask,
                mask is not None, _NO_GROUPS if groups is None else groups, mode, ncols, row0,
                bool(logits), nan_mode, t(clip[0]), t(clip[1]), p.dtype == F32, float(eps),
                tuple(t(v) for v in nll), chunk_elems, sums, flags, p[:1].copy() if grad is None else grad, grad is not None,

@@ -56,11 +56,11 @@ def test_more_than_2_31_elements_reduce_correctly_on_the_fast_path():
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["numba"])
 def test_more_than_2_31_elements_reduce_correctly_in_the_general_kernel(backend):
-    """pos_weight takes the general kernel; predictions broadcast from one float64 (no memory):
-    loss 2·log 4 where the label is 1, log(4/3) where it is 0. One backend: the general kernel
-    runs this at ~50-60 M elements/s (35-45 s; the CI budget is 10 minutes)."""
+    """float16 predictions take the general kernel; broadcast from one value (no memory), with
+    pos_weight: loss 2·log 4 where the label is 1, log(4/3) where it is 0. One backend: the
+    general kernel runs this at ~50-60 M elements/s (35-45 s; the CI budget is 10 minutes)."""
     y, n_zero = _labels_past_2_31()
-    p = np.broadcast_to(np.float64(0.25), y.shape)
+    p = np.broadcast_to(np.float16(0.25), y.shape)
     expected_sum = (y.size - n_zero) * 2 * np.log(4.0) + n_zero * np.log(4.0 / 3.0)
     total = fastbce.bce(y, p, reduction="sum", pos_weight=2.0, backend=backend)
     assert total == pytest.approx(expected_sum, rel=1e-12)
