@@ -4,20 +4,19 @@ The fast path (``fast_pass`` of the compiled backends: kernels/fastbce_simd.h fo
 kernels/numba_fast.py for Numba) computes the commonest calls with vectorised float32 math
 (float64 for float64 predictions): BCE from probabilities (hard labels: one logarithm per element,
 or for float32 predictions without weights none at all, as -log of a product of probabilities in
-float64 lanes; soft labels: two) or logits, with optional scalar or full sample weights, a scalar or
-per-label pos_weight and an optional mask, reduced to a mean or sum overall, per label (axis=0), per sample (axis=1) or per
-group; its gradient, or both fused. It keeps the chunking of the general kernel (a function of the shape
-only) and sums each chunk in a fixed order in float64, so results do not depend on the thread
-count.
+float64 lanes; soft labels: two) or logits, with optional scalar or full sample weights, a scalar
+or per-label pos_weight and an optional mask, reduced to a mean or sum overall, per label
+(axis=0), per sample (axis=1) or per group; its gradient, or both fused. It keeps the
+chunking of the general kernel (a function of the shape only) and sums each chunk in a fixed
+order in float64, so results do not depend on the thread count.
 
 Fortran-ordered input reduced per label (axis=0) is read in place, as a per-row pass over the
 C-contiguous transposes (the same values to rounding, summed in another order). Inputs in any
-other non-C layout (strided, broadcast, Fortran order for the other reductions) are copied to C
-order one slab of whole chunks at a time: the same chunks, hence the same bits as C-ordered
-input, with bounded extra memory (SLAB_ELEMENTS per array; Fortran-ordered input with a
-pos_weight too). Everything else (pos_weight that varies along samples, label smoothing, focal
-loss, reduction="none", float16, the scoring statistics, float64 labels with float32
-predictions) runs the general kernel.
+other non-C layout (strided, broadcast, Fortran order for the other reductions or with a
+pos_weight) are copied to C order one slab of whole chunks at a time: the same chunks, hence the
+same bits as C-ordered input, with bounded extra memory (SLAB_ELEMENTS per array). Everything
+else (a pos_weight that varies along samples, label smoothing, focal loss, reduction="none",
+float16, the scoring statistics, float64 labels with float32 predictions) runs the general kernel.
 """
 
 from dataclasses import dataclass
@@ -117,8 +116,8 @@ def fast_pass_arguments(plan, kernel, n_stats, grad):
         groups = plan.groups.astype(np.intp, copy=False)
     q_hi = 1.0 - plan.eps  # rounded as the general kernel rounds it
     nll = (-np.log(plan.eps), -np.log1p(-plan.eps), -np.log(q_hi), -np.log1p(-q_hi))
-    return FastPass(y=y, p=p, w=w, weight=weight, pos_w=pos_w, mask=mask, groups=groups, mode=plan.mode,
-                    logits=plan.from_logits, nan_mode=plan.nan_mode,
+    return FastPass(y=y, p=p, w=w, weight=weight, pos_w=pos_w, mask=mask, groups=groups,
+                    mode=plan.mode, logits=plan.from_logits, nan_mode=plan.nan_mode,
                     clip=_clip_bounds(plan.eps, p.dtype), eps=plan.eps, nll=tuple(map(float, nll)))
 
 
@@ -160,8 +159,9 @@ def run_fast_pass(kernel, fast, rows_per_chunk, n_cols, sums, flags, grad, row_f
         y, p, *rest = [a.T.reshape(-1) for a in arrays]  # views: a.T is C-contiguous
         w = rest.pop(0) if fast.w is not None else None
         mask = rest.pop(0) if fast.mask is not None else None
-        kernel.fast_pass(y, p, w, None, mask, None, MODE_ROWS, n_rows, 0, fast.logits, fast.nan_mode,
-                         fast.clip, fast.eps, fast.nll, rows_t * n_rows, sums[:1], flags_t,
+        kernel.fast_pass(y, p, w, None, mask, None, MODE_ROWS, n_rows, 0, fast.logits,
+                         fast.nan_mode, fast.clip, fast.eps, fast.nll, rows_t * n_rows, sums[:1],
+                         flags_t,
                          None if grad is None else grad.T.reshape(-1), grad_scale, None,
                          col_factor if col_factor.size > 1 else None, want_value, n_threads)
         flags[0] |= np.bitwise_or.reduce(flags_t)

@@ -754,15 +754,16 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, groups, mode, ncols, r
 
 @njit(parallel=True, **_JIT)
 def _fast_pass(y, p, w, has_w, pos_w, has_pw, mask, has_mask, groups, mode, ncols, row0, logits,
-               nan_mode, clip_lo, clip_hi, f32, eps, nll, chunk_elems, sums, flags, grad, has_grad,
-               scale, col_scale, has_col_scale, row_scale, has_row_scale, want_loss):
+               nan_mode, clip_lo, clip_hi, f32, eps, nll, chunk_elems, sums, flags,
+               grad, has_grad, scale, col_scale, has_col_scale, row_scale, has_row_scale,
+               want_loss):
     n = p.shape[0]
     for c in prange(flags.shape[0]):
         start = c * chunk_elems
         flags[c] = _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, groups, mode, ncols,
-                          row0, logits, nan_mode, clip_lo, clip_hi, f32, eps, nll, grad, has_grad, scale,
-                          col_scale, has_col_scale, row_scale, has_row_scale, want_loss, start,
-                          min(n, start + chunk_elems), sums, c)
+                          row0, logits, nan_mode, clip_lo, clip_hi, f32, eps, nll, grad,
+                          has_grad, scale, col_scale, has_col_scale, row_scale, has_row_scale,
+                          want_loss, start, min(n, start + chunk_elems), sums, c)
 
 
 _NO_MASK = np.ones(1, np.uint8)
@@ -770,17 +771,28 @@ _NO_GROUPS = np.zeros(1, np.intp)
 _NO_SCALE = np.ones(1)
 
 
-def fast_pass(y, p, w, pos_w, mask, groups, mode, ncols, row0, logits, nan_mode, clip, eps, nll,
-              chunk_elems, sums, flags, grad, grad_scale, col_scale, row_scale, want_loss,
-              n_threads):
+def read_only(*arrays):
+    """Read-only views: Numba compiles a specialisation per argument type, and a writable and a
+    read-only array are two types; inputs passed read-only always need one."""
+    views = [a.view() for a in arrays]
+    for view in views:
+        view.flags.writeable = False
+    return views
+
+
+def fast_pass(y, p, w, pos_w, mask, groups, mode, ncols, row0, logits, nan_mode, clip, eps,
+              nll, chunk_elems, sums, flags, grad, grad_scale, col_scale, row_scale,
+              want_loss, n_threads):
     """Same contract as the Cython ``fast_pass`` (fastbce/_fastpath.py)."""
     t = p.dtype.type
     numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
-    _fast_pass(y, p, p if w is None else w, w is not None, _NO_SCALE if pos_w is None else pos_w,
-               pos_w is not None, _NO_MASK if mask is None else mask,
-               mask is not None, _NO_GROUPS if groups is None else groups, mode, ncols, row0,
-               bool(logits), nan_mode, t(clip[0]), t(clip[1]), p.dtype == F32, float(eps),
-               tuple(t(v) for v in nll), chunk_elems, sums, flags, p[:1].copy() if grad is None else grad, grad is not None,
-               float(grad_scale), _NO_SCALE if col_scale is None else col_scale,
+    y, p, w_in, pos_w_in, mask_in, groups_in = read_only(
+        y, p, p if w is None else w, _NO_SCALE if pos_w is None else pos_w,
+        _NO_MASK if mask is None else mask, _NO_GROUPS if groups is None else groups)
+    _fast_pass(y, p, w_in, w is not None, pos_w_in, pos_w is not None, mask_in, mask is not None,
+               groups_in, mode, ncols, row0, bool(logits), nan_mode, t(clip[0]), t(clip[1]),
+               p.dtype == F32, float(eps), tuple(t(v) for v in nll),
+               chunk_elems, sums, flags, np.empty(1, p.dtype) if grad is None else grad,
+               grad is not None, float(grad_scale), _NO_SCALE if col_scale is None else col_scale,
                col_scale is not None, _NO_SCALE if row_scale is None else row_scale,
                row_scale is not None, bool(want_loss))

@@ -12,6 +12,7 @@ import numpy as np
 from numba import njit, prange
 
 from .numba_fast import fast_pass  # noqa: F401 (the fast path of this backend: fastbce/_fastpath.py)
+from .numba_fast import read_only
 from . import (
     FLAG_GROUP,
     FLAG_LABEL,
@@ -188,6 +189,7 @@ def bce_pass(y, p, w, pw, mask, groups, y_half, p_half, from_logits, eps, smooth
     # NUMBA_NUM_THREADS it launched with (an environment variable users set); results do not
     # depend on the thread count, so cap instead of failing.
     numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
+    y, p, w, pw, mask, groups = read_only(y, p, w, pw, mask, groups)
     _bce_pass(y, p, w, pw, mask, groups, y_half, p_half, from_logits, eps, smoothing, nan_mode,
               gamma, alpha, mode, rows_per_chunk, sums,
               placeholder if loss_out is None else loss_out,

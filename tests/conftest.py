@@ -61,10 +61,11 @@ def pytest_report_header(config):
 
 
 def pytest_terminal_summary(terminalreporter):
-    """How many signatures of the Numba kernel this run used (each costs a compile on a cold cache)."""
+    """How many signatures of the Numba kernels this run used (each costs a compile on a cold cache)."""
     import sys
 
-    module = sys.modules.get("fastbce._kernels.numba_kernels")
-    if module is not None:
-        count = len(module._bce_pass.signatures)
-        terminalreporter.write_line(f"fastbce: {count} Numba signatures of _bce_pass used in this run")
+    for name, kernel in (("numba_kernels", "_bce_pass"), ("numba_fast", "_fast_pass")):
+        module = sys.modules.get(f"fastbce._kernels.{name}")
+        if module is not None:
+            count = len(getattr(module, kernel).signatures)
+            terminalreporter.write_line(f"fastbce: {count} Numba signatures of {kernel} used in this run")
