@@ -195,7 +195,7 @@ FB_INLINE void FB_NAME(fb_row_done)(const fb_args *a, double *sums, int64_t row,
                                     double *acc_l, double *acc_w, double *prod_m, int64_t *prod_e,
                                     int use_w)
 {
-    intptr_t slot = a->mode == FB_MODE_ROWS ? (intptr_t)(a->row0 + row) : a->groups[row];
+    int64_t slot = a->mode == FB_MODE_ROWS ? a->row0 + row : fb_group(a, row);
     if (slot < 0 || slot >= a->n_slots) {
         *bad |= FB_FLAG_GROUP;
     } else {
@@ -424,7 +424,7 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
              * shorter than FB_LANES (1-D input: one element) go straight into the slot. */
             int64_t k = 0, row = b0 / ncols, j = b0 % ncols;
             for (; ncols < FB_LANES && k < n; k++) {
-                intptr_t slot = a->mode == FB_MODE_ROWS ? (intptr_t)(a->row0 + row) : a->groups[row];
+                int64_t slot = a->mode == FB_MODE_ROWS ? a->row0 + row : fb_group(a, row);
                 if (slot < 0 || slot >= a->n_slots) {
                     bad |= FB_FLAG_GROUP;
                 } else {

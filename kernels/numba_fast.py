@@ -496,11 +496,18 @@ def _product_loss(logits, log_product):
     return log_product if logits else -log_product
 
 
+@njit(**_INLINE)
+def _group(g32, g64, g_i32, row):
+    """The group id of a row, from int32 or int64 ids (fastbce_simd.h, fb_group)."""
+    return np.int64(g32[row]) if g_i32 else np.int64(g64[row])
+
+
 @njit(**_JIT)
-def _row_done(mode, groups, row0, row, ncols, sums, cs, acc_l, acc_w, prod_m, prod_e, use_w, logits):
+def _row_done(mode, g32, g64, g_i32, row0, row, ncols, sums, cs, acc_l, acc_w, prod_m, prod_e,
+              use_w, logits):
     """End of a row in lanes by column: its loss and Σw into its slot, the lanes reset; returns
     FLAG_GROUP for a group id out of range (fastbce_chunk.h, fb_row_done)."""
-    slot = row0 + row if mode == MODE_ROWS else np.int64(groups[row])
+    slot = row0 + row if mode == MODE_ROWS else _group(g32, g64, g_i32, row)
     bad = 0
     if slot < 0 or slot >= sums.shape[1]:
         bad = FLAG_GROUP
@@ -515,9 +522,9 @@ def _row_done(mode, groups, row0, row, ncols, sums, cs, acc_l, acc_w, prod_m, pr
 
 
 @njit(**_JIT)
-def _chunk(y, p, w, has_w, mask, has_mask, groups, mode, ncols, row0, logits, nan_mode, clip_lo,
-           clip_hi, f32, eps, nll, grad, has_grad, scale, col_scale, has_col_scale, row_scale,
-           has_row_scale, want_loss, start, stop, sums, c):
+def _chunk(y, p, w, has_w, mask, has_mask, g32, g64, g_i32, mode, ncols, row0, logits, nan_mode,
+           clip_lo, clip_hi, f32, eps, nll, grad, has_grad, scale, col_scale, has_col_scale,
+           row_scale, has_row_scale, want_loss, start, stop, sums, c):
     """Chunk c = elements [start, stop) (whole rows unless mode is MODE_ALL): Σ w·loss, Σ w into
     sums[c, slot]; returns the error bits (kernels/fastbce_chunk.h, fb_chunk)."""
     ybuf = np.empty(BLOCK, p.dtype)
@@ -646,7 +653,7 @@ def _chunk(y, p, w, has_w, mask, has_mask, groups, mode, ncols, row0, logits, na
             row = b0 // ncols
             j = b0 % ncols
             while ncols < LANES and k < n:
-                slot = row0 + row if mode == MODE_ROWS else np.int64(groups[row])
+                slot = row0 + row if mode == MODE_ROWS else _group(g32, g64, g_i32, row)
                 if slot < 0 or slot >= n_slots:
                     bad |= FLAG_GROUP
                 else:
@@ -697,8 +704,8 @@ def _chunk(y, p, w, has_w, mask, has_mask, groups, mode, ncols, row0, logits, na
                 k += run
                 j += run
                 if j == ncols:
-                    bad |= _row_done(mode, groups, row0, row, ncols, sums, cs, acc_l, acc_w, prod_m,
-                                     prod_e, use_w, logits)
+                    bad |= _row_done(mode, g32, g64, g_i32, row0, row, ncols, sums, cs, acc_l,
+                                     acc_w, prod_m, prod_e, use_w, logits)
                     j = 0
                     row += 1
         if product:  # at most 32 factors per lane since the last split
@@ -714,20 +721,21 @@ def _chunk(y, p, w, has_w, mask, has_mask, groups, mode, ncols, row0, logits, na
 
 
 @njit(parallel=True, **_JIT)
-def _fast_pass(y, p, w, has_w, mask, has_mask, groups, mode, ncols, row0, logits, nan_mode,
+def _fast_pass(y, p, w, has_w, mask, has_mask, g32, g64, g_i32, mode, ncols, row0, logits, nan_mode,
                clip_lo, clip_hi, f32, eps, nll, chunk_elems, sums, flags, grad, has_grad, scale,
                col_scale, has_col_scale, row_scale, has_row_scale, want_loss):
     n = p.shape[0]
     for c in prange(flags.shape[0]):
         start = c * chunk_elems
-        flags[c] = _chunk(y, p, w, has_w, mask, has_mask, groups, mode, ncols, row0, logits,
-                          nan_mode, clip_lo, clip_hi, f32, eps, nll, grad, has_grad, scale,
+        flags[c] = _chunk(y, p, w, has_w, mask, has_mask, g32, g64, g_i32, mode, ncols, row0,
+                          logits, nan_mode, clip_lo, clip_hi, f32, eps, nll, grad, has_grad, scale,
                           col_scale, has_col_scale, row_scale, has_row_scale, want_loss, start,
                           min(n, start + chunk_elems), sums, c)
 
 
 _NO_MASK = np.ones(1, np.uint8)
-_NO_GROUPS = np.zeros(1, np.intp)
+_NO_G32 = np.zeros(1, np.int32)
+_NO_G64 = np.zeros(1, np.int64)
 _NO_SCALE = np.ones(1)
 
 
@@ -736,9 +744,13 @@ def fast_pass(y, p, w, mask, groups, mode, ncols, row0, logits, nan_mode, clip, 
               n_threads):
     """Same contract as the Cython ``fast_pass`` (fastbce/_fastpath.py)."""
     t = p.dtype.type
+    # int32 or int64 ids, read in place; both arrays are passed so that one compilation serves both
+    g_i32 = groups is not None and groups.dtype == np.int32
+    g32 = groups if g_i32 else _NO_G32
+    g64 = _NO_G64 if groups is None or g_i32 else groups
     numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
     _fast_pass(y, p, p if w is None else w, w is not None, _NO_MASK if mask is None else mask,
-               mask is not None, _NO_GROUPS if groups is None else groups, mode, ncols, row0,
+               mask is not None, g32, g64, g_i32, mode, ncols, row0,
                bool(logits), nan_mode, t(clip[0]), t(clip[1]), p.dtype == F32, float(eps),
                tuple(t(v) for v in nll), chunk_elems, sums, flags, p[:1].copy() if grad is None else grad, grad is not None,
                float(grad_scale), _NO_SCALE if col_scale is None else col_scale,
