@@ -25,6 +25,7 @@ from . import (
     FLAG_WEIGHT,
     MODE_ALL,
     MODE_COLS,
+    MODE_GROUPS,
     MODE_ROWS,
     NAN_OMIT,
     NAN_PROPAGATE,
@@ -503,6 +504,50 @@ def _group(g32, g64, g_i32, row):
 
 
 @njit(**_JIT)
+def _scatter_groups(g32, g64, g_i32, row, n, lbuf, wbuf, ids, sums, cs):
+    """1-D input by group: the weighted loss and weight of each element into its group's slot,
+    in element order; the ids checked first, the current group's sums kept while the id repeats;
+    returns FLAG_GROUP for an id out of range, whose element is skipped (fastbce_chunk.h,
+    fb_scatter_groups). The ids are read through a slice and the slots indexed as unsigned, so
+    that LLVM vectorises the check and adds no negative-index fix-up."""
+    n_slots = sums.shape[1]
+    out = 0
+    if g_i32:
+        g = g32[row:row + n]
+        for k in range(n):
+            ids[k] = g[k]
+            out |= (ids[k] < 0) | (ids[k] >= n_slots)
+    else:
+        g = g64[row:row + n]
+        for k in range(n):
+            ids[k] = g[k]
+            out |= (ids[k] < 0) | (ids[k] >= n_slots)
+    s = sums[cs]
+    if out:  # rare: skip the elements of ids out of range
+        for k in range(n):
+            if ids[k] >= 0 and ids[k] < n_slots:
+                s[ids[k], 0] += np.float64(lbuf[k]) * wbuf[k]
+                s[ids[k], 1] += wbuf[k]
+        return FLAG_GROUP
+    cur = np.uint64(ids[0])
+    sl = s[cur, 0]
+    sw = s[cur, 1]
+    for k in range(n):
+        i = np.uint64(ids[k])
+        if i != cur:
+            s[cur, 0] = sl
+            s[cur, 1] = sw
+            cur = i
+            sl = s[cur, 0]
+            sw = s[cur, 1]
+        sl += np.float64(lbuf[k]) * wbuf[k]
+        sw += wbuf[k]
+    s[cur, 0] = sl
+    s[cur, 1] = sw
+    return 0
+
+
+@njit(**_JIT)
 def _row_done(mode, g32, g64, g_i32, row0, row, ncols, sums, cs, acc_l, acc_w, prod_m, prod_e,
               use_w, logits):
     """End of a row in lanes by column: its loss and Σw into its slot, the lanes reset; returns
@@ -534,6 +579,7 @@ def _chunk(y, p, w, has_w, mask, has_mask, g32, g64, g_i32, mode, ncols, row0, l
     mbuf = np.ones(BLOCK, np.uint8)
     sbuf = np.full(BLOCK, scale)
     qbuf = np.empty(BLOCK)
+    ids = np.empty(BLOCK, np.int64)
     acc_l = np.zeros(LANES)
     acc_w = np.zeros(LANES)
     prod_m = np.ones(PROD_LANES)
@@ -647,11 +693,15 @@ def _chunk(y, p, w, has_w, mask, has_mask, g32, g64, g_i32, mode, ncols, row0, l
                 j = 0
         else:
             # each row in lanes by column, then its total into its slot; rows shorter than
-            # LANES straight into the slot (fastbce_chunk.h)
+            # LANES straight into the slot (1-D input by group: the block in _scatter_groups)
+            # (fastbce_chunk.h)
             cs = np.int64(0) if mode == MODE_ROWS else np.int64(c)
             k = 0
             row = b0 // ncols
             j = b0 % ncols
+            if mode == MODE_GROUPS and ncols == 1:
+                bad |= _scatter_groups(g32, g64, g_i32, row, n, lbuf, wbuf, ids, sums, cs)
+                k = n
             while ncols < LANES and k < n:
                 slot = row0 + row if mode == MODE_ROWS else _group(g32, g64, g_i32, row)
                 if slot < 0 or slot >= n_slots:
