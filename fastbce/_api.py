@@ -208,7 +208,8 @@ _RETURNS_VALUE = """
     the weighted element losses as an array of y_pred's dtype (float32 for float16 input).
 """
 _GROUPS_DOC = """    groups : integer array (n_samples,), optional
-        Reduce per group: returns one value per group id in [0, n_groups).
+        Reduce per group: returns one value per group id in [0, n_groups). int32 and int64 ids
+        are read in place; other integer dtypes are first converted (a copy).
     n_groups : int, optional
         Number of groups (default: ``groups.max() + 1``, which costs a pass over ``groups``).
 """

@@ -30,6 +30,8 @@ SLAB_ELEMENTS = 1 << 21
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _BYTE_LABELS = (np.dtype(np.bool_), np.dtype(np.uint8), np.dtype(np.int8))
+# Group ids read in place; other integer dtypes are converted to int64 first.
+_GROUP_IDS = (np.dtype(np.int32), np.dtype(np.int64))
 # Smallest eps whose clipping keeps every logarithm argument a normal number.
 _MIN_EPS = {np.dtype(np.float32): float(np.finfo(np.float32).tiny),
             np.dtype(np.float64): float(np.finfo(np.float64).tiny)}
@@ -38,7 +40,8 @@ _MIN_EPS = {np.dtype(np.float32): float(np.finfo(np.float32).tiny),
 @dataclass(frozen=True)
 class FastPass:
     """Arguments of ``fast_pass`` that come from the plan: 2-D (rows, columns) views, no copies
-    except for integer labels wider than a byte and group ids that are not intp."""
+    except for integer labels wider than a byte and group ids that are not int32 or int64 (or not
+    contiguous)."""
 
     y: np.ndarray
     p: np.ndarray
@@ -46,7 +49,7 @@ class FastPass:
     weight: float  # a scalar sample_weight (1.0 without one): sums and gradient are scaled by it
     pos_w: np.ndarray  # float64 pos_weight of each column, or None (1 for all)
     mask: np.ndarray  # uint8 (1 = counted), or None
-    groups: np.ndarray  # intp group id per row (MODE_GROUPS), or None
+    groups: np.ndarray  # contiguous int32 or int64 group id per row (MODE_GROUPS), or None
     mode: int
     logits: bool
     nan_mode: int
@@ -113,7 +116,8 @@ def fast_pass_arguments(plan, kernel, n_stats, grad):
         return None
     groups = None
     if plan.mode == MODE_GROUPS:
-        groups = plan.groups.astype(np.intp, copy=False)
+        groups = plan.groups if plan.groups.dtype in _GROUP_IDS else plan.groups.astype(np.int64)
+        groups = np.ascontiguousarray(groups)  # read in place by address
     q_hi = 1.0 - plan.eps  # rounded as the general kernel rounds it
     nll = (-np.log(plan.eps), -np.log1p(-plan.eps), -np.log(q_hi), -np.log1p(-q_hi))
     return FastPass(y=y, p=p, w=w, weight=weight, pos_w=pos_w, mask=mask, groups=groups,

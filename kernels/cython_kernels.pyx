@@ -310,7 +310,8 @@ cdef extern from "fastbce_simd.h" nogil:
         int mode
         int64_t ncols
         int64_t row0
-        const Py_ssize_t *groups
+        const void *groups
+        int g_kind
         int64_t n_slots
         double *sums
     int fb_chunk_f32(const fb_args *a, int64_t chunk, int64_t start, int64_t stop)
@@ -323,6 +324,7 @@ SIMD_VARIANT = fb_select(os.environ.get("FASTBCE_SIMD", "").encode()).decode()
 
 _Y_KINDS = {np.dtype(np.uint8): 0, np.dtype(np.float32): 1, np.dtype(np.float64): 2}
 _W_KINDS = {np.dtype(np.float32): 1, np.dtype(np.float64): 2}
+_G_KINDS = {np.dtype(np.int64): 0, np.dtype(np.int32): 1}
 
 
 cdef size_t _address(array):
@@ -362,7 +364,13 @@ def fast_pass(y, p, w, pos_w, mask, groups, int mode, Py_ssize_t ncols, Py_ssize
     a.want_loss = want_loss
     a.mode = mode
     a.ncols = ncols
-    a.groups = NULL if groups is None else <const Py_ssize_t *>_address(groups)
+    a.groups = NULL
+    a.g_kind = 0
+    if groups is not None:
+        if not groups.flags.c_contiguous:
+            raise ValueError("fast_pass reads group ids in place: they must be contiguous")
+        a.groups = <const void *>_address(groups)
+        a.g_kind = _G_KINDS[groups.dtype]
     a.n_slots = sums.shape[1]
     a.sums = &sums[0, 0, 0]
     for chunk in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):

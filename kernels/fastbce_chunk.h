@@ -201,13 +201,67 @@ FB_INLINE double FB_NAME(fb_product_loss)(const fb_args *a, double log_product)
     return a->logits ? log_product : -log_product;
 }
 
+/* 1-D input by group (one element per row, rows row..row+n-1): the weighted loss and the weight
+ * of each element into its group's slot, in element order. The ids of the block are widened and
+ * checked first, so that the loop needs no test; an id out of range sets FB_FLAG_GROUP and its
+ * element is skipped. The sums of the current group stay in registers until the id changes (the
+ * same additions in the same order, without a store and reload per element for sorted ids). */
+FB_TARGET __attribute__((noinline))
+static int FB_NAME(fb_scatter_groups)(const fb_args *a, double *sums, int64_t row, int64_t n,
+                                      const FB_T *lbuf, const double *wbuf)
+{
+    int64_t ids[FB_BLOCK] __attribute__((aligned(64)));
+    const int64_t n_slots = a->n_slots;
+    int out = 0;
+    if (a->g_kind == FB_G_I32) {
+        const int32_t *g = (const int32_t *)a->groups + row;
+#pragma omp simd reduction(|:out)
+        for (int64_t k = 0; k < n; k++) {
+            ids[k] = g[k];
+            out |= (ids[k] < 0) | (ids[k] >= n_slots);
+        }
+    } else {
+        const int64_t *g = (const int64_t *)a->groups + row;
+#pragma omp simd reduction(|:out)
+        for (int64_t k = 0; k < n; k++) {
+            ids[k] = g[k];
+            out |= (ids[k] < 0) | (ids[k] >= n_slots);
+        }
+    }
+    if (out) { /* rare: skip the elements of ids out of range */
+        for (int64_t k = 0; k < n; k++) {
+            if (ids[k] >= 0 && ids[k] < n_slots) {
+                sums[2 * ids[k]] += (double)lbuf[k] * wbuf[k];
+                sums[2 * ids[k] + 1] += wbuf[k];
+            }
+        }
+        return FB_FLAG_GROUP;
+    }
+    int64_t cur = ids[0];
+    double sl = sums[2 * cur], sw = sums[2 * cur + 1];
+    for (int64_t k = 0; k < n; k++) {
+        if (ids[k] != cur) {
+            sums[2 * cur] = sl;
+            sums[2 * cur + 1] = sw;
+            cur = ids[k];
+            sl = sums[2 * cur];
+            sw = sums[2 * cur + 1];
+        }
+        sl += (double)lbuf[k] * wbuf[k];
+        sw += wbuf[k];
+    }
+    sums[2 * cur] = sl;
+    sums[2 * cur + 1] = sw;
+    return 0;
+}
+
 /* End of row `row` of a chunk in lanes by column: its loss (lane sums and lane products) and
  * its Σw (the count without weights) into its slot, the lanes back to zero and one. */
 FB_INLINE void FB_NAME(fb_row_done)(const fb_args *a, double *sums, int64_t row, int *bad,
                                     double *acc_l, double *acc_w, double *prod_m, int64_t *prod_e,
                                     int use_w)
 {
-    intptr_t slot = a->mode == FB_MODE_ROWS ? (intptr_t)(a->row0 + row) : a->groups[row];
+    int64_t slot = a->mode == FB_MODE_ROWS ? a->row0 + row : fb_group(a, row);
     if (slot < 0 || slot >= a->n_slots) {
         *bad |= FB_FLAG_GROUP;
     } else {
@@ -433,10 +487,15 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
             /* each row is summed in lanes by column (column j into lane j % FB_LANES, in row
              * order), then its total is added to the row's own slot or its group's; rows with a
              * group id out of range are skipped. A row may span blocks, never chunks. Rows
-             * shorter than FB_LANES (1-D input: one element) go straight into the slot. */
+             * shorter than FB_LANES go straight into the slot (1-D input by group: the whole
+             * block in fb_scatter_groups). */
             int64_t k = 0, row = b0 / ncols, j = b0 % ncols;
+            if (a->mode == FB_MODE_GROUPS && ncols == 1) {
+                bad |= FB_NAME(fb_scatter_groups)(a, sums, row, n, lbuf, wbuf);
+                k = n;
+            }
             for (; ncols < FB_LANES && k < n; k++) {
-                intptr_t slot = a->mode == FB_MODE_ROWS ? (intptr_t)(a->row0 + row) : a->groups[row];
+                int64_t slot = a->mode == FB_MODE_ROWS ? a->row0 + row : fb_group(a, row);
                 if (slot < 0 || slot >= a->n_slots) {
                     bad |= FB_FLAG_GROUP;
                 } else {

@@ -48,6 +48,9 @@
 #define FB_W_NONE 0
 #define FB_W_F32 1
 #define FB_W_F64 2
+/* group id kinds: ids are read in place as int64 or int32 */
+#define FB_G_I64 0
+#define FB_G_I32 1
 
 /* reduction modes: the values of kernels/__init__.py */
 #define FB_MODE_ALL 0
@@ -77,7 +80,7 @@ typedef struct {
     int mode;                   /* FB_MODE_*: one slot, one per row, per column, per group of the row */
     int64_t ncols;
     int64_t row0;               /* index of the first row (FB_MODE_ROWS slots, row_scale) */
-    const intptr_t *groups;     /* group id of each row (FB_MODE_GROUPS) */
+    const void *groups; int g_kind; /* group id of each row (FB_MODE_GROUPS): FB_G_* */
     int64_t n_slots;
     double *sums;               /* (chunks, n_slots, 2): Σ w·loss, Σ w; (1, n_slots, 2) by rows */
 } fb_args;
@@ -86,6 +89,13 @@ static inline int32_t fb_bits_f32(float x) { int32_t i; memcpy(&i, &x, 4); retur
 static inline float fb_from_bits_f32(int32_t i) { float x; memcpy(&x, &i, 4); return x; }
 static inline int64_t fb_bits_f64(double x) { int64_t i; memcpy(&i, &x, 8); return i; }
 static inline double fb_from_bits_f64(int64_t i) { double x; memcpy(&x, &i, 8); return x; }
+
+/* The group id of a row. */
+static inline int64_t fb_group(const fb_args *a, int64_t row)
+{
+    return a->g_kind == FB_G_I32 ? (int64_t)((const int32_t *)a->groups)[row]
+                                 : ((const int64_t *)a->groups)[row];
+}
 
 /* Pairwise sum of the lanes, in a fixed order. */
 static inline double fb_lane_sum(const double *a)

@@ -25,6 +25,7 @@ from . import (
     FLAG_WEIGHT,
     MODE_ALL,
     MODE_COLS,
+    MODE_GROUPS,
     MODE_ROWS,
     NAN_OMIT,
     NAN_PROPAGATE,
@@ -534,11 +535,62 @@ def _product_loss(logits, log_product):
     return log_product if logits else -log_product
 
 
+@njit(**_INLINE)
+def _group(g32, g64, g_i32, row):
+    """The group id of a row, from int32 or int64 ids (fastbce_simd.h, fb_group)."""
+    return np.int64(g32[row]) if g_i32 else np.int64(g64[row])
+
+
 @njit(**_JIT)
-def _row_done(mode, groups, row0, row, ncols, sums, cs, acc_l, acc_w, prod_m, prod_e, use_w, logits):
+def _scatter_groups(g32, g64, g_i32, row, n, lbuf, wbuf, ids, sums, cs):
+    """1-D input by group: the weighted loss and weight of each element into its group's slot,
+    in element order; the ids checked first, the current group's sums kept while the id repeats;
+    returns FLAG_GROUP for an id out of range, whose element is skipped (fastbce_chunk.h,
+    fb_scatter_groups). The ids are read through a slice and the slots indexed as unsigned, so
+    that LLVM vectorises the check and adds no negative-index fix-up."""
+    n_slots = sums.shape[1]
+    out = 0
+    if g_i32:
+        g = g32[row:row + n]
+        for k in range(n):
+            ids[k] = g[k]
+            out |= (ids[k] < 0) | (ids[k] >= n_slots)
+    else:
+        g = g64[row:row + n]
+        for k in range(n):
+            ids[k] = g[k]
+            out |= (ids[k] < 0) | (ids[k] >= n_slots)
+    s = sums[cs]
+    if out:  # rare: skip the elements of ids out of range
+        for k in range(n):
+            if ids[k] >= 0 and ids[k] < n_slots:
+                s[ids[k], 0] += np.float64(lbuf[k]) * wbuf[k]
+                s[ids[k], 1] += wbuf[k]
+        return FLAG_GROUP
+    cur = np.uint64(ids[0])
+    sl = s[cur, 0]
+    sw = s[cur, 1]
+    for k in range(n):
+        i = np.uint64(ids[k])
+        if i != cur:
+            s[cur, 0] = sl
+            s[cur, 1] = sw
+            cur = i
+            sl = s[cur, 0]
+            sw = s[cur, 1]
+        sl += np.float64(lbuf[k]) * wbuf[k]
+        sw += wbuf[k]
+    s[cur, 0] = sl
+    s[cur, 1] = sw
+    return 0
+
+
+@njit(**_JIT)
+def _row_done(mode, g32, g64, g_i32, row0, row, ncols, sums, cs, acc_l, acc_w, prod_m, prod_e,
+              use_w, logits):
     """End of a row in lanes by column: its loss and Σw into its slot, the lanes reset; returns
     FLAG_GROUP for a group id out of range (fastbce_chunk.h, fb_row_done)."""
-    slot = row0 + row if mode == MODE_ROWS else np.int64(groups[row])
+    slot = row0 + row if mode == MODE_ROWS else _group(g32, g64, g_i32, row)
     bad = 0
     if slot < 0 or slot >= sums.shape[1]:
         bad = FLAG_GROUP
@@ -553,8 +605,8 @@ def _row_done(mode, groups, row0, row, ncols, sums, cs, acc_l, acc_w, prod_m, pr
 
 
 @njit(**_JIT)
-def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, groups, mode, ncols, row0, logits,
-           nan_mode, clip_lo, clip_hi, f32, eps, nll, grad, has_grad, scale, col_scale,
+def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode, ncols, row0,
+           logits, nan_mode, clip_lo, clip_hi, f32, eps, nll, grad, has_grad, scale, col_scale,
            has_col_scale, row_scale, has_row_scale, want_loss, start, stop, sums, c):
     """Chunk c = elements [start, stop) (whole rows unless mode is MODE_ALL): Σ w·loss, Σ w into
     sums[c, slot]; returns the error bits (kernels/fastbce_chunk.h, fb_chunk)."""
@@ -566,6 +618,7 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, groups, mode, ncols, r
     sbuf = np.full(BLOCK, scale)
     pbuf = np.ones(BLOCK)
     qbuf = np.empty(BLOCK)
+    ids = np.empty(BLOCK, np.int64)
     acc_l = np.zeros(LANES)
     acc_w = np.zeros(LANES)
     prod_m = np.ones(PROD_LANES)
@@ -679,13 +732,17 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, groups, mode, ncols, r
                 j = 0
         else:
             # each row in lanes by column, then its total into its slot; rows shorter than
-            # LANES straight into the slot (fastbce_chunk.h)
+            # LANES straight into the slot (1-D input by group: the block in _scatter_groups)
+            # (fastbce_chunk.h)
             cs = np.int64(0) if mode == MODE_ROWS else np.int64(c)
             k = 0
             row = b0 // ncols
             j = b0 % ncols
+            if mode == MODE_GROUPS and ncols == 1:
+                bad |= _scatter_groups(g32, g64, g_i32, row, n, lbuf, wbuf, ids, sums, cs)
+                k = n
             while ncols < LANES and k < n:
-                slot = row0 + row if mode == MODE_ROWS else np.int64(groups[row])
+                slot = row0 + row if mode == MODE_ROWS else _group(g32, g64, g_i32, row)
                 if slot < 0 or slot >= n_slots:
                     bad |= FLAG_GROUP
                 else:
@@ -736,8 +793,8 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, groups, mode, ncols, r
                 k += run
                 j += run
                 if j == ncols:
-                    bad |= _row_done(mode, groups, row0, row, ncols, sums, cs, acc_l, acc_w, prod_m,
-                                     prod_e, use_w, logits)
+                    bad |= _row_done(mode, g32, g64, g_i32, row0, row, ncols, sums, cs, acc_l,
+                                     acc_w, prod_m, prod_e, use_w, logits)
                     j = 0
                     row += 1
         if product:  # at most 32 factors per lane since the last split
@@ -753,21 +810,22 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, groups, mode, ncols, r
 
 
 @njit(parallel=True, **_JIT)
-def _fast_pass(y, p, w, has_w, pos_w, has_pw, mask, has_mask, groups, mode, ncols, row0, logits,
-               nan_mode, clip_lo, clip_hi, f32, eps, nll, chunk_elems, sums, flags,
+def _fast_pass(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode, ncols, row0,
+               logits, nan_mode, clip_lo, clip_hi, f32, eps, nll, chunk_elems, sums, flags,
                grad, has_grad, scale, col_scale, has_col_scale, row_scale, has_row_scale,
                want_loss):
     n = p.shape[0]
     for c in prange(flags.shape[0]):
         start = c * chunk_elems
-        flags[c] = _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, groups, mode, ncols,
-                          row0, logits, nan_mode, clip_lo, clip_hi, f32, eps, nll, grad,
+        flags[c] = _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
+                          ncols, row0, logits, nan_mode, clip_lo, clip_hi, f32, eps, nll, grad,
                           has_grad, scale, col_scale, has_col_scale, row_scale, has_row_scale,
                           want_loss, start, min(n, start + chunk_elems), sums, c)
 
 
 _NO_MASK = np.ones(1, np.uint8)
-_NO_GROUPS = np.zeros(1, np.intp)
+_NO_G32 = np.zeros(1, np.int32)
+_NO_G64 = np.zeros(1, np.int64)
 _NO_SCALE = np.ones(1)
 
 
@@ -785,12 +843,16 @@ def fast_pass(y, p, w, pos_w, mask, groups, mode, ncols, row0, logits, nan_mode,
               want_loss, n_threads):
     """Same contract as the Cython ``fast_pass`` (fastbce/_fastpath.py)."""
     t = p.dtype.type
+    # int32 or int64 ids, read in place; both arrays are passed so that one compilation serves both
+    g_i32 = groups is not None and groups.dtype == np.int32
+    g32 = groups if g_i32 else _NO_G32
+    g64 = _NO_G64 if groups is None or g_i32 else groups
     numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
-    y, p, w_in, pos_w_in, mask_in, groups_in = read_only(
+    y, p, w_in, pos_w_in, mask_in, g32, g64 = read_only(
         y, p, p if w is None else w, _NO_SCALE if pos_w is None else pos_w,
-        _NO_MASK if mask is None else mask, _NO_GROUPS if groups is None else groups)
+        _NO_MASK if mask is None else mask, g32, g64)
     _fast_pass(y, p, w_in, w is not None, pos_w_in, pos_w is not None, mask_in, mask is not None,
-               groups_in, mode, ncols, row0, bool(logits), nan_mode, t(clip[0]), t(clip[1]),
+               g32, g64, g_i32, mode, ncols, row0, bool(logits), nan_mode, t(clip[0]), t(clip[1]),
                p.dtype == F32, float(eps), tuple(t(v) for v in nll),
                chunk_elems, sums, flags, np.empty(1, p.dtype) if grad is None else grad,
                grad is not None, float(grad_scale), _NO_SCALE if col_scale is None else col_scale,

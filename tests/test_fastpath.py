@@ -252,6 +252,104 @@ def test_per_row_and_per_group_sums_match_the_reference(compiled_backend, rng):
             np.testing.assert_allclose(got_f, want, rtol=1e-12)
 
 
+
+_GROUP_ID_DTYPES = (np.int64, np.int32, np.int16, np.uint8)
+
+
+def _per_group_in_kernel_order(losses, w, g, n_groups):
+    """Per-group sums of 1-D input added as the kernel adds them: in each chunk, every group's
+    w·loss and w in element order (np.add.at is sequential), then the chunks' sums as
+    fastbce._api adds them."""
+    from fastbce._api import _chunking
+    from fastbce._kernels import MODE_GROUPS
+
+    rows, n_chunks = _chunking(losses.size, 1, MODE_GROUPS, n_groups)
+    sums = np.zeros((n_chunks, n_groups, 2))
+    for c in range(n_chunks):
+        part = slice(c * rows, (c + 1) * rows)
+        np.add.at(sums[c, :, 0], g[part], losses[part])
+        np.add.at(sums[c, :, 1], g[part], w[part])
+    return np.ascontiguousarray(np.moveaxis(sums, 0, -1)).sum(axis=-1)
+
+
+@pytest.mark.parametrize("order", ["random", "sorted"])
+def test_per_group_1d_adds_each_element_in_order(fast_calls, compiled_backend, order, rng):
+    """1-D input by group, over several chunks and blocks, with weights and a mask: the result is,
+    bit for bit, each group's w·loss and w added in element order per chunk (the element losses
+    read back from the fast path itself, per sample), for int64, int32, int16 and uint8 ids. Sorted
+    ids give long runs of one id (summed in registers by the kernel: the same additions)."""
+    n, n_groups = 100_003, 37
+    y = (rng.random(n) < 0.4).astype(np.float32)
+    p = rng.random(n).astype(np.float32)
+    w = rng.random(n).astype(np.float32)
+    mask = rng.random(n) < 0.8
+    g = rng.integers(0, n_groups, n)
+    if order == "sorted":
+        g.sort()
+    kw = dict(backend=compiled_backend)
+    for weights in (dict(), dict(sample_weight=w, mask=mask)):
+        # w·loss of each element (float64, exactly as the kernel forms it), and its counted weight
+        wl = fastbce.bce(y[:, None], p[:, None], axis=1, reduction="sum", **kw,
+                         **{k: v[:, None] for k, v in weights.items()})
+        counted = np.ones(n) if not weights else np.where(mask, w.astype(np.float64), 0.0)
+        totals = _per_group_in_kernel_order(wl, counted, g, n_groups)
+        want_sum, want_mean = totals[:, 0], totals[:, 0] / totals[:, 1]
+        for dtype in _GROUP_ID_DTYPES:
+            ids = g.astype(dtype)
+            fast_calls.clear()
+            got_sum = fastbce.bce(y, p, groups=ids, n_groups=n_groups, reduction="sum", **kw, **weights)
+            got_mean = fastbce.bce(y, p, groups=ids, n_groups=n_groups, **kw, **weights)
+            assert fast_calls
+            np.testing.assert_array_equal(got_sum, want_sum)
+            np.testing.assert_array_equal(got_mean, want_mean)
+        ref = fastbce.bce(y, p, groups=g, n_groups=n_groups, backend="numpy", **weights)
+        np.testing.assert_allclose(want_mean, ref, rtol=1e-6)
+
+
+def test_group_id_dtypes_give_the_same_bits(fast_calls, compiled_backend, rng):
+    """int64, int32, int16 and uint8 ids (read in place or converted), contiguous or strided, give
+    the same bits for 1-D and 2-D input (rows shorter than the lanes and rows in lanes), with and
+    without weights and a mask, and agree with the NumPy reference."""
+    n_groups = 11
+    for shape in ((70_001,), (9_000, 3), (2_000, 40)):
+        y = (rng.random(shape) < 0.5).astype(np.float32)
+        p = rng.random(shape).astype(np.float32)
+        w = rng.random(shape).astype(np.float32)
+        mask = rng.random(shape) < 0.7
+        g = rng.integers(0, n_groups, shape[0])
+        for weights in (dict(), dict(sample_weight=w, mask=mask)):
+            want = fastbce.bce(y, p, groups=g, n_groups=n_groups, backend=compiled_backend, **weights)
+            ref = fastbce.bce(y, p, groups=g, n_groups=n_groups, backend="numpy", **weights)
+            np.testing.assert_allclose(want, ref, rtol=1e-6)
+            for dtype in _GROUP_ID_DTYPES:
+                strided = np.zeros(2 * shape[0], dtype)
+                strided[::2] = g
+                for ids in (g.astype(dtype), strided[::2]):
+                    fast_calls.clear()
+                    got = fastbce.bce(y, p, groups=ids, n_groups=n_groups, backend=compiled_backend,
+                                      **weights)
+                    assert fast_calls
+                    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", _GROUP_ID_DTYPES)
+def test_group_ids_out_of_range_raise(compiled_backend, dtype, rng):
+    """A negative id or one >= n_groups (one id, in a later chunk, the others valid) raises the
+    same error for every id dtype, 1-D and 2-D input, with and without weights."""
+    n, n_groups = 40_000, 7
+    for shape in ((n,), (n, 2), (n // 20, 20)):
+        y = (rng.random(shape) < 0.5).astype(np.float32)
+        p = rng.random(shape).astype(np.float32)
+        bad_ids = [n_groups, 200] + ([-1] if np.dtype(dtype).kind == "i" else [])
+        for bad in bad_ids:
+            g = (np.arange(shape[0]) % n_groups).astype(dtype)
+            g[-3] = bad
+            for weights in (dict(), dict(sample_weight=p, mask=p > 0.1)):
+                with pytest.raises(ValueError, match=r"groups has ids outside \[0, n_groups\)"):
+                    fastbce.bce(y, p, groups=g, n_groups=n_groups, backend=compiled_backend,
+                                **weights)
+
+
 _VARIANT_SCRIPT = """
 import json, sys
 import numpy as np
