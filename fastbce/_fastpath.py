@@ -5,8 +5,8 @@ kernels/numba_fast.py for Numba) computes the commonest calls with vectorised fl
 (float64 for float64 predictions): BCE from probabilities (hard labels: one logarithm per element,
 or for float32 predictions without weights none at all, as -log of a product of probabilities in
 float64 lanes; soft labels: two) or logits, with optional scalar or full sample weights, a scalar
-or per-label pos_weight and an optional mask, reduced to a mean or sum overall, per label
-(axis=0), per sample (axis=1) or per group; its gradient, or both fused. It keeps the
+or per-label pos_weight, label smoothing and an optional mask, reduced to a mean or sum overall,
+per label (axis=0), per sample (axis=1) or per group; its gradient, or both fused. It keeps the
 chunking of the general kernel (a function of the shape only) and sums each chunk in a fixed
 order in float64, so results do not depend on the thread count.
 
@@ -15,8 +15,8 @@ C-contiguous transposes (the same values to rounding, summed in another order). 
 other non-C layout (strided, broadcast, Fortran order for the other reductions or with a
 pos_weight) are copied to C order one slab of whole chunks at a time: the same chunks, hence the
 same bits as C-ordered input, with bounded extra memory (SLAB_ELEMENTS per array). Everything
-else (a pos_weight that varies along samples, label smoothing, focal loss, reduction="none",
-float16, the scoring statistics, float64 labels with float32 predictions) runs the general kernel.
+else (a pos_weight that varies along samples, focal loss, reduction="none", float16, the scoring
+statistics, float64 labels with float32 predictions) runs the general kernel.
 """
 
 from dataclasses import dataclass
@@ -35,6 +35,11 @@ _GROUP_IDS = (np.dtype(np.int32), np.dtype(np.int64))
 # Smallest eps whose clipping keeps every logarithm argument a normal number.
 _MIN_EPS = {np.dtype(np.float32): float(np.finfo(np.float32).tiny),
             np.dtype(np.float64): float(np.finfo(np.float64).tiny)}
+# pos_weight (besides 0) and label smoothing in this range keep the coefficients of the terms
+# (pos_weight·(y(1-s) + s/2) of a 0/1 label) normal numbers of the prediction dtype; others (a
+# coefficient that rounds to 0 would drop an infinite term) take the general kernel.
+_COEF_RANGE = {np.dtype(np.float32): (2.0 ** -32, 2.0 ** 32),
+               np.dtype(np.float64): (2.0 ** -256, 2.0 ** 256)}
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,7 @@ class FastPass:
     nan_mode: int
     clip: tuple  # (lo, hi): p < lo is clipped to eps, p > hi to 1 - eps (values of p's dtype)
     eps: float
+    smoothing: float  # label smoothing: y·(1 - smoothing) + smoothing/2 (after the range check)
     nll: tuple  # losses at the clip bounds: -log q, -log(1-q) for q = eps, then for q = 1 - eps
 
 
@@ -80,7 +86,7 @@ def fast_pass_arguments(plan, kernel, n_stats, grad):
         return None
     if grad is not None and plan.mode == MODE_GROUPS:
         return None
-    if plan.gamma != 0.0 or plan.alpha >= 0.0 or plan.smoothing != 0.0 or plan.y_half or plan.p_half:
+    if plan.gamma != 0.0 or plan.alpha >= 0.0 or plan.y_half or plan.p_half:
         return None
     p, y = plan.p, plan.y
     if p.dtype not in _MIN_EPS or plan.eps < _MIN_EPS[p.dtype]:
@@ -92,6 +98,11 @@ def fast_pass_arguments(plan, kernel, n_stats, grad):
         pos_w = np.ascontiguousarray(plan.pw[0], dtype=np.float64)
         if not ((pos_w >= 0.0) & (pos_w < np.inf)).all():
             return None  # the general kernel reports it (unless nothing is counted)
+        lo, hi = _COEF_RANGE[p.dtype]
+        if not ((pos_w == 0.0) | ((pos_w >= lo) & (pos_w <= hi))).all():
+            return None
+    if plan.smoothing != 0.0 and plan.smoothing < _COEF_RANGE[p.dtype][0]:
+        return None
     mask = None
     if not _is_scalar(plan.mask):
         mask = plan.mask.view(np.uint8)
@@ -122,7 +133,8 @@ def fast_pass_arguments(plan, kernel, n_stats, grad):
     nll = (-np.log(plan.eps), -np.log1p(-plan.eps), -np.log(q_hi), -np.log1p(-q_hi))
     return FastPass(y=y, p=p, w=w, weight=weight, pos_w=pos_w, mask=mask, groups=groups,
                     mode=plan.mode, logits=plan.from_logits, nan_mode=plan.nan_mode,
-                    clip=_clip_bounds(plan.eps, p.dtype), eps=plan.eps, nll=tuple(map(float, nll)))
+                    clip=_clip_bounds(plan.eps, p.dtype), eps=plan.eps, smoothing=plan.smoothing,
+                    nll=tuple(map(float, nll)))
 
 
 def run_fast_pass(kernel, fast, rows_per_chunk, n_cols, sums, flags, grad, row_factor,
@@ -146,8 +158,8 @@ def run_fast_pass(kernel, fast, rows_per_chunk, n_cols, sums, flags, grad, row_f
         groups = None if fast.groups is None else fast.groups[rows]
         chunks = slice(rows.start // rows_per_chunk, -(-rows.stop // rows_per_chunk))
         kernel.fast_pass(y, p, w, fast.pos_w, mask, groups, fast.mode, n_cols, rows.start,
-                         fast.logits, fast.nan_mode, fast.clip, fast.eps, fast.nll, chunk_elems,
-                         sums if fast.mode == MODE_ROWS else sums[chunks], flags[chunks],
+                         fast.logits, fast.nan_mode, fast.clip, fast.eps, fast.smoothing, fast.nll,
+                         chunk_elems, sums if fast.mode == MODE_ROWS else sums[chunks], flags[chunks],
                          grad_part, grad_scale, col_scale, row_scale, want_value, n_threads)
 
     n_rows = fast.p.shape[0]
@@ -164,8 +176,8 @@ def run_fast_pass(kernel, fast, rows_per_chunk, n_cols, sums, flags, grad, row_f
         w = rest.pop(0) if fast.w is not None else None
         mask = rest.pop(0) if fast.mask is not None else None
         kernel.fast_pass(y, p, w, None, mask, None, MODE_ROWS, n_rows, 0, fast.logits,
-                         fast.nan_mode, fast.clip, fast.eps, fast.nll, rows_t * n_rows, sums[:1],
-                         flags_t,
+                         fast.nan_mode, fast.clip, fast.eps, fast.smoothing, fast.nll,
+                         rows_t * n_rows, sums[:1], flags_t,
                          None if grad is None else grad.T.reshape(-1), grad_scale, None,
                          col_factor if col_factor.size > 1 else None, want_value, n_threads)
         flags[0] |= np.bitwise_or.reduce(flags_t)

@@ -294,6 +294,7 @@ cdef extern from "fastbce_simd.h" nogil:
     ctypedef struct fb_args:
         const void *y
         int y_kind
+        double keep, shift
         const void *p
         const void *w
         int w_kind
@@ -331,9 +332,9 @@ cdef size_t _address(array):
     return <size_t>array.__array_interface__["data"][0]
 
 
-def fast_pass(y, p, w, pos_w, mask, groups, int mode, Py_ssize_t ncols, Py_ssize_t row0, bint logits,
-              int nan_mode, clip, double eps, nll, Py_ssize_t chunk_elems, double[:, :, ::1] sums,
-              uint8_t[::1] flags, grad, double grad_scale, col_scale, row_scale, bint want_loss,
+def fast_pass(y, p, w, pos_w, mask, groups, int mode, Py_ssize_t ncols, Py_ssize_t row0,
+              bint logits, int nan_mode, clip, double eps, double smoothing, nll,
+              Py_ssize_t chunk_elems, double[:, :, ::1] sums, uint8_t[::1] flags, grad, double grad_scale, col_scale, row_scale, bint want_loss,
               int n_threads):
     """The fast pass over flat C-ordered arrays (see fastbce/_fastpath.py for the contract)."""
     global _openmp_started
@@ -355,6 +356,7 @@ def fast_pass(y, p, w, pos_w, mask, groups, int mode, Py_ssize_t ncols, Py_ssize
     a.nan_mode = nan_mode
     a.clip_lo, a.clip_hi = clip
     a.eps, a.q_hi = eps, 1.0 - eps
+    a.keep, a.shift = 1.0 - smoothing, 0.5 * smoothing
     a.lo_pos, a.lo_neg, a.hi_pos, a.hi_neg = nll
     a.grad = NULL if grad is None else <void *>_address(grad)
     a.grad_scale = grad_scale

@@ -17,9 +17,10 @@ FB_INLINE FB_T FB_NAME(fb_nll_hard)(FB_T p, FB_T y, FB_T clip_lo, FB_T clip_hi, 
     return p > clip_hi ? (pos ? hi_pos : hi_neg) : l;
 }
 
-/* Soft label y in [0, 1], a = pos_weight·y (a = y without pos_weight): -[a·log q + (1-y)·log(1-q)],
- * a term with a zero coefficient left out; equal to fb_nll_hard bit for bit when a = y is 0 or 1. */
-FB_INLINE FB_T FB_NAME(fb_nll_soft)(FB_T p, FB_T y, FB_T a, FB_T clip_lo, FB_T clip_hi,
+/* Soft labels: -[a·log q + b·log(1-q)], a = y and b = 1-y (with pos_weight and label smoothing:
+ * fb_coefficients), a term with a zero coefficient left out; equal to fb_nll_hard bit for bit
+ * when a = y is 0 or 1 and b = 1 - y. */
+FB_INLINE FB_T FB_NAME(fb_nll_soft)(FB_T p, FB_T a, FB_T b, FB_T clip_lo, FB_T clip_hi,
                                     FB_T lo_pos, FB_T lo_neg, FB_T hi_pos, FB_T hi_neg)
 {
     FB_T hi0 = FB_ONE - p;
@@ -29,7 +30,6 @@ FB_INLINE FB_T FB_NAME(fb_nll_soft)(FB_T p, FB_T y, FB_T a, FB_T clip_lo, FB_T c
     int clo = p < clip_lo, chi = p > clip_hi;
     l1 = clo ? lo_pos : (chi ? hi_pos : l1);
     l0 = clo ? lo_neg : (chi ? hi_neg : l0);
-    FB_T b = FB_ONE - y;
     return (a != FB_ZERO ? a * l1 : FB_ZERO) + (b != FB_ZERO ? b * l0 : FB_ZERO);
 }
 
@@ -39,41 +39,39 @@ FB_INLINE FB_T FB_NAME(fb_exp_abs)(FB_T x)
     return FB_EXP(-(x < FB_ZERO ? -x : x));
 }
 
-/* Logit x, label y in [0, 1], a = pos_weight·y, e = exp(-|x|): a·softplus(-x) + (1-y)·softplus(x)
- * = |x|·(x >= 0 ? 1-y : a) + (a + 1-y)·log1p(e), a zero coefficient leaving its term out
- * (x = ±inf); without pos_weight (has_pw = 0, a = y) the factor a + 1-y is 1. */
-FB_INLINE FB_T FB_NAME(fb_nll_logit)(FB_T x, FB_T y, FB_T a, FB_T e, int has_pw)
+/* Logit x, coefficients a, b of the two terms (a = y, b = 1-y, or fb_coefficients),
+ * e = exp(-|x|): a·softplus(-x) + b·softplus(x) = |x|·(x >= 0 ? b : a) + (a + b)·log1p(e), a zero
+ * coefficient leaving its term out (x = ±inf); the factor a + b is 1 unless has_coef. */
+FB_INLINE FB_T FB_NAME(fb_nll_logit)(FB_T x, FB_T a, FB_T b, FB_T e, int has_coef)
 {
     FB_T hi = FB_ONE + e;
     FB_T lo = e - (hi - FB_ONE);
-    FB_T c = x >= FB_ZERO ? FB_ONE - y : a;
+    FB_T c = x >= FB_ZERO ? b : a;
     FB_T lin = c != FB_ZERO ? (x < FB_ZERO ? -x : x) * c : FB_ZERO;
     FB_T log1p_e = FB_LOG(hi, lo);
-    return lin + (has_pw ? (a + (FB_ONE - y)) * log1p_e : log1p_e);
+    return lin + (has_coef ? (a + b) * log1p_e : log1p_e);
 }
 
-/* dl/dp in float64 (before weights), a = pos_weight·y: -a/p + (1-y)/(1-p)
- * = ((p - y) - (a - y)(1 - p)) / (p(1 - p)) inside [eps, 1-eps], else 0; (p - y) / (p(1 - p))
- * without pos_weight (has_pw = 0, a = y). */
-FB_INLINE double FB_NAME(fb_grad_prob)(FB_T p, FB_T y, double a, FB_T clip_lo, FB_T clip_hi,
-                                       int has_pw)
+/* dl/dp in float64 (before weights): (p - y) / (p(1 - p)) inside [eps, 1-eps], else 0; with
+ * coefficients a, b (has_coef, fb_coefficients): -a/p + b/(1-p) = (b·p - a·(1-p)) / (p(1 - p)). */
+FB_INLINE double FB_NAME(fb_grad_prob)(FB_T p, FB_T y, double a, double b, FB_T clip_lo,
+                                       FB_T clip_hi, int has_coef)
 {
     double pd = (double)p, yd = (double)y;
     double hi0 = 1.0 - pd;
     double lo0 = (1.0 - hi0) - pd;
-    double num = has_pw ? FB_FMA(yd - a, hi0, pd - yd) : pd - yd;
+    double num = has_coef ? FB_FMA(b, pd, -(a * hi0)) : pd - yd;
     double g = num / FB_FMA(pd, hi0, pd * lo0);
     return (p < clip_lo) | (p > clip_hi) ? 0.0 : g;
 }
 
-/* dl/dx in float64 from e = exp(-|x|) (before weights), a = pos_weight·y (a = y without it):
- * (1-y)·σ(x) - a·σ(-x), with σ(|x|) = 1/(1+e) and σ(-|x|) = e/(1+e). */
-FB_INLINE double FB_NAME(fb_grad_logit)(FB_T x, FB_T y, double a, FB_T e)
+/* dl/dx in float64 from e = exp(-|x|) (before weights), coefficients a, b (a = y, b = 1-y, or
+ * fb_coefficients): b·σ(x) - a·σ(-x), with σ(|x|) = 1/(1+e) and σ(-|x|) = e/(1+e). */
+FB_INLINE double FB_NAME(fb_grad_logit)(FB_T x, double a, double b, FB_T e)
 {
-    double ed = (double)e, yd = (double)y;
+    double ed = (double)e;
     double big = 1.0 / (1.0 + ed);
     double small = ed * big;
-    double b = 1.0 - yd;
     return x >= FB_ZERO ? b * big - a * small : b * small - a * big;
 }
 
@@ -125,15 +123,28 @@ FB_INLINE int FB_NAME(fb_q_block_logit)(const FB_T *X, const FB_T *ybuf, double 
 #define FB_FORM_SOFT 1
 #define FB_FORM_LOGIT 2
 
+/* The coefficients of the positive and negative terms with a pos_weight pw and label smoothing
+ * (y -> y·keep + shift), in float64: a = pw·(y·keep + shift) and b = (1-y)·keep + shift, b formed
+ * from 1 - y so that it keeps its relative precision when the smoothed label is near 1. */
+FB_INLINE double FB_NAME(fb_coef_pos)(const fb_args *a, double pw, FB_T y)
+{
+    return pw * ((double)y * a->keep + a->shift);
+}
+
+FB_INLINE double FB_NAME(fb_coef_neg)(const fb_args *a, FB_T y)
+{
+    return (1.0 - (double)y) * a->keep + a->shift;
+}
+
 /* One block: losses into lbuf (want_loss), counted weights into wbuf (use_w: 0 where the mask
  * is 0 or a NaN is omitted), error bits of predictions and NaN. `form`, `want_loss`, `use_w`,
- * `has_pw` and `want_e` are constants at each call site (the function is inlined and
- * specialised). Without use_w there are no weights, no mask, no omitted NaN and no pos_weight;
- * with has_pw, pbuf holds each element's pos_weight. */
+ * `has_coef` and `want_e` are constants at each call site (the function is inlined and
+ * specialised). Without use_w there are no weights, no mask, no omitted NaN, no pos_weight and
+ * no label smoothing; has_coef: a pos_weight (pbuf: each element's) or label smoothing. */
 FB_INLINE int FB_NAME(fb_loss_block)(
     const fb_args *a, const FB_T *P, const FB_T *ybuf, const uint8_t *mbuf, double *wbuf,
     const double *pbuf, FB_T *lbuf, FB_T *ebuf, int64_t n, int form, int want_loss, int use_w,
-    int has_pw, int want_e)
+    int has_coef, int want_e)
 {
     const FB_T clip_lo = (FB_T)a->clip_lo, clip_hi = (FB_T)a->clip_hi;
     const FB_T lo_pos = (FB_T)a->lo_pos, lo_neg = (FB_T)a->lo_neg;
@@ -150,15 +161,18 @@ FB_INLINE int FB_NAME(fb_loss_block)(
         bad |= (check_p & ((p < FB_ZERO) | (p > FB_ONE)) & !skip) ? FB_FLAG_PRED : 0;
         bad |= (isn & raise & on) ? FB_FLAG_NAN : 0;
         if (want_loss) {
-            FB_T l, pos = has_pw ? (FB_T)pbuf[k] * y : y; /* coefficient of the positive term */
-            if (form == FB_FORM_HARD) {
+            /* coefficients of the positive and negative terms */
+            FB_T pos = has_coef ? (FB_T)FB_NAME(fb_coef_pos)(a, pbuf[k], y) : y;
+            FB_T neg = has_coef ? (FB_T)FB_NAME(fb_coef_neg)(a, y) : FB_ONE - y;
+            FB_T l;
+            if (form == FB_FORM_HARD) { /* 0/1 labels, no smoothing */
                 l = FB_NAME(fb_nll_hard)(p, y, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg);
-                l = has_pw && y != FB_ZERO ? pos * l : l;
+                l = has_coef && y != FB_ZERO ? pos * l : l;
             } else if (form == FB_FORM_SOFT)
-                l = FB_NAME(fb_nll_soft)(p, y, pos, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg);
+                l = FB_NAME(fb_nll_soft)(p, pos, neg, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg);
             else {
                 FB_T e = FB_NAME(fb_exp_abs)(p);
-                l = FB_NAME(fb_nll_logit)(p, y, pos, e, has_pw);
+                l = FB_NAME(fb_nll_logit)(p, pos, neg, e, has_coef);
                 if (want_e)
                     ebuf[k] = e;
             }
@@ -176,7 +190,7 @@ FB_INLINE int FB_NAME(fb_loss_block)(
 FB_INLINE void FB_NAME(fb_grad_block)(
     const fb_args *a, const FB_T *P, const FB_T *ybuf, const uint8_t *mbuf, const double *wbuf,
     const double *pbuf, const double *sbuf, const FB_T *ebuf, FB_T *G, int64_t n, int logits,
-    int use_w, int has_pw, int have_e)
+    int use_w, int has_coef, int have_e)
 {
     const FB_T clip_lo = (FB_T)a->clip_lo, clip_hi = (FB_T)a->clip_hi;
     const int omit = a->nan_mode == FB_NAN_OMIT;
@@ -184,11 +198,12 @@ FB_INLINE void FB_NAME(fb_grad_block)(
     for (int64_t k = 0; k < n; k++) {
         FB_T p = P[k], y = ybuf[k];
         int isn = (p != p) | (y != y);
-        double pos = has_pw ? pbuf[k] * (double)y : (double)y, g;
+        double pos = has_coef ? FB_NAME(fb_coef_pos)(a, pbuf[k], y) : (double)y;
+        double neg = has_coef ? FB_NAME(fb_coef_neg)(a, y) : 1.0 - (double)y, g;
         if (logits)
-            g = FB_NAME(fb_grad_logit)(p, y, pos, have_e ? ebuf[k] : FB_NAME(fb_exp_abs)(p));
+            g = FB_NAME(fb_grad_logit)(p, pos, neg, have_e ? ebuf[k] : FB_NAME(fb_exp_abs)(p));
         else
-            g = FB_NAME(fb_grad_prob)(p, y, pos, clip_lo, clip_hi, has_pw);
+            g = FB_NAME(fb_grad_prob)(p, y, pos, neg, clip_lo, clip_hi, has_coef);
         g = isn ? (omit ? 0.0 : (double)(p + y)) : (use_w ? g * wbuf[k] : g) * sbuf[k];
         G[k] = (FB_T)(use_w && !mbuf[k] ? 0.0 : g);
     }
@@ -298,10 +313,12 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
     const int64_t ncols = a->ncols;
     double *sums = a->sums + (a->mode == FB_MODE_ROWS ? 0 : chunk * a->n_slots * 2);
     int bad = 0;
-    /* wbuf holds the counted weights when there are weights, a mask, NaNs to omit or a
-     * pos_weight (pbuf: each element's) */
+    /* per-element coefficients of the two terms: a pos_weight (pbuf: each element's, 1 without)
+     * or label smoothing; wbuf holds the counted weights when there are weights, a mask, NaNs to
+     * omit or coefficients */
+    const int has_coef = a->pos_w != NULL || a->shift != 0.0;
     const int use_w = a->w_kind != FB_W_NONE || a->mask != NULL || a->nan_mode == FB_NAN_OMIT
-                      || a->pos_w != NULL;
+                      || has_coef;
     /* Product path: float32 predictions, no weights or mask, eps >= 2^-28 (probabilities), one
      * sum for all, per column, or per row or group of rows of >= FB_LANES columns (with or without
      * the gradient, which is computed as elsewhere). In a block whose labels are all 0 or 1, the
@@ -333,10 +350,13 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
     }
     if (!use_w)
         for (int64_t k = 0; k < FB_BLOCK; k++) wbuf[k] = 1.0;
+    if (a->pos_w == NULL)
+        for (int64_t k = 0; k < FB_BLOCK; k++) pbuf[k] = 1.0;
     for (int64_t b0 = start; b0 < stop; b0 += FB_BLOCK) {
         int64_t n = stop - b0 < FB_BLOCK ? stop - b0 : FB_BLOCK;
         int lbad, soft, wbad = 0;
         FB_LOAD_LABELS(FB_T, a, b0, n, ybuf, lbad, soft);
+        soft |= a->shift != 0.0; /* smoothed labels are never 0 or 1 */
         if (a->w_kind == FB_W_F32) {
             const float *ws = (const float *)a->w + b0;
 #pragma omp simd reduction(|:wbad)
@@ -374,11 +394,11 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
         const FB_T *Pb = P + b0;
         /* fused loss + gradient from logits: the loss loop keeps exp(-|x|) for the gradient */
         const int keep_e = a->logits && a->want_loss && G != NULL;
-#define FB_LOSS(form, want_loss, use_w_, pw_) \
-        FB_NAME(fb_loss_block)(a, Pb, ybuf, mbuf, wbuf, pbuf, lbuf, ebuf, n, form, want_loss, use_w_, pw_, keep_e)
-#define FB_LOSS_FORMS(use_w_, pw_) \
-        (a->logits ? FB_LOSS(FB_FORM_LOGIT, 1, use_w_, pw_) \
-         : soft ? FB_LOSS(FB_FORM_SOFT, 1, use_w_, pw_) : FB_LOSS(FB_FORM_HARD, 1, use_w_, pw_))
+#define FB_LOSS(form, want_loss, use_w_, coef_) \
+        FB_NAME(fb_loss_block)(a, Pb, ybuf, mbuf, wbuf, pbuf, lbuf, ebuf, n, form, want_loss, use_w_, coef_, keep_e)
+#define FB_LOSS_FORMS(use_w_, coef_) \
+        (a->logits ? FB_LOSS(FB_FORM_LOGIT, 1, use_w_, coef_) \
+         : soft ? FB_LOSS(FB_FORM_SOFT, 1, use_w_, coef_) : FB_LOSS(FB_FORM_HARD, 1, use_w_, coef_))
         const int product = by_product && !(lbad | soft);
         /* lbuf holds losses to sum: all but in a product block from probabilities */
         const int sum_lbuf = !product || a->logits;
@@ -389,7 +409,7 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
                 bad |= FB_LOSS(FB_FORM_HARD, 0, 0, 0); /* the error bits of the bad predictions */
         } else if (!a->want_loss) {
             bad |= use_w ? FB_LOSS(FB_FORM_HARD, 0, 1, 0) : FB_LOSS(FB_FORM_HARD, 0, 0, 0);
-        } else if (a->pos_w != NULL) {
+        } else if (has_coef) {
             bad |= FB_LOSS_FORMS(1, 1);
         } else if (use_w) {
             bad |= FB_LOSS_FORMS(1, 0);
@@ -413,12 +433,12 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
             } else {
                 fb_by_column(sbuf, a->col_scale, b0 % ncols, ncols, n);
             }
-#define FB_GRAD(logits, use_w_, pw_, have_e) \
-            FB_NAME(fb_grad_block)(a, Pb, ybuf, mbuf, wbuf, pbuf, sbuf, ebuf, G + b0, n, logits, use_w_, pw_, have_e)
-#define FB_GRAD_FORMS(use_w_, pw_) \
-            (a->logits && keep_e ? FB_GRAD(1, use_w_, pw_, 1) \
-             : a->logits ? FB_GRAD(1, use_w_, pw_, 0) : FB_GRAD(0, use_w_, pw_, 0))
-            if (a->pos_w != NULL)
+#define FB_GRAD(logits, use_w_, coef_, have_e) \
+            FB_NAME(fb_grad_block)(a, Pb, ybuf, mbuf, wbuf, pbuf, sbuf, ebuf, G + b0, n, logits, use_w_, coef_, have_e)
+#define FB_GRAD_FORMS(use_w_, coef_) \
+            (a->logits && keep_e ? FB_GRAD(1, use_w_, coef_, 1) \
+             : a->logits ? FB_GRAD(1, use_w_, coef_, 0) : FB_GRAD(0, use_w_, coef_, 0))
+            if (has_coef)
                 FB_GRAD_FORMS(1, 1);
             else if (use_w)
                 FB_GRAD_FORMS(1, 0);

@@ -62,6 +62,7 @@
 /* Arguments of one pass (shared by every chunk). Arrays are flat, in C order of (rows, ncols). */
 typedef struct {
     const void *y; int y_kind;  /* labels: FB_Y_* */
+    double keep, shift;         /* label smoothing: y·keep + shift (keep = 1, shift = 0: none) */
     const void *p;              /* predictions: float or double by the function called */
     const void *w; int w_kind;  /* per-element weights: FB_W_* */
     const double *pos_w;        /* pos_weight of each column (ncols values), or NULL (1 for all) */

@@ -253,8 +253,9 @@ def nll_hard(p, y, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg):
 
 
 @njit(**_INLINE)
-def nll_soft(p, y, a, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg):
-    """-[a·log q + (1-y)·log(1-q)], a = pos_weight·y, a term with a zero coefficient left out."""
+def nll_soft(p, a, b, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg):
+    """-[a·log q + b·log(1-q)], a = y and b = 1-y (or _coef_pos/_coef_neg), a term with a zero
+    coefficient left out."""
     one = _one(p)
     zero = one - one
     hi0 = one - p
@@ -265,7 +266,6 @@ def nll_soft(p, y, a, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg):
     chi = p > clip_hi
     l1 = lo_pos if clo else (hi_pos if chi else l1)
     l0 = lo_neg if clo else (hi_neg if chi else l0)
-    b = one - y
     return (a * l1 if a != zero else zero) + (b * l0 if b != zero else zero)
 
 
@@ -277,40 +277,38 @@ def exp_abs(x):
 
 
 @njit(**_INLINE)
-def nll_logit(x, y, a, e, has_pw):
-    """a·softplus(-x) + (1-y)·softplus(x) = |x|·(x >= 0 ? 1-y : a) + (a + 1-y)·log1p(e),
-    a = pos_weight·y, e = exp(-|x|); the factor a + 1-y is 1 without pos_weight."""
+def nll_logit(x, a, b, e, has_coef):
+    """a·softplus(-x) + b·softplus(x) = |x|·(x >= 0 ? b : a) + (a + b)·log1p(e), e = exp(-|x|),
+    a = y and b = 1-y (or _coef_pos/_coef_neg); the factor a + b is 1 unless has_coef."""
     one = _one(x)
     zero = one - one
     hi = one + e
     lo = e - (hi - one)
-    c = one - y if x >= zero else a
+    c = b if x >= zero else a
     lin = (-x if x < zero else x) * c if c != zero else zero
     log1p_e = _log(hi, lo)
-    return lin + ((a + (one - y)) * log1p_e if has_pw else log1p_e)
+    return lin + ((a + b) * log1p_e if has_coef else log1p_e)
 
 
 @njit(**_INLINE)
-def grad_prob(p, y, a, clip_lo, clip_hi, has_pw):
-    """dl/dp in float64, a = pos_weight·y: ((p - y) - (a - y)(1 - p)) / (p(1 - p)) inside
-    [eps, 1-eps], else 0; (p - y) / (p(1 - p)) without pos_weight."""
+def grad_prob(p, y, a, b, clip_lo, clip_hi, has_coef):
+    """dl/dp in float64: (p - y) / (p(1 - p)) inside [eps, 1-eps], else 0; with coefficients
+    (has_coef) -a/p + b/(1-p) = (b·p - a·(1-p)) / (p(1 - p))."""
     pd = np.float64(p)
     yd = np.float64(y)
     hi0 = 1.0 - pd
     lo0 = (1.0 - hi0) - pd
-    num = _fma(yd - a, hi0, pd - yd) if has_pw else pd - yd
+    num = _fma(b, pd, -(a * hi0)) if has_coef else pd - yd
     g = num / _fma(pd, hi0, pd * lo0)
     return 0.0 if (p < clip_lo) | (p > clip_hi) else g
 
 
 @njit(**_INLINE)
-def grad_logit(x, y, a, e):
-    """dl/dx in float64 from e = exp(-|x|), a = pos_weight·y: (1-y)·σ(x) - a·σ(-x)."""
+def grad_logit(x, a, b, e):
+    """dl/dx in float64 from e = exp(-|x|), coefficients a, b: b·σ(x) - a·σ(-x)."""
     ed = np.float64(e)
-    yd = np.float64(y)
     big = 1.0 / (1.0 + ed)
     small = ed * big
-    b = 1.0 - yd
     zero = _one(x) - _one(x)
     return b * big - a * small if x >= zero else b * small - a * big
 
@@ -434,39 +432,55 @@ def _element_value(l, pv, yv, on, omit):
 
 
 @njit(**_INLINE)
-def _positive_coefficient(yv, pw, has_pw):
-    """a = pos_weight·y in the label's type (y without pos_weight)."""
-    return _as_type_of(yv, pw) * yv if has_pw else yv
+def _coef_pos(coef, pw, yv):
+    """Coefficient of the positive term with a pos_weight pw and label smoothing, in float64:
+    pw·(y·keep + shift), coef = (has_coef, keep, shift) (fastbce_chunk.h, fb_coef_pos)."""
+    return pw * (np.float64(yv) * coef[1] + coef[2])
+
+
+@njit(**_INLINE)
+def _coef_neg(coef, yv):
+    """Coefficient of the negative term: (1-y)·keep + shift (fastbce_chunk.h, fb_coef_neg)."""
+    return (1.0 - np.float64(yv)) * coef[1] + coef[2]
+
+
+@njit(**_INLINE)
+def _coefficients(coef, pw, yv):
+    """(a, b) of the positive and negative terms in the label's type: (y, 1-y) unless coef[0]."""
+    if coef[0]:
+        return _as_type_of(yv, _coef_pos(coef, pw, yv)), _as_type_of(yv, _coef_neg(coef, yv))
+    return yv, _one(yv) - yv
 
 
 @njit(**_JIT)
-def _loss_hard(p, n, ybuf, mbuf, pbuf, has_pw, lbuf, clip_lo, clip_hi, nll, omit):
+def _loss_hard(p, n, ybuf, mbuf, pbuf, coef, lbuf, clip_lo, clip_hi, nll, omit):
     for k in range(n):
         pv = p[k]
         yv = ybuf[k]
         l = nll_hard(pv, yv, clip_lo, clip_hi, nll[0], nll[1], nll[2], nll[3])
-        l = _positive_coefficient(yv, pbuf[k], has_pw) * l if has_pw and yv != 0 else l
+        l = _as_type_of(yv, _coef_pos(coef, pbuf[k], yv)) * l if coef[0] and yv != 0 else l
         lbuf[k] = _element_value(l, pv, yv, mbuf[k] != 0, omit)
 
 
 @njit(**_JIT)
-def _loss_soft(p, n, ybuf, mbuf, pbuf, has_pw, lbuf, clip_lo, clip_hi, nll, omit):
+def _loss_soft(p, n, ybuf, mbuf, pbuf, coef, lbuf, clip_lo, clip_hi, nll, omit):
     for k in range(n):
         pv = p[k]
         yv = ybuf[k]
-        a = _positive_coefficient(yv, pbuf[k], has_pw)
-        l = nll_soft(pv, yv, a, clip_lo, clip_hi, nll[0], nll[1], nll[2], nll[3])
+        a, b = _coefficients(coef, pbuf[k], yv)
+        l = nll_soft(pv, a, b, clip_lo, clip_hi, nll[0], nll[1], nll[2], nll[3])
         lbuf[k] = _element_value(l, pv, yv, mbuf[k] != 0, omit)
 
 
 @njit(**_JIT)
-def _loss_logit(p, n, ybuf, mbuf, pbuf, has_pw, lbuf, ebuf, omit):
+def _loss_logit(p, n, ybuf, mbuf, pbuf, coef, lbuf, ebuf, omit):
     for k in range(n):
         pv = p[k]
         yv = ybuf[k]
         e = exp_abs(pv)
         ebuf[k] = e
-        l = nll_logit(pv, yv, _positive_coefficient(yv, pbuf[k], has_pw), e, has_pw)
+        a, b = _coefficients(coef, pbuf[k], yv)
+        l = nll_logit(pv, a, b, e, coef[0])
         lbuf[k] = _element_value(l, pv, yv, mbuf[k] != 0, omit)
 
 
@@ -488,23 +502,25 @@ def _grad_value(g, pv, yv, on, w, scale, omit):
 
 
 @njit(**_JIT)
-def _grad_prob_block(p, n, ybuf, mbuf, wbuf, pbuf, has_pw, sbuf, grad, clip_lo, clip_hi, omit):
+def _grad_prob_block(p, n, ybuf, mbuf, wbuf, pbuf, coef, sbuf, grad, clip_lo, clip_hi, omit):
     for k in range(n):
         pv = p[k]
         yv = ybuf[k]
-        a = pbuf[k] * np.float64(yv) if has_pw else np.float64(yv)
-        g = grad_prob(pv, yv, a, clip_lo, clip_hi, has_pw)
+        a = _coef_pos(coef, pbuf[k], yv) if coef[0] else np.float64(yv)
+        b = _coef_neg(coef, yv) if coef[0] else 1.0 - np.float64(yv)
+        g = grad_prob(pv, yv, a, b, clip_lo, clip_hi, coef[0])
         grad[k] = _grad_value(g, pv, yv, mbuf[k] != 0, wbuf[k], sbuf[k], omit)
 
 
 @njit(**_JIT)
-def _grad_logit_block(p, n, ybuf, mbuf, wbuf, pbuf, has_pw, sbuf, ebuf, have_e, grad, omit):
+def _grad_logit_block(p, n, ybuf, mbuf, wbuf, pbuf, coef, sbuf, ebuf, have_e, grad, omit):
     for k in range(n):
         pv = p[k]
         yv = ybuf[k]
         e = ebuf[k] if have_e else exp_abs(pv)
-        a = pbuf[k] * np.float64(yv) if has_pw else np.float64(yv)
-        g = grad_logit(pv, yv, a, e)
+        a = _coef_pos(coef, pbuf[k], yv) if coef[0] else np.float64(yv)
+        b = _coef_neg(coef, yv) if coef[0] else 1.0 - np.float64(yv)
+        g = grad_logit(pv, a, b, e)
         grad[k] = _grad_value(g, pv, yv, mbuf[k] != 0, wbuf[k], sbuf[k], omit)
 
 
@@ -606,8 +622,8 @@ def _row_done(mode, g32, g64, g_i32, row0, row, ncols, sums, cs, acc_l, acc_w, p
 
 @njit(**_JIT)
 def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode, ncols, row0,
-           logits, nan_mode, clip_lo, clip_hi, f32, eps, nll, grad, has_grad, scale, col_scale,
-           has_col_scale, row_scale, has_row_scale, want_loss, start, stop, sums, c):
+           logits, nan_mode, clip_lo, clip_hi, f32, eps, smoothing, nll, grad, has_grad, scale,
+           col_scale, has_col_scale, row_scale, has_row_scale, want_loss, start, stop, sums, c):
     """Chunk c = elements [start, stop) (whole rows unless mode is MODE_ALL): Σ w·loss, Σ w into
     sums[c, slot]; returns the error bits (kernels/fastbce_chunk.h, fb_chunk)."""
     ybuf = np.empty(BLOCK, p.dtype)
@@ -629,7 +645,9 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
     col_m = np.ones(ncols if mode == MODE_COLS else 0)
     col_e = np.zeros(ncols if mode == MODE_COLS else 0, np.int64)
     omit = nan_mode == NAN_OMIT
-    use_w = has_w or has_mask or omit or has_pw
+    # per-element coefficients of the two terms: a pos_weight (pbuf, 1 without) or label smoothing
+    coef = (has_pw or smoothing != 0.0, 1.0 - smoothing, 0.5 * smoothing)
+    use_w = has_w or has_mask or omit or coef[0]
     keep_e = logits and want_loss and has_grad
     # the product path of fastbce_chunk.h: Σ -log q = -log Π q (from logits: Σ log(1 + e) = log Π),
     # one logarithm per lane or column
@@ -643,6 +661,7 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
         pb = p[b0:b0 + n]
         yb = y[b0:b0 + n]
         lbad, soft = _load_labels(yb, n, ybuf)
+        soft |= smoothing != 0.0  # smoothed labels are never 0 or 1
         wbad = False
         if has_w:
             wbad = _load_weights(w[b0:b0 + n], n, wbuf)
@@ -665,11 +684,11 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
             bad |= _check_block(pb, n, ybuf, mbuf, not logits, nan_mode)
         if want_loss and not product:
             if logits:
-                _loss_logit(pb, n, ybuf, mbuf, pbuf, has_pw, lbuf, ebuf, omit)
+                _loss_logit(pb, n, ybuf, mbuf, pbuf, coef, lbuf, ebuf, omit)
             elif soft:
-                _loss_soft(pb, n, ybuf, mbuf, pbuf, has_pw, lbuf, clip_lo, clip_hi, nll, omit)
+                _loss_soft(pb, n, ybuf, mbuf, pbuf, coef, lbuf, clip_lo, clip_hi, nll, omit)
             else:
-                _loss_hard(pb, n, ybuf, mbuf, pbuf, has_pw, lbuf, clip_lo, clip_hi, nll, omit)
+                _loss_hard(pb, n, ybuf, mbuf, pbuf, coef, lbuf, clip_lo, clip_hi, nll, omit)
         if use_w:
             _count_weights(pb, n, ybuf, mbuf, wbuf, omit)
         if has_grad:
@@ -686,9 +705,9 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
                 _by_column(sbuf, col_scale, b0 % ncols, ncols, n)
             gb = grad[b0:b0 + n]
             if logits:
-                _grad_logit_block(pb, n, ybuf, mbuf, wbuf, pbuf, has_pw, sbuf, ebuf, keep_e, gb, omit)
+                _grad_logit_block(pb, n, ybuf, mbuf, wbuf, pbuf, coef, sbuf, ebuf, keep_e, gb, omit)
             else:
-                _grad_prob_block(pb, n, ybuf, mbuf, wbuf, pbuf, has_pw, sbuf, gb, clip_lo, clip_hi,
+                _grad_prob_block(pb, n, ybuf, mbuf, wbuf, pbuf, coef, sbuf, gb, clip_lo, clip_hi,
                                  omit)
         if mode == MODE_ALL:
             if product:
@@ -811,16 +830,16 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
 
 @njit(parallel=True, **_JIT)
 def _fast_pass(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode, ncols, row0,
-               logits, nan_mode, clip_lo, clip_hi, f32, eps, nll, chunk_elems, sums, flags,
-               grad, has_grad, scale, col_scale, has_col_scale, row_scale, has_row_scale,
+               logits, nan_mode, clip_lo, clip_hi, f32, eps, smoothing, nll, chunk_elems, sums,
+               flags, grad, has_grad, scale, col_scale, has_col_scale, row_scale, has_row_scale,
                want_loss):
     n = p.shape[0]
     for c in prange(flags.shape[0]):
         start = c * chunk_elems
         flags[c] = _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
-                          ncols, row0, logits, nan_mode, clip_lo, clip_hi, f32, eps, nll, grad,
-                          has_grad, scale, col_scale, has_col_scale, row_scale, has_row_scale,
-                          want_loss, start, min(n, start + chunk_elems), sums, c)
+                          ncols, row0, logits, nan_mode, clip_lo, clip_hi, f32, eps, smoothing, nll,
+                          grad, has_grad, scale, col_scale, has_col_scale, row_scale,
+                          has_row_scale, want_loss, start, min(n, start + chunk_elems), sums, c)
 
 
 _NO_MASK = np.ones(1, np.uint8)
@@ -839,7 +858,7 @@ def read_only(*arrays):
 
 
 def fast_pass(y, p, w, pos_w, mask, groups, mode, ncols, row0, logits, nan_mode, clip, eps,
-              nll, chunk_elems, sums, flags, grad, grad_scale, col_scale, row_scale,
+              smoothing, nll, chunk_elems, sums, flags, grad, grad_scale, col_scale, row_scale,
               want_loss, n_threads):
     """Same contract as the Cython ``fast_pass`` (fastbce/_fastpath.py)."""
     t = p.dtype.type
@@ -853,7 +872,7 @@ def fast_pass(y, p, w, pos_w, mask, groups, mode, ncols, row0, logits, nan_mode,
         _NO_MASK if mask is None else mask, g32, g64)
     _fast_pass(y, p, w_in, w is not None, pos_w_in, pos_w is not None, mask_in, mask is not None,
                g32, g64, g_i32, mode, ncols, row0, bool(logits), nan_mode, t(clip[0]), t(clip[1]),
-               p.dtype == F32, float(eps), tuple(t(v) for v in nll),
+               p.dtype == F32, float(eps), float(smoothing), tuple(t(v) for v in nll),
                chunk_elems, sums, flags, np.empty(1, p.dtype) if grad is None else grad,
                grad is not None, float(grad_scale), _NO_SCALE if col_scale is None else col_scale,
                col_scale is not None, _NO_SCALE if row_scale is None else row_scale,
