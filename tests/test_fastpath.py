@@ -534,16 +534,22 @@ def test_product_path_from_logits(compiled_backend, rng):
 POS_WEIGHT_ULP_BOUND = 4  # the issue's bound: a·l rounds once more than l (measured: 3)
 
 
-def _pos_weight_reference(y, v, pw, wide, logits):
-    """a·nll_pos + (1-y)·nll_neg in `wide`, a term with a zero coefficient left out."""
-    v, y = v.astype(wide), y.astype(wide)
-    a = wide(pw) * y
+def _term_losses(v, wide, logits):
+    """The losses of the positive and the negative term in `wide`: softplus(-x), softplus(x), or
+    -log q, -log(1-q) with q = p clipped to [eps, 1 - eps]."""
+    v = v.astype(wide)
     if logits:
         softplus = np.log1p(np.exp(-np.abs(v)))
-        pos, neg = np.maximum(-v, 0) + softplus, np.maximum(v, 0) + softplus
-    else:
-        q = np.clip(v, wide(EPS), wide(1.0 - EPS))
-        pos, neg = -np.log(q), -np.log1p(-q)
+        return np.maximum(-v, 0) + softplus, np.maximum(v, 0) + softplus
+    q = np.clip(v, wide(EPS), wide(1.0 - EPS))
+    return -np.log(q), -np.log1p(-q)
+
+
+def _pos_weight_reference(y, v, pw, wide, logits):
+    """a·nll_pos + (1-y)·nll_neg in `wide`, a term with a zero coefficient left out."""
+    y = y.astype(wide)
+    a = wide(pw) * y
+    pos, neg = _term_losses(v, wide, logits)
     return np.where(a != 0, a * pos, 0) + np.where(y != 1, (1 - y) * neg, 0)
 
 
@@ -604,6 +610,29 @@ def test_pos_weight_gradients_are_within_the_ulp_bound(fast_calls, compiled_back
     assert fast_calls
 
 
+def _check_fast_against_reference(fast_calls, backend, y, v, **kw):
+    """The fast path's value (and, without groups, gradient) against the general kernel's NumPy
+    reference to the fidelity bounds; the other compiled backend gives the same bits. Returns the
+    value and the gradient (None with groups)."""
+    rtol = 1e-6 if v.dtype == np.float32 else 1e-12
+    want = fastbce.bce(y, v, backend="numpy", **kw)
+    fast_calls.clear()
+    got = fastbce.bce(y, v, backend=backend, **kw)
+    assert fast_calls
+    np.testing.assert_allclose(got, want, rtol=rtol)
+    for other in COMPILED_BACKENDS:
+        np.testing.assert_array_equal(fastbce.bce(y, v, backend=other, **kw), got)
+    if "groups" in kw:
+        return got, None
+    value, grad = fastbce.bce_value_and_grad(y, v, backend=backend, **kw)
+    np.testing.assert_array_equal(value, got)
+    want_grad = fastbce.bce_grad(y, v, backend="numpy", **kw)
+    # soft labels: the two terms cancel in places (bounded relative to the terms)
+    np.testing.assert_allclose(grad, want_grad, rtol=4e-7 if v.dtype == np.float32 else 1e-14,
+                               atol=rtol * np.nanmax(np.abs(want_grad)))
+    return got, grad
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_pos_weight_sums_match_the_reference(fast_calls, compiled_backend, dtype, rng):
     """Per-label and scalar pos_weight with weights, a mask, NaN left out, every reduction and the
@@ -611,7 +640,6 @@ def test_pos_weight_sums_match_the_reference(fast_calls, compiled_backend, dtype
     Numba the same bits; Fortran order the C-order bits; pos_weight 0 with x = -inf and y = 1 is
     0, not NaN."""
     dtype = np.dtype(dtype)
-    rtol = 1e-6 if dtype == np.float32 else 1e-12
     shape = (6_000, 37)
     y = (rng.random(shape) < 0.3).astype(np.uint8)
     ys = rng.random(shape).astype(dtype)
@@ -628,20 +656,8 @@ def test_pos_weight_sums_match_the_reference(fast_calls, compiled_backend, dtype
         for v, logits in ((p, False), (x, True)):
             for kw in cases:
                 kw = dict(kw, from_logits=logits)
-                want = fastbce.bce(labels, v, backend="numpy", **kw)
-                fast_calls.clear()
-                got = fastbce.bce(labels, v, backend=compiled_backend, **kw)
-                assert fast_calls
-                np.testing.assert_allclose(got, want, rtol=rtol)
-                for other in COMPILED_BACKENDS:
-                    np.testing.assert_array_equal(fastbce.bce(labels, v, backend=other, **kw), got)
-                if "groups" not in kw:
-                    value, grad = fastbce.bce_value_and_grad(labels, v, backend=compiled_backend, **kw)
-                    np.testing.assert_array_equal(value, got)
-                    want_grad = fastbce.bce_grad(labels, v, backend="numpy", **kw)
-                    # soft labels: the two terms cancel in places (bounded relative to the terms)
-                    np.testing.assert_allclose(grad, want_grad, rtol=4e-7 if dtype == np.float32 else 1e-14,
-                                               atol=rtol * np.nanmax(np.abs(want_grad)))
+                _, grad = _check_fast_against_reference(fast_calls, compiled_backend, labels, v, **kw)
+                if grad is not None:
                     f_grad = fastbce.bce_grad(np.asfortranarray(labels), np.asfortranarray(v),
                                               backend=compiled_backend, **kw)
                     np.testing.assert_array_equal(f_grad, grad)
@@ -680,13 +696,7 @@ def test_label_smoothing_is_within_the_ulp_bound(fast_calls, compiled_backend, d
                 got = _element_losses(y, v, compiled_backend, label_smoothing=s, pos_weight=pw,
                                       from_logits=logits)
                 a, b = _smoothed(y, s, wide)
-                v_wide = v.astype(wide)
-                if logits:
-                    softplus = np.log1p(np.exp(-np.abs(v_wide)))
-                    pos, neg = np.maximum(-v_wide, 0) + softplus, np.maximum(v_wide, 0) + softplus
-                else:
-                    q = np.clip(v_wide, wide(EPS), wide(1.0 - EPS))
-                    pos, neg = -np.log(q), -np.log1p(-q)
+                pos, neg = _term_losses(v, wide, logits)
                 want = wide(pw) * a * pos + b * neg
                 with np.errstate(over="ignore"):
                     ulps = _ulps(np.asarray(got).astype(dtype), want.astype(dtype))
@@ -711,7 +721,6 @@ def test_label_smoothing_matches_the_reference(fast_calls, compiled_backend, dty
     general kernel's values to the fidelity bounds (s = 0.01 too: a systematic error in 1 - y'
     would show at 6e-6); Cython and Numba the same bits; labels outside [0, 1] still raise."""
     dtype = np.dtype(dtype)
-    rtol = 1e-6 if dtype == np.float32 else 1e-12
     shape = (3_000, 40)
     y = (rng.random(shape) < 0.3).astype(np.float32)
     v = rng.random(shape).astype(dtype)
@@ -719,18 +728,7 @@ def test_label_smoothing_matches_the_reference(fast_calls, compiled_backend, dty
     for kw in (dict(), dict(axis=0, pos_weight=np.linspace(0.5, 3, shape[1])),
                dict(axis=1, sample_weight=w, from_logits=True)):
         for s in (0.2, 0.01):
-            kw = dict(kw, label_smoothing=s)
-            want = fastbce.bce(y, v, backend="numpy", **kw)
-            fast_calls.clear()
-            got = fastbce.bce(y, v, backend=compiled_backend, **kw)
-            assert fast_calls
-            np.testing.assert_allclose(got, want, rtol=rtol)
-            for other in COMPILED_BACKENDS:
-                np.testing.assert_array_equal(fastbce.bce(y, v, backend=other, **kw), got)
-            want_grad = fastbce.bce_grad(y, v, backend="numpy", **kw)
-            grad = fastbce.bce_grad(y, v, backend=compiled_backend, **kw)
-            np.testing.assert_allclose(grad, want_grad, rtol=4e-7 if dtype == np.float32 else 1e-14,
-                                       atol=rtol * np.abs(want_grad).max())
+            _check_fast_against_reference(fast_calls, compiled_backend, y, v, label_smoothing=s, **kw)
     bad = y.copy()
     bad[7, 3] = 1.5
     with pytest.raises(ValueError, match="y_true"):
