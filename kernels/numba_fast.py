@@ -525,6 +525,21 @@ def _grad_logit_block(p, n, ybuf, mbuf, wbuf, pbuf, coef, sbuf, ebuf, have_e, gr
 
 
 @njit(**_JIT)
+def _multiply_into(m, q):
+    """m *= q elementwise (views: indices from 0, so no wraparound code and the loop vectorises)."""
+    for t in range(m.shape[0]):
+        m[t] *= q[t]
+
+
+@njit(**_JIT)
+def _add_weighted_into(acc_l, acc_w, l, w):
+    """acc_l += l·w and acc_w += w elementwise, in float64 (views, as _multiply_into)."""
+    for t in range(acc_l.shape[0]):
+        acc_l[t] += np.float64(l[t]) * w[t]
+        acc_w[t] += w[t]
+
+
+@njit(**_JIT)
 def _lane_sum(a):
     s8 = np.empty(8)
     for i in range(8):
@@ -736,12 +751,10 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
             while k < n:
                 run = min(n - k, ncols - j)
                 if product:
-                    for t in range(run):
-                        col_m[j + t] *= qbuf[k + t]
+                    _multiply_into(col_m[j:j + run], qbuf[k:k + run])
                 if sum_lbuf:
-                    for t in range(run):
-                        col_l[j + t] += np.float64(lbuf[k + t]) * wbuf[k + t]
-                        col_w[j + t] += wbuf[k + t]
+                    _add_weighted_into(col_l[j:j + run], col_w[j:j + run], lbuf[k:k + run],
+                                       wbuf[k:k + run])
                 k += run
                 if j + run == ncols and by_product:
                     rows_since_split += 1
