@@ -544,10 +544,14 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
                             for (int q = 0; q < FB_LANES; q++) acc_l[q] += (double)lbuf[k + t + h + q];
                         }
                     }
-                    for (; t < run; t++) {
-                        prod_m[(j + t) % FB_PROD_LANES] *= qbuf[k + t];
-                        if (a->logits)
-                            acc_l[(j + t) % FB_LANES] += (double)lbuf[k + t];
+                    /* the rest of the row (or block) from lane 0 on: lane q is element t + q */
+                    const int64_t rest = run - t;
+#pragma omp simd
+                    for (int64_t q = 0; q < rest; q++) prod_m[q] *= qbuf[k + t + q];
+                    for (int64_t h = 0; a->logits && h < rest; h += FB_LANES) {
+                        const int64_t lanes = rest - h < FB_LANES ? rest - h : FB_LANES;
+#pragma omp simd
+                        for (int64_t q = 0; q < lanes; q++) acc_l[q] += (double)lbuf[k + t + h + q];
                     }
                 } else {
                     for (; t < run && (j + t) % FB_LANES; t++) {
@@ -561,9 +565,11 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
                             acc_w[q] += wbuf[k + t + q];
                         }
                     }
-                    for (; t < run; t++) {
-                        acc_l[(j + t) % FB_LANES] += (double)lbuf[k + t] * wbuf[k + t];
-                        acc_w[(j + t) % FB_LANES] += wbuf[k + t];
+                    /* the rest from lane 0 on */
+#pragma omp simd
+                    for (int64_t q = 0; q < run - t; q++) {
+                        acc_l[q] += (double)lbuf[k + t + q] * wbuf[k + t + q];
+                        acc_w[q] += wbuf[k + t + q];
                     }
                 }
                 k += run;

@@ -803,11 +803,14 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
                                 for q in range(LANES):
                                     acc_l[q] += np.float64(lbuf[k + t + h + q])
                         t += PROD_LANES
-                    while t < run:
-                        prod_m[(j + t) % PROD_LANES] *= qbuf[k + t]
-                        if logits:
-                            acc_l[(j + t) % LANES] += np.float64(lbuf[k + t])
-                        t += 1
+                    # the rest of the row (or block) from lane 0 on: lane q is element t + q
+                    rest = run - t
+                    _multiply_into(prod_m[:rest], qbuf[k + t:k + run])
+                    if logits:
+                        for h in range(0, rest, LANES):
+                            lv = lbuf[k + t + h:k + t + min(rest, h + LANES)]
+                            for q in range(lv.shape[0]):
+                                acc_l[q] += np.float64(lv[q])
                 else:
                     while t < run and (j + t) % LANES != 0:
                         acc_l[(j + t) % LANES] += np.float64(lbuf[k + t]) * wbuf[k + t]
@@ -818,10 +821,9 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
                             acc_l[q] += np.float64(lbuf[k + t + q]) * wbuf[k + t + q]
                             acc_w[q] += wbuf[k + t + q]
                         t += LANES
-                    while t < run:
-                        acc_l[(j + t) % LANES] += np.float64(lbuf[k + t]) * wbuf[k + t]
-                        acc_w[(j + t) % LANES] += wbuf[k + t]
-                        t += 1
+                    # the rest from lane 0 on
+                    _add_weighted_into(acc_l[:run - t], acc_w[:run - t], lbuf[k + t:k + run],
+                                       wbuf[k + t:k + run])
                 k += run
                 j += run
                 if j == ncols:
