@@ -334,8 +334,8 @@ cdef size_t _address(array):
 
 def fast_pass(y, p, w, pos_w, mask, groups, int mode, Py_ssize_t ncols, Py_ssize_t row0,
               bint logits, int nan_mode, clip, double eps, double smoothing, nll,
-              Py_ssize_t chunk_elems, double[:, :, ::1] sums, uint8_t[::1] flags, grad, double grad_scale, col_scale, row_scale, bint want_loss,
-              int n_threads):
+              Py_ssize_t chunk_elems, double[:, :, ::1] sums, uint8_t[::1] flags, grad,
+              double grad_scale, col_scale, row_scale, bint want_loss, int n_threads):
     """The fast pass over flat C-ordered arrays (see fastbce/_fastpath.py for the contract)."""
     global _openmp_started
     if _single_threaded:

@@ -350,7 +350,7 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
     }
     if (!use_w)
         for (int64_t k = 0; k < FB_BLOCK; k++) wbuf[k] = 1.0;
-    if (a->pos_w == NULL)
+    if (has_coef && a->pos_w == NULL)
         for (int64_t k = 0; k < FB_BLOCK; k++) pbuf[k] = 1.0;
     for (int64_t b0 = start; b0 < stop; b0 += FB_BLOCK) {
         int64_t n = stop - b0 < FB_BLOCK ? stop - b0 : FB_BLOCK;

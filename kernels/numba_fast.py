@@ -458,7 +458,8 @@ def _loss_hard(p, n, ybuf, mbuf, pbuf, coef, lbuf, clip_lo, clip_hi, nll, omit):
         pv = p[k]
         yv = ybuf[k]
         l = nll_hard(pv, yv, clip_lo, clip_hi, nll[0], nll[1], nll[2], nll[3])
-        l = _as_type_of(yv, _coef_pos(coef, pbuf[k], yv)) * l if coef[0] and yv != 0 else l
+        a = _coefficients(coef, pbuf[k], yv)[0]
+        l = a * l if coef[0] and yv != 0 else l
         lbuf[k] = _element_value(l, pv, yv, mbuf[k] != 0, omit)
 
 
