@@ -5,7 +5,7 @@ kernels/numba_fast.py for Numba) computes the commonest calls with vectorised fl
 (float64 for float64 predictions): BCE from probabilities (hard labels: one logarithm per element,
 or for float32 predictions without weights none at all, as -log of a product of probabilities in
 float64 lanes; soft labels: two) or logits, with optional scalar or full sample weights, a scalar
-or per-label pos_weight, label smoothing and an optional mask, reduced to a mean or sum overall,
+or per-label pos_weight, label smoothing, focal loss and an optional mask, reduced to a mean or sum overall,
 per label (axis=0), per sample (axis=1) or per group; its gradient, or both fused. It keeps the
 chunking of the general kernel (a function of the shape only) and sums each chunk in a fixed
 order in float64, so results do not depend on the thread count.
@@ -15,8 +15,9 @@ C-contiguous transposes (the same values to rounding, summed in another order). 
 other non-C layout (strided, broadcast, Fortran order for the other reductions or with a
 pos_weight) are copied to C order one slab of whole chunks at a time: the same chunks, hence the
 same bits as C-ordered input, with bounded extra memory (SLAB_ELEMENTS per array). Everything
-else (a pos_weight that varies along samples, focal loss, reduction="none", float16, the scoring
-statistics, float64 labels with float32 predictions) runs the general kernel.
+else (a pos_weight that varies along samples, focal loss of float64 predictions with γ not an
+integer <= 7, reduction="none", float16, the scoring statistics, float64 labels with float32
+predictions) runs the general kernel.
 """
 
 from dataclasses import dataclass
@@ -61,6 +62,7 @@ class FastPass:
     clip: tuple  # (lo, hi): p < lo is clipped to eps, p > hi to 1 - eps (values of p's dtype)
     eps: float
     smoothing: float  # label smoothing: y·(1 - smoothing) + smoothing/2 (after the range check)
+    focal: tuple  # (γ, α, n): focal loss (γ = 0, α < 0: none), n = γ if an integer <= 7, else -1
     nll: tuple  # losses at the clip bounds: -log q, -log(1-q) for q = eps, then for q = 1 - eps
 
 
@@ -86,11 +88,14 @@ def fast_pass_arguments(plan, kernel, n_stats, grad):
         return None
     if grad is not None and plan.mode == MODE_GROUPS:
         return None
-    if plan.gamma != 0.0 or plan.alpha >= 0.0 or plan.y_half or plan.p_half:
+    if plan.y_half or plan.p_half:
         return None
     p, y = plan.p, plan.y
     if p.dtype not in _MIN_EPS or plan.eps < _MIN_EPS[p.dtype]:
         return None
+    gamma_n = int(plan.gamma) if plan.gamma in range(8) else -1
+    if gamma_n < 0 and p.dtype == np.float64:
+        return None  # exp(γ·log(1-p_t)) is not within a few float64 ulp
     pos_w = None
     if not (_is_scalar(plan.pw) and plan.pw[0, 0] == 1.0):
         if plan.pw.strides[0] != 0 and plan.pw.shape[0] > 1:
@@ -134,6 +139,7 @@ def fast_pass_arguments(plan, kernel, n_stats, grad):
     return FastPass(y=y, p=p, w=w, weight=weight, pos_w=pos_w, mask=mask, groups=groups,
                     mode=plan.mode, logits=plan.from_logits, nan_mode=plan.nan_mode,
                     clip=_clip_bounds(plan.eps, p.dtype), eps=plan.eps, smoothing=plan.smoothing,
+                    focal=(plan.gamma, plan.alpha, gamma_n),
                     nll=tuple(map(float, nll)))
 
 
@@ -158,8 +164,8 @@ def run_fast_pass(kernel, fast, rows_per_chunk, n_cols, sums, flags, grad, row_f
         groups = None if fast.groups is None else fast.groups[rows]
         chunks = slice(rows.start // rows_per_chunk, -(-rows.stop // rows_per_chunk))
         kernel.fast_pass(y, p, w, fast.pos_w, mask, groups, fast.mode, n_cols, rows.start,
-                         fast.logits, fast.nan_mode, fast.clip, fast.eps, fast.smoothing, fast.nll,
-                         chunk_elems, sums if fast.mode == MODE_ROWS else sums[chunks], flags[chunks],
+                         fast.logits, fast.nan_mode, fast.clip, fast.eps, fast.smoothing,
+                         fast.focal, fast.nll, chunk_elems, sums if fast.mode == MODE_ROWS else sums[chunks], flags[chunks],
                          grad_part, grad_scale, col_scale, row_scale, want_value, n_threads)
 
     n_rows = fast.p.shape[0]
@@ -176,7 +182,7 @@ def run_fast_pass(kernel, fast, rows_per_chunk, n_cols, sums, flags, grad, row_f
         w = rest.pop(0) if fast.w is not None else None
         mask = rest.pop(0) if fast.mask is not None else None
         kernel.fast_pass(y, p, w, None, mask, None, MODE_ROWS, n_rows, 0, fast.logits,
-                         fast.nan_mode, fast.clip, fast.eps, fast.smoothing, fast.nll,
+                         fast.nan_mode, fast.clip, fast.eps, fast.smoothing, fast.focal, fast.nll,
                          rows_t * n_rows, sums[:1], flags_t,
                          None if grad is None else grad.T.reshape(-1), grad_scale, None,
                          col_factor if col_factor.size > 1 else None, want_value, n_threads)

@@ -283,8 +283,7 @@ def bce_pass(y, p, w, pw, mask, groups, y_half, p_half, from_logits, eps, smooth
 
 
 # ---------------------------------------------------------------------------------------------
-# Fast path (kernels/fastbce_simd.h): flat contiguous data, weights and mask but no pos_weight,
-# smoothing or focal loss.
+# Fast path (kernels/fastbce_simd.h): flat contiguous data, the commonest options.
 # fastbce/_fastpath.py decides when it applies and prepares the arguments.
 # ---------------------------------------------------------------------------------------------
 
@@ -295,6 +294,9 @@ cdef extern from "fastbce_simd.h" nogil:
         const void *y
         int y_kind
         double keep, shift
+        int focal
+        double gamma, alpha
+        int gamma_n
         const void *p
         const void *w
         int w_kind
@@ -333,7 +335,7 @@ cdef size_t _address(array):
 
 
 def fast_pass(y, p, w, pos_w, mask, groups, int mode, Py_ssize_t ncols, Py_ssize_t row0,
-              bint logits, int nan_mode, clip, double eps, double smoothing, nll,
+              bint logits, int nan_mode, clip, double eps, double smoothing, focal, nll,
               Py_ssize_t chunk_elems, double[:, :, ::1] sums, uint8_t[::1] flags, grad,
               double grad_scale, col_scale, row_scale, bint want_loss, int n_threads):
     """The fast pass over flat C-ordered arrays (see fastbce/_fastpath.py for the contract)."""
@@ -357,6 +359,8 @@ def fast_pass(y, p, w, pos_w, mask, groups, int mode, Py_ssize_t ncols, Py_ssize
     a.clip_lo, a.clip_hi = clip
     a.eps, a.q_hi = eps, 1.0 - eps
     a.keep, a.shift = 1.0 - smoothing, 0.5 * smoothing
+    a.gamma, a.alpha, a.gamma_n = focal
+    a.focal = a.gamma != 0.0 or a.alpha >= 0.0
     a.lo_pos, a.lo_neg, a.hi_pos, a.hi_neg = nll
     a.grad = NULL if grad is None else <void *>_address(grad)
     a.grad_scale = grad_scale

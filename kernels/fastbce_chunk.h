@@ -122,6 +122,11 @@ FB_INLINE int FB_NAME(fb_q_block_logit)(const FB_T *X, const FB_T *ybuf, double 
 #define FB_FORM_HARD 0
 #define FB_FORM_SOFT 1
 #define FB_FORM_LOGIT 2
+/* focal loss (fb_focal), from probabilities or logits, γ by squaring or not */
+#define FB_FORM_FOCAL(logits, by_squaring) (4 | (logits) << 3 | (by_squaring) << 4)
+#define FB_IS_FOCAL(form) ((form) >= 4)
+#define FB_FOCAL_LOGITS(form) (((form) >> 3) & 1)
+#define FB_FOCAL_SQUARING(form) (((form) >> 4) & 1)
 
 /* The coefficients of the positive and negative terms with a pos_weight pw and label smoothing
  * (y -> y·keep + shift), in float64: a = pw·(y·keep + shift) and b = (1-y)·keep + shift, b formed
@@ -134,6 +139,45 @@ FB_INLINE double FB_NAME(fb_coef_pos)(const fb_args *a, double pw, FB_T y)
 FB_INLINE double FB_NAME(fb_coef_neg)(const fb_args *a, FB_T y)
 {
     return (1.0 - (double)y) * a->keep + a->shift;
+}
+
+/* Focal loss of one element, in float64 for float32 predictions too (a float32 1-p_t would
+ * carry its rounding into (1-p_t)^γ γ times): FL = α_t·(1-p_t)^γ·CE, CE = a·(-log q) + b·(-log(1-q))
+ * the soft or logit form in float64 with a = pw·y', b = 1 - y' of the smoothed label y',
+ * 1-p_t = y'·(1-q) + b·q, α_t = α·y' + (1-α)·b (1 without α); with want_grad its derivative
+ * instead: f·dCE/dv + γ·f·(b - y')·(dq/dv)/(1-p_t)·CE with f = α_t·(1-p_t)^γ and dq/dv = 1 inside
+ * the clip (probabilities) or σ(x)σ(-x); f = 0 gives 0 for both. The general kernel's formula
+ * (kernels/numba_kernels.py, weighted_element) in the same order; logits, by_squaring and
+ * want_grad are constants at each call site. */
+FB_INLINE double FB_NAME(fb_focal)(const fb_args *a, FB_T v, FB_T y, double pw, int logits,
+                                   int by_squaring, int want_grad)
+{
+    double vd = (double)v, ys = (double)y * a->keep + a->shift;
+    double pos = pw * ys, neg = FB_NAME(fb_coef_neg)(a, y);
+    double q, q_bar, dq, ce, g;
+    if (logits) {
+        double e = FB_V(fb_exp_abs_f64)(vd);
+        double big = 1.0 / (1.0 + e), small = e * big;
+        q = vd >= 0.0 ? big : small;
+        q_bar = vd >= 0.0 ? small : big;
+        dq = big * small;
+        ce = FB_V(fb_nll_logit_f64)(vd, pos, neg, e, 1);
+        g = FB_V(fb_grad_logit_f64)(vd, pos, neg, e);
+    } else {
+        q = vd < a->eps ? a->eps : (vd > a->q_hi ? a->q_hi : vd);
+        q_bar = 1.0 - q;
+        dq = (vd < a->clip_lo) | (vd > a->clip_hi) ? 0.0 : 1.0;
+        ce = FB_V(fb_nll_soft_f64)(vd, pos, neg, a->clip_lo, a->clip_hi, a->lo_pos, a->lo_neg,
+                                   a->hi_pos, a->hi_neg);
+        g = FB_V(fb_grad_prob_f64)(vd, (double)y, pos, neg, a->clip_lo, a->clip_hi, 1);
+    }
+    double z = ys * q_bar + neg * q;
+    double alpha_t = a->alpha >= 0.0 ? a->alpha * ys + (1.0 - a->alpha) * neg : 1.0;
+    double f = alpha_t * FB_V(fb_pow_unit)(z, a->gamma, a->gamma_n, by_squaring);
+    double d_f = (a->gamma != 0.0) & (dq != 0.0) ? a->gamma * f * (neg - ys) * (dq / z) : 0.0;
+    if (f == 0.0)
+        return 0.0;
+    return want_grad ? f * g + (d_f != 0.0 ? d_f * ce : 0.0) : f * ce;
 }
 
 /* One block: losses into lbuf (want_loss), counted weights into wbuf (use_w: 0 where the mask
@@ -170,6 +214,9 @@ FB_INLINE int FB_NAME(fb_loss_block)(
                 l = has_coef && y != FB_ZERO ? pos * l : l;
             } else if (form == FB_FORM_SOFT)
                 l = FB_NAME(fb_nll_soft)(p, pos, neg, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg);
+            else if (FB_IS_FOCAL(form))
+                l = (FB_T)FB_NAME(fb_focal)(a, p, y, pbuf[k], FB_FOCAL_LOGITS(form),
+                                            FB_FOCAL_SQUARING(form), 0);
             else {
                 FB_T e = FB_NAME(fb_exp_abs)(p);
                 l = FB_NAME(fb_nll_logit)(p, pos, neg, e, has_coef);
@@ -186,11 +233,12 @@ FB_INLINE int FB_NAME(fb_loss_block)(
 }
 
 /* The gradient of one block into G: w·dl/dv times sbuf (the scale of each element); the flags
- * as in fb_loss_block, have_e: ebuf holds exp(-|x|) from the loss block. */
+ * as in fb_loss_block, have_e: ebuf holds exp(-|x|) from the loss block; focal: 0, or the
+ * FB_FORM_FOCAL of focal loss. */
 FB_INLINE void FB_NAME(fb_grad_block)(
     const fb_args *a, const FB_T *P, const FB_T *ybuf, const uint8_t *mbuf, const double *wbuf,
     const double *pbuf, const double *sbuf, const FB_T *ebuf, FB_T *G, int64_t n, int logits,
-    int use_w, int has_coef, int have_e)
+    int use_w, int has_coef, int have_e, int focal)
 {
     const FB_T clip_lo = (FB_T)a->clip_lo, clip_hi = (FB_T)a->clip_hi;
     const int omit = a->nan_mode == FB_NAN_OMIT;
@@ -200,7 +248,9 @@ FB_INLINE void FB_NAME(fb_grad_block)(
         int isn = (p != p) | (y != y);
         double pos = has_coef ? FB_NAME(fb_coef_pos)(a, pbuf[k], y) : (double)y;
         double neg = has_coef ? FB_NAME(fb_coef_neg)(a, y) : 1.0 - (double)y, g;
-        if (logits)
+        if (focal)
+            g = FB_NAME(fb_focal)(a, p, y, pbuf[k], FB_FOCAL_LOGITS(focal), FB_FOCAL_SQUARING(focal), 1);
+        else if (logits)
             g = FB_NAME(fb_grad_logit)(p, pos, neg, have_e ? ebuf[k] : FB_NAME(fb_exp_abs)(p));
         else
             g = FB_NAME(fb_grad_prob)(p, y, pos, neg, clip_lo, clip_hi, has_coef);
@@ -313,10 +363,10 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
     const int64_t ncols = a->ncols;
     double *sums = a->sums + (a->mode == FB_MODE_ROWS ? 0 : chunk * a->n_slots * 2);
     int bad = 0;
-    /* per-element coefficients of the two terms: a pos_weight (pbuf: each element's, 1 without)
-     * or label smoothing; wbuf holds the counted weights when there are weights, a mask, NaNs to
+    /* per-element coefficients of the two terms: a pos_weight (pbuf: each element's, 1 without),
+     * label smoothing or focal loss (always computed with coefficients); wbuf holds the counted weights when there are weights, a mask, NaNs to
      * omit or coefficients */
-    const int has_coef = a->pos_w != NULL || a->shift != 0.0;
+    const int has_coef = a->pos_w != NULL || a->shift != 0.0 || a->focal;
     const int use_w = a->w_kind != FB_W_NONE || a->mask != NULL || a->nan_mode == FB_NAN_OMIT
                       || has_coef;
     /* Product path: float32 predictions, no weights or mask, eps >= 2^-28 (probabilities), one
@@ -409,6 +459,10 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
                 bad |= FB_LOSS(FB_FORM_HARD, 0, 0, 0); /* the error bits of the bad predictions */
         } else if (!a->want_loss) {
             bad |= use_w ? FB_LOSS(FB_FORM_HARD, 0, 1, 0) : FB_LOSS(FB_FORM_HARD, 0, 0, 0);
+        } else if (a->focal) {
+            const int sq = a->gamma_n >= 0;
+            bad |= a->logits ? (sq ? FB_LOSS(FB_FORM_FOCAL(1, 1), 1, 1, 1) : FB_LOSS(FB_FORM_FOCAL(1, 0), 1, 1, 1))
+                             : (sq ? FB_LOSS(FB_FORM_FOCAL(0, 1), 1, 1, 1) : FB_LOSS(FB_FORM_FOCAL(0, 0), 1, 1, 1));
         } else if (has_coef) {
             bad |= FB_LOSS_FORMS(1, 1);
         } else if (use_w) {
@@ -433,12 +487,18 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
             } else {
                 fb_by_column(sbuf, a->col_scale, b0 % ncols, ncols, n);
             }
-#define FB_GRAD(logits, use_w_, coef_, have_e) \
-            FB_NAME(fb_grad_block)(a, Pb, ybuf, mbuf, wbuf, pbuf, sbuf, ebuf, G + b0, n, logits, use_w_, coef_, have_e)
+#define FB_GRAD(logits, use_w_, coef_, have_e, focal) \
+            FB_NAME(fb_grad_block)(a, Pb, ybuf, mbuf, wbuf, pbuf, sbuf, ebuf, G + b0, n, logits, use_w_, coef_, have_e, focal)
 #define FB_GRAD_FORMS(use_w_, coef_) \
-            (a->logits && keep_e ? FB_GRAD(1, use_w_, coef_, 1) \
-             : a->logits ? FB_GRAD(1, use_w_, coef_, 0) : FB_GRAD(0, use_w_, coef_, 0))
-            if (has_coef)
+            (a->logits && keep_e ? FB_GRAD(1, use_w_, coef_, 1, 0) \
+             : a->logits ? FB_GRAD(1, use_w_, coef_, 0, 0) : FB_GRAD(0, use_w_, coef_, 0, 0))
+            if (a->focal) {
+                const int sq = a->gamma_n >= 0;
+                if (a->logits)
+                    sq ? FB_GRAD(1, 1, 1, 0, FB_FORM_FOCAL(1, 1)) : FB_GRAD(1, 1, 1, 0, FB_FORM_FOCAL(1, 0));
+                else
+                    sq ? FB_GRAD(0, 1, 1, 0, FB_FORM_FOCAL(0, 1)) : FB_GRAD(0, 1, 1, 0, FB_FORM_FOCAL(0, 0));
+            } else if (has_coef)
                 FB_GRAD_FORMS(1, 1);
             else if (use_w)
                 FB_GRAD_FORMS(1, 0);
@@ -604,3 +664,7 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
 #undef FB_FORM_HARD
 #undef FB_FORM_SOFT
 #undef FB_FORM_LOGIT
+#undef FB_FORM_FOCAL
+#undef FB_IS_FOCAL
+#undef FB_FOCAL_LOGITS
+#undef FB_FOCAL_SQUARING

@@ -110,6 +110,23 @@ FB_INLINE double FB_V(fb_exp_neg_f64)(double t)
     return y * (bias ? 7.458340731200207e-155 /* 2^-512 */ : 1.0);
 }
 
+/* z^γ for z in [0, 1] and γ >= 0 (the modulation of focal loss), in float64. by_squaring
+ * (a constant at each call site): γ is the integer n <= 7, z^n by squaring (z^2 rounded once, z^7
+ * within 2 ulp); else exp(γ·log z), relative error <= ~γ·|log z|·2^-53 (<= 745·2^-53 when the
+ * result is not 0), a subnormal z scaled by 2^54 before its logarithm, 0^γ = 0 (γ > 0). */
+FB_INLINE double FB_V(fb_pow_unit)(double z, double gamma, int n, int by_squaring)
+{
+    if (by_squaring) {
+        double z2 = z * z, r = n & 1 ? z : 1.0;
+        r = n & 2 ? r * z2 : r;
+        return n & 4 ? r * (z2 * z2) : r;
+    }
+    int sub = z < 0x1p-1022;
+    double lz = FB_V(fb_log_f64)(sub ? z * 0x1p54 : z, 0.0) - (sub ? 54 * 6.93147180559945286e-01 : 0.0);
+    double r = FB_V(fb_exp_neg_f64)(gamma * lz);
+    return z == 0.0 ? 0.0 : r;
+}
+
 /* log of a product kept as m·2^e (fb_split; m > 0 or NaN): e·ln2 + log m, ln2 in two parts; NaN
  * for m NaN. */
 FB_INLINE double FB_V(fb_log_product)(double m, int64_t e)

@@ -63,6 +63,9 @@
 typedef struct {
     const void *y; int y_kind;  /* labels: FB_Y_* */
     double keep, shift;         /* label smoothing: y·keep + shift (keep = 1, shift = 0: none) */
+    int focal;                  /* focal loss: α_t·(1-p_t)^γ·CE (fb_focal) */
+    double gamma, alpha;        /* γ >= 0; α in [0, 1], or < 0 for no α factor */
+    int gamma_n;                /* γ when it is an integer <= 7 (by squaring), else -1 */
     const void *p;              /* predictions: float or double by the function called */
     const void *w; int w_kind;  /* per-element weights: FB_W_* */
     const double *pos_w;        /* pos_weight of each column (ncols values), or NULL (1 for all) */

@@ -170,6 +170,21 @@ def exp_neg_f64(t):
     return y * (7.458340731200207e-155 if bias != 0 else 1.0)
 
 
+@njit(**_INLINE)
+def pow_unit(z, gamma, n, by_squaring):
+    """z^γ for z in [0, 1] in float64: by squaring when γ is the integer n <= 7 (by_squaring),
+    else exp(γ·log z), a subnormal z scaled by 2^54, 0^γ = 0 (see fastbce_math.h)."""
+    if by_squaring:
+        z2 = z * z
+        r = z if n & 1 else 1.0
+        r = r * z2 if n & 2 else r
+        return r * (z2 * z2) if n & 4 else r
+    sub = z < 2.0 ** -1022
+    lz = log_f64(z * 2.0 ** 54 if sub else z, 0.0) - (54 * 6.93147180559945286e-01 if sub else 0.0)
+    r = exp_neg_f64(gamma * lz)
+    return 0.0 if z == 0.0 else r
+
+
 @njit(**_JIT)
 def _split(m, e, n):
     """Products kept as m·2^e, m in [sqrt(1/2), sqrt(2)): the exponents of m[:n] move into e (NaN
@@ -313,6 +328,41 @@ def grad_logit(x, a, b, e):
     return b * big - a * small if x >= zero else b * small - a * big
 
 
+@njit(**_INLINE)
+def focal(v, y, pw, coef, clip_lo, clip_hi, eps, nll, gamma_alpha, logits, by_squaring):
+    """(focal loss, its derivative) of one element in float64: α_t·(1-p_t)^γ·CE with the
+    coefficients a = pw·y', b = 1 - y' of the smoothed label y' (fastbce_chunk.h, fb_focal);
+    gamma_alpha = (γ, α, n), nll in float64."""
+    vd = np.float64(v)
+    ys = np.float64(y) * coef[1] + coef[2]
+    pos = pw * ys
+    neg = _coef_neg(coef, y)
+    gamma, alpha, n = gamma_alpha
+    if logits:
+        e = exp_neg_f64(-(-vd if vd < 0.0 else vd))
+        big = 1.0 / (1.0 + e)
+        small = e * big
+        q = big if vd >= 0.0 else small
+        q_bar = small if vd >= 0.0 else big
+        dq = big * small
+        ce = nll_logit(vd, pos, neg, e, True)
+        g = grad_logit(vd, pos, neg, e)
+    else:
+        q = eps if vd < eps else (1.0 - eps if vd > 1.0 - eps else vd)
+        q_bar = 1.0 - q
+        dq = 0.0 if (vd < clip_lo) | (vd > clip_hi) else 1.0
+        ce = nll_soft(vd, pos, neg, np.float64(clip_lo), np.float64(clip_hi), nll[0], nll[1],
+                      nll[2], nll[3])
+        g = grad_prob(vd, np.float64(y), pos, neg, clip_lo, clip_hi, True)
+    z = ys * q_bar + neg * q
+    alpha_t = alpha * ys + (1.0 - alpha) * neg if alpha >= 0.0 else 1.0
+    f = alpha_t * pow_unit(z, gamma, n, by_squaring)
+    d_f = gamma * f * (neg - ys) * (dq / z) if (gamma != 0.0) & (dq != 0.0) else 0.0
+    if f == 0.0:
+        return 0.0, 0.0
+    return f * ce, f * g + (d_f * ce if d_f != 0.0 else 0.0)
+
+
 # ---- blocks --------------------------------------------------------------------------------------
 
 # The block functions take views of the block (index k >= 0: no wraparound code, so that LLVM
@@ -452,12 +502,20 @@ def _coefficients(coef, pw, yv):
     return yv, _one(yv) - yv
 
 
+@njit(**_INLINE)
+def _nll_as_type_of(x, nll):
+    """The losses at the clip bounds (float64) in the type of x."""
+    return (_as_type_of(x, nll[0]), _as_type_of(x, nll[1]), _as_type_of(x, nll[2]),
+            _as_type_of(x, nll[3]))
+
+
 @njit(**_JIT)
 def _loss_hard(p, n, ybuf, mbuf, pbuf, coef, lbuf, clip_lo, clip_hi, nll, omit):
+    lo_pos, lo_neg, hi_pos, hi_neg = _nll_as_type_of(clip_lo, nll)
     for k in range(n):
         pv = p[k]
         yv = ybuf[k]
-        l = nll_hard(pv, yv, clip_lo, clip_hi, nll[0], nll[1], nll[2], nll[3])
+        l = nll_hard(pv, yv, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg)
         a = _coefficients(coef, pbuf[k], yv)[0]
         l = a * l if coef[0] and yv != 0 else l
         lbuf[k] = _element_value(l, pv, yv, mbuf[k] != 0, omit)
@@ -465,11 +523,12 @@ def _loss_hard(p, n, ybuf, mbuf, pbuf, coef, lbuf, clip_lo, clip_hi, nll, omit):
 
 @njit(**_JIT)
 def _loss_soft(p, n, ybuf, mbuf, pbuf, coef, lbuf, clip_lo, clip_hi, nll, omit):
+    lo_pos, lo_neg, hi_pos, hi_neg = _nll_as_type_of(clip_lo, nll)
     for k in range(n):
         pv = p[k]
         yv = ybuf[k]
         a, b = _coefficients(coef, pbuf[k], yv)
-        l = nll_soft(pv, a, b, clip_lo, clip_hi, nll[0], nll[1], nll[2], nll[3])
+        l = nll_soft(pv, a, b, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg)
         lbuf[k] = _element_value(l, pv, yv, mbuf[k] != 0, omit)
 
 
@@ -483,6 +542,41 @@ def _loss_logit(p, n, ybuf, mbuf, pbuf, coef, lbuf, ebuf, omit):
         a, b = _coefficients(coef, pbuf[k], yv)
         l = nll_logit(pv, a, b, e, coef[0])
         lbuf[k] = _element_value(l, pv, yv, mbuf[k] != 0, omit)
+
+
+@njit(**_INLINE)
+def _focal_loop(p, n, ybuf, mbuf, wbuf, pbuf, sbuf, coef, out, clip_lo, clip_hi, eps, nll,
+                gamma_alpha, omit, logits, by_squaring, want_grad):
+    """Focal losses (want_grad False) or gradients of a block into out; logits and by_squaring
+    are constants at each call site, so that each loop has one form."""
+    for k in range(n):
+        pv = p[k]
+        yv = ybuf[k]
+        l, g = focal(pv, yv, pbuf[k], coef, clip_lo, clip_hi, eps, nll, gamma_alpha, logits,
+                     by_squaring)
+        if want_grad:
+            out[k] = _grad_value(g, pv, yv, mbuf[k] != 0, wbuf[k], sbuf[k], omit)
+        else:
+            out[k] = _element_value(_as_type_of(pv, l), pv, yv, mbuf[k] != 0, omit)
+
+
+@njit(**_JIT)
+def _focal_block(p, n, ybuf, mbuf, wbuf, pbuf, sbuf, coef, out, clip_lo, clip_hi, eps, nll,
+                 gamma_alpha, omit, logits, want_grad):
+    """Focal losses or gradients of a block (fastbce_chunk.h: the FB_FORM_FOCAL forms), one loop
+    per form."""
+    if gamma_alpha[2] >= 0 and logits:
+        _focal_loop(p, n, ybuf, mbuf, wbuf, pbuf, sbuf, coef, out, clip_lo, clip_hi, eps, nll,
+                    gamma_alpha, omit, True, True, want_grad)
+    elif gamma_alpha[2] >= 0:
+        _focal_loop(p, n, ybuf, mbuf, wbuf, pbuf, sbuf, coef, out, clip_lo, clip_hi, eps, nll,
+                    gamma_alpha, omit, False, True, want_grad)
+    elif logits:
+        _focal_loop(p, n, ybuf, mbuf, wbuf, pbuf, sbuf, coef, out, clip_lo, clip_hi, eps, nll,
+                    gamma_alpha, omit, True, False, want_grad)
+    else:
+        _focal_loop(p, n, ybuf, mbuf, wbuf, pbuf, sbuf, coef, out, clip_lo, clip_hi, eps, nll,
+                    gamma_alpha, omit, False, False, want_grad)
 
 
 @njit(**_JIT)
@@ -638,8 +732,9 @@ def _row_done(mode, g32, g64, g_i32, row0, row, ncols, sums, cs, acc_l, acc_w, p
 
 @njit(**_JIT)
 def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode, ncols, row0,
-           logits, nan_mode, clip_lo, clip_hi, f32, eps, smoothing, nll, grad, has_grad, scale,
-           col_scale, has_col_scale, row_scale, has_row_scale, want_loss, start, stop, sums, c):
+           logits, nan_mode, clip_lo, clip_hi, f32, eps, smoothing, gamma_alpha, nll, grad, has_grad,
+           scale, col_scale, has_col_scale, row_scale, has_row_scale, want_loss, start, stop, sums,
+           c):
     """Chunk c = elements [start, stop) (whole rows unless mode is MODE_ALL): Σ w·loss, Σ w into
     sums[c, slot]; returns the error bits (kernels/fastbce_chunk.h, fb_chunk)."""
     ybuf = np.empty(BLOCK, p.dtype)
@@ -661,8 +756,10 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
     col_m = np.ones(ncols if mode == MODE_COLS else 0)
     col_e = np.zeros(ncols if mode == MODE_COLS else 0, np.int64)
     omit = nan_mode == NAN_OMIT
-    # per-element coefficients of the two terms: a pos_weight (pbuf, 1 without) or label smoothing
-    coef = (has_pw or smoothing != 0.0, 1.0 - smoothing, 0.5 * smoothing)
+    # per-element coefficients of the two terms: a pos_weight (pbuf, 1 without), label smoothing
+    # or focal loss (always computed with coefficients)
+    is_focal = gamma_alpha[0] != 0.0 or gamma_alpha[1] >= 0.0
+    coef = (has_pw or smoothing != 0.0 or is_focal, 1.0 - smoothing, 0.5 * smoothing)
     use_w = has_w or has_mask or omit or coef[0]
     keep_e = logits and want_loss and has_grad
     # the product path of fastbce_chunk.h: Σ -log q = -log Π q (from logits: Σ log(1 + e) = log Π),
@@ -699,7 +796,10 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
         if not ok:
             bad |= _check_block(pb, n, ybuf, mbuf, not logits, nan_mode)
         if want_loss and not product:
-            if logits:
+            if is_focal:
+                _focal_block(pb, n, ybuf, mbuf, wbuf, pbuf, sbuf, coef, lbuf, clip_lo, clip_hi, eps,
+                             nll, gamma_alpha, omit, logits, False)
+            elif logits:
                 _loss_logit(pb, n, ybuf, mbuf, pbuf, coef, lbuf, ebuf, omit)
             elif soft:
                 _loss_soft(pb, n, ybuf, mbuf, pbuf, coef, lbuf, clip_lo, clip_hi, nll, omit)
@@ -720,7 +820,10 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
             elif has_col_scale:
                 _by_column(sbuf, col_scale, b0 % ncols, ncols, n)
             gb = grad[b0:b0 + n]
-            if logits:
+            if is_focal:
+                _focal_block(pb, n, ybuf, mbuf, wbuf, pbuf, sbuf, coef, gb, clip_lo, clip_hi, eps,
+                             nll, gamma_alpha, omit, logits, True)
+            elif logits:
                 _grad_logit_block(pb, n, ybuf, mbuf, wbuf, pbuf, coef, sbuf, ebuf, keep_e, gb, omit)
             else:
                 _grad_prob_block(pb, n, ybuf, mbuf, wbuf, pbuf, coef, sbuf, gb, clip_lo, clip_hi,
@@ -846,16 +949,17 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
 
 @njit(parallel=True, **_JIT)
 def _fast_pass(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode, ncols, row0,
-               logits, nan_mode, clip_lo, clip_hi, f32, eps, smoothing, nll, chunk_elems, sums,
-               flags, grad, has_grad, scale, col_scale, has_col_scale, row_scale, has_row_scale,
-               want_loss):
+               logits, nan_mode, clip_lo, clip_hi, f32, eps, smoothing, gamma_alpha, nll, chunk_elems,
+               sums, flags, grad, has_grad, scale, col_scale, has_col_scale, row_scale,
+               has_row_scale, want_loss):
     n = p.shape[0]
     for c in prange(flags.shape[0]):
         start = c * chunk_elems
         flags[c] = _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
-                          ncols, row0, logits, nan_mode, clip_lo, clip_hi, f32, eps, smoothing, nll,
-                          grad, has_grad, scale, col_scale, has_col_scale, row_scale,
-                          has_row_scale, want_loss, start, min(n, start + chunk_elems), sums, c)
+                          ncols, row0, logits, nan_mode, clip_lo, clip_hi, f32, eps, smoothing,
+                          gamma_alpha, nll, grad, has_grad, scale, col_scale, has_col_scale,
+                          row_scale, has_row_scale, want_loss, start, min(n, start + chunk_elems),
+                          sums, c)
 
 
 _NO_MASK = np.ones(1, np.uint8)
@@ -874,7 +978,7 @@ def read_only(*arrays):
 
 
 def fast_pass(y, p, w, pos_w, mask, groups, mode, ncols, row0, logits, nan_mode, clip, eps,
-              smoothing, nll, chunk_elems, sums, flags, grad, grad_scale, col_scale, row_scale,
+              smoothing, focal, nll, chunk_elems, sums, flags, grad, grad_scale, col_scale, row_scale,
               want_loss, n_threads):
     """Same contract as the Cython ``fast_pass`` (fastbce/_fastpath.py)."""
     t = p.dtype.type
@@ -888,7 +992,8 @@ def fast_pass(y, p, w, pos_w, mask, groups, mode, ncols, row0, logits, nan_mode,
         _NO_MASK if mask is None else mask, g32, g64)
     _fast_pass(y, p, w_in, w is not None, pos_w_in, pos_w is not None, mask_in, mask is not None,
                g32, g64, g_i32, mode, ncols, row0, bool(logits), nan_mode, t(clip[0]), t(clip[1]),
-               p.dtype == F32, float(eps), float(smoothing), tuple(t(v) for v in nll),
+               p.dtype == F32, float(eps), float(smoothing),
+               (float(focal[0]), float(focal[1]), int(focal[2])), tuple(float(v) for v in nll),
                chunk_elems, sums, flags, np.empty(1, p.dtype) if grad is None else grad,
                grad is not None, float(grad_scale), _NO_SCALE if col_scale is None else col_scale,
                col_scale is not None, _NO_SCALE if row_scale is None else row_scale,

@@ -179,7 +179,10 @@ def test_what_takes_the_fast_path(fast_calls, compiled_backend, rng):
             lambda: fastbce.bce_value_and_grad(y.astype(np.float64), p.astype(np.float64), **kw)]
     fast += [lambda: fastbce.bce(y, p, pos_weight=2.0, label_smoothing=0.1, **kw),
              lambda: fastbce.bce_value_and_grad(y, p, label_smoothing=0.1, from_logits=True, **kw),
-             lambda: fastbce.bce_grad(y, p, pos_weight=np.arange(5.0), axis=0, **kw)]
+             lambda: fastbce.bce_grad(y, p, pos_weight=np.arange(5.0), axis=0, **kw),
+             lambda: fastbce.focal_bce(y, p, **kw),
+             lambda: fastbce.focal_bce_value_and_grad(y, p, gamma=1.5, alpha=0.25, **kw),
+             lambda: fastbce.focal_bce_grad(y, p.astype(np.float64), gamma=7.0, from_logits=True, **kw)]
     general = [lambda: fastbce.bce(y, p, reduction="none", **kw),
                lambda: fastbce.bce(y, p, pos_weight=np.arange(40.0)[:, None], **kw),  # per sample
                # a coefficient of the terms would not be a normal float32
@@ -188,7 +191,9 @@ def test_what_takes_the_fast_path(fast_calls, compiled_backend, rng):
                lambda: fastbce.bce(y, p, pos_weight=-1.0, **kw),  # reported by the general kernel
                lambda: fastbce.bce(y, p.astype(np.float16), **kw),
                lambda: fastbce.bce(y.astype(np.float64), p, **kw),  # soft float64 labels, float32 math
-               lambda: fastbce.focal_bce(y, p, **kw),
+               # float64 predictions: (1-p_t)^γ by squaring only
+               lambda: fastbce.focal_bce(y, p.astype(np.float64), gamma=1.5, **kw),
+               lambda: fastbce.focal_bce(y, p.astype(np.float64), gamma=8.0, **kw),
                lambda: fastbce.score(y, p, backend=compiled_backend)]
     for call in fast:
         fast_calls.clear()
@@ -613,20 +618,23 @@ def test_pos_weight_gradients_are_within_the_ulp_bound(fast_calls, compiled_back
 def _check_fast_against_reference(fast_calls, backend, y, v, **kw):
     """The fast path's value (and, without groups, gradient) against the general kernel's NumPy
     reference to the fidelity bounds; the other compiled backend gives the same bits. Returns the
-    value and the gradient (None with groups)."""
+    value and the gradient (None with groups). Focal loss when kw has gamma."""
+    loss, loss_grad, loss_and_grad = ((fastbce.focal_bce, fastbce.focal_bce_grad,
+                                       fastbce.focal_bce_value_and_grad) if "gamma" in kw else
+                                      (fastbce.bce, fastbce.bce_grad, fastbce.bce_value_and_grad))
     rtol = 1e-6 if v.dtype == np.float32 else 1e-12
-    want = fastbce.bce(y, v, backend="numpy", **kw)
+    want = loss(y, v, backend="numpy", **kw)
     fast_calls.clear()
-    got = fastbce.bce(y, v, backend=backend, **kw)
+    got = loss(y, v, backend=backend, **kw)
     assert fast_calls
     np.testing.assert_allclose(got, want, rtol=rtol)
     for other in COMPILED_BACKENDS:
-        np.testing.assert_array_equal(fastbce.bce(y, v, backend=other, **kw), got)
+        np.testing.assert_array_equal(loss(y, v, backend=other, **kw), got)
     if "groups" in kw:
         return got, None
-    value, grad = fastbce.bce_value_and_grad(y, v, backend=backend, **kw)
+    value, grad = loss_and_grad(y, v, backend=backend, **kw)
     np.testing.assert_array_equal(value, got)
-    want_grad = fastbce.bce_grad(y, v, backend="numpy", **kw)
+    want_grad = loss_grad(y, v, backend="numpy", **kw)
     # soft labels: the two terms cancel in places (bounded relative to the terms)
     np.testing.assert_allclose(grad, want_grad, rtol=4e-7 if v.dtype == np.float32 else 1e-14,
                                atol=rtol * np.nanmax(np.abs(want_grad)))
@@ -739,3 +747,73 @@ def test_label_smoothing_matches_the_reference(fast_calls, compiled_backend, dty
         got = fastbce.bce(np.zeros(2, np.uint8), np.array([-np.inf, np.nan], dtype), from_logits=True,
                           nan_policy="omit", label_smoothing=0.1, pos_weight=pw, backend=compiled_backend)
         assert got == np.inf
+
+
+# ---- focal loss: α_t·(1-p_t)^γ·CE, in float64 per element (fb_focal) ------------------------------
+
+def _focal_reference(y, v, **kw):
+    """(loss, gradient) per element in float64 from test_focal's independent formula."""
+    from test_focal import focal_elements
+    return focal_elements(y, v, eps=EPS, **kw)
+
+
+@pytest.mark.parametrize("gamma", [2.0, 1.5, 0.0, 7.0])
+def test_focal_float32_within_the_ulp_bound(fast_calls, compiled_backend, gamma, rng):
+    """float32 focal gradients (elementwise) and losses (read from per-sample sums of one column)
+    against the float64 formula: within ULP_BOUND of its rounding, over the whole range of
+    probabilities and logits, for hard labels with α, pos_weight and label smoothing."""
+    dtype = np.dtype(np.float32)
+    p = _probabilities(dtype, 40_000, rng)
+    with np.errstate(over="ignore"):
+        x = _logits(dtype, 40_000, rng)
+    for v, logits in ((p, False), (x, True)):
+        y = (rng.random(v.size) < 0.5).astype(np.uint8)
+        for kw in (dict(alpha=0.25), dict(alpha=0.5, pos_weight=2.5, label_smoothing=0.1)):
+            kw = dict(kw, gamma=gamma, from_logits=logits)
+            want_loss, want_grad = _focal_reference(y, v, **kw)
+            got = fastbce.focal_bce_grad(y, v, reduction="sum", backend=compiled_backend, **kw)
+            assert got.dtype == dtype
+            with np.errstate(over="ignore"):
+                _check_ulps(got, want_grad, dtype)
+                got = fastbce.focal_bce(y[:, None], v[:, None], axis=1, reduction="sum",
+                                        backend=compiled_backend, **kw)
+                _check_ulps(got, want_loss, dtype)
+    assert fast_calls
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_focal_matches_the_reference(fast_calls, compiled_backend, dtype, rng):
+    """Focal sums, per-label / per-sample / per-group values and gradients with weights, a mask,
+    NaN left out, pos_weight and label smoothing, Fortran order: the general kernel's values to the
+    fidelity bounds, Cython and Numba the same bits; the extremes (p = 0, 1, 1e-30, the clip
+    bounds; logits ±1e4, ±inf, float max) and NaN under each policy."""
+    dtype = np.dtype(dtype)
+    shape = (2_000, 37)
+    y = (rng.random(shape) < 0.3).astype(np.uint8)
+    ys = rng.random(shape).astype(dtype)
+    p = rng.random(shape).astype(dtype)
+    p[1, :6] = [0.0, 1.0, 1e-30, EPS, 1 - EPS, 0.5]
+    x = (rng.standard_normal(shape) * 5).astype(dtype)
+    x[1, :7] = [1e4, -1e4, np.inf, -np.inf, np.finfo(dtype).max, -np.finfo(dtype).max, 0.0]
+    x[5, 3] = np.nan
+    w = rng.random(shape).astype(dtype)
+    pw = rng.uniform(0, 5, shape[1])
+    groups = rng.integers(0, 7, shape[0])
+    gammas = [(2.0, 0.25), (0.0, 0.75), (3.0, None)] + ([(1.5, None)] if dtype == np.float32 else [])
+    cases = [dict(), dict(pos_weight=pw, sample_weight=w, mask=p > 0.1),
+             dict(axis=0, nan_policy="omit", label_smoothing=0.1), dict(axis=1, pos_weight=2.0),
+             dict(groups=groups, n_groups=7, reduction="sum")]
+    for labels in (y, ys):
+        for v, logits in ((p, False), (x, True)):
+            for gamma, alpha in gammas:
+                for kw in cases:
+                    kw = dict(kw, from_logits=logits, gamma=gamma, alpha=alpha)
+                    _, grad = _check_fast_against_reference(fast_calls, compiled_backend, labels, v, **kw)
+                    if grad is not None:
+                        f_grad = fastbce.focal_bce_grad(np.asfortranarray(labels), np.asfortranarray(v),
+                                                        backend=compiled_backend, **kw)
+                        np.testing.assert_array_equal(f_grad, grad)
+    with pytest.raises(ValueError, match="NaN"):
+        fastbce.focal_bce(y, x, from_logits=True, nan_policy="raise", backend=compiled_backend)
+    assert np.isnan(fastbce.focal_bce(y, x, from_logits=True, backend=compiled_backend))
+
