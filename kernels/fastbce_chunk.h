@@ -122,7 +122,7 @@ FB_INLINE int FB_NAME(fb_q_block_logit)(const FB_T *X, const FB_T *ybuf, double 
 #define FB_FORM_HARD 0
 #define FB_FORM_SOFT 1
 #define FB_FORM_LOGIT 2
-/* focal loss (fb_focal), from probabilities or logits, γ by squaring or not */
+/* focal loss (fb_focal), from probabilities or logits, (1-p_t)^γ by squaring or not */
 #define FB_FORM_FOCAL(logits, by_squaring) (4 | (logits) << 3 | (by_squaring) << 4)
 #define FB_IS_FOCAL(form) ((form) >= 4)
 #define FB_FOCAL_LOGITS(form) (((form) >> 3) & 1)
@@ -147,8 +147,8 @@ FB_INLINE double FB_NAME(fb_coef_neg)(const fb_args *a, FB_T y)
  * 1-p_t = y'·(1-q) + b·q, α_t = α·y' + (1-α)·b (1 without α); with want_grad its derivative
  * instead: f·dCE/dv + γ·f·(b - y')·(dq/dv)/(1-p_t)·CE with f = α_t·(1-p_t)^γ and dq/dv = 1 inside
  * the clip (probabilities) or σ(x)σ(-x); f = 0 gives 0 for both. The general kernel's formula
- * (kernels/numba_kernels.py, weighted_element) in the same order; logits, by_squaring and
- * want_grad are constants at each call site. */
+ * (kernels/numba_kernels.py, weighted_element) in the same order; logits, by_squaring (γ an
+ * integer <= 7, fb_pow_unit) and want_grad are constants at each call site. */
 FB_INLINE double FB_NAME(fb_focal)(const fb_args *a, FB_T v, FB_T y, double pw, int logits,
                                    int by_squaring, int want_grad)
 {
@@ -164,7 +164,9 @@ FB_INLINE double FB_NAME(fb_focal)(const fb_args *a, FB_T v, FB_T y, double pw, 
         ce = FB_V(fb_nll_logit_f64)(vd, pos, neg, e, 1);
         g = FB_V(fb_grad_logit_f64)(vd, pos, neg, e);
     } else {
-        q = vd < a->eps ? a->eps : (vd > a->q_hi ? a->q_hi : vd);
+        const double q_lo = a->eps, q_hi = a->q_hi; /* read unconditionally: no masked load */
+        q = vd < q_lo ? q_lo : vd;
+        q = q > q_hi ? q_hi : q;
         q_bar = 1.0 - q;
         dq = (vd < a->clip_lo) | (vd > a->clip_hi) ? 0.0 : 1.0;
         ce = FB_V(fb_nll_soft_f64)(vd, pos, neg, a->clip_lo, a->clip_hi, a->lo_pos, a->lo_neg,
@@ -174,10 +176,9 @@ FB_INLINE double FB_NAME(fb_focal)(const fb_args *a, FB_T v, FB_T y, double pw, 
     double z = ys * q_bar + neg * q;
     double alpha_t = a->alpha >= 0.0 ? a->alpha * ys + (1.0 - a->alpha) * neg : 1.0;
     double f = alpha_t * FB_V(fb_pow_unit)(z, a->gamma, a->gamma_n, by_squaring);
-    double d_f = (a->gamma != 0.0) & (dq != 0.0) ? a->gamma * f * (neg - ys) * (dq / z) : 0.0;
-    if (f == 0.0)
-        return 0.0;
-    return want_grad ? f * g + (d_f != 0.0 ? d_f * ce : 0.0) : f * ce;
+    double d_f = dq != 0.0 ? a->gamma * f * (neg - ys) * (dq / z) : 0.0; /* 0 for γ = 0 */
+    double r = want_grad ? f * g + (d_f != 0.0 ? d_f * ce : 0.0) : f * ce;
+    return f == 0.0 ? 0.0 : r;
 }
 
 /* One block: losses into lbuf (want_loss), counted weights into wbuf (use_w: 0 where the mask
@@ -492,13 +493,12 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
 #define FB_GRAD_FORMS(use_w_, coef_) \
             (a->logits && keep_e ? FB_GRAD(1, use_w_, coef_, 1, 0) \
              : a->logits ? FB_GRAD(1, use_w_, coef_, 0, 0) : FB_GRAD(0, use_w_, coef_, 0, 0))
-            if (a->focal) {
-                const int sq = a->gamma_n >= 0;
-                if (a->logits)
-                    sq ? FB_GRAD(1, 1, 1, 0, FB_FORM_FOCAL(1, 1)) : FB_GRAD(1, 1, 1, 0, FB_FORM_FOCAL(1, 0));
-                else
-                    sq ? FB_GRAD(0, 1, 1, 0, FB_FORM_FOCAL(0, 1)) : FB_GRAD(0, 1, 1, 0, FB_FORM_FOCAL(0, 0));
-            } else if (has_coef)
+            const int sq = a->gamma_n >= 0;
+            if (a->focal && a->logits)
+                sq ? FB_GRAD(1, 1, 1, 0, FB_FORM_FOCAL(1, 1)) : FB_GRAD(1, 1, 1, 0, FB_FORM_FOCAL(1, 0));
+            else if (a->focal)
+                sq ? FB_GRAD(0, 1, 1, 0, FB_FORM_FOCAL(0, 1)) : FB_GRAD(0, 1, 1, 0, FB_FORM_FOCAL(0, 0));
+            else if (has_coef)
                 FB_GRAD_FORMS(1, 1);
             else if (use_w)
                 FB_GRAD_FORMS(1, 0);

@@ -113,7 +113,8 @@ FB_INLINE double FB_V(fb_exp_neg_f64)(double t)
 /* z^γ for z in [0, 1] and γ >= 0 (the modulation of focal loss), in float64. by_squaring
  * (a constant at each call site): γ is the integer n <= 7, z^n by squaring (z^2 rounded once, z^7
  * within 2 ulp); else exp(γ·log z), relative error <= ~γ·|log z|·2^-53 (<= 745·2^-53 when the
- * result is not 0), a subnormal z scaled by 2^54 before its logarithm, 0^γ = 0 (γ > 0). */
+ * result is not 0: far below a float32 ulp), a subnormal z scaled by 2^54 before its logarithm,
+ * 0^γ = 0 (γ > 0). */
 FB_INLINE double FB_V(fb_pow_unit)(double z, double gamma, int n, int by_squaring)
 {
     if (by_squaring) {

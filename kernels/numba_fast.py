@@ -348,7 +348,8 @@ def focal(v, y, pw, coef, clip_lo, clip_hi, eps, nll, gamma_alpha, logits, by_sq
         ce = nll_logit(vd, pos, neg, e, True)
         g = grad_logit(vd, pos, neg, e)
     else:
-        q = eps if vd < eps else (1.0 - eps if vd > 1.0 - eps else vd)
+        q = eps if vd < eps else vd
+        q = 1.0 - eps if q > 1.0 - eps else q
         q_bar = 1.0 - q
         dq = 0.0 if (vd < clip_lo) | (vd > clip_hi) else 1.0
         ce = nll_soft(vd, pos, neg, np.float64(clip_lo), np.float64(clip_hi), nll[0], nll[1],
@@ -357,7 +358,7 @@ def focal(v, y, pw, coef, clip_lo, clip_hi, eps, nll, gamma_alpha, logits, by_sq
     z = ys * q_bar + neg * q
     alpha_t = alpha * ys + (1.0 - alpha) * neg if alpha >= 0.0 else 1.0
     f = alpha_t * pow_unit(z, gamma, n, by_squaring)
-    d_f = gamma * f * (neg - ys) * (dq / z) if (gamma != 0.0) & (dq != 0.0) else 0.0
+    d_f = gamma * f * (neg - ys) * (dq / z) if dq != 0.0 else 0.0  # 0 for γ = 0
     if f == 0.0:
         return 0.0, 0.0
     return f * ce, f * g + (d_f * ce if d_f != 0.0 else 0.0)
@@ -545,38 +546,39 @@ def _loss_logit(p, n, ybuf, mbuf, pbuf, coef, lbuf, ebuf, omit):
 
 
 @njit(**_INLINE)
-def _focal_loop(p, n, ybuf, mbuf, wbuf, pbuf, sbuf, coef, out, clip_lo, clip_hi, eps, nll,
-                gamma_alpha, omit, logits, by_squaring, want_grad):
-    """Focal losses (want_grad False) or gradients of a block into out; logits and by_squaring
-    are constants at each call site, so that each loop has one form."""
+def _focal_loop(p, n, ybuf, mbuf, wbuf, pbuf, sbuf, coef, lbuf, gout, clip_lo, clip_hi, eps, nll,
+                gamma_alpha, omit, logits, by_squaring, want_loss):
+    """Focal losses (0 unless want_loss) into lbuf and gradients into gout, in one pass; logits and
+    by_squaring are constants at each call site (one loop per form)."""
     for k in range(n):
         pv = p[k]
         yv = ybuf[k]
+        on = mbuf[k] != 0
         l, g = focal(pv, yv, pbuf[k], coef, clip_lo, clip_hi, eps, nll, gamma_alpha, logits,
                      by_squaring)
-        if want_grad:
-            out[k] = _grad_value(g, pv, yv, mbuf[k] != 0, wbuf[k], sbuf[k], omit)
-        else:
-            out[k] = _element_value(_as_type_of(pv, l), pv, yv, mbuf[k] != 0, omit)
+        l = _element_value(_as_type_of(pv, l), pv, yv, on, omit)
+        lbuf[k] = l if want_loss else _as_type_of(pv, 0.0)
+        gout[k] = _grad_value(g, pv, yv, on, wbuf[k], sbuf[k], omit)
 
 
 @njit(**_JIT)
-def _focal_block(p, n, ybuf, mbuf, wbuf, pbuf, sbuf, coef, out, clip_lo, clip_hi, eps, nll,
-                 gamma_alpha, omit, logits, want_grad):
-    """Focal losses or gradients of a block (fastbce_chunk.h: the FB_FORM_FOCAL forms), one loop
-    per form."""
-    if gamma_alpha[2] >= 0 and logits:
-        _focal_loop(p, n, ybuf, mbuf, wbuf, pbuf, sbuf, coef, out, clip_lo, clip_hi, eps, nll,
-                    gamma_alpha, omit, True, True, want_grad)
-    elif gamma_alpha[2] >= 0:
-        _focal_loop(p, n, ybuf, mbuf, wbuf, pbuf, sbuf, coef, out, clip_lo, clip_hi, eps, nll,
-                    gamma_alpha, omit, False, True, want_grad)
+def _focal_block(p, n, ybuf, mbuf, wbuf, pbuf, sbuf, coef, lbuf, gout, clip_lo, clip_hi, eps, nll,
+                 gamma_alpha, omit, logits, want_loss):
+    """Focal losses and gradients of a block (fastbce_chunk.h: the FB_FORM_FOCAL forms, which
+    compute them in two loops); the arguments are runtime values (no literal), so that it is
+    compiled once per prediction dtype."""
+    if logits and gamma_alpha[2] >= 0:
+        _focal_loop(p, n, ybuf, mbuf, wbuf, pbuf, sbuf, coef, lbuf, gout, clip_lo, clip_hi, eps,
+                    nll, gamma_alpha, omit, True, True, want_loss)
     elif logits:
-        _focal_loop(p, n, ybuf, mbuf, wbuf, pbuf, sbuf, coef, out, clip_lo, clip_hi, eps, nll,
-                    gamma_alpha, omit, True, False, want_grad)
+        _focal_loop(p, n, ybuf, mbuf, wbuf, pbuf, sbuf, coef, lbuf, gout, clip_lo, clip_hi, eps,
+                    nll, gamma_alpha, omit, True, False, want_loss)
+    elif gamma_alpha[2] >= 0:
+        _focal_loop(p, n, ybuf, mbuf, wbuf, pbuf, sbuf, coef, lbuf, gout, clip_lo, clip_hi, eps,
+                    nll, gamma_alpha, omit, False, True, want_loss)
     else:
-        _focal_loop(p, n, ybuf, mbuf, wbuf, pbuf, sbuf, coef, out, clip_lo, clip_hi, eps, nll,
-                    gamma_alpha, omit, False, False, want_grad)
+        _focal_loop(p, n, ybuf, mbuf, wbuf, pbuf, sbuf, coef, lbuf, gout, clip_lo, clip_hi, eps,
+                    nll, gamma_alpha, omit, False, False, want_loss)
 
 
 @njit(**_JIT)
@@ -758,8 +760,8 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
     omit = nan_mode == NAN_OMIT
     # per-element coefficients of the two terms: a pos_weight (pbuf, 1 without), label smoothing
     # or focal loss (always computed with coefficients)
-    is_focal = gamma_alpha[0] != 0.0 or gamma_alpha[1] >= 0.0
-    coef = (has_pw or smoothing != 0.0 or is_focal, 1.0 - smoothing, 0.5 * smoothing)
+    # gamma_alpha is None without focal loss: its branches are pruned at compile time
+    coef = (has_pw or smoothing != 0.0 or gamma_alpha is not None, 1.0 - smoothing, 0.5 * smoothing)
     use_w = has_w or has_mask or omit or coef[0]
     keep_e = logits and want_loss and has_grad
     # the product path of fastbce_chunk.h: Σ -log q = -log Π q (from logits: Σ log(1 + e) = log Π),
@@ -795,11 +797,8 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
             ok = _q_block(pb, n, ybuf, eps, q_hi, qbuf)
         if not ok:
             bad |= _check_block(pb, n, ybuf, mbuf, not logits, nan_mode)
-        if want_loss and not product:
-            if is_focal:
-                _focal_block(pb, n, ybuf, mbuf, wbuf, pbuf, sbuf, coef, lbuf, clip_lo, clip_hi, eps,
-                             nll, gamma_alpha, omit, logits, False)
-            elif logits:
+        if want_loss and not product and gamma_alpha is None:  # focal loss: below
+            if logits:
                 _loss_logit(pb, n, ybuf, mbuf, pbuf, coef, lbuf, ebuf, omit)
             elif soft:
                 _loss_soft(pb, n, ybuf, mbuf, pbuf, coef, lbuf, clip_lo, clip_hi, nll, omit)
@@ -820,14 +819,16 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
             elif has_col_scale:
                 _by_column(sbuf, col_scale, b0 % ncols, ncols, n)
             gb = grad[b0:b0 + n]
-            if is_focal:
-                _focal_block(pb, n, ybuf, mbuf, wbuf, pbuf, sbuf, coef, gb, clip_lo, clip_hi, eps,
-                             nll, gamma_alpha, omit, logits, True)
-            elif logits:
+            if gamma_alpha is None and logits:
                 _grad_logit_block(pb, n, ybuf, mbuf, wbuf, pbuf, coef, sbuf, ebuf, keep_e, gb, omit)
-            else:
+            elif gamma_alpha is None:
                 _grad_prob_block(pb, n, ybuf, mbuf, wbuf, pbuf, coef, sbuf, gb, clip_lo, clip_hi,
                                  omit)
+        if gamma_alpha is not None:
+            # focal losses and gradient in one pass (the gradient into ebuf when there is none)
+            _focal_block(pb, n, ybuf, mbuf, wbuf, pbuf, sbuf, coef, lbuf,
+                         grad[b0:b0 + n] if has_grad else ebuf, clip_lo, clip_hi, eps, nll,
+                         gamma_alpha, omit, logits, want_loss)
         if mode == MODE_ALL:
             if product:
                 full = n - n % PROD_LANES
@@ -982,18 +983,25 @@ def fast_pass(y, p, w, pos_w, mask, groups, mode, ncols, row0, logits, nan_mode,
               want_loss, n_threads):
     """Same contract as the Cython ``fast_pass`` (fastbce/_fastpath.py)."""
     t = p.dtype.type
+    gamma_alpha = None  # no focal loss: the kernel is compiled without it
+    if focal[0] != 0.0 or focal[1] >= 0.0:
+        gamma_alpha = (float(focal[0]), float(focal[1]), int(focal[2]))
+        # focal loss compiles once per prediction dtype (a specialisation costs ~20-60 s): labels
+        # in the prediction dtype, weights in float64 (copies unless they are already)
+        y = y.astype(p.dtype, copy=False)
+        w = None if w is None else w.astype(np.float64, copy=False)
     # int32 or int64 ids, read in place; both arrays are passed so that one compilation serves both
     g_i32 = groups is not None and groups.dtype == np.int32
     g32 = groups if g_i32 else _NO_G32
     g64 = _NO_G64 if groups is None or g_i32 else groups
     numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
+    no_w = _NO_SCALE if gamma_alpha is not None else p
     y, p, w_in, pos_w_in, mask_in, g32, g64 = read_only(
-        y, p, p if w is None else w, _NO_SCALE if pos_w is None else pos_w,
+        y, p, no_w if w is None else w, _NO_SCALE if pos_w is None else pos_w,
         _NO_MASK if mask is None else mask, g32, g64)
     _fast_pass(y, p, w_in, w is not None, pos_w_in, pos_w is not None, mask_in, mask is not None,
                g32, g64, g_i32, mode, ncols, row0, bool(logits), nan_mode, t(clip[0]), t(clip[1]),
-               p.dtype == F32, float(eps), float(smoothing),
-               (float(focal[0]), float(focal[1]), int(focal[2])), tuple(float(v) for v in nll),
+               p.dtype == F32, float(eps), float(smoothing), gamma_alpha, tuple(float(v) for v in nll),
                chunk_elems, sums, flags, np.empty(1, p.dtype) if grad is None else grad,
                grad is not None, float(grad_scale), _NO_SCALE if col_scale is None else col_scale,
                col_scale is not None, _NO_SCALE if row_scale is None else row_scale,
