@@ -122,11 +122,6 @@ FB_INLINE int FB_NAME(fb_q_block_logit)(const FB_T *X, const FB_T *ybuf, double 
 #define FB_FORM_HARD 0
 #define FB_FORM_SOFT 1
 #define FB_FORM_LOGIT 2
-/* focal loss (fb_focal), from probabilities or logits, (1-p_t)^γ by squaring or not */
-#define FB_FORM_FOCAL(logits, by_squaring) (4 | (logits) << 3 | (by_squaring) << 4)
-#define FB_IS_FOCAL(form) ((form) >= 4)
-#define FB_FOCAL_LOGITS(form) (((form) >> 3) & 1)
-#define FB_FOCAL_SQUARING(form) (((form) >> 4) & 1)
 
 /* The coefficients of the positive and negative terms with a pos_weight pw and label smoothing
  * (y -> y·keep + shift), in float64: a = pw·(y·keep + shift) and b = (1-y)·keep + shift, b formed
@@ -215,9 +210,6 @@ FB_INLINE int FB_NAME(fb_loss_block)(
                 l = has_coef && y != FB_ZERO ? pos * l : l;
             } else if (form == FB_FORM_SOFT)
                 l = FB_NAME(fb_nll_soft)(p, pos, neg, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg);
-            else if (FB_IS_FOCAL(form))
-                l = (FB_T)FB_NAME(fb_focal)(a, p, y, pbuf[k], FB_FOCAL_LOGITS(form),
-                                            FB_FOCAL_SQUARING(form), 0);
             else {
                 FB_T e = FB_NAME(fb_exp_abs)(p);
                 l = FB_NAME(fb_nll_logit)(p, pos, neg, e, has_coef);
@@ -234,12 +226,11 @@ FB_INLINE int FB_NAME(fb_loss_block)(
 }
 
 /* The gradient of one block into G: w·dl/dv times sbuf (the scale of each element); the flags
- * as in fb_loss_block, have_e: ebuf holds exp(-|x|) from the loss block; focal: 0, or the
- * FB_FORM_FOCAL of focal loss. */
+ * as in fb_loss_block, have_e: ebuf holds exp(-|x|) from the loss block. */
 FB_INLINE void FB_NAME(fb_grad_block)(
     const fb_args *a, const FB_T *P, const FB_T *ybuf, const uint8_t *mbuf, const double *wbuf,
     const double *pbuf, const double *sbuf, const FB_T *ebuf, FB_T *G, int64_t n, int logits,
-    int use_w, int has_coef, int have_e, int focal)
+    int use_w, int has_coef, int have_e)
 {
     const FB_T clip_lo = (FB_T)a->clip_lo, clip_hi = (FB_T)a->clip_hi;
     const int omit = a->nan_mode == FB_NAN_OMIT;
@@ -249,15 +240,61 @@ FB_INLINE void FB_NAME(fb_grad_block)(
         int isn = (p != p) | (y != y);
         double pos = has_coef ? FB_NAME(fb_coef_pos)(a, pbuf[k], y) : (double)y;
         double neg = has_coef ? FB_NAME(fb_coef_neg)(a, y) : 1.0 - (double)y, g;
-        if (focal)
-            g = FB_NAME(fb_focal)(a, p, y, pbuf[k], FB_FOCAL_LOGITS(focal), FB_FOCAL_SQUARING(focal), 1);
-        else if (logits)
+        if (logits)
             g = FB_NAME(fb_grad_logit)(p, pos, neg, have_e ? ebuf[k] : FB_NAME(fb_exp_abs)(p));
         else
             g = FB_NAME(fb_grad_prob)(p, y, pos, neg, clip_lo, clip_hi, has_coef);
         g = isn ? (omit ? 0.0 : (double)(p + y)) : (use_w ? g * wbuf[k] : g) * sbuf[k];
         G[k] = (FB_T)(use_w && !mbuf[k] ? 0.0 : g);
     }
+}
+
+/* Focal loss of one block in one pass: losses into lbuf (0 unless want_loss), w·dl/dv times
+ * sbuf into G (want_grad), after fb_loss_block has made the checks and zeroed the weights of
+ * masked elements and omitted NaNs; as kernels/numba_fast.py's _focal_loop. The vector factor is
+ * the float64 one (FB_F64_LANES): with float32 predictions the float32 factor doubles every
+ * float64 register and spills (measured 71-113 -> 117-122 M/s, AVX2, 1 thread). The flags are
+ * constants at each call site (fb_focal_block). */
+FB_INLINE void FB_NAME(fb_focal_loop)(
+    const fb_args *a, const FB_T *P, const FB_T *ybuf, const uint8_t *mbuf, const double *wbuf,
+    const double *pbuf, const double *sbuf, FB_T *lbuf, FB_T *G, int64_t n, int logits,
+    int by_squaring, int want_loss, int want_grad)
+{
+    const int omit = a->nan_mode == FB_NAN_OMIT;
+#pragma omp simd simdlen(FB_F64_LANES)
+    for (int64_t k = 0; k < n; k++) {
+        FB_T p = P[k], y = ybuf[k];
+        int on = mbuf[k] != 0;
+        int isn = (p != p) | (y != y);
+        FB_T l = (FB_T)FB_NAME(fb_focal)(a, p, y, pbuf[k], logits, by_squaring, 0);
+        double g = FB_NAME(fb_focal)(a, p, y, pbuf[k], logits, by_squaring, 1);
+        l = isn ? (omit ? FB_ZERO : p + y) : l;
+        lbuf[k] = want_loss & on ? l : FB_ZERO;
+        g = isn ? (omit ? 0.0 : (double)(p + y)) : g * wbuf[k] * sbuf[k];
+        if (want_grad)
+            G[k] = (FB_T)(on ? g : 0.0);
+    }
+}
+
+/* fb_focal_loop for the form of the call (G NULL: no gradient); not inlined into fb_chunk,
+ * where gcc does not if-convert (vectorise) the float64 loop. */
+FB_TARGET __attribute__((noinline))
+static void FB_NAME(fb_focal_block)(const fb_args *a, const FB_T *P, const FB_T *ybuf,
+                                    const uint8_t *mbuf, const double *wbuf, const double *pbuf,
+                                    const double *sbuf, FB_T *lbuf, FB_T *G, int64_t n)
+{
+    const int sq = a->gamma_n >= 0, wl = a->want_loss;
+#define FB_FOCAL(logits, by_squaring, want_grad) \
+    FB_NAME(fb_focal_loop)(a, P, ybuf, mbuf, wbuf, pbuf, sbuf, lbuf, G, n, logits, by_squaring, wl, want_grad)
+    if (G == NULL && a->logits)
+        sq ? FB_FOCAL(1, 1, 0) : FB_FOCAL(1, 0, 0);
+    else if (G == NULL)
+        sq ? FB_FOCAL(0, 1, 0) : FB_FOCAL(0, 0, 0);
+    else if (a->logits)
+        sq ? FB_FOCAL(1, 1, 1) : FB_FOCAL(1, 0, 1);
+    else
+        sq ? FB_FOCAL(0, 1, 1) : FB_FOCAL(0, 0, 1);
+#undef FB_FOCAL
 }
 
 /* The loss carried by a product of the product path, from its logarithm: Σ -log q = -log Π q
@@ -458,12 +495,8 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
                                : FB_NAME(fb_q_block)(a, Pb, ybuf, qbuf, n);
             if (!ok)
                 bad |= FB_LOSS(FB_FORM_HARD, 0, 0, 0); /* the error bits of the bad predictions */
-        } else if (!a->want_loss) {
+        } else if (!a->want_loss || a->focal) { /* focal loss: fb_focal_block below */
             bad |= use_w ? FB_LOSS(FB_FORM_HARD, 0, 1, 0) : FB_LOSS(FB_FORM_HARD, 0, 0, 0);
-        } else if (a->focal) {
-            const int sq = a->gamma_n >= 0;
-            bad |= a->logits ? (sq ? FB_LOSS(FB_FORM_FOCAL(1, 1), 1, 1, 1) : FB_LOSS(FB_FORM_FOCAL(1, 0), 1, 1, 1))
-                             : (sq ? FB_LOSS(FB_FORM_FOCAL(0, 1), 1, 1, 1) : FB_LOSS(FB_FORM_FOCAL(0, 0), 1, 1, 1));
         } else if (has_coef) {
             bad |= FB_LOSS_FORMS(1, 1);
         } else if (use_w) {
@@ -488,17 +521,13 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
             } else {
                 fb_by_column(sbuf, a->col_scale, b0 % ncols, ncols, n);
             }
-#define FB_GRAD(logits, use_w_, coef_, have_e, focal) \
-            FB_NAME(fb_grad_block)(a, Pb, ybuf, mbuf, wbuf, pbuf, sbuf, ebuf, G + b0, n, logits, use_w_, coef_, have_e, focal)
+#define FB_GRAD(logits, use_w_, coef_, have_e) \
+            FB_NAME(fb_grad_block)(a, Pb, ybuf, mbuf, wbuf, pbuf, sbuf, ebuf, G + b0, n, logits, use_w_, coef_, have_e)
 #define FB_GRAD_FORMS(use_w_, coef_) \
-            (a->logits && keep_e ? FB_GRAD(1, use_w_, coef_, 1, 0) \
-             : a->logits ? FB_GRAD(1, use_w_, coef_, 0, 0) : FB_GRAD(0, use_w_, coef_, 0, 0))
-            const int sq = a->gamma_n >= 0;
-            if (a->focal && a->logits)
-                sq ? FB_GRAD(1, 1, 1, 0, FB_FORM_FOCAL(1, 1)) : FB_GRAD(1, 1, 1, 0, FB_FORM_FOCAL(1, 0));
-            else if (a->focal)
-                sq ? FB_GRAD(0, 1, 1, 0, FB_FORM_FOCAL(0, 1)) : FB_GRAD(0, 1, 1, 0, FB_FORM_FOCAL(0, 0));
-            else if (has_coef)
+            (a->logits && keep_e ? FB_GRAD(1, use_w_, coef_, 1) \
+             : a->logits ? FB_GRAD(1, use_w_, coef_, 0) : FB_GRAD(0, use_w_, coef_, 0))
+            if (a->focal) { /* fb_focal_block below */
+            } else if (has_coef)
                 FB_GRAD_FORMS(1, 1);
             else if (use_w)
                 FB_GRAD_FORMS(1, 0);
@@ -507,6 +536,8 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
 #undef FB_GRAD_FORMS
 #undef FB_GRAD
         }
+        if (a->focal) /* the losses and the gradient in one pass */
+            FB_NAME(fb_focal_block)(a, Pb, ybuf, mbuf, wbuf, pbuf, sbuf, lbuf, G != NULL ? G + b0 : NULL, n);
         if (!a->want_loss)
             for (int64_t k = 0; k < n; k++) lbuf[k] = FB_ZERO;
         if (a->mode == FB_MODE_ALL) {
@@ -664,7 +695,3 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
 #undef FB_FORM_HARD
 #undef FB_FORM_SOFT
 #undef FB_FORM_LOGIT
-#undef FB_FORM_FOCAL
-#undef FB_IS_FOCAL
-#undef FB_FOCAL_LOGITS
-#undef FB_FOCAL_SQUARING

@@ -171,12 +171,14 @@ static inline void fb_by_column(double *buf, const double *v, int64_t j, int64_t
 
 #define FB_V(name) name##_v4
 #define FB_TARGET __attribute__((target("arch=x86-64-v4")))
+#define FB_F64_LANES 8 /* float64 values per vector register */
 #define FB_FMAF(a, b, c) __builtin_fmaf(a, b, c)
 #define FB_FMA(a, b, c) __builtin_fma(a, b, c)
 #include "fastbce_variant.h"
 
 #define FB_V(name) name##_v3
 #define FB_TARGET __attribute__((target("arch=x86-64-v3")))
+#define FB_F64_LANES 4
 #define FB_FMAF(a, b, c) __builtin_fmaf(a, b, c)
 #define FB_FMA(a, b, c) __builtin_fma(a, b, c)
 #include "fastbce_variant.h"
@@ -184,6 +186,7 @@ static inline void fb_by_column(double *buf, const double *v, int64_t j, int64_t
 
 #define FB_V(name) name##_base
 #define FB_TARGET
+#define FB_F64_LANES 2
 #define FB_FMAF(a, b, c) ((a) * (b) + (c))
 #define FB_FMA(a, b, c) ((a) * (b) + (c))
 #include "fastbce_variant.h"

@@ -35,5 +35,6 @@
 #undef FB_INLINE
 #undef FB_V
 #undef FB_TARGET
+#undef FB_F64_LANES
 #undef FB_FMAF
 #undef FB_FMA
