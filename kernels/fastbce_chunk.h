@@ -402,8 +402,8 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
     double *sums = a->sums + (a->mode == FB_MODE_ROWS ? 0 : chunk * a->n_slots * 2);
     int bad = 0;
     /* per-element coefficients of the two terms: a pos_weight (pbuf: each element's, 1 without),
-     * label smoothing or focal loss (always computed with coefficients); wbuf holds the counted weights when there are weights, a mask, NaNs to
-     * omit or coefficients */
+     * label smoothing or focal loss (always computed with coefficients); wbuf holds the counted
+     * weights when there are weights, a mask, NaNs to omit or coefficients */
     const int has_coef = a->pos_w != NULL || a->shift != 0.0 || a->focal;
     const int use_w = a->w_kind != FB_W_NONE || a->mask != NULL || a->nan_mode == FB_NAN_OMIT
                       || has_coef;
