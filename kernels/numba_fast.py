@@ -563,21 +563,25 @@ def _focal_loop(p, n, ybuf, mbuf, wbuf, pbuf, sbuf, coef, lbuf, gout, clip_lo, c
 
 @njit(**_JIT)
 def _focal_block(p, n, ybuf, mbuf, wbuf, pbuf, sbuf, coef, lbuf, gout, clip_lo, clip_hi, eps, nll,
-                 gamma_alpha, omit, logits, want_loss):
-    """Focal losses and gradients of a block (fastbce_chunk.h: the FB_FORM_FOCAL forms, which
-    compute them in two loops); the arguments are runtime values (no literal), so that it is
-    compiled once per prediction dtype."""
+                 gamma_alpha, omit, logits, want_loss, p64, y64):
+    """Focal losses and gradients of a block (fastbce_chunk.h, fb_focal_block); the arguments are
+    runtime values (no literal), so that it is compiled once per prediction dtype. The loop reads
+    the predictions and labels from float64 copies (p64, y64), so that LLVM vectorises it at the
+    float64 width, as the C loop (10^7 float32 logits, 1 thread: 58 -> 74 M/s)."""
+    for k in range(n):
+        p64[k] = p[k]
+        y64[k] = ybuf[k]
     if logits and gamma_alpha[2] >= 0:
-        _focal_loop(p, n, ybuf, mbuf, wbuf, pbuf, sbuf, coef, lbuf, gout, clip_lo, clip_hi, eps,
+        _focal_loop(p64, n, y64, mbuf, wbuf, pbuf, sbuf, coef, lbuf, gout, clip_lo, clip_hi, eps,
                     nll, gamma_alpha, omit, True, True, want_loss)
     elif logits:
-        _focal_loop(p, n, ybuf, mbuf, wbuf, pbuf, sbuf, coef, lbuf, gout, clip_lo, clip_hi, eps,
+        _focal_loop(p64, n, y64, mbuf, wbuf, pbuf, sbuf, coef, lbuf, gout, clip_lo, clip_hi, eps,
                     nll, gamma_alpha, omit, True, False, want_loss)
     elif gamma_alpha[2] >= 0:
-        _focal_loop(p, n, ybuf, mbuf, wbuf, pbuf, sbuf, coef, lbuf, gout, clip_lo, clip_hi, eps,
+        _focal_loop(p64, n, y64, mbuf, wbuf, pbuf, sbuf, coef, lbuf, gout, clip_lo, clip_hi, eps,
                     nll, gamma_alpha, omit, False, True, want_loss)
     else:
-        _focal_loop(p, n, ybuf, mbuf, wbuf, pbuf, sbuf, coef, lbuf, gout, clip_lo, clip_hi, eps,
+        _focal_loop(p64, n, y64, mbuf, wbuf, pbuf, sbuf, coef, lbuf, gout, clip_lo, clip_hi, eps,
                     nll, gamma_alpha, omit, False, False, want_loss)
 
 
@@ -747,6 +751,7 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
     sbuf = np.full(BLOCK, scale)
     pbuf = np.ones(BLOCK)
     qbuf = np.empty(BLOCK)
+    y64 = np.empty(BLOCK if gamma_alpha is not None else 0)  # focal loss: labels as float64
     ids = np.empty(BLOCK, np.int64)
     acc_l = np.zeros(LANES)
     acc_w = np.zeros(LANES)
@@ -828,7 +833,7 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
             # focal losses and gradient in one pass (the gradient into ebuf when there is none)
             _focal_block(pb, n, ybuf, mbuf, wbuf, pbuf, sbuf, coef, lbuf,
                          grad[b0:b0 + n] if has_grad else ebuf, clip_lo, clip_hi, eps, nll,
-                         gamma_alpha, omit, logits, want_loss)
+                         gamma_alpha, omit, logits, want_loss, qbuf, y64)  # no product path here
         if mode == MODE_ALL:
             if product:
                 full = n - n % PROD_LANES
@@ -1001,7 +1006,8 @@ def fast_pass(y, p, w, pos_w, mask, groups, mode, ncols, row0, logits, nan_mode,
         _NO_MASK if mask is None else mask, g32, g64)
     _fast_pass(y, p, w_in, w is not None, pos_w_in, pos_w is not None, mask_in, mask is not None,
                g32, g64, g_i32, mode, ncols, row0, bool(logits), nan_mode, t(clip[0]), t(clip[1]),
-               p.dtype == F32, float(eps), float(smoothing), gamma_alpha, tuple(float(v) for v in nll),
+               p.dtype == F32, float(eps), float(smoothing), gamma_alpha,
+               tuple(float(v) for v in nll),
                chunk_elems, sums, flags, np.empty(1, p.dtype) if grad is None else grad,
                grad is not None, float(grad_scale), _NO_SCALE if col_scale is None else col_scale,
                col_scale is not None, _NO_SCALE if row_scale is None else row_scale,
