@@ -5,10 +5,10 @@ kernels/numba_fast.py for Numba) computes the commonest calls with vectorised fl
 (float64 for float64 predictions): BCE from probabilities (hard labels: one logarithm per element,
 or for float32 predictions without weights none at all, as -log of a product of probabilities in
 float64 lanes; soft labels: two) or logits, with optional scalar or full sample weights, a scalar
-or per-label pos_weight, label smoothing, focal loss and an optional mask, reduced to a mean or sum overall,
-per label (axis=0), per sample (axis=1) or per group; its gradient, or both fused. It keeps the
-chunking of the general kernel (a function of the shape only) and sums each chunk in a fixed
-order in float64, so results do not depend on the thread count.
+or per-label pos_weight, label smoothing, focal loss and an optional mask, reduced to a mean or
+sum overall, per label (axis=0), per sample (axis=1) or per group; its gradient, or both fused.
+It keeps the chunking of the general kernel (a function of the shape only) and sums each chunk in
+a fixed order in float64, so results do not depend on the thread count.
 
 Fortran-ordered input reduced per label (axis=0) is read in place, as a per-row pass over the
 C-contiguous transposes (the same values to rounding, summed in another order). Inputs in any
@@ -62,7 +62,7 @@ class FastPass:
     clip: tuple  # (lo, hi): p < lo is clipped to eps, p > hi to 1 - eps (values of p's dtype)
     eps: float
     smoothing: float  # label smoothing: y·(1 - smoothing) + smoothing/2 (after the range check)
-    focal: tuple  # (γ, α, n): focal loss (γ = 0, α < 0: none), n = γ if an integer <= 7, else -1
+    focal: tuple  # focal loss (γ, α, n), n = γ if an integer <= 7 else -1; None: plain BCE
     nll: tuple  # losses at the clip bounds: -log q, -log(1-q) for q = eps, then for q = 1 - eps
 
 
@@ -139,7 +139,8 @@ def fast_pass_arguments(plan, kernel, n_stats, grad):
     return FastPass(y=y, p=p, w=w, weight=weight, pos_w=pos_w, mask=mask, groups=groups,
                     mode=plan.mode, logits=plan.from_logits, nan_mode=plan.nan_mode,
                     clip=_clip_bounds(plan.eps, p.dtype), eps=plan.eps, smoothing=plan.smoothing,
-                    focal=(plan.gamma, plan.alpha, gamma_n),
+                    focal=(plan.gamma, plan.alpha, gamma_n)
+                    if plan.gamma != 0.0 or plan.alpha >= 0.0 else None,
                     nll=tuple(map(float, nll)))
 
 
@@ -165,7 +166,8 @@ def run_fast_pass(kernel, fast, rows_per_chunk, n_cols, sums, flags, grad, row_f
         chunks = slice(rows.start // rows_per_chunk, -(-rows.stop // rows_per_chunk))
         kernel.fast_pass(y, p, w, fast.pos_w, mask, groups, fast.mode, n_cols, rows.start,
                          fast.logits, fast.nan_mode, fast.clip, fast.eps, fast.smoothing,
-                         fast.focal, fast.nll, chunk_elems, sums if fast.mode == MODE_ROWS else sums[chunks], flags[chunks],
+                         fast.focal, fast.nll, chunk_elems,
+                         sums if fast.mode == MODE_ROWS else sums[chunks], flags[chunks],
                          grad_part, grad_scale, col_scale, row_scale, want_value, n_threads)
 
     n_rows = fast.p.shape[0]

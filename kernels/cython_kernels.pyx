@@ -359,8 +359,8 @@ def fast_pass(y, p, w, pos_w, mask, groups, int mode, Py_ssize_t ncols, Py_ssize
     a.clip_lo, a.clip_hi = clip
     a.eps, a.q_hi = eps, 1.0 - eps
     a.keep, a.shift = 1.0 - smoothing, 0.5 * smoothing
-    a.gamma, a.alpha, a.gamma_n = focal
-    a.focal = a.gamma != 0.0 or a.alpha >= 0.0
+    a.focal = focal is not None
+    a.gamma, a.alpha, a.gamma_n = (0.0, -1.0, -1) if focal is None else focal
     a.lo_pos, a.lo_neg, a.hi_pos, a.hi_neg = nll
     a.grad = NULL if grad is None else <void *>_address(grad)
     a.grad_scale = grad_scale

@@ -989,7 +989,7 @@ def fast_pass(y, p, w, pos_w, mask, groups, mode, ncols, row0, logits, nan_mode,
     """Same contract as the Cython ``fast_pass`` (fastbce/_fastpath.py)."""
     t = p.dtype.type
     gamma_alpha = None  # no focal loss: the kernel is compiled without it
-    if focal[0] != 0.0 or focal[1] >= 0.0:
+    if focal is not None:
         gamma_alpha = (float(focal[0]), float(focal[1]), int(focal[2]))
         # focal loss compiles once per prediction dtype (~40-80 s with an empty cache): labels
         # in the prediction dtype, weights in float64 (copies unless they are already)

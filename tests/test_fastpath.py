@@ -18,6 +18,7 @@ import pytest
 
 import fastbce
 from conftest import COMPILED_BACKENDS
+from test_focal import focal_elements
 from fastbce import _backends
 
 EPS = 1e-7
@@ -753,7 +754,6 @@ def test_label_smoothing_matches_the_reference(fast_calls, compiled_backend, dty
 
 def _focal_reference(y, v, **kw):
     """(loss, gradient) per element in float64 from test_focal's independent formula."""
-    from test_focal import focal_elements
     return focal_elements(y, v, eps=EPS, **kw)
 
 
