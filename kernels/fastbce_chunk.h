@@ -226,11 +226,11 @@ FB_INLINE int FB_NAME(fb_loss_block)(
 }
 
 /* The gradient of one block into G: w·dl/dv times sbuf (the scale of each element); the flags
- * as in fb_loss_block, have_e: ebuf holds exp(-|x|) from the loss block. */
+ * as in fb_loss_block; from logits, ebuf holds exp(-|x|). */
 FB_INLINE void FB_NAME(fb_grad_block)(
     const fb_args *a, const FB_T *P, const FB_T *ybuf, const uint8_t *mbuf, const double *wbuf,
     const double *pbuf, const double *sbuf, const FB_T *ebuf, FB_T *G, int64_t n, int logits,
-    int use_w, int has_coef, int have_e)
+    int use_w, int has_coef)
 {
     const FB_T clip_lo = (FB_T)a->clip_lo, clip_hi = (FB_T)a->clip_hi;
     const int omit = a->nan_mode == FB_NAN_OMIT;
@@ -241,7 +241,7 @@ FB_INLINE void FB_NAME(fb_grad_block)(
         double pos = has_coef ? FB_NAME(fb_coef_pos)(a, pbuf[k], y) : (double)y;
         double neg = has_coef ? FB_NAME(fb_coef_neg)(a, y) : 1.0 - (double)y, g;
         if (logits)
-            g = FB_NAME(fb_grad_logit)(p, pos, neg, have_e ? ebuf[k] : FB_NAME(fb_exp_abs)(p));
+            g = FB_NAME(fb_grad_logit)(p, pos, neg, ebuf[k]);
         else
             g = FB_NAME(fb_grad_prob)(p, y, pos, neg, clip_lo, clip_hi, has_coef);
         g = isn ? (omit ? 0.0 : (double)(p + y)) : (use_w ? g * wbuf[k] : g) * sbuf[k];
@@ -521,11 +521,16 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
             } else {
                 fb_by_column(sbuf, a->col_scale, b0 % ncols, ncols, n);
             }
-#define FB_GRAD(logits, use_w_, coef_, have_e) \
-            FB_NAME(fb_grad_block)(a, Pb, ybuf, mbuf, wbuf, pbuf, sbuf, ebuf, G + b0, n, logits, use_w_, coef_, have_e)
+            if (a->logits && !keep_e && !a->focal) {
+                /* exp(-|x|) of the gradient, in a loop of its own: with float32 logits it is then
+                 * vectorised at the float32 width, apart from the float64 gradient loop */
+#pragma omp simd
+                for (int64_t k = 0; k < n; k++) ebuf[k] = FB_NAME(fb_exp_abs)(Pb[k]);
+            }
+#define FB_GRAD(logits, use_w_, coef_) \
+            FB_NAME(fb_grad_block)(a, Pb, ybuf, mbuf, wbuf, pbuf, sbuf, ebuf, G + b0, n, logits, use_w_, coef_)
 #define FB_GRAD_FORMS(use_w_, coef_) \
-            (a->logits && keep_e ? FB_GRAD(1, use_w_, coef_, 1) \
-             : a->logits ? FB_GRAD(1, use_w_, coef_, 0) : FB_GRAD(0, use_w_, coef_, 0))
+            (a->logits ? FB_GRAD(1, use_w_, coef_) : FB_GRAD(0, use_w_, coef_))
             if (a->focal) { /* fb_focal_block below */
             } else if (has_coef)
                 FB_GRAD_FORMS(1, 1);

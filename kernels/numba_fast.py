@@ -458,8 +458,7 @@ def _q_block_logit(x, n, ybuf, qbuf, lbuf, ebuf):
     """Product path from logits: factors 1 + exp(-|x|) into qbuf, the rest of the loss into lbuf,
     e = exp(-|x|) into ebuf (fastbce_chunk.h, fb_q_block_logit); False when some x is NaN. Two
     loops: the float32 one vectorises at the float32 width only without float64 arithmetic in it
-    (mean of 2·10^7 float32 logits, 1 thread, AVX2:
-    348 -> 482 M/s)."""
+    (mean of 2·10^7 float32 logits, 1 thread, AVX2: 348 -> 482 M/s)."""
     ok = True
     tiny_e = F32(2.0 ** -28)
     for k in range(n):
