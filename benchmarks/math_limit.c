@@ -1,63 +1,112 @@
-/* How fast can the fast path's logarithm go on this CPU? Four loops over the same float32
- * predictions and labels, chunk by chunk as fastbce cuts them, with OpenMP threads:
+/* How fast can the fast path's element math go on this CPU? Loops over the same float32
+ * predictions (or logits) and labels, chunk by chunk as fastbce cuts them, with OpenMP threads:
  *   read only              - sum the inputs: the memory ceiling;
  *   log + lane sum only    - the hard-label loss (one logarithm) and the float64 lane sums, with no
  *                            checks, NaN handling or clipping branches: the arithmetic bound of a
  *                            logarithm per element;
- *   chunk kernel, log      - fastbce's own chunk kernel (kernels/fastbce_chunk.h), AVX-512 variant,
- *                            with a logarithm per element (eps below the product path's 2^-28);
+ *   two logs + lane sum    - the same for the soft-label loss (two logarithms per element);
+ *   exp + lane sum only    - one exponential exp(-|x|) per element and the lane sums: the
+ *                            arithmetic bound of the loss from logits (one exponential per element
+ *                            is left after its product path has taken out the logarithm);
+ *   chunk kernel, log      - fastbce's own chunk kernel (kernels/fastbce_chunk.h), with a
+ *                            logarithm per element (eps below the product path's 2^-28);
  *   chunk kernel, product  - the same kernel on its product path (eps = 1e-7): -log of a product
- *                            of the probabilities, one logarithm per lane and chunk.
+ *                            of the probabilities, one logarithm per lane and chunk;
+ *   chunk kernel, logits   - the same kernel from logits (product path).
+ * The variant is the one fastbce picks for this CPU (AVX-512 or AVX2; fb_select).
  * Build and run (N elements, T threads):
  *   gcc -O3 -fopenmp -ffp-contract=off -fno-trapping-math -Ikernels benchmarks/math_limit.c -o /tmp/math_limit
- *   OMP_NUM_THREADS=T /tmp/math_limit N
- * Needs a CPU with AVX-512 (x86-64-v4). */
+ *   OMP_NUM_THREADS=T /tmp/math_limit N */
 #include "fastbce_simd.h"
 #include <stdio.h>
 #include <time.h>
 #include <omp.h>
-static float *P, *Y;
-static double sums[2*4096];
+static float *P, *X, *Y;
 double now(){struct timespec t; clock_gettime(CLOCK_MONOTONIC,&t); return t.tv_sec+1e-9*t.tv_nsec;}
-/* the loss math alone: -log of the hard-label probability, lane sums, no checks */
-__attribute__((target("arch=x86-64-v4"), noinline))
-double math_only(const float *p, const float *y, int64_t n) {
+
+/* the element math alone, lane sums, no checks: one function per variant V */
+#define MATH_ONLY(V, TARGET)                                                                     \
+__attribute__((target(TARGET), noinline))                                                        \
+static double hard_##V(const float *p, const float *y, int64_t n) {                              \
+    double acc[16] __attribute__((aligned(64))) = {0};                                           \
+    for (int64_t g = 0; g + 16 <= n; g += 16) {                                                  \
+        _Pragma("omp simd")                                                                      \
+        for (int k = 0; k < 16; k++)                                                             \
+            acc[k] += (double)fb_nll_hard_f32_##V(p[g+k], y[g+k], 1e-7f, 1-1e-7f, 16.1f, 1e-7f, 1e-7f, 16.1f); \
+    }                                                                                            \
+    return fb_lane_sum(acc);                                                                     \
+}                                                                                                \
+__attribute__((target(TARGET), noinline))                                                        \
+static double soft_##V(const float *p, const float *y, int64_t n) {                              \
+    double acc[16] __attribute__((aligned(64))) = {0};                                           \
+    for (int64_t g = 0; g + 16 <= n; g += 16) {                                                  \
+        _Pragma("omp simd")                                                                      \
+        for (int k = 0; k < 16; k++)                                                             \
+            acc[k] += (double)fb_nll_soft_f32_##V(p[g+k], y[g+k], 1.0f - y[g+k], 1e-7f, 1-1e-7f, 16.1f, 1e-7f, 1e-7f, 16.1f); \
+    }                                                                                            \
+    return fb_lane_sum(acc);                                                                     \
+}                                                                                                \
+__attribute__((target(TARGET), noinline))                                                        \
+static double exp_##V(const float *x, const float *y, int64_t n) {                               \
+    double acc[16] __attribute__((aligned(64))) = {0};                                           \
+    (void)y;                                                                                     \
+    for (int64_t g = 0; g + 16 <= n; g += 16) {                                                  \
+        _Pragma("omp simd")                                                                      \
+        for (int k = 0; k < 16; k++) acc[k] += (double)fb_exp_abs_f32_##V(x[g+k]);               \
+    }                                                                                            \
+    return fb_lane_sum(acc);                                                                     \
+}
+MATH_ONLY(v4, "arch=x86-64-v4")
+MATH_ONLY(v3, "arch=x86-64-v3")
+
+/* the read alone, in the same lanes (a single float64 sum would be bound by its add latency) */
+__attribute__((noinline)) static double read_only(const float *p, const float *y, int64_t n) {
     double acc[16] __attribute__((aligned(64))) = {0};
     for (int64_t g = 0; g + 16 <= n; g += 16) {
 #pragma omp simd
-        for (int k = 0; k < 16; k++) acc[k] += (double)fb_nll_hard_f32_v4(p[g+k], y[g+k], 1e-7f, 1-1e-7f, 16.1f, 1e-7f, 1e-7f, 16.1f);
+        for (int k = 0; k < 16; k++) acc[k] += (double)p[g+k] + (double)y[g+k];
     }
     return fb_lane_sum(acc);
 }
-__attribute__((noinline)) double read_only(const float *p, const float *y, int64_t n) {
-    double s = 0;
-#pragma omp simd reduction(+:s)
-    for (int64_t i = 0; i < n; i++) s += (double)p[i] + (double)y[i];
-    return s;
-}
+
+typedef double (*loop_fn)(const float *, const float *, int64_t);
+
 int main(int argc, char **argv){
   int64_t n = atoll(argv[1]); int64_t chunk = 32768, nch = n / chunk;
-  P = aligned_alloc(64, n*4); Y = aligned_alloc(64, n*4);
-  for (int64_t i=0;i<n;i++){P[i]=(float)((i*2654435761u)%1000003)/1000004.0f; Y[i]=(i%3)==0;}
+  const char *variant = fb_select(NULL);
+  int v4 = fb_chunk_f32_impl == fb_chunk_f32_v4;
+  if (!v4 && fb_chunk_f32_impl != fb_chunk_f32_v3) { fprintf(stderr, "needs AVX2 or AVX-512\n"); return 1; }
+  printf("variant: %s, %d threads, %lld elements\n", variant, omp_get_max_threads(), (long long)n);
+  P = aligned_alloc(64, n*4); X = aligned_alloc(64, n*4); Y = aligned_alloc(64, n*4);
+  for (int64_t i=0;i<n;i++){
+    P[i]=(float)((i*2654435761u)%1000003)/1000004.0f; Y[i]=(i%3)==0;
+    X[i]=logf(P[i] + 1e-6f) - log1pf(-P[i] + 1e-6f);
+  }
   fb_args a = {0};
   a.y=Y; a.y_kind=FB_Y_F32; a.p=P; a.clip_lo=1e-7; a.clip_hi=1-1e-7; a.lo_pos=16.1; a.lo_neg=1e-7; a.hi_pos=1e-7; a.hi_neg=16.1;
-  a.grad_scale=1; a.want_loss=1; a.mode=FB_MODE_ALL; a.ncols=1; a.n_slots=1;
+  a.keep=1; a.grad_scale=1; a.want_loss=1; a.mode=FB_MODE_ALL; a.ncols=1; a.n_slots=1; a.alpha=-1;
   double *s = calloc(nch*2, 8); a.sums = s;
   fb_args b = a; b.eps = 1e-7; b.q_hi = 1 - 1e-7; /* a.eps = 0: no product path */
-  const char *names[] = {"read only", "log + lane sum only", "chunk kernel, log", "chunk kernel, product"};
-  for (int which = 0; which < 4; which++) {
+  fb_args c = b; c.p = X; c.logits = 1;
+  loop_fn math[3] = {v4 ? hard_v4 : hard_v3, v4 ? soft_v4 : soft_v3, v4 ? exp_v4 : exp_v3};
+  const char *names[] = {"read only", "log + lane sum only", "two logs + lane sum", "exp + lane sum only",
+                         "chunk kernel, log", "chunk kernel, product", "chunk kernel, logits"};
+  double read = 0;
+  for (int which = 0; which < 7; which++) {
     double best = 1e9, sink = 0;
     for (int r = 0; r < 7; r++) {
       double t = now();
       #pragma omp parallel for schedule(static) reduction(+:sink)
-      for (int64_t c = 0; c < nch; c++) {
-        if (which == 0) sink += read_only(P + c*chunk, Y + c*chunk, chunk);
-        else if (which == 1) sink += math_only(P + c*chunk, Y + c*chunk, chunk);
-        else if (which == 2) { fb_chunk_f32_v4(&a, c, c*chunk, (c+1)*chunk); sink += s[2*c]; }
-        else { fb_chunk_f32_v4(&b, c, c*chunk, (c+1)*chunk); sink += s[2*c]; }
+      for (int64_t k = 0; k < nch; k++) {
+        const float *in = which == 3 ? X : P;
+        if (which == 0) sink += read_only(P + k*chunk, Y + k*chunk, chunk);
+        else if (which <= 3) sink += math[which - 1](in + k*chunk, Y + k*chunk, chunk);
+        else { fb_chunk_f32(which == 4 ? &a : which == 5 ? &b : &c, k, k*chunk, (k+1)*chunk); sink += s[2*k]; }
       }
       t = now() - t; if (t < best) best = t;
     }
-    printf("%-26s %6.0f M elem/s (%.10g)\n", names[which], nch*chunk/best/1e6, sink);
+    double rate = nch*chunk/best/1e6;
+    if (which == 0) read = rate;
+    printf("%-24s %6.0f M elem/s  %3.0f%% of read  (%.10g)\n", names[which], rate, 100 * rate / read, sink);
   }
 }
