@@ -680,6 +680,13 @@ def _multiply_into(m, q):
 
 
 @njit(**_JIT)
+def _add_into(acc, l):
+    """acc += l elementwise, in float64 (views, as _multiply_into)."""
+    for t in range(acc.shape[0]):
+        acc[t] += np.float64(l[t])
+
+
+@njit(**_JIT)
 def _add_weighted_into(acc_l, acc_w, l, w):
     """acc_l += l·w and acc_w += w elementwise, in float64 (views, as _multiply_into)."""
     for t in range(acc_l.shape[0]):
@@ -956,12 +963,10 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
                             acc_l[(j + t) % LANES] += np.float64(lbuf[k + t])
                         t += 1
                     while t + PROD_LANES <= run:
-                        for q in range(PROD_LANES):
-                            prod_m[q] *= qbuf[k + t + q]
+                        _multiply_into(prod_m, qbuf[k + t:k + t + PROD_LANES])
                         if logits:
                             for h in range(0, PROD_LANES, LANES):
-                                for q in range(LANES):
-                                    acc_l[q] += np.float64(lbuf[k + t + h + q])
+                                _add_into(acc_l, lbuf[k + t + h:k + t + h + LANES])
                         t += PROD_LANES
                     # the rest of the row (or block) from lane 0 on: lane q is element t + q
                     rest = run - t
@@ -969,17 +974,15 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
                     if logits:
                         for h in range(0, rest, LANES):
                             lv = lbuf[k + t + h:k + t + min(rest, h + LANES)]
-                            for q in range(lv.shape[0]):
-                                acc_l[q] += np.float64(lv[q])
+                            _add_into(acc_l[:lv.shape[0]], lv)
                 else:
                     while t < run and (j + t) % LANES != 0:
                         acc_l[(j + t) % LANES] += np.float64(lbuf[k + t]) * wbuf[k + t]
                         acc_w[(j + t) % LANES] += wbuf[k + t]
                         t += 1
                     while t + LANES <= run:
-                        for q in range(LANES):
-                            acc_l[q] += np.float64(lbuf[k + t + q]) * wbuf[k + t + q]
-                            acc_w[q] += wbuf[k + t + q]
+                        _add_weighted_into(acc_l, acc_w, lbuf[k + t:k + t + LANES],
+                                           wbuf[k + t:k + t + LANES])
                         t += LANES
                     # the rest from lane 0 on
                     _add_weighted_into(acc_l[:run - t], acc_w[:run - t], lbuf[k + t:k + run],
