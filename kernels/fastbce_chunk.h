@@ -362,14 +362,16 @@ static int FB_NAME(fb_scatter_groups)(const fb_args *a, double *sums, int64_t ro
  * its Σw (the count without weights) into its slot, the lanes back to zero and one. */
 FB_INLINE void FB_NAME(fb_row_done)(const fb_args *a, double *sums, int64_t row, int *bad,
                                     double *acc_l, double *acc_w, double *prod_m, int64_t *prod_e,
-                                    int use_w)
+                                    int by_product, int use_w)
 {
     int64_t slot = a->mode == FB_MODE_ROWS ? a->row0 + row : fb_group(a, row);
     if (slot < 0 || slot >= a->n_slots) {
         *bad |= FB_FLAG_GROUP;
     } else {
-        sums[2 * slot] += fb_lane_sum(acc_l)
-                          + FB_NAME(fb_product_loss)(a, FB_V(fb_lanes_log_product)(prod_m, prod_e));
+        double loss = fb_lane_sum(acc_l);
+        if (by_product) /* else every lane product is 1 */
+            loss += FB_NAME(fb_product_loss)(a, FB_V(fb_lanes_log_product)(prod_m, prod_e));
+        sums[2 * slot] += loss;
         sums[2 * slot + 1] += use_w ? fb_lane_sum(acc_w) : (double)a->ncols;
     }
     for (int k = 0; k < FB_LANES; k++) acc_l[k] = acc_w[k] = 0.0;
@@ -671,7 +673,7 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
                 k += run;
                 j += run;
                 if (j == ncols) {
-                    FB_NAME(fb_row_done)(a, sums, row, &bad, acc_l, acc_w, prod_m, prod_e, use_w);
+                    FB_NAME(fb_row_done)(a, sums, row, &bad, acc_l, acc_w, prod_m, prod_e, by_product, use_w);
                     j = 0;
                     row++;
                 }

@@ -61,7 +61,7 @@ FB_INLINE float FB_V(fb_exp_neg_f32)(float t)
 
 /* float64 log(hi + lo), same contract as fb_log_f32: fdlibm's log kernel. k = floor((bits -
  * OFF) / 2^52) with logical shifts only (AVX2 has no 64-bit arithmetic shift), k as a double by
- * the 1.5·2^52 trick (no 64-bit integer conversion before AVX-512). */
+ * fb_i64_to_f64. */
 FB_INLINE double FB_V(fb_log_f64)(double hi, double lo)
 {
     uint64_t ix = (uint64_t)fb_bits_f64(hi) - 0x3fe6a09e667f3bcdULL + (1024ULL << 52);
@@ -69,7 +69,7 @@ FB_INLINE double FB_V(fb_log_f64)(double hi, double lo)
     double m = fb_from_bits_f64((int64_t)((ix & 0x000fffffffffffffULL) + 0x3fe6a09e667f3bcdULL));
     double scale = fb_from_bits_f64((int64_t)((uint64_t)(1023 - k) << 52));
     double f = FB_FMA(lo, scale, m - 1.0);
-    double dk = fb_from_bits_f64((int64_t)((uint64_t)k + 0x4338000000000000ULL)) - 6755399441055744.0;
+    double dk = fb_i64_to_f64(k);
     double s = f / (2.0 + f);
     double z = s * s;
     double w = z * z;
@@ -132,17 +132,19 @@ FB_INLINE double FB_V(fb_pow_unit)(double z, double gamma, int n, int by_squarin
  * for m NaN. */
 FB_INLINE double FB_V(fb_log_product)(double m, int64_t e)
 {
-    double de = (double)e;
+    double de = fb_i64_to_f64(e);
     double v = de * 6.93147180369123816490e-01 + (de * 1.90821492927058770002e-10
                                                   + FB_V(fb_log_f64)(m, 0.0));
     return m != m ? m : v;
 }
 
 /* The same for the FB_PROD_LANES lane products, summed: each 16 in fb_lane_sum's order, then the
- * four partial sums pairwise. */
+ * four partial sums pairwise. The logarithms are vectorised: a row of the product path (per row
+ * or group of rows) takes them all at its end. */
 FB_INLINE double FB_V(fb_lanes_log_product)(const double *m, const int64_t *e)
 {
     double v[FB_PROD_LANES], s[FB_PROD_LANES / 16];
+#pragma omp simd
     for (int k = 0; k < FB_PROD_LANES; k++) v[k] = FB_V(fb_log_product)(m[k], e[k]);
     for (int i = 0; i < FB_PROD_LANES / 16; i++) s[i] = fb_lane_sum(v + 16 * i);
     return (s[0] + s[1]) + (s[2] + s[3]);

@@ -93,6 +93,12 @@ static inline int32_t fb_bits_f32(float x) { int32_t i; memcpy(&i, &x, 4); retur
 static inline float fb_from_bits_f32(int32_t i) { float x; memcpy(&x, &i, 4); return x; }
 static inline int64_t fb_bits_f64(double x) { int64_t i; memcpy(&i, &x, 8); return i; }
 static inline double fb_from_bits_f64(int64_t i) { double x; memcpy(&x, &i, 8); return x; }
+/* k as a double for |k| < 2^51, by the 1.5·2^52 trick: vectorises also where there is no 64-bit
+ * integer conversion instruction (before AVX-512). */
+static inline double fb_i64_to_f64(int64_t k)
+{
+    return fb_from_bits_f64((int64_t)((uint64_t)k + 0x4338000000000000ULL)) - 6755399441055744.0;
+}
 
 /* The group id of a row. */
 static inline int64_t fb_group(const fb_args *a, int64_t row)

@@ -72,6 +72,12 @@ def _fma(typingctx, a, b, c):
     return a(a, a, a), codegen
 
 
+@njit(**_INLINE)
+def _i64_to_f64(k):
+    """k as a float64 for |k| < 2^51 by the 1.5·2^52 trick (fastbce_simd.h, fb_i64_to_f64)."""
+    return _from_bits_f64(np.int64(k + 0x4338000000000000)) - 6755399441055744.0
+
+
 # ---- the math (kernels/fastbce_math.h) ----------------------------------------------------------
 
 @njit(**_INLINE)
@@ -130,7 +136,7 @@ def log_f64(hi, lo):
     m = _from_bits_f64(np.int64((ix & np.uint64(0x000fffffffffffff)) + np.uint64(0x3fe6a09e667f3bcd)))
     scale = _from_bits_f64(np.int64((1023 - k) << 52))
     f = _fma(lo, scale, m - 1.0)
-    dk = _from_bits_f64(np.int64(k + 0x4338000000000000)) - 6755399441055744.0
+    dk = _i64_to_f64(k)
     s = f / (2.0 + f)
     z = s * s
     w = z * z
@@ -200,7 +206,7 @@ def _split(m, e, n):
 @njit(**_INLINE)
 def log_product(m, e):
     """log of a product kept as m·2^e: e·ln2 + log m, ln2 in two parts; NaN for m NaN."""
-    de = np.float64(e)
+    de = _i64_to_f64(e)
     v = de * 6.93147180369123816490e-01 + (de * 1.90821492927058770002e-10 + log_f64(m, 0.0))
     return m if m != m else v
 
@@ -696,19 +702,18 @@ def _add_weighted_into(acc_l, acc_w, l, w):
 
 @njit(**_JIT)
 def _lane_sum(a):
-    s8 = np.empty(8)
-    for i in range(8):
-        s8[i] = a[2 * i] + a[2 * i + 1]
-    s4 = np.empty(4)
-    for i in range(4):
-        s4[i] = s8[2 * i] + s8[2 * i + 1]
-    return (s4[0] + s4[1]) + (s4[2] + s4[3])
+    """Pairwise sum of 16 lanes in fb_lane_sum's order (scalars: no temporary arrays)."""
+    s0 = (a[0] + a[1]) + (a[2] + a[3])
+    s1 = (a[4] + a[5]) + (a[6] + a[7])
+    s2 = (a[8] + a[9]) + (a[10] + a[11])
+    s3 = (a[12] + a[13]) + (a[14] + a[15])
+    return (s0 + s1) + (s2 + s3)
 
 
 @njit(**_JIT)
-def _lanes_log_product(m, e):
-    """Σ log of the PROD_LANES lane products, in the order of fb_lanes_log_product."""
-    v = np.empty(PROD_LANES)
+def _lanes_log_product(m, e, v):
+    """Σ log of the PROD_LANES lane products, in the order of fb_lanes_log_product; v: scratch of
+    PROD_LANES values."""
     for k in range(PROD_LANES):
         v[k] = log_product(m[k], e[k])
     return (_lane_sum(v[:16]) + _lane_sum(v[16:32])) + (_lane_sum(v[32:48]) + _lane_sum(v[48:]))
@@ -773,7 +778,7 @@ def _scatter_groups(g32, g64, g_i32, row, n, lbuf, wbuf, ids, sums, cs):
 
 @njit(**_JIT)
 def _row_done(mode, g32, g64, g_i32, row0, row, ncols, sums, cs, acc_l, acc_w, prod_m, prod_e,
-              use_w, logits):
+              lane_logs, by_product, use_w, logits):
     """End of a row in lanes by column: its loss and Σw into its slot, the lanes reset; returns
     FLAG_GROUP for a group id out of range (fastbce_chunk.h, fb_row_done)."""
     slot = row0 + row if mode == MODE_ROWS else _group(g32, g64, g_i32, row)
@@ -781,7 +786,10 @@ def _row_done(mode, g32, g64, g_i32, row0, row, ncols, sums, cs, acc_l, acc_w, p
     if slot < 0 or slot >= sums.shape[1]:
         bad = FLAG_GROUP
     else:
-        sums[cs, slot, 0] += _lane_sum(acc_l) + _product_loss(logits, _lanes_log_product(prod_m, prod_e))
+        loss = _lane_sum(acc_l)
+        if by_product:
+            loss += _product_loss(logits, _lanes_log_product(prod_m, prod_e, lane_logs))
+        sums[cs, slot, 0] += loss
         sums[cs, slot, 1] += _lane_sum(acc_w) if use_w else np.float64(ncols)
     acc_l[:] = 0.0
     acc_w[:] = 0.0
@@ -811,6 +819,7 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
     acc_w = np.zeros(LANES)
     prod_m = np.ones(PROD_LANES)
     prod_e = np.zeros(PROD_LANES, np.int64)
+    lane_logs = np.empty(PROD_LANES)
     n_slots = sums.shape[1]
     col_l = np.zeros(ncols if mode == MODE_COLS else 0)
     col_w = np.zeros(ncols if mode == MODE_COLS else 0)
@@ -991,13 +1000,14 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
                 j += run
                 if j == ncols:
                     bad |= _row_done(mode, g32, g64, g_i32, row0, row, ncols, sums, cs, acc_l,
-                                     acc_w, prod_m, prod_e, use_w, logits)
+                                     acc_w, prod_m, prod_e, lane_logs, by_product, use_w, logits)
                     j = 0
                     row += 1
         if product:  # at most 32 factors per lane since the last split
             _split(prod_m, prod_e, PROD_LANES)
     if mode == MODE_ALL:
-        sums[c, 0, 0] = _lane_sum(acc_l) + _product_loss(logits, _lanes_log_product(prod_m, prod_e))
+        sums[c, 0, 0] = _lane_sum(acc_l) + _product_loss(logits, _lanes_log_product(prod_m, prod_e,
+                                                                                  lane_logs))
         sums[c, 0, 1] = _lane_sum(acc_w) if use_w else np.float64(stop - start)
     elif mode == MODE_COLS:
         for j in range(ncols):
