@@ -54,9 +54,11 @@ FB_INLINE float FB_V(fb_exp_neg_f32)(float t)
     y = FB_FMAF(y, r, 5.0000001201e-1f);
     y = FB_FMAF(y, z, r);
     y = y + 1.0f;
-    int32_t bias = n < -125 ? 64 : 0;
-    y = y * fb_from_bits_f32((int32_t)((uint32_t)(n + bias + 127) << 23));
-    return y * (bias ? 5.42101086242752217e-20f /* 2^-64 */ : 1.0f);
+    /* y·2^n as y·2^h·2^(n-h), h = n/2: both factors normal (n >= -152), the first product exact,
+     * so that a subnormal result is rounded once */
+    int32_t h = n >> 1;
+    y = y * fb_from_bits_f32((int32_t)((uint32_t)(h + 127) << 23));
+    return y * fb_from_bits_f32((int32_t)((uint32_t)(n - h + 127) << 23));
 }
 
 /* float64 log(hi + lo), same contract as fb_log_f32: fdlibm's log kernel. k = floor((bits -

@@ -123,9 +123,9 @@ def exp_neg_f32(t):
     y = _fma(y, r, F32(5.0000001201e-1))
     y = _fma(y, z, r)
     y = y + F32(1.0)
-    bias = np.int32(64) if n < -125 else np.int32(0)
-    y = y * _from_bits_f32(np.int32((n + bias + 127) << 23))
-    return y * (F32(5.42101086242752217e-20) if bias != 0 else F32(1.0))
+    h = np.int32(n >> 1)  # y·2^h·2^(n-h): both factors normal, one rounding
+    y = y * _from_bits_f32(np.int32((h + 127) << 23))
+    return y * _from_bits_f32(np.int32((n - h + 127) << 23))
 
 
 @njit(**_INLINE)
