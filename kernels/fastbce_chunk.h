@@ -77,9 +77,10 @@ FB_INLINE double FB_NAME(fb_grad_logit)(FB_T x, double a, double b, FB_T e)
 
 /* Product path, one block: the probability of the observed class q = p (y = 1) or 1 - p (y = 0),
  * p clamped to [eps, 1 - eps] in float64 (1 - p is exact there for float32 p when eps >= 2^-28),
- * into qbuf; returns 0 when some p is outside [0, 1] or NaN (q is then NaN or meaningless). */
+ * into qbuf; for float64 p, q = qbuf + qlo exactly (qlo: the rounding of 1 - p); returns 0 when
+ * some p is outside [0, 1] or NaN (q is then NaN or meaningless). */
 FB_INLINE int FB_NAME(fb_q_block)(const fb_args *a, const FB_T *P, const FB_T *ybuf, double *qbuf,
-                                  int64_t n)
+                                  double *qlo, int64_t n)
 {
     const double q_lo = a->eps, q_hi = a->q_hi;
     int ok = 1;
@@ -90,7 +91,10 @@ FB_INLINE int FB_NAME(fb_q_block)(const fb_args *a, const FB_T *P, const FB_T *y
         double pd = (double)p;
         pd = pd < q_lo ? q_lo : pd;
         pd = pd > q_hi ? q_hi : pd;
-        qbuf[k] = ybuf[k] != FB_ZERO ? pd : 1.0 - pd;
+        double hi = ybuf[k] != FB_ZERO ? pd : 1.0 - pd;
+        qbuf[k] = hi;
+        if (sizeof(FB_T) == 8)
+            qlo[k] = ybuf[k] != FB_ZERO ? 0.0 : (1.0 - hi) - pd;
     }
     return ok;
 }
@@ -394,6 +398,8 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
     double sbuf[FB_BLOCK] __attribute__((aligned(64)));
     double pbuf[FB_BLOCK] __attribute__((aligned(64)));
     double qbuf[FB_BLOCK] __attribute__((aligned(64)));
+    double qlo[sizeof(FB_T) == 8 ? FB_BLOCK : 1] __attribute__((aligned(64)));
+    double comp[FB_PROD_LANES] __attribute__((aligned(64))) = {0};
     double acc_l[FB_LANES] __attribute__((aligned(64))) = {0};
     double acc_w[FB_LANES] __attribute__((aligned(64))) = {0};
     double prod_m[FB_PROD_LANES] __attribute__((aligned(64)));
@@ -419,8 +425,14 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
      * one logarithm per lane at the end of the chunk or row instead of one per element. Each
      * product takes at most 32 factors >= 2^-28 between two fb_split calls, so it stays a normal
      * number. Relative error of Σ loss <= 2^-53 · (factors) / Σ loss ~ 1e-16 /
-     * (mean loss >= eps): below 1e-7 for eps >= 2^-28. */
-    const int by_product = sizeof(FB_T) == 4 && !use_w && a->want_loss
+     * (mean loss >= eps): below 1e-7 for eps >= 2^-28. float64 predictions take it for one sum
+     * of all (probabilities), compensated: q = hi + lo exactly (fb_q_block), and each product's
+     * rounding is kept relative to it, m·(hi + lo) = r·(1 + δ), Σ δ per lane added to the log
+     * (log1p(δ) = δ to 2^-106): the sum is then within a few ulp of each lane's loss, as a
+     * logarithm per element. That needs an exact FMA (not the baseline variant). Measured, 2e7
+     * float64, 1 thread, AVX2: 258 -> 582 M/s. */
+    const int by_product = (sizeof(FB_T) == 4 || (FB_EXACT_FMA && a->mode == FB_MODE_ALL && !a->logits))
+                           && !use_w && a->want_loss
                            && (a->logits || a->eps >= 0x1p-28)
                            && (a->mode == FB_MODE_ALL || a->mode == FB_MODE_COLS || ncols >= FB_LANES);
     int64_t rows_since_split = 0;
@@ -494,7 +506,7 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
         const int sum_lbuf = !product || a->logits;
         if (product) {
             int ok = a->logits ? FB_NAME(fb_q_block_logit)(Pb, ybuf, qbuf, lbuf, ebuf, n, keep_e)
-                               : FB_NAME(fb_q_block)(a, Pb, ybuf, qbuf, n);
+                               : FB_NAME(fb_q_block)(a, Pb, ybuf, qbuf, qlo, n);
             if (!ok)
                 bad |= FB_LOSS(FB_FORM_HARD, 0, 0, 0); /* the error bits of the bad predictions */
         } else if (!a->want_loss || a->focal) { /* focal loss: fb_focal_block below */
@@ -551,7 +563,19 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
             /* element k of the chunk goes to lane k % FB_LANES, summed in element order; without
              * weights, mask or omitted NaNs, Σw is the count */
             int64_t full = n - n % FB_LANES;
-            if (product) {
+            if (product && sizeof(FB_T) == 8) {
+                /* float64: each product's rounding kept, relative to the product:
+                 * m·(hi + lo) = r·(1 + δ), δ = (fma(m, hi, -r) + m·lo) / r */
+                for (int64_t g = 0; g < n; g += FB_PROD_LANES) {
+                    const int lanes = n - g < FB_PROD_LANES ? (int)(n - g) : FB_PROD_LANES;
+#pragma omp simd
+                    for (int k = 0; k < lanes; k++) {
+                        double m = prod_m[k], q = qbuf[g + k], r = m * q;
+                        comp[k] += (FB_FMA(m, q, -r) + m * qlo[g + k]) / r;
+                        prod_m[k] = r;
+                    }
+                }
+            } else if (product) {
                 int64_t pfull = n - n % FB_PROD_LANES;
                 for (int64_t g = 0; g < pfull; g += FB_PROD_LANES) {
 #pragma omp simd
@@ -683,8 +707,11 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
             fb_split(prod_m, prod_e, FB_PROD_LANES);
     }
     if (a->mode == FB_MODE_ALL) {
-        sums[0] = fb_lane_sum(acc_l)
-                  + FB_NAME(fb_product_loss)(a, FB_V(fb_lanes_log_product)(prod_m, prod_e));
+        double log_product = FB_V(fb_lanes_log_product)(prod_m, prod_e);
+        if (sizeof(FB_T) == 8) /* float64: log Π q = log Π m + Σ log1p(δ), log1p(δ) = δ to 2^-106 */
+            log_product += (fb_lane_sum(comp) + fb_lane_sum(comp + 16))
+                           + (fb_lane_sum(comp + 32) + fb_lane_sum(comp + 48));
+        sums[0] = fb_lane_sum(acc_l) + FB_NAME(fb_product_loss)(a, log_product);
         sums[1] = use_w ? fb_lane_sum(acc_w) : (double)(stop - start);
     } else if (a->mode == FB_MODE_COLS) {
         for (int64_t j = 0; j < ncols; j++) {

@@ -178,6 +178,7 @@ static inline void fb_by_column(double *buf, const double *v, int64_t j, int64_t
 #define FB_V(name) name##_v4
 #define FB_TARGET __attribute__((target("arch=x86-64-v4")))
 #define FB_F64_LANES 8 /* float64 values per vector register */
+#define FB_EXACT_FMA 1 /* FB_FMA rounds once (the float64 product path needs it) */
 #define FB_FMAF(a, b, c) __builtin_fmaf(a, b, c)
 #define FB_FMA(a, b, c) __builtin_fma(a, b, c)
 #include "fastbce_variant.h"
@@ -185,6 +186,7 @@ static inline void fb_by_column(double *buf, const double *v, int64_t j, int64_t
 #define FB_V(name) name##_v3
 #define FB_TARGET __attribute__((target("arch=x86-64-v3")))
 #define FB_F64_LANES 4
+#define FB_EXACT_FMA 1
 #define FB_FMAF(a, b, c) __builtin_fmaf(a, b, c)
 #define FB_FMA(a, b, c) __builtin_fma(a, b, c)
 #include "fastbce_variant.h"
@@ -193,6 +195,7 @@ static inline void fb_by_column(double *buf, const double *v, int64_t j, int64_t
 #define FB_V(name) name##_base
 #define FB_TARGET
 #define FB_F64_LANES 2
+#define FB_EXACT_FMA 0
 #define FB_FMAF(a, b, c) ((a) * (b) + (c))
 #define FB_FMA(a, b, c) ((a) * (b) + (c))
 #include "fastbce_variant.h"

@@ -36,5 +36,6 @@
 #undef FB_V
 #undef FB_TARGET
 #undef FB_F64_LANES
+#undef FB_EXACT_FMA
 #undef FB_FMAF
 #undef FB_FMA

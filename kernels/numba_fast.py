@@ -460,6 +460,28 @@ def _q_block(p, n, ybuf, q_lo, q_hi, qbuf):
 
 
 @njit(**_JIT)
+def _q_lo_block(p, n, ybuf, q_lo, q_hi, qbuf, qlo):
+    """float64 predictions: the rounding of 1 - p, so that q = qbuf + qlo exactly (fastbce_chunk.h,
+    fb_q_block)."""
+    for k in range(n):
+        pd = np.float64(p[k])
+        pd = q_lo if pd < q_lo else pd
+        pd = q_hi if pd > q_hi else pd
+        qlo[k] = 0.0 if ybuf[k] != 0 else (1.0 - qbuf[k]) - pd
+
+
+@njit(**_JIT)
+def _multiply_compensated(m, comp, q, lo):
+    """float64 product path: m *= q + lo, each product's rounding kept relative to it,
+    m·(q + lo) = r·(1 + δ), δ = (fma(m, q, -r) + m·lo) / r added to comp (fastbce_chunk.h)."""
+    for k in range(q.shape[0]):
+        mk = m[k]
+        r = mk * q[k]
+        comp[k] += (_fma(mk, q[k], -r) + mk * lo[k]) / r
+        m[k] = r
+
+
+@njit(**_JIT)
 def _q_block_logit(x, n, ybuf, qbuf, lbuf, ebuf):
     """Product path from logits: factors 1 + exp(-|x|) into qbuf, the rest of the loss into lbuf,
     e = exp(-|x|) into ebuf (fastbce_chunk.h, fb_q_block_logit); False when some x is NaN. Two
@@ -813,6 +835,8 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
     sbuf = np.full(BLOCK, scale)
     pbuf = np.ones(BLOCK)
     qbuf = np.empty(BLOCK)
+    qlo = np.empty(0 if f32 else BLOCK)  # float64 product path: the rounding of 1 - p
+    comp = np.zeros(PROD_LANES)  # float64 product path: Σ of each product's relative rounding
     y64 = np.empty(BLOCK if gamma_alpha is not None else 0)  # focal loss: labels as float64
     ids = np.empty(BLOCK, np.int64)
     acc_l = np.zeros(LANES)
@@ -836,7 +860,8 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
     keep_e = logits and want_loss and has_grad
     # the product path of fastbce_chunk.h: Σ -log q = -log Π q (from logits: Σ log(1 + e) = log Π),
     # one logarithm per lane or column
-    by_product = (f32 and not use_w and want_loss and (logits or eps >= 2.0 ** -28)
+    by_product = ((f32 or (mode == MODE_ALL and not logits)) and not use_w and want_loss
+                  and (logits or eps >= 2.0 ** -28)
                   and (mode == MODE_ALL or mode == MODE_COLS or ncols >= LANES))
     q_hi = 1.0 - eps
     rows_since_split = 0
@@ -865,6 +890,8 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
             ok = _q_block_logit(pb, n, ybuf, qbuf, lbuf, ebuf)
         elif product:
             ok = _q_block(pb, n, ybuf, eps, q_hi, qbuf)
+            if not f32:
+                _q_lo_block(pb, n, ybuf, eps, q_hi, qbuf, qlo)
         if not ok:
             bad |= _check_block(pb, n, ybuf, mbuf, not logits, nan_mode)
         if want_loss and not product and gamma_alpha is None:  # focal loss: below
@@ -901,7 +928,11 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
                          grad[b0:b0 + n] if has_grad else ebuf, clip_lo, clip_hi, eps, nll,
                          gamma_alpha, omit, logits, want_loss, qbuf, y64)  # no product path here
         if mode == MODE_ALL:
-            if product:
+            if product and not f32:
+                for g in range(0, n, PROD_LANES):
+                    h = min(n, g + PROD_LANES)
+                    _multiply_compensated(prod_m, comp, qbuf[g:h], qlo[g:h])
+            elif product:
                 full = n - n % PROD_LANES
                 for g in range(0, full, PROD_LANES):
                     for k in range(PROD_LANES):
@@ -1006,8 +1037,11 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
         if product:  # at most 32 factors per lane since the last split
             _split(prod_m, prod_e, PROD_LANES)
     if mode == MODE_ALL:
-        sums[c, 0, 0] = _lane_sum(acc_l) + _product_loss(logits, _lanes_log_product(prod_m, prod_e,
-                                                                                  lane_logs))
+        log_prod = _lanes_log_product(prod_m, prod_e, lane_logs)
+        if not f32:  # log Π q = log Π m + Σ log1p(δ), log1p(δ) = δ to 2^-106
+            log_prod += ((_lane_sum(comp[:16]) + _lane_sum(comp[16:32]))
+                         + (_lane_sum(comp[32:48]) + _lane_sum(comp[48:])))
+        sums[c, 0, 0] = _lane_sum(acc_l) + _product_loss(logits, log_prod)
         sums[c, 0, 1] = _lane_sum(acc_w) if use_w else np.float64(stop - start)
     elif mode == MODE_COLS:
         for j in range(ncols):
