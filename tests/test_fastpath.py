@@ -502,7 +502,7 @@ def test_float64_product_path_against_the_reference(fast_calls, compiled_backend
     """float64 probabilities, 0/1 labels, whole-array sums: the product path with each product's
     rounding kept (compensated). Within 1e-13 of the float64 reference on probabilities across
     every binade with the clip bounds, 0 and 1; on near-perfect predictions (losses ~1e-10, where
-    2^-53 per uncompensated factor would be ~1e-6 of the sum) and equal elements; with soft-label
+    2^-53 per uncompensated factor would be up to ~1e-6 of the sum) and equal elements; soft-label
     blocks (a logarithm per element there). NaN propagates; Cython and Numba the same bits."""
     n = 300_001
     p = rng.permutation(_probabilities(np.dtype(np.float64), n, rng))[:n]
