@@ -15,9 +15,10 @@
  *
  * Sums: per chunk, element i goes into lane (i - chunk start) % FB_LANES, each lane is summed in
  * element order in float64, and the lanes are added in a fixed tree: the order does not depend on
- * the vector width nor on the thread count. The product path (float32 predictions, 0/1 labels,
- * no weights: fastbce_chunk.h) multiplies the probabilities of the observed classes into
- * FB_PROD_LANES float64 lanes the same way and takes one logarithm per lane.
+ * the vector width nor on the thread count. The product path (float32 predictions, or float64
+ * ones for a whole-array sum, 0/1 labels, no weights: fastbce_chunk.h) multiplies the
+ * probabilities of the observed classes into FB_PROD_LANES float64 lanes the same way and takes
+ * one logarithm per lane.
  */
 #ifndef FASTBCE_SIMD_H
 #define FASTBCE_SIMD_H
