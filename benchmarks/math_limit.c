@@ -8,6 +8,9 @@
  *   exp + lane sum only    - one exponential exp(-|x|) per element and the lane sums: the
  *                            arithmetic bound of the loss from logits (one exponential per element
  *                            is left after its product path has taken out the logarithm);
+ *   exp + lane products    - the loss from logits as its product path computes it, with no checks
+ *                            and no buffers: exp(-|x|), the factor 1 + e into 64 float64 lane
+ *                            products, the rest of the loss into 64 float64 lane sums;
  *   chunk kernel, log      - fastbce's own chunk kernel (kernels/fastbce_chunk.h), with a
  *                            logarithm per element (eps below the product path's 2^-28);
  *   chunk kernel, product  - the same kernel on its product path (eps = 1e-7): -log of a product
@@ -55,6 +58,27 @@ static double exp_##V(const float *x, const float *y, int64_t n) {              
         for (int k = 0; k < 16; k++) acc[k] += (double)fb_exp_abs_f32_##V(x[g+k]);               \
     }                                                                                            \
     return fb_lane_sum(acc);                                                                     \
+}                                                                                                \
+__attribute__((target(TARGET), noinline))                                                        \
+static double logit_product_##V(const float *x, const float *y, int64_t n) {                     \
+    double acc[64] __attribute__((aligned(64))) = {0}, m[64] __attribute__((aligned(64)));       \
+    int64_t e[64] = {0};                                                                         \
+    for (int k = 0; k < 64; k++) m[k] = 1.0;                                                     \
+    for (int64_t b = 0; b + 512 <= n; b += 512) {                                                \
+        for (int64_t g = b; g < b + 512; g += 64) {                                              \
+            _Pragma("omp simd")                                                                  \
+            for (int k = 0; k < 64; k++) {                                                       \
+                float v = x[g+k], t = fb_exp_abs_f32_##V(v);                                     \
+                int tiny = t < 0x1p-28f, wrong = v >= 0.0f ? y[g+k] == 0.0f : y[g+k] != 0.0f;    \
+                float lin = wrong ? fabsf(v) : 0.0f;                                             \
+                acc[k] += (double)(tiny ? lin + t : lin);                                        \
+                m[k] *= 1.0 + (double)(tiny ? 0.0f : t);                                         \
+            }                                                                                    \
+        }                                                                                        \
+        fb_split(m, e, 64);                                                                      \
+    }                                                                                            \
+    return fb_lane_sum(acc) + fb_lane_sum(acc + 16) + fb_lane_sum(acc + 32) + fb_lane_sum(acc + 48) \
+           + fb_lanes_log_product_##V(m, e);                                                     \
 }
 MATH_ONLY(v4, "arch=x86-64-v4")
 MATH_ONLY(v3, "arch=x86-64-v3")
@@ -88,20 +112,22 @@ int main(int argc, char **argv){
   double *s = calloc(nch*2, 8); a.sums = s;
   fb_args b = a; b.eps = 1e-7; b.q_hi = 1 - 1e-7; /* a.eps = 0: no product path */
   fb_args c = b; c.p = X; c.logits = 1;
-  loop_fn math[3] = {v4 ? hard_v4 : hard_v3, v4 ? soft_v4 : soft_v3, v4 ? exp_v4 : exp_v3};
+  loop_fn math[4] = {v4 ? hard_v4 : hard_v3, v4 ? soft_v4 : soft_v3, v4 ? exp_v4 : exp_v3,
+                     v4 ? logit_product_v4 : logit_product_v3};
   const char *names[] = {"read only", "log + lane sum only", "two logs + lane sum", "exp + lane sum only",
-                         "chunk kernel, log", "chunk kernel, product", "chunk kernel, logits"};
+                         "exp + lane products", "chunk kernel, log", "chunk kernel, product",
+                         "chunk kernel, logits"};
   double read = 0;
-  for (int which = 0; which < 7; which++) {
+  for (int which = 0; which < 8; which++) {
     double best = 1e9, sink = 0;
     for (int r = 0; r < 7; r++) {
       double t = now();
       #pragma omp parallel for schedule(static) reduction(+:sink)
       for (int64_t k = 0; k < nch; k++) {
-        const float *in = which == 3 ? X : P;
+        const float *in = which == 3 || which == 4 ? X : P;
         if (which == 0) sink += read_only(P + k*chunk, Y + k*chunk, chunk);
-        else if (which <= 3) sink += math[which - 1](in + k*chunk, Y + k*chunk, chunk);
-        else { fb_chunk_f32(which == 4 ? &a : which == 5 ? &b : &c, k, k*chunk, (k+1)*chunk); sink += s[2*k]; }
+        else if (which <= 4) sink += math[which - 1](in + k*chunk, Y + k*chunk, chunk);
+        else { fb_chunk_f32(which == 5 ? &a : which == 6 ? &b : &c, k, k*chunk, (k+1)*chunk); sink += s[2*k]; }
       }
       t = now() - t; if (t < best) best = t;
     }

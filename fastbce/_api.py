@@ -24,6 +24,9 @@ from ._threads import resolve_num_threads
 CHUNK_ELEMENTS = 1 << 15
 # Upper bound on the per-chunk partial sums of per-column / per-group reductions, in bytes.
 PARTIAL_SUMS_BUDGET = 1 << 25
+# A chunk by group has at least this many elements per group: its partial sums (16 bytes per
+# group) stay below 1/128 of the 8 bytes per element it reads.
+GROUP_CHUNK_ELEMENTS_PER_GROUP = 256
 
 _FLAG_MESSAGES = (
     (FLAG_LABEL, "y_true has values outside [0, 1] (integer labels must be 0 or 1)"),
@@ -38,6 +41,8 @@ _FLAG_MESSAGES = (
 def _chunking(n_rows, n_cols, mode, n_slots):
     """(rows per chunk, number of chunks): a function of the shape only, never of the threads."""
     rows = max(1, -(-CHUNK_ELEMENTS // n_cols))
+    if mode == MODE_GROUPS:
+        rows = max(rows, -(-GROUP_CHUNK_ELEMENTS_PER_GROUP * n_slots // n_cols))
     if mode in (MODE_COLS, MODE_GROUPS):
         max_chunks = max(1, PARTIAL_SUMS_BUDGET // (16 * n_slots))
         rows = max(rows, -(-n_rows // max_chunks))

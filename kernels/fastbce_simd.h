@@ -32,6 +32,15 @@
 #define FB_BLOCK 512 /* elements per block: label, weight and loss buffers stay in L1 */
 #define FB_PROD_LANES 64 /* lanes of the product path: 4 independent chains per SIMD lane */
 
+/* For the scalar loops by group: gcc's SLP vectoriser packs a group's running sums into one
+ * register and unpacks them on every element, which lengthens the dependency chain of a sorted
+ * run of ids (measured: 1-D by 1,000 sorted groups 307 -> 440 M/s without it). */
+#if defined(__GNUC__) && !defined(__clang__)
+#define FB_NO_SLP __attribute__((optimize("no-tree-slp-vectorize")))
+#else
+#define FB_NO_SLP
+#endif
+
 /* error bits and nan_policy codes: the values of kernels/__init__.py */
 #define FB_FLAG_LABEL 1
 #define FB_FLAG_PRED 2

@@ -35,6 +35,7 @@ from . import (
 LANES = 16  # element k of a chunk is summed into lane k % LANES
 BLOCK = 512  # elements per block (buffers stay in L1)
 PROD_LANES = 64  # lanes of the product path: element k of a chunk (or column k) into k % PROD_LANES
+GROUP_PRODUCT_RANGE = (2.0 ** -900, 2.0 ** 900)  # a group's product is split when it leaves it
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
 # The math and the element formulas are inlined in Numba's IR: LLVM's inliner leaves a big
 # callee (two logarithms) as a call in the loop, which stops vectorisation.
@@ -191,16 +192,22 @@ def pow_unit(z, gamma, n, by_squaring):
     return 0.0 if z == 0.0 else r
 
 
+@njit(**_INLINE)
+def _split_one(m, e):
+    """A product kept as m·2^e with m in [sqrt(1/2), sqrt(2)): the exponent of m moved into e;
+    returns (m, e) (NaN stays NaN; fastbce_simd.h, fb_split)."""
+    bits = np.uint64(_bits_f64(m))
+    x = np.int64((bits - np.uint64(0x3fe6a09e667f3bcd) + np.uint64(1024 << 52)) >> np.uint64(52)) - 1024
+    nan = m != m
+    return (m if nan else _from_bits_f64(np.int64(bits - (np.uint64(x) << np.uint64(52)))),
+            e + (0 if nan else x))
+
+
 @njit(**_JIT)
 def _split(m, e, n):
-    """Products kept as m·2^e, m in [sqrt(1/2), sqrt(2)): the exponents of m[:n] move into e (NaN
-    stays NaN; fastbce_simd.h, fb_split)."""
+    """_split_one for the products m[:n] (fastbce_simd.h, fb_split)."""
     for k in range(n):
-        bits = np.uint64(_bits_f64(m[k]))
-        x = np.int64((bits - np.uint64(0x3fe6a09e667f3bcd) + np.uint64(1024 << 52)) >> np.uint64(52)) - 1024
-        nan = m[k] != m[k]
-        e[k] += 0 if nan else x
-        m[k] = m[k] if nan else _from_bits_f64(np.int64(bits - (np.uint64(x) << np.uint64(52))))
+        m[k], e[k] = _split_one(m[k], e[k])
 
 
 @njit(**_INLINE)
@@ -755,36 +762,24 @@ def _group(g32, g64, g_i32, row):
 
 
 @njit(**_JIT)
-def _scatter_groups(g32, g64, g_i32, row, n, lbuf, wbuf, ids, sums, cs):
-    """1-D input by group: the weighted loss and weight of each element into its group's slot,
-    in element order; the ids checked first, the current group's sums kept while the id repeats;
-    returns FLAG_GROUP for an id out of range, whose element is skipped (fastbce_chunk.h,
-    fb_scatter_groups). The ids are read through a slice and the slots indexed as unsigned, so
-    that LLVM vectorises the check and adds no negative-index fix-up."""
-    n_slots = sums.shape[1]
+def _ids_out(g, n, n_slots):
+    """True when some id of g[:n] is outside [0, n_slots) (compared as unsigned, so that a negative
+    id is out too; fastbce_chunk.h, fb_ids_out)."""
     out = 0
-    if g_i32:
-        g = g32[row:row + n]
-        for k in range(n):
-            ids[k] = g[k]
-            out |= (ids[k] < 0) | (ids[k] >= n_slots)
-    else:
-        g = g64[row:row + n]
-        for k in range(n):
-            ids[k] = g[k]
-            out |= (ids[k] < 0) | (ids[k] >= n_slots)
-    s = sums[cs]
-    if out:  # rare: skip the elements of ids out of range
-        for k in range(n):
-            if ids[k] >= 0 and ids[k] < n_slots:
-                s[ids[k], 0] += np.float64(lbuf[k]) * wbuf[k]
-                s[ids[k], 1] += wbuf[k]
-        return FLAG_GROUP
-    cur = np.uint64(ids[0])
+    for k in range(n):
+        out |= np.uint64(np.int64(g[k])) >= np.uint64(n_slots)
+    return out != 0
+
+
+@njit(**_JIT)
+def _scatter_sums(g, n, lbuf, wbuf, s):
+    """_scatter_groups' loop, ids all in range, read in place: the current group's sums kept while
+    the id repeats (fastbce_chunk.h, fb_scatter_sums)."""
+    cur = np.int64(g[0])
     sl = s[cur, 0]
     sw = s[cur, 1]
     for k in range(n):
-        i = np.uint64(ids[k])
+        i = np.int64(g[k])
         if i != cur:
             s[cur, 0] = sl
             s[cur, 1] = sw
@@ -795,6 +790,68 @@ def _scatter_groups(g32, g64, g_i32, row, n, lbuf, wbuf, ids, sums, cs):
         sw += wbuf[k]
     s[cur, 0] = sl
     s[cur, 1] = sw
+
+
+@njit(**_JIT)
+def _scatter_groups(g, n, lbuf, wbuf, s):
+    """1-D input by group: the weighted loss and weight of each element into its group's slot
+    (the rows of s), in element order; the ids (g, int32 or int64) checked first; returns
+    FLAG_GROUP for an id out of range, whose element is skipped (fastbce_chunk.h,
+    fb_scatter_groups)."""
+    n_slots = s.shape[0]
+    if _ids_out(g, n, n_slots):  # rare: skip the elements of ids out of range
+        for k in range(n):
+            i = np.int64(g[k])
+            if i >= 0 and i < n_slots:
+                s[i, 0] += np.float64(lbuf[k]) * wbuf[k]
+                s[i, 1] += wbuf[k]
+        return FLAG_GROUP
+    _scatter_sums(g, n, lbuf, wbuf, s)
+    return 0
+
+
+@njit(**_JIT)
+def _scatter_factors(g, n, qbuf, lbuf, grp, ge, logits):
+    """_scatter_products' loop, ids all in range: the current group's state kept while the id
+    repeats; a product is split (its exponent into ge) when it leaves [2^-900, 2^900]
+    (fastbce_chunk.h, fb_scatter_factors)."""
+    cur = np.int64(g[0])
+    m = grp[cur, 0]
+    sl = grp[cur, 1]
+    c = grp[cur, 2]
+    for k in range(n):
+        i = np.int64(g[k])
+        if i != cur:
+            grp[cur, 0] = m
+            grp[cur, 1] = sl
+            grp[cur, 2] = c
+            cur = i
+            m = grp[cur, 0]
+            sl = grp[cur, 1]
+            c = grp[cur, 2]
+        m *= qbuf[k]
+        if logits:
+            sl += np.float64(lbuf[k])
+        c += 1.0
+        if (m > GROUP_PRODUCT_RANGE[1]) if logits else (m < GROUP_PRODUCT_RANGE[0]):
+            m, ge[cur] = _split_one(m, ge[cur])
+    grp[cur, 0] = m
+    grp[cur, 1] = sl
+    grp[cur, 2] = c
+
+
+@njit(**_JIT)
+def _scatter_products(g, n, qbuf, lbuf, grp, ge, logits):
+    """_scatter_groups on the product path (no weights): each element's factor (and from logits
+    the rest of its loss) into its group's state, a row of grp (product, loss sum, count; the
+    product times 2^ge); returns FLAG_GROUP for an id out of range, whose element is skipped
+    (fastbce_chunk.h, fb_scatter_products)."""
+    if _ids_out(g, n, grp.shape[0]):  # rare: element by element, those in range
+        for k in range(n):
+            if g[k] >= 0 and g[k] < grp.shape[0]:
+                _scatter_factors(g[k:], 1, qbuf[k:], lbuf[k:], grp, ge, logits)
+        return FLAG_GROUP
+    _scatter_factors(g, n, qbuf, lbuf, grp, ge, logits)
     return 0
 
 
@@ -838,7 +895,6 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
     qlo = np.empty(0 if f32 else BLOCK)  # float64 product path: the rounding of 1 - p
     comp = np.zeros(PROD_LANES)  # float64 product path: Σ of each product's relative rounding
     y64 = np.empty(BLOCK if gamma_alpha is not None else 0)  # focal loss: labels as float64
-    ids = np.empty(BLOCK, np.int64)
     acc_l = np.zeros(LANES)
     acc_w = np.zeros(LANES)
     prod_m = np.ones(PROD_LANES)
@@ -860,9 +916,16 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
     keep_e = logits and want_loss and has_grad
     # the product path of fastbce_chunk.h: Σ -log q = -log Π q (from logits: Σ log(1 + e) = log Π),
     # one logarithm per lane or column
+    # 1-D input by group: one product per group (_scatter_products), when the groups are few beside
+    # the chunk's elements (their logarithms are taken at the chunk end)
+    group_products = mode == MODE_GROUPS and ncols == 1 and n_slots * 8 <= stop - start
     by_product = ((f32 or (mode == MODE_ALL and not logits)) and not use_w and want_loss
                   and (logits or eps >= 2.0 ** -28)
-                  and (mode == MODE_ALL or mode == MODE_COLS or ncols >= LANES))
+                  and (mode == MODE_ALL or mode == MODE_COLS or ncols >= LANES or group_products))
+    # product path by group: each group's product (times 2^grp_e), loss sum (logits), count
+    grp = np.zeros((n_slots if by_product and group_products else 0, 3))
+    grp[:, 0] = 1.0
+    grp_e = np.zeros(grp.shape[0], np.int64)
     q_hi = 1.0 - eps
     rows_since_split = 0
     bad = 0
@@ -978,7 +1041,14 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
             row = b0 // ncols
             j = b0 % ncols
             if mode == MODE_GROUPS and ncols == 1:
-                bad |= _scatter_groups(g32, g64, g_i32, row, n, lbuf, wbuf, ids, sums, cs)
+                if product and g_i32:
+                    bad |= _scatter_products(g32[row:row + n], n, qbuf, lbuf, grp, grp_e, logits)
+                elif product:
+                    bad |= _scatter_products(g64[row:row + n], n, qbuf, lbuf, grp, grp_e, logits)
+                elif g_i32:
+                    bad |= _scatter_groups(g32[row:row + n], n, lbuf, wbuf, sums[cs])
+                else:
+                    bad |= _scatter_groups(g64[row:row + n], n, lbuf, wbuf, sums[cs])
                 k = n
             while ncols < LANES and k < n:
                 slot = row0 + row if mode == MODE_ROWS else _group(g32, g64, g_i32, row)
@@ -1047,6 +1117,11 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
         for j in range(ncols):
             sums[c, j, 0] = col_l[j] + _product_loss(logits, log_product(col_m[j], col_e[j]))
             sums[c, j, 1] = col_w[j] if use_w else np.float64((stop - start) // ncols)
+    else:
+        for j in range(grp.shape[0]):
+            loss = _product_loss(logits, log_product(grp[j, 0], grp_e[j]))
+            sums[c, j, 0] += grp[j, 1] + loss
+            sums[c, j, 1] += grp[j, 2]
     return bad
 
 
