@@ -156,9 +156,12 @@ static inline void fb_by_column(double *buf, const double *v, int64_t j, int64_t
 #define FB_LOAD_LABELS(T, a, start, n, ybuf, bad, soft) do {                                    \
     int lbad_ = 0, lsoft_ = 0;                                                                   \
     if ((a)->y_kind == FB_Y_U8) {                                                                \
+        /* the OR of the labels is > 1 iff some label is: a byte-wide reduction */              \
         const uint8_t *ys_ = (const uint8_t *)(a)->y + (start);                                 \
-        _Pragma("omp simd reduction(|:lbad_)")                                                   \
-        for (int64_t k_ = 0; k_ < (n); k_++) { lbad_ |= ys_[k_] > 1; (ybuf)[k_] = (T)ys_[k_]; } \
+        uint8_t any_ = 0;                                                                        \
+        _Pragma("omp simd reduction(|:any_)")                                                    \
+        for (int64_t k_ = 0; k_ < (n); k_++) { any_ |= ys_[k_]; (ybuf)[k_] = (T)ys_[k_]; }      \
+        lbad_ = any_ > 1;                                                                        \
     } else if ((a)->y_kind == FB_Y_F32) {                                                        \
         const float *ys_ = (const float *)(a)->y + (start);                                     \
         _Pragma("omp simd reduction(|:lbad_, lsoft_)")                                           \
