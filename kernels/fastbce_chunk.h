@@ -99,6 +99,24 @@ FB_INLINE int FB_NAME(fb_q_block)(const fb_args *a, const FB_T *P, const FB_T *y
     return ok;
 }
 
+/* fb_q_block for a float32 block whose p all lie inside the clip bounds (the common case): no
+ * clamp, q = s + c with s = p (y = 1) or -p (y = 0) and c = 1 - y, each exact in float64, so q
+ * is p or 1 - p exactly, as fb_q_block forms it; returns 0 when some p is outside (or NaN), and
+ * the caller then runs fb_q_block. */
+FB_INLINE int FB_NAME(fb_q_block_inside)(const fb_args *a, const FB_T *P, const FB_T *ybuf,
+                                         double *qbuf, int64_t n)
+{
+    const FB_T lo = (FB_T)a->clip_lo, hi = (FB_T)a->clip_hi;
+    int inside = 1;
+#pragma omp simd reduction(&:inside)
+    for (int64_t k = 0; k < n; k++) {
+        FB_T p = P[k], y = ybuf[k];
+        inside &= (p >= lo) & (p <= hi);
+        qbuf[k] = (double)(y != FB_ZERO ? p : -p) + (double)(FB_ONE - y);
+    }
+    return inside;
+}
+
 /* Product path from logits, hard labels: loss = lin + log1p(e), e = exp(-|x|), lin = |x| when x
  * is on the wrong side (x >= 0 with y = 0, x < 0 with y = 1), else 0. The factor 1 + e (exact in
  * float64) into qbuf; lin into lbuf, plus e itself when e < 2^-28 (log1p(e) = e to 2^-29; the
@@ -452,8 +470,10 @@ FB_INLINE void FB_NAME(fb_row_done)(const fb_args *a, double *sums, int64_t row,
         *bad |= FB_FLAG_GROUP;
     } else {
         double loss = fb_lane_sum(acc_l);
-        if (by_product) /* else every lane product is 1 */
+        if (by_product) { /* else every lane product is 1 */
+            fb_split(prod_m, prod_e, FB_PROD_LANES);
             loss += FB_NAME(fb_product_loss)(a, FB_V(fb_lanes_log_product)(prod_m, prod_e));
+        }
         sums[2 * slot] += loss;
         sums[2 * slot + 1] += use_w ? fb_lane_sum(acc_w) : (double)a->ncols;
     }
@@ -502,9 +522,12 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
      * column) products (FB_PROD_LANES lanes, element or column k into lane k % FB_PROD_LANES),
      * Σ loss = -log Π q (fb_product_loss),
      * one logarithm per lane at the end of the chunk or row instead of one per element. Each
-     * product takes at most 32 factors >= 2^-28 between two fb_split calls, so it stays a normal
-     * number. Relative error of Σ loss <= 2^-53 · (factors) / Σ loss ~ 1e-16 /
-     * (mean loss >= eps): below 1e-7 for eps >= 2^-28. float64 predictions take it for one sum
+     * lane takes at most 9 factors per block, and the lanes are split (fb_split) every
+     * FB_SPLIT_BLOCKS blocks of the product path and before their logarithms: at most 27
+     * factors >= 2^-28 (from logits <= 2) between two splits, so a product stays a normal number.
+     * A split only moves a power of two from m into e, and a normal product rounds the same at
+     * any scale. Relative error of Σ loss <= 2^-53 · (factors) / Σ loss ~ 1e-16 / (mean loss
+     * >= eps): below 1e-7 for eps >= 2^-28. float64 predictions take it for one sum
      * of all (probabilities), compensated: q = hi + lo exactly (fb_q_block), and each product's
      * rounding is kept relative to it, m·(hi + lo) = r·(1 + δ), Σ δ per lane added to the log
      * (log1p(δ) = δ to 2^-106): the sum is then within a few ulp of each lane's loss, as a
@@ -519,7 +542,9 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
                            && (a->logits || a->eps >= 0x1p-28)
                            && (a->mode == FB_MODE_ALL || a->mode == FB_MODE_COLS || ncols >= FB_LANES
                                || group_products);
-    int64_t rows_since_split = 0;
+    /* the product path in prod_m lanes (not by column, not one product per group) */
+    const int lane_products = by_product && a->mode != FB_MODE_COLS && !group_products;
+    int64_t rows_since_split = 0, blocks_since_split = 0;
     for (int k = 0; k < FB_PROD_LANES; k++) prod_m[k] = 1.0;
     /* per-column sums: one pair of accumulators per column, each summed in row order, and the
      * column products of the product path */
@@ -599,7 +624,8 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
         const int sum_lbuf = !product || a->logits;
         if (product) {
             int ok = a->logits ? FB_NAME(fb_q_block_logit)(Pb, ybuf, qbuf, lbuf, ebuf, n, keep_e)
-                               : FB_NAME(fb_q_block)(a, Pb, ybuf, qbuf, qlo, n);
+                   : sizeof(FB_T) == 4 && FB_NAME(fb_q_block_inside)(a, Pb, ybuf, qbuf, n)
+                   ? 1 : FB_NAME(fb_q_block)(a, Pb, ybuf, qbuf, qlo, n);
             if (!ok)
                 bad |= FB_LOSS(FB_FORM_HARD, 0, 0, 0); /* the error bits of the bad predictions */
         } else if (!a->want_loss || a->focal) { /* focal loss: fb_focal_block below */
@@ -797,10 +823,13 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
                 }
             }
         }
-        if (product) /* at most 32 factors per lane since the last split */
-            fb_split(prod_m, prod_e, FB_PROD_LANES);
+        if (product && lane_products && ++blocks_since_split == FB_SPLIT_BLOCKS) {
+            fb_split(prod_m, prod_e, FB_PROD_LANES); /* the lanes: see by_product */
+            blocks_since_split = 0;
+        }
     }
     if (a->mode == FB_MODE_ALL) {
+        fb_split(prod_m, prod_e, FB_PROD_LANES);
         double log_product = FB_V(fb_lanes_log_product)(prod_m, prod_e);
         if (sizeof(FB_T) == 8) /* float64: log Π q = log Π m + Σ log1p(δ), log1p(δ) = δ to 2^-106 */
             log_product += (fb_lane_sum(comp) + fb_lane_sum(comp + 16))

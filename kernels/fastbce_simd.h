@@ -31,6 +31,7 @@
 #define FB_LANES 16
 #define FB_BLOCK 512 /* elements per block: label, weight and loss buffers stay in L1 */
 #define FB_PROD_LANES 64 /* lanes of the product path: 4 independent chains per SIMD lane */
+#define FB_SPLIT_BLOCKS 3 /* blocks of the product path between two fb_split of its lanes */
 
 /* For the scalar loops by group: gcc's SLP vectoriser packs a group's running sums into one
  * register and unpacks them on every element, which lengthens the dependency chain of a sorted

@@ -35,6 +35,7 @@ from . import (
 LANES = 16  # element k of a chunk is summed into lane k % LANES
 BLOCK = 512  # elements per block (buffers stay in L1)
 PROD_LANES = 64  # lanes of the product path: element k of a chunk (or column k) into k % PROD_LANES
+SPLIT_BLOCKS = 3  # blocks of the product path between two _split of its lanes (fastbce_chunk.h)
 GROUP_PRODUCT_RANGE = (2.0 ** -900, 2.0 ** 900)  # a group's product is split when it leaves it
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
 # The math and the element formulas are inlined in Numba's IR: LLVM's inliner leaves a big
@@ -867,6 +868,7 @@ def _row_done(mode, g32, g64, g_i32, row0, row, ncols, sums, cs, acc_l, acc_w, p
     else:
         loss = _lane_sum(acc_l)
         if by_product:
+            _split(prod_m, prod_e, PROD_LANES)  # as fastbce_chunk.h: split before the logarithms
             loss += _product_loss(logits, _lanes_log_product(prod_m, prod_e, lane_logs))
         sums[cs, slot, 0] += loss
         sums[cs, slot, 1] += _lane_sum(acc_w) if use_w else np.float64(ncols)
@@ -927,7 +929,10 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
     grp[:, 0] = 1.0
     grp_e = np.zeros(grp.shape[0], np.int64)
     q_hi = 1.0 - eps
+    # the product path in prod_m lanes (not by column, not one product per group)
+    lane_products = by_product and mode != MODE_COLS and not group_products
     rows_since_split = 0
+    blocks_since_split = 0
     bad = 0
     for b0 in range(start, stop, BLOCK):
         n = min(BLOCK, stop - b0)
@@ -1104,9 +1109,13 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
                                      acc_w, prod_m, prod_e, lane_logs, by_product, use_w, logits)
                     j = 0
                     row += 1
-        if product:  # at most 32 factors per lane since the last split
-            _split(prod_m, prod_e, PROD_LANES)
+        if product and lane_products:  # at most 27 factors per lane since the last split
+            blocks_since_split += 1
+            if blocks_since_split == SPLIT_BLOCKS:
+                _split(prod_m, prod_e, PROD_LANES)
+                blocks_since_split = 0
     if mode == MODE_ALL:
+        _split(prod_m, prod_e, PROD_LANES)
         log_prod = _lanes_log_product(prod_m, prod_e, lane_logs)
         if not f32:  # log Π q = log Π m + Σ log1p(δ), log1p(δ) = δ to 2^-106
             log_prod += ((_lane_sum(comp[:16]) + _lane_sum(comp[16:32]))
