@@ -102,8 +102,8 @@ typedef double (*loop_fn)(const float *, const float *, int64_t);
 
 /* the scatter of the product path by group alone: fixed factors (a block in L1), the ids streamed */
 static double scatter_only(const fb_args *g, int v4, int64_t start, int64_t stop) {
-    static double q[FB_BLOCK];
-    static float l[FB_BLOCK];
+    double q[FB_BLOCK];
+    float l[FB_BLOCK] = {0};
     double *grp = calloc(3 * (size_t)g->n_slots, sizeof(double));
     int64_t *ge = calloc((size_t)g->n_slots, sizeof(int64_t));
     for (int k = 0; k < FB_BLOCK; k++) q[k] = 0.5 + k / 1024.0;

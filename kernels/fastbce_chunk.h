@@ -369,27 +369,29 @@ FB_INLINE void FB_NAME(fb_scatter_sums)(double *sums, const int32_t *g32, const 
 }
 
 /* 1-D input by group (one element per row, rows row..row+n-1): the weighted loss and the weight
- * of each element into its group's slot, in element order. The ids of the block are checked
- * first, so that the loop needs no test; an id out of range sets FB_FLAG_GROUP and its element
- * is skipped. */
+ * of each element into its group's slot, in element order (fb_scatter_sums). The ids of the
+ * block are checked first, so that the loop needs no test; an id out of range sets FB_FLAG_GROUP
+ * and its element is skipped. */
 FB_TARGET FB_NO_SLP __attribute__((noinline))
 static int FB_NAME(fb_scatter_groups)(const fb_args *a, double *sums, int64_t row, int64_t n,
                                       const FB_T *lbuf, const double *wbuf)
 {
-    if (FB_NAME(fb_ids_out)(a, row, n)) { /* rare: skip the elements of ids out of range */
+    const int i32 = a->g_kind == FB_G_I32;
+    const int32_t *g32 = i32 ? (const int32_t *)a->groups + row : NULL;
+    const int64_t *g64 = i32 ? NULL : (const int64_t *)a->groups + row;
+    if (FB_NAME(fb_ids_out)(a, row, n)) { /* rare: element by element, those in range */
         for (int64_t k = 0; k < n; k++) {
             int64_t id = fb_group(a, row + k);
-            if (id >= 0 && id < a->n_slots) {
-                sums[2 * id] += (double)lbuf[k] * wbuf[k];
-                sums[2 * id + 1] += wbuf[k];
-            }
+            if (id >= 0 && id < a->n_slots)
+                FB_NAME(fb_scatter_sums)(sums, i32 ? g32 + k : NULL, i32 ? NULL : g64 + k, i32, 1,
+                                         lbuf + k, wbuf + k);
         }
         return FB_FLAG_GROUP;
     }
-    if (a->g_kind == FB_G_I32)
-        FB_NAME(fb_scatter_sums)(sums, (const int32_t *)a->groups + row, NULL, 1, n, lbuf, wbuf);
+    if (i32)
+        FB_NAME(fb_scatter_sums)(sums, g32, NULL, 1, n, lbuf, wbuf);
     else
-        FB_NAME(fb_scatter_sums)(sums, NULL, (const int64_t *)a->groups + row, 0, n, lbuf, wbuf);
+        FB_NAME(fb_scatter_sums)(sums, NULL, g64, 0, n, lbuf, wbuf);
     return 0;
 }
 

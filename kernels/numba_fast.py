@@ -799,13 +799,10 @@ def _scatter_groups(g, n, lbuf, wbuf, s):
     (the rows of s), in element order; the ids (g, int32 or int64) checked first; returns
     FLAG_GROUP for an id out of range, whose element is skipped (fastbce_chunk.h,
     fb_scatter_groups)."""
-    n_slots = s.shape[0]
-    if _ids_out(g, n, n_slots):  # rare: skip the elements of ids out of range
+    if _ids_out(g, n, s.shape[0]):  # rare: element by element, those in range
         for k in range(n):
-            i = np.int64(g[k])
-            if i >= 0 and i < n_slots:
-                s[i, 0] += np.float64(lbuf[k]) * wbuf[k]
-                s[i, 1] += wbuf[k]
+            if g[k] >= 0 and g[k] < s.shape[0]:
+                _scatter_sums(g[k:], 1, lbuf[k:], wbuf[k:], s)
         return FLAG_GROUP
     _scatter_sums(g, n, lbuf, wbuf, s)
     return 0
