@@ -13,24 +13,28 @@
 #define FB_LOG FB_V(fb_log_f64)
 #define FB_EXP FB_V(fb_exp_neg_f64)
 #define FB_FMAT FB_FMA
+#define FB_ABS __builtin_fabs
 #include "fastbce_chunk.h"
 #undef FB_T
 #undef FB_NAME
 #undef FB_LOG
 #undef FB_EXP
 #undef FB_FMAT
+#undef FB_ABS
 
 #define FB_T float
 #define FB_NAME(name) FB_V(name##_f32)
 #define FB_LOG FB_V(fb_log_f32)
 #define FB_EXP FB_V(fb_exp_neg_f32)
 #define FB_FMAT FB_FMAF
+#define FB_ABS __builtin_fabsf
 #include "fastbce_chunk.h"
 #undef FB_T
 #undef FB_NAME
 #undef FB_LOG
 #undef FB_EXP
 #undef FB_FMAT
+#undef FB_ABS
 
 #undef FB_INLINE
 #undef FB_V

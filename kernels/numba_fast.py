@@ -301,8 +301,7 @@ def nll_soft(p, a, b, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg):
 @njit(**_INLINE)
 def exp_abs(x):
     """exp(-|x|): the one exponential of a logit's loss and gradient."""
-    zero = _one(x) - _one(x)
-    return _exp_neg(-(-x if x < zero else x))
+    return _exp_neg(-abs(x))
 
 
 @njit(**_INLINE)
@@ -314,7 +313,7 @@ def nll_logit(x, a, b, e, has_coef):
     hi = one + e
     lo = e - (hi - one)
     c = b if x >= zero else a
-    lin = (-x if x < zero else x) * c if c != zero else zero
+    lin = abs(x) * c if c != zero else zero
     log1p_e = _log(hi, lo)
     return lin + ((a + b) * log1p_e if has_coef else log1p_e)
 
@@ -502,8 +501,9 @@ def _q_block_logit(x, n, ybuf, qbuf, lbuf, ebuf):
         ok &= xv == xv
         e = exp_abs(xv)
         ebuf[k] = e
-        wrong = ybuf[k] == 0 if xv >= 0 else ybuf[k] != 0
-        lin = (-xv if xv < 0 else xv) if wrong else F32(0.0)
+        zero = _one(xv) - _one(xv)
+        s = -xv if ybuf[k] != zero else xv  # |x| on the wrong side, else -|x|
+        lin = s if s > zero else zero
         lbuf[k] = lin + e if e < tiny_e else lin
     for k in range(n):
         e = ebuf[k]
