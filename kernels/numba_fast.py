@@ -333,12 +333,11 @@ def grad_prob(p, y, a, b, clip_lo, clip_hi, has_coef):
 
 @njit(**_INLINE)
 def grad_logit(x, a, b, e):
-    """dl/dx in float64 from e = exp(-|x|), coefficients a, b: b·σ(x) - a·σ(-x)."""
+    """dl/dx in float64 from e = exp(-|x|), coefficients a, b: b·σ(x) - a·σ(-x) =
+    (u + v·e) / (1 + e), u = b and v = -a for x >= 0, u = -a and v = b for x < 0."""
     ed = np.float64(e)
-    big = 1.0 / (1.0 + ed)
-    small = ed * big
-    zero = _one(x) - _one(x)
-    return b * big - a * small if x >= zero else b * small - a * big
+    right = x >= _one(x) - _one(x)
+    return _fma(-a if right else b, ed, b if right else -a) / (1.0 + ed)
 
 
 @njit(**_INLINE)
@@ -656,7 +655,8 @@ def _count_weights(p, n, ybuf, mbuf, wbuf, omit):
 @njit(**_INLINE)
 def _grad_value(g, pv, yv, on, w, scale, omit):
     isn = (pv != pv) | (yv != yv)
-    g = (0.0 if omit else np.float64(pv + yv)) if isn else g * w * scale
+    g = g * w * scale
+    g = (0.0 if omit else np.float64(pv + yv)) if isn else g
     return g if on else 0.0
 
 
@@ -949,7 +949,8 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
         if lbad or wbad:
             bad |= _recheck(yb, pb, has_w, nan_mode, n, mbuf, wbuf)
         product = by_product and not (lbad or soft)
-        sum_lbuf = not product or logits  # lbuf holds losses to sum
+        # lbuf holds losses to sum (none for the gradient alone by one sum for all: Σw only)
+        sum_lbuf = (not product or logits) and (want_loss or mode != MODE_ALL)
         ok = False
         if product and logits:
             ok = _q_block_logit(pb, n, ybuf, qbuf, lbuf, ebuf)
@@ -1011,12 +1012,13 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
                         acc_l[k] += np.float64(lbuf[g + k]) * wbuf[g + k]
                 for k in range(n - full):
                     acc_l[k] += np.float64(lbuf[full + k]) * wbuf[full + k]
-                if use_w:
-                    for g in range(0, full, LANES):
-                        for k in range(LANES):
-                            acc_w[k] += wbuf[g + k]
-                    for k in range(n - full):
-                        acc_w[k] += wbuf[full + k]
+            if use_w:
+                full = n - n % LANES
+                for g in range(0, full, LANES):
+                    for k in range(LANES):
+                        acc_w[k] += wbuf[g + k]
+                for k in range(n - full):
+                    acc_w[k] += wbuf[full + k]
         elif mode == MODE_COLS:
             k = 0
             j = (b0 - start) % ncols
