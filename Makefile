@@ -12,7 +12,7 @@ demo: $(STAMP)
 	$(VENV)/bin/fastbce demo
 
 test: $(STAMP)
-	$(PYTHON) -m pytest
+	$(PYTHON) -m pytest -n 2 --dist loadfile
 
 install: $(STAMP)
 

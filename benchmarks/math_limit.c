@@ -8,9 +8,11 @@
  *   exp + lane sum only    - one exponential exp(-|x|) per element and the lane sums: the
  *                            arithmetic bound of the loss from logits (one exponential per element
  *                            is left after its product path has taken out the logarithm);
- *   exp + lane products    - the loss from logits as its product path computes it, with no checks
- *                            and no buffers: exp(-|x|), the factor 1 + e into 64 float64 lane
- *                            products, the rest of the loss into 64 float64 lane sums;
+ *   exp + lane products    - the loss from logits as its product path computes it, with no checks:
+ *                            exp(-|x|) and the rest of the loss in a float32 loop over a block,
+ *                            then the factors 1 + e into 64 float64 lane products and the rest
+ *                            into 16 float64 lane sums (one loop mixing the float32 and float64
+ *                            widths runs at half the speed with gcc 12);
  *   chunk kernel, log      - fastbce's own chunk kernel (kernels/fastbce_chunk.h), with a
  *                            logarithm per element (eps below the product path's 2^-28);
  *   chunk kernel, product  - the same kernel on its product path (eps = 1e-7): -log of a product
@@ -66,24 +68,29 @@ static double exp_##V(const float *x, const float *y, int64_t n) {              
 }                                                                                                \
 __attribute__((target(TARGET), noinline))                                                        \
 static double logit_product_##V(const float *x, const float *y, int64_t n) {                     \
-    double acc[64] __attribute__((aligned(64))) = {0}, m[64] __attribute__((aligned(64)));       \
+    double acc[16] __attribute__((aligned(64))) = {0}, m[64] __attribute__((aligned(64)));       \
+    float eb[512] __attribute__((aligned(64))), lb[512] __attribute__((aligned(64)));            \
     int64_t e[64] = {0};                                                                         \
     for (int k = 0; k < 64; k++) m[k] = 1.0;                                                     \
     for (int64_t b = 0; b + 512 <= n; b += 512) {                                                \
-        for (int64_t g = b; g < b + 512; g += 64) {                                              \
+        _Pragma("omp simd")                                                                      \
+        for (int k = 0; k < 512; k++) {                                                          \
+            float v = x[b+k], t = fb_exp_abs_f32_##V(v), s = y[b+k] != 0.0f ? -v : v;            \
+            float lin = s > 0.0f ? s : 0.0f;                                                     \
+            eb[k] = t < 0x1p-28f ? 0.0f : t;                                                     \
+            lb[k] = t < 0x1p-28f ? lin + t : lin;                                                \
+        }                                                                                        \
+        for (int g = 0; g < 512; g += 64) {                                                      \
             _Pragma("omp simd")                                                                  \
-            for (int k = 0; k < 64; k++) {                                                       \
-                float v = x[g+k], t = fb_exp_abs_f32_##V(v);                                     \
-                int tiny = t < 0x1p-28f, wrong = v >= 0.0f ? y[g+k] == 0.0f : y[g+k] != 0.0f;    \
-                float lin = wrong ? fabsf(v) : 0.0f;                                             \
-                acc[k] += (double)(tiny ? lin + t : lin);                                        \
-                m[k] *= 1.0 + (double)(tiny ? 0.0f : t);                                         \
-            }                                                                                    \
+            for (int k = 0; k < 64; k++) m[k] *= 1.0 + (double)eb[g+k];                          \
+        }                                                                                        \
+        for (int g = 0; g < 512; g += 16) {                                                      \
+            _Pragma("omp simd")                                                                  \
+            for (int k = 0; k < 16; k++) acc[k] += (double)lb[g+k];                              \
         }                                                                                        \
         fb_split(m, e, 64);                                                                      \
     }                                                                                            \
-    return fb_lane_sum(acc) + fb_lane_sum(acc + 16) + fb_lane_sum(acc + 32) + fb_lane_sum(acc + 48) \
-           + fb_lanes_log_product_##V(m, e);                                                     \
+    return fb_lane_sum(acc) + fb_lanes_log_product_##V(m, e);                                    \
 }
 MATH_ONLY(v4, "arch=x86-64-v4")
 MATH_ONLY(v3, "arch=x86-64-v3")
