@@ -112,41 +112,41 @@ def run_pass(plan, backend, n_threads, *, want_grad=False, out=None, n_stats=2, 
     n_rows, n_cols = plan.p.shape
     rows_per_chunk, n_chunks = _chunking(n_rows, n_cols, plan.mode, plan.n_slots)
     threads = min(threads, n_chunks)  # a small input runs on one thread: no wake-up cost
-    sums = np.zeros((1 if plan.mode == MODE_ROWS else n_chunks, plan.n_slots, n_stats))
-    flags = np.zeros(n_chunks, np.uint8)
     loss_out = _new_output(plan) if plan.reduction == "none" else None
     grad = _check_out(out, plan) if want_grad else None
-    rescale_after = want_grad and plan.reduction == "mean" and plan.nan_mode == NAN_OMIT
-    # With nan_policy="omit", Σw is known only after the pass: the kernel scales by Σw of the weights
-    # and mask (NaNs included) so that gradients are in range in float32 as with the other policies,
-    # and the ratio of the two sums corrects them afterwards.
-    row_scale, col_scale = _grad_scales(plan) if want_grad else (np.ones(1), np.ones(1))
     fast = fast_pass_arguments(plan, kernel, n_stats, grad)  # fastbce/_fastpath.py
-    if fast is not None:
-        run_fast_pass(kernel, fast, rows_per_chunk, n_cols, sums, flags,
-                      None if grad is None else plan.as_2d(grad), row_scale, col_scale, want_value,
-                      threads)
-    else:
-        kernel.bce_pass(
-            plan.y, plan.p, plan.w, plan.pw, plan.mask, plan.groups, plan.y_half, plan.p_half,
-            plan.from_logits, plan.eps, plan.smoothing, plan.nan_mode, plan.gamma, plan.alpha,
-            plan.mode, rows_per_chunk, sums,
-            None if loss_out is None else plan.as_2d(loss_out), None if grad is None else plan.as_2d(grad),
-            row_scale, col_scale, flags, threads)
 
-    bad = int(np.bitwise_or.reduce(flags))
-    if bad:
-        raise ValueError("; ".join(message for bit, message in _FLAG_MESSAGES if bad & bit))
-    # Pairwise sum over the chunks (a contiguous axis): fixed order, so bit-identical for any thread
-    # count, and a rounding error that grows with log(chunks) rather than with their number.
-    totals = np.ascontiguousarray(np.moveaxis(sums, 0, -1)).sum(axis=-1)
-    if rescale_after:
-        omit_rows, omit_cols = _grad_scales(plan, totals)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            row_ratio = np.where(row_scale > 0, omit_rows / row_scale, 0.0)
-            col_ratio = np.where(col_scale > 0, omit_cols / col_scale, 0.0)
-        if (row_ratio != 1.0).any() or (col_ratio != 1.0).any():  # some NaN was omitted
-            plan.as_2d(grad)[...] *= row_ratio[:, None] * col_ratio[None, :]
+    def kernel_pass(row_scale, col_scale):
+        sums = np.zeros((1 if plan.mode == MODE_ROWS else n_chunks, plan.n_slots, n_stats))
+        flags = np.zeros(n_chunks, np.uint8)
+        if fast is not None:
+            run_fast_pass(kernel, fast, rows_per_chunk, n_cols, sums, flags,
+                          None if grad is None else plan.as_2d(grad), row_scale, col_scale, want_value,
+                          threads)
+        else:
+            kernel.bce_pass(
+                plan.y, plan.p, plan.w, plan.pw, plan.mask, plan.groups, plan.y_half, plan.p_half,
+                plan.from_logits, plan.eps, plan.smoothing, plan.nan_mode, plan.gamma, plan.alpha,
+                plan.mode, rows_per_chunk, sums,
+                None if loss_out is None else plan.as_2d(loss_out), None if grad is None else plan.as_2d(grad),
+                row_scale, col_scale, flags, threads)
+        bad = int(np.bitwise_or.reduce(flags))
+        if bad:
+            raise ValueError("; ".join(message for bit, message in _FLAG_MESSAGES if bad & bit))
+        # Pairwise sum over the chunks (a contiguous axis): fixed order, so bit-identical for any
+        # thread count, and a rounding error that grows with log(chunks) rather than with their number.
+        return np.ascontiguousarray(np.moveaxis(sums, 0, -1)).sum(axis=-1)
+
+    row_scale, col_scale = _grad_scales(plan) if want_grad else (np.ones(1), np.ones(1))
+    totals = kernel_pass(row_scale, col_scale)
+    if want_grad and plan.reduction == "mean" and plan.nan_mode == NAN_OMIT:
+        # Σw of what nan_policy="omit" keeps is known only after the pass: where NaNs were left out,
+        # the gradient is computed again with 1/Σw of the kept elements, with one rounding as under
+        # the other policies (correcting it by the ratio of the two sums could overflow or lose bits
+        # in subnormals)
+        kept_rows, kept_cols = _grad_scales(plan, totals)
+        if (kept_rows != row_scale).any() or (kept_cols != col_scale).any():
+            totals = kernel_pass(kept_rows, kept_cols)
     return totals, loss_out, grad
 
 
