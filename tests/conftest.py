@@ -60,12 +60,41 @@ def pytest_report_header(config):
     return f"fastbce backends under test: {', '.join(BACKENDS)}"
 
 
-def pytest_terminal_summary(terminalreporter):
-    """How many signatures of the Numba kernels this run used (each costs a compile on a cold cache)."""
+_NUMBA_KERNELS = (("numba_kernels", "_bce_pass"), ("numba_fast", "_fast_pass"))
+
+
+def _numba_signatures():
+    """{kernel: signatures compiled in this process} of the Numba kernels this process loaded."""
     import sys
 
-    for name, kernel in (("numba_kernels", "_bce_pass"), ("numba_fast", "_fast_pass")):
+    found = {}
+    for name, kernel in _NUMBA_KERNELS:
         module = sys.modules.get(f"fastbce._kernels.{name}")
         if module is not None:
-            count = len(getattr(module, kernel).signatures)
-            terminalreporter.write_line(f"fastbce: {count} Numba signatures of {kernel} used in this run")
+            found[kernel] = [str(s) for s in getattr(module, kernel).signatures]
+    return found
+
+
+def pytest_sessionfinish(session):
+    """Under pytest-xdist, each worker hands its signatures to the controller."""
+    if hasattr(session.config, "workeroutput"):
+        session.config.workeroutput["numba_signatures"] = _numba_signatures()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    collected = node.config.__dict__.setdefault("_fastbce_numba_signatures", {})
+    for kernel, signatures in getattr(node, "workeroutput", {}).get("numba_signatures", {}).items():
+        collected.setdefault(kernel, set()).update(signatures)
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """How many signatures of the Numba kernels this run used (each costs a compile on a cold
+    cache), over all pytest-xdist workers."""
+    collected = dict(config.__dict__.get("_fastbce_numba_signatures", {}))
+    for kernel, signatures in _numba_signatures().items():
+        collected.setdefault(kernel, set()).update(signatures)
+    for _, kernel in _NUMBA_KERNELS:
+        if kernel in collected:
+            terminalreporter.write_line(
+                f"fastbce: {len(collected[kernel])} Numba signatures of {kernel} used in this run")
