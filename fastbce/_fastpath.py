@@ -199,4 +199,5 @@ def run_fast_pass(kernel, fast, rows_per_chunk, n_cols, sums, flags, grad, row_f
             if grad is not None:
                 grad[rows] = part
     if fast.weight != 1.0:
-        sums *= fast.weight
+        with np.errstate(invalid="ignore"):  # a weight of 0 times an infinite loss: NaN, as w·l
+            sums *= fast.weight
