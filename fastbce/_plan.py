@@ -156,6 +156,9 @@ def make_plan(y_true, y_pred, *, from_logits, eps, sample_weight, pos_weight, la
     _check_option(nan_policy, "nan_policy", tuple(NAN_POLICIES))
     if not isinstance(eps, (float, int, np.floating)) or not 0.0 < eps < 0.5:
         raise ValueError(f"eps must be a number in (0, 0.5), got {eps!r}")
+    if 1.0 - float(eps) == 1.0:  # the clip bound 1 - eps would be 1: -log(1 - q) infinite
+        raise ValueError(f"eps must be a number in (0, 0.5), got {eps!r}, below 2**-54 "
+                         "(5.6e-17), where 1 - eps rounds to 1 in float64")
     if not isinstance(label_smoothing, (float, int, np.floating)) or not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"label_smoothing must be a number in [0, 1], got {label_smoothing!r}")
 
