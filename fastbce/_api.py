@@ -63,6 +63,14 @@ def _reciprocal(total):
         return np.where(total > 0, 1.0 / total, 0.0)
 
 
+def _has_nan(array, is_half):
+    """Whether an input array (float16 viewed as uint16 when is_half) holds a NaN: one reduction,
+    no temporary (min propagates NaN)."""
+    if is_half:
+        array = array.view(np.float16)
+    return array.dtype.kind == "f" and bool(np.isnan(array.min()))
+
+
 def _grad_scales(plan, totals=None):
     """(row scale, column scale) of the gradient: 1 for sums, 1/Σw over the reduced axis for means.
 
@@ -145,7 +153,10 @@ def run_pass(plan, backend, n_threads, *, want_grad=False, out=None, n_stats=2, 
         # the other policies (correcting it by the ratio of the two sums could overflow or lose bits
         # in subnormals)
         kept_rows, kept_cols = _grad_scales(plan, totals)
-        if (kept_rows != row_scale).any() or (kept_cols != col_scale).any():
+        changed = (kept_rows != row_scale).any() or (kept_cols != col_scale).any()
+        # the kernel sums float64 weights in another order: Σw can differ in its last bits
+        # without any NaN, and then the first pass stands
+        if changed and (_has_nan(plan.p, plan.p_half) or _has_nan(plan.y, plan.y_half)):
             totals = kernel_pass(kept_rows, kept_cols)
     return totals, loss_out, grad
 

@@ -81,17 +81,19 @@ def pytest_sessionfinish(session):
         session.config.workeroutput["numba_signatures"] = _numba_signatures()
 
 
+_WORKER_SIGNATURES = {}  # controller: {kernel: signatures} from the pytest-xdist workers
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node, error):
-    collected = node.config.__dict__.setdefault("_fastbce_numba_signatures", {})
     for kernel, signatures in getattr(node, "workeroutput", {}).get("numba_signatures", {}).items():
-        collected.setdefault(kernel, set()).update(signatures)
+        _WORKER_SIGNATURES.setdefault(kernel, set()).update(signatures)
 
 
-def pytest_terminal_summary(terminalreporter, config):
+def pytest_terminal_summary(terminalreporter):
     """How many signatures of the Numba kernels this run used (each costs a compile on a cold
     cache), over all pytest-xdist workers."""
-    collected = dict(config.__dict__.get("_fastbce_numba_signatures", {}))
+    collected = {kernel: set(signatures) for kernel, signatures in _WORKER_SIGNATURES.items()}
     for kernel, signatures in _numba_signatures().items():
         collected.setdefault(kernel, set()).update(signatures)
     for _, kernel in _NUMBA_KERNELS:
