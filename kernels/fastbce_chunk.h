@@ -205,13 +205,18 @@ FB_INLINE double FB_NAME(fb_focal)(const fb_args *a, FB_T v, FB_T y, double pw, 
 
 /* One block: losses into lbuf (want_loss), counted weights into wbuf (use_w: 0 where the mask
  * is 0 or a NaN is omitted), error bits of predictions and NaN. `form`, `want_loss`, `use_w`,
- * `has_coef` and `want_e` are constants at each call site (the function is inlined and
+ * `has_coef`, `want_e` and `clean` are constants at each call site (the function is inlined and
  * specialised). Without use_w there are no weights, no mask, no omitted NaN, no pos_weight and
- * no label smoothing; has_coef: a pos_weight (pbuf: each element's) or label smoothing. */
+ * no label smoothing; has_coef: a pos_weight (pbuf: each element's) or label smoothing. With
+ * `clean` the loop takes the block to hold no NaN and, from probabilities, no p outside [0, 1]
+ * (no error bit, no NaN to propagate) and returns 1 when that is not so: the caller then runs
+ * the block again without `clean` (FB_LOSS_BLOCK). gcc's loops are much faster without the
+ * checks (soft labels, 2e7 elements streamed, 1 thread, AVX2: 425 -> 500 M/s; 1.97 -> 1.51 ns
+ * per element in cache). */
 FB_INLINE int FB_NAME(fb_loss_block)(
     const fb_args *a, const FB_T *P, const FB_T *ybuf, const uint8_t *mbuf, double *wbuf,
     const double *pbuf, FB_T *lbuf, FB_T *ebuf, int64_t n, int form, int want_loss, int use_w,
-    int has_coef, int want_e)
+    int has_coef, int want_e, int clean)
 {
     const FB_T clip_lo = (FB_T)a->clip_lo, clip_hi = (FB_T)a->clip_hi;
     const FB_T lo_pos = (FB_T)a->lo_pos, lo_neg = (FB_T)a->lo_neg;
@@ -223,10 +228,15 @@ FB_INLINE int FB_NAME(fb_loss_block)(
     for (int64_t k = 0; k < n; k++) {
         FB_T p = P[k], y = ybuf[k];
         int on = use_w ? mbuf[k] != 0 : 1;
-        int isn = (p != p) | (y != y);
-        int skip = !on | (isn & (omit | raise));
-        bad |= (check_p & ((p < FB_ZERO) | (p > FB_ONE)) & !skip) ? FB_FLAG_PRED : 0;
-        bad |= (isn & raise & on) ? FB_FLAG_NAN : 0;
+        int isn = clean ? 0 : (p != p) | (y != y);
+        if (clean) { /* labels of a hard block are 0 or 1 */
+            bad |= form == FB_FORM_LOGIT ? p != p : !((p >= FB_ZERO) & (p <= FB_ONE));
+            bad |= (form != FB_FORM_HARD) & (y != y);
+        } else {
+            int skip = !on | (isn & (omit | raise));
+            bad |= (check_p & ((p < FB_ZERO) | (p > FB_ONE)) & !skip) ? FB_FLAG_PRED : 0;
+            bad |= (isn & raise & on) ? FB_FLAG_NAN : 0;
+        }
         if (want_loss) {
             /* coefficients of the positive and negative terms */
             FB_T pos = has_coef ? (FB_T)FB_NAME(fb_coef_pos)(a, pbuf[k], y) : y;
@@ -624,11 +634,14 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
         const FB_T *Pb = P + b0;
         /* fused loss + gradient from logits: the loss loop keeps exp(-|x|) for the gradient */
         const int keep_e = a->logits && a->want_loss && G != NULL;
-#define FB_LOSS(form, want_loss, use_w_, coef_) \
-        FB_NAME(fb_loss_block)(a, Pb, ybuf, mbuf, wbuf, pbuf, lbuf, ebuf, n, form, want_loss, use_w_, coef_, keep_e)
-#define FB_LOSS_FORMS(use_w_, coef_) \
-        (a->logits ? FB_LOSS(FB_FORM_LOGIT, 1, use_w_, coef_) \
-         : soft ? FB_LOSS(FB_FORM_SOFT, 1, use_w_, coef_) : FB_LOSS(FB_FORM_HARD, 1, use_w_, coef_))
+#define FB_LOSS(form, want_loss, use_w_, coef_, clean_) \
+        FB_NAME(fb_loss_block)(a, Pb, ybuf, mbuf, wbuf, pbuf, lbuf, ebuf, n, form, want_loss, use_w_, coef_, keep_e, clean_)
+#define FB_LOSS_FORMS(use_w_, coef_, clean_) \
+        (a->logits ? FB_LOSS(FB_FORM_LOGIT, 1, use_w_, coef_, clean_) \
+         : soft ? FB_LOSS(FB_FORM_SOFT, 1, use_w_, coef_, clean_) : FB_LOSS(FB_FORM_HARD, 1, use_w_, coef_, clean_))
+        /* the losses of the block unchecked, and checked when it is not clean (fb_loss_block) */
+#define FB_LOSS_BLOCK(use_w_, coef_) \
+        (FB_LOSS_FORMS(use_w_, coef_, 1) ? FB_LOSS_FORMS(use_w_, coef_, 0) : 0)
         const int product = by_product && !(lbad | soft);
         /* lbuf holds losses to sum: all but in a product block from probabilities, and none for
          * the gradient alone by one sum for all (only Σw is summed then) */
@@ -638,16 +651,17 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
                    : sizeof(FB_T) == 4 && FB_NAME(fb_q_block_inside)(a, Pb, ybuf, qbuf, n)
                    ? 1 : FB_NAME(fb_q_block)(a, Pb, ybuf, qbuf, qlo, n);
             if (!ok)
-                bad |= FB_LOSS(FB_FORM_HARD, 0, 0, 0); /* the error bits of the bad predictions */
+                bad |= FB_LOSS(FB_FORM_HARD, 0, 0, 0, 0); /* the error bits of the bad predictions */
         } else if (!a->want_loss || a->focal) { /* focal loss: fb_focal_block below */
-            bad |= use_w ? FB_LOSS(FB_FORM_HARD, 0, 1, 0) : FB_LOSS(FB_FORM_HARD, 0, 0, 0);
+            bad |= use_w ? FB_LOSS(FB_FORM_HARD, 0, 1, 0, 0) : FB_LOSS(FB_FORM_HARD, 0, 0, 0, 0);
         } else if (has_coef) {
-            bad |= FB_LOSS_FORMS(1, 1);
+            bad |= FB_LOSS_BLOCK(1, 1);
         } else if (use_w) {
-            bad |= FB_LOSS_FORMS(1, 0);
+            bad |= FB_LOSS_BLOCK(1, 0);
         } else {
-            bad |= FB_LOSS_FORMS(0, 0);
+            bad |= FB_LOSS_BLOCK(0, 0);
         }
+#undef FB_LOSS_BLOCK
 #undef FB_LOSS_FORMS
 #undef FB_LOSS
         if (G != NULL) {
