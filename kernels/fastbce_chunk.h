@@ -653,7 +653,10 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
             if (!ok)
                 bad |= FB_LOSS(FB_FORM_HARD, 0, 0, 0, 0); /* the error bits of the bad predictions */
         } else if (!a->want_loss || a->focal) { /* focal loss: fb_focal_block below */
-            bad |= use_w ? FB_LOSS(FB_FORM_HARD, 0, 1, 0, 0) : FB_LOSS(FB_FORM_HARD, 0, 0, 0, 0);
+            if (use_w)
+                bad |= FB_LOSS(FB_FORM_HARD, 0, 1, 0, 0);
+            else if (!a->logits || a->nan_mode == FB_NAN_RAISE) /* else nothing to check */
+                bad |= FB_LOSS(FB_FORM_HARD, 0, 0, 0, 0);
         } else if (has_coef) {
             bad |= FB_LOSS_BLOCK(1, 1);
         } else if (use_w) {

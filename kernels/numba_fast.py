@@ -958,7 +958,7 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
             ok = _q_block(pb, n, ybuf, eps, q_hi, qbuf)
             if not f32:
                 _q_lo_block(pb, n, ybuf, eps, q_hi, qbuf, qlo)
-        if not ok:
+        if not ok and (not logits or nan_mode == NAN_RAISE):  # else nothing to check
             bad |= _check_block(pb, n, ybuf, mbuf, not logits, nan_mode)
         if want_loss and not product and gamma_alpha is None:  # focal loss: below
             if has_coef:
