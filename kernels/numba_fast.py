@@ -434,6 +434,21 @@ def _recheck(y, p, has_w, nan_mode, n, mbuf, wbuf):
 
 
 @njit(**_JIT)
+def _clean_block(p, n, ybuf, logits, soft):
+    """True when the block holds no NaN and, from probabilities, no p outside [0, 1] (the labels
+    of a hard block are 0 or 1): its losses need no checks and no NaN handling (mbuf None in
+    _loss_forms, as fastbce_chunk.h's `clean` loops)."""
+    ok = True
+    for k in range(n):
+        pv = p[k]
+        ok &= (pv == pv) if logits else (pv >= 0) & (pv <= 1)
+    if soft:
+        for k in range(n):
+            ok &= ybuf[k] == ybuf[k]
+    return ok
+
+
+@njit(**_JIT)
 def _check_block(p, n, ybuf, mbuf, check_p, nan_mode):
     """Error bits of predictions out of [0, 1] and of NaN under nan_policy="raise"."""
     bad = 0
@@ -576,7 +591,7 @@ def _loss_hard(p, n, ybuf, mbuf, pbuf, coef, lbuf, clip_lo, clip_hi, nll, omit):
         l = nll_hard(pv, yv, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg)
         a = _coefficients(coef, pbuf[k], yv)[0]
         l = a * l if coef is not None and yv != 0 else l
-        lbuf[k] = _element_value(l, pv, yv, mbuf[k] != 0, omit)
+        lbuf[k] = l if mbuf is None else _element_value(l, pv, yv, mbuf[k] != 0, omit)
 
 
 @njit(**_JIT)
@@ -587,7 +602,7 @@ def _loss_soft(p, n, ybuf, mbuf, pbuf, coef, lbuf, clip_lo, clip_hi, nll, omit):
         yv = ybuf[k]
         a, b = _coefficients(coef, pbuf[k], yv)
         l = nll_soft(pv, a, b, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg)
-        lbuf[k] = _element_value(l, pv, yv, mbuf[k] != 0, omit)
+        lbuf[k] = l if mbuf is None else _element_value(l, pv, yv, mbuf[k] != 0, omit)
 
 
 @njit(**_JIT)
@@ -599,7 +614,7 @@ def _loss_logit(p, n, ybuf, mbuf, pbuf, coef, lbuf, ebuf, omit):
         ebuf[k] = e
         a, b = _coefficients(coef, pbuf[k], yv)
         l = nll_logit(pv, a, b, e, coef is not None)
-        lbuf[k] = _element_value(l, pv, yv, mbuf[k] != 0, omit)
+        lbuf[k] = l if mbuf is None else _element_value(l, pv, yv, mbuf[k] != 0, omit)
 
 
 @njit(**_INLINE)
@@ -689,7 +704,8 @@ def _grad_logit_block(p, n, ybuf, mbuf, wbuf, pbuf, coef, sbuf, ebuf, have_e, gr
 @njit(**_INLINE)
 def _loss_forms(p, n, ybuf, mbuf, pbuf, coef, lbuf, ebuf, clip_lo, clip_hi, nll, omit, logits,
                 soft):
-    """The losses of a block into lbuf, by form."""
+    """The losses of a block into lbuf, by form; mbuf None: a clean block without weights
+    (_clean_block)."""
     if logits:
         _loss_logit(p, n, ybuf, mbuf, pbuf, coef, lbuf, ebuf, omit)
     elif soft:
@@ -958,11 +974,17 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
             ok = _q_block(pb, n, ybuf, eps, q_hi, qbuf)
             if not f32:
                 _q_lo_block(pb, n, ybuf, eps, q_hi, qbuf, qlo)
-        if not ok and (not logits or nan_mode == NAN_RAISE):  # else nothing to check
+        # a clean block without weights: its losses without checks (_clean_block)
+        clean = (want_loss and not product and not use_w and gamma_alpha is None
+                 and _clean_block(pb, n, ybuf, logits, soft))
+        if not ok and not clean and (not logits or nan_mode == NAN_RAISE):  # else nothing to check
             bad |= _check_block(pb, n, ybuf, mbuf, not logits, nan_mode)
         if want_loss and not product and gamma_alpha is None:  # focal loss: below
             if has_coef:
                 _loss_forms(pb, n, ybuf, mbuf, pbuf, coef, lbuf, ebuf, clip_lo, clip_hi, nll, omit,
+                            logits, soft)
+            elif clean:
+                _loss_forms(pb, n, ybuf, None, pbuf, None, lbuf, ebuf, clip_lo, clip_hi, nll, omit,
                             logits, soft)
             else:
                 _loss_forms(pb, n, ybuf, mbuf, pbuf, None, lbuf, ebuf, clip_lo, clip_hi, nll, omit,

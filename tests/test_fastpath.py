@@ -574,6 +574,42 @@ def test_product_path_errors_and_nan(compiled_backend):
             fastbce.bce(y, bad, backend=compiled_backend)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("form", ["soft", "hard", "logits"])
+def test_unchecked_blocks_errors_and_nan(compiled_backend, dtype, form, rng):
+    """The loss loops run a block without checks first and again checked when it holds a NaN or
+    a probability outside [0, 1] (fastbce_chunk.h's `clean`): wherever the bad element is, NaN
+    propagates there only (every other loss keeps its bits), raises or is left out, and a bad
+    prediction raises. Forms off the product path: soft labels, hard labels with eps < 2^-28,
+    soft labels from logits."""
+    n = 3000  # several blocks
+    logits, eps = form == "logits", 1e-10 if form == "hard" else 1e-7
+    y = (rng.random(n) < 0.5).astype(dtype)
+    if form != "hard":
+        y = (0.8 * y + 0.1 * rng.random(n)).astype(dtype)
+    v = (rng.normal(0, 3, n) if logits else rng.uniform(0.01, 0.99, n)).astype(dtype)
+    options = dict(from_logits=logits, eps=eps)
+    clean = _element_losses(y, v, compiled_backend, **options)
+    for where in (0, 700, n - 1):
+        for bad_y in ([False, True] if form != "hard" else [False]):
+            yb, vb = y.copy(), v.copy()
+            (yb if bad_y else vb)[where] = np.nan
+            got = _element_losses(yb, vb, compiled_backend, **options)
+            assert np.isnan(got[where])
+            others = np.arange(n) != where
+            np.testing.assert_array_equal(got[others], clean[others])
+            assert np.isnan(fastbce.bce(yb, vb, backend=compiled_backend, **options))
+            with pytest.raises(ValueError, match="NaN"):
+                fastbce.bce(yb, vb, nan_policy="raise", backend=compiled_backend, **options)
+            omitted = fastbce.bce(yb, vb, nan_policy="omit", backend=compiled_backend, **options)
+            assert omitted == pytest.approx(clean[others].mean(), rel=1e-6)
+        if not logits:
+            vb = v.copy()
+            vb[where] = 1.5
+            with pytest.raises(ValueError, match="y_pred"):
+                fastbce.bce(y, vb, backend=compiled_backend, **options)
+
+
 @pytest.mark.parametrize("eps", [2.0 ** -28, 1e-7, 0.2])
 def test_float64_product_path_against_the_reference(fast_calls, compiled_backend, eps, rng):
     """float64 probabilities, 0/1 labels, whole-array sums: the product path with each product's
