@@ -71,6 +71,8 @@ OPERATIONS = {op.name: op for op in (
     Operation("per_label_f", "per_label, Fortran-ordered matrix", ("y2f", "p2f")),
     Operation("per_group", f"per-group mean, {N_GROUPS:,} groups", ("y", "p", "g")),
     Operation("grad", "gradient of mean BCE w.r.t. logits", ("y", "x"), writes=True),
+    Operation("grad_out", "grad into a preallocated array (out=, as the ceiling writes)", ("y", "x"),
+              writes=True),
     Operation("value_and_grad", "fused loss + gradient, logits", ("y", "x"), writes=True),
     Operation("focal", f"mean focal loss, logits, γ={FOCAL_GAMMA:g}, α={FOCAL_ALPHA:g}", ("y", "x")),
 )}
@@ -297,6 +299,7 @@ class Fastbce(Contender):
             "per_label": "bce(y, p, axis=0)", "per_label_f": "bce(y_fortran, p_fortran, axis=0)",
             "per_group": "bce(y, p, groups=g, n_groups=G)",
             "grad": "bce_grad(y, x, from_logits=True)",
+            "grad_out": "bce_grad(y, x, from_logits=True, out=g)",
             "value_and_grad": "bce_value_and_grad(y, x, from_logits=True)",
             "focal": f"focal_bce(y, x, gamma={FOCAL_GAMMA:g}, alpha={FOCAL_ALPHA:g}, from_logits=True)",
         }
@@ -332,6 +335,9 @@ class Fastbce(Contender):
             "grad": lambda: fastbce.bce_grad(d["y"], d["x"], from_logits=True, **kw),
             "value_and_grad": lambda: fastbce.bce_value_and_grad(d["y"], d["x"], from_logits=True, **kw),
         }
+        if op == "grad_out":  # the output allocated here, outside the timed call
+            out = np.empty_like(d["x"])
+            return lambda: fastbce.bce_grad(d["y"], d["x"], from_logits=True, out=out, **kw)
         if op == "focal":
             if not hasattr(fastbce, "focal_bce"):
                 raise Unsupported("this fastbce has no focal_bce")
