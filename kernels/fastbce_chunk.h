@@ -233,7 +233,7 @@ FB_INLINE int FB_NAME(fb_loss_block)(
             bad |= form == FB_FORM_LOGIT ? p != p : !((p >= FB_ZERO) & (p <= FB_ONE));
             bad |= (form != FB_FORM_HARD) & (y != y);
         } else {
-            int skip = !on | (isn & (omit | raise));
+            int skip = (!on) | (isn & (omit | raise));
             bad |= (check_p & ((p < FB_ZERO) | (p > FB_ONE)) & !skip) ? FB_FLAG_PRED : 0;
             bad |= (isn & raise & on) ? FB_FLAG_NAN : 0;
         }
@@ -257,7 +257,7 @@ FB_INLINE int FB_NAME(fb_loss_block)(
             lbuf[k] = on ? l : FB_ZERO;
         }
         if (use_w)
-            wbuf[k] = (!on | (isn & omit)) ? 0.0 : wbuf[k];
+            wbuf[k] = ((!on) | (isn & omit)) ? 0.0 : wbuf[k];
     }
     return bad;
 }
@@ -342,35 +342,25 @@ FB_INLINE double FB_NAME(fb_product_loss)(const fb_args *a, double log_product)
     return a->logits ? log_product : -log_product;
 }
 
-/* 1 when some group id of rows row..row+n-1 is outside [0, n_slots) (compared as unsigned, so
- * that a negative id is out too). */
-FB_INLINE int FB_NAME(fb_ids_out)(const fb_args *a, int64_t row, int64_t n)
+/* fb_scatter_groups' loop (int32 ids: i32, g32; else g64, read in place): the sums of the
+ * current group stay in registers until the id changes (the same additions in the same order,
+ * without a store and reload per element for sorted ids). An id is checked when it changes (the
+ * current one is in range): one outside [0, n_slots) (compared as unsigned, so that a negative id
+ * is out too) skips its element and makes the function return 1. */
+FB_INLINE int FB_NAME(fb_scatter_sums)(double *sums, int64_t n_slots, const int32_t *g32,
+                                       const int64_t *g64, int i32, int64_t n, const FB_T *lbuf,
+                                       const double *wbuf)
 {
     int out = 0;
-    if (a->g_kind == FB_G_I32) {
-        const int32_t *g = (const int32_t *)a->groups + row;
-        const uint32_t lim = a->n_slots > INT32_MAX ? 0x80000000u : (uint32_t)a->n_slots;
-#pragma omp simd reduction(|:out)
-        for (int64_t k = 0; k < n; k++) out |= (uint32_t)g[k] >= lim;
-    } else {
-        const int64_t *g = (const int64_t *)a->groups + row;
-#pragma omp simd reduction(|:out)
-        for (int64_t k = 0; k < n; k++) out |= (uint64_t)g[k] >= (uint64_t)a->n_slots;
-    }
-    return out;
-}
-
-/* fb_scatter_groups' loop, ids all in range, read in place (int32 ids: i32, g32; else g64):
- * the sums of the current group stay in registers until the id changes (the same additions in
- * the same order, without a store and reload per element for sorted ids). */
-FB_INLINE void FB_NAME(fb_scatter_sums)(double *sums, const int32_t *g32, const int64_t *g64,
-                                        int i32, int64_t n, const FB_T *lbuf, const double *wbuf)
-{
-    int64_t cur = i32 ? g32[0] : g64[0];
-    double sl = sums[2 * cur], sw = sums[2 * cur + 1];
+    int64_t cur = 0; /* slot 0 exists: its sums are loaded and, unchanged, stored back */
+    double sl = sums[0], sw = sums[1];
     for (int64_t k = 0; k < n; k++) {
         int64_t id = i32 ? g32[k] : g64[k];
         if (id != cur) {
+            if ((uint64_t)id >= (uint64_t)n_slots) {
+                out = 1;
+                continue;
+            }
             sums[2 * cur] = sl;
             sums[2 * cur + 1] = sw;
             cur = id;
@@ -382,49 +372,43 @@ FB_INLINE void FB_NAME(fb_scatter_sums)(double *sums, const int32_t *g32, const 
     }
     sums[2 * cur] = sl;
     sums[2 * cur + 1] = sw;
+    return out;
 }
 
 /* 1-D input by group (one element per row, rows row..row+n-1): the weighted loss and the weight
- * of each element into its group's slot, in element order (fb_scatter_sums). The ids of the
- * block are checked first, so that the loop needs no test; an id out of range sets FB_FLAG_GROUP
- * and its element is skipped. */
+ * of each element into its group's slot, in element order (fb_scatter_sums); an id out of range
+ * sets FB_FLAG_GROUP and its element is skipped. */
 FB_TARGET FB_NO_SLP __attribute__((noinline))
 static int FB_NAME(fb_scatter_groups)(const fb_args *a, double *sums, int64_t row, int64_t n,
                                       const FB_T *lbuf, const double *wbuf)
 {
-    const int i32 = a->g_kind == FB_G_I32;
-    const int32_t *g32 = i32 ? (const int32_t *)a->groups + row : NULL;
-    const int64_t *g64 = i32 ? NULL : (const int64_t *)a->groups + row;
-    if (FB_NAME(fb_ids_out)(a, row, n)) { /* rare: element by element, those in range */
-        for (int64_t k = 0; k < n; k++) {
-            int64_t id = fb_group(a, row + k);
-            if (id >= 0 && id < a->n_slots)
-                FB_NAME(fb_scatter_sums)(sums, i32 ? g32 + k : NULL, i32 ? NULL : g64 + k, i32, 1,
-                                         lbuf + k, wbuf + k);
-        }
-        return FB_FLAG_GROUP;
-    }
-    if (i32)
-        FB_NAME(fb_scatter_sums)(sums, g32, NULL, 1, n, lbuf, wbuf);
-    else
-        FB_NAME(fb_scatter_sums)(sums, NULL, g64, 0, n, lbuf, wbuf);
-    return 0;
+    const int64_t slots = a->n_slots;
+    int out = a->g_kind == FB_G_I32
+        ? FB_NAME(fb_scatter_sums)(sums, slots, (const int32_t *)a->groups + row, NULL, 1, n, lbuf, wbuf)
+        : FB_NAME(fb_scatter_sums)(sums, slots, NULL, (const int64_t *)a->groups + row, 0, n, lbuf, wbuf);
+    return out ? FB_FLAG_GROUP : 0;
 }
 
-/* fb_scatter_products' loop, ids all in range (read as in fb_scatter_sums): each group's state
- * is three doubles at grp + 3·id, its product m (times 2^ge[id]), from logits the sum of the rest
- * of its losses, its count; the factor qbuf[k] of element k multiplied into its group's product,
+/* fb_scatter_products' loop (ids read and checked as in fb_scatter_sums): each group's state is
+ * three doubles at grp + 3·id, its product m (times 2^ge[id]), from logits the sum of the rest of
+ * its losses, its count; the factor qbuf[k] of element k multiplied into its group's product,
  * which is split (fb_split) when it leaves [2^-900, 2^900] (factors of probabilities are <= 1,
  * from logits >= 1). The current group's state in registers until the id changes. */
-FB_INLINE void FB_NAME(fb_scatter_factors)(double *grp, int64_t *ge, const int32_t *g32,
-                                           const int64_t *g64, int i32, int64_t n,
-                                           const double *qbuf, const FB_T *lbuf, int logits)
+FB_INLINE int FB_NAME(fb_scatter_factors)(double *grp, int64_t *ge, int64_t n_slots,
+                                          const int32_t *g32, const int64_t *g64, int i32,
+                                          int64_t n, const double *qbuf, const FB_T *lbuf,
+                                          int logits)
 {
-    int64_t cur = i32 ? g32[0] : g64[0];
-    double m = grp[3 * cur], sl = grp[3 * cur + 1], c = grp[3 * cur + 2];
+    int out = 0;
+    int64_t cur = 0; /* as in fb_scatter_sums */
+    double m = grp[0], sl = grp[1], c = grp[2];
     for (int64_t k = 0; k < n; k++) {
         int64_t id = i32 ? g32[k] : g64[k];
         if (id != cur) {
+            if ((uint64_t)id >= (uint64_t)n_slots) {
+                out = 1;
+                continue;
+            }
             grp[3 * cur] = m;
             grp[3 * cur + 1] = sl;
             grp[3 * cur + 2] = c;
@@ -446,6 +430,7 @@ FB_INLINE void FB_NAME(fb_scatter_factors)(double *grp, int64_t *ge, const int32
     grp[3 * cur] = m;
     grp[3 * cur + 1] = sl;
     grp[3 * cur + 2] = c;
+    return out;
 }
 
 /* fb_scatter_groups on the product path (no weights): qbuf[k] (and from logits lbuf[k]) of each
@@ -455,26 +440,19 @@ FB_TARGET FB_NO_SLP __attribute__((noinline))
 static int FB_NAME(fb_scatter_products)(const fb_args *a, double *grp, int64_t *ge, int64_t row,
                                         int64_t n, const double *qbuf, const FB_T *lbuf)
 {
-    const int logits = a->logits, i32 = a->g_kind == FB_G_I32;
+    const int64_t slots = a->n_slots;
+    const int i32 = a->g_kind == FB_G_I32;
     const int32_t *g32 = i32 ? (const int32_t *)a->groups + row : NULL;
     const int64_t *g64 = i32 ? NULL : (const int64_t *)a->groups + row;
-    if (FB_NAME(fb_ids_out)(a, row, n)) { /* rare: element by element, those in range */
-        for (int64_t k = 0; k < n; k++) {
-            int64_t id = fb_group(a, row + k);
-            if (id >= 0 && id < a->n_slots)
-                FB_NAME(fb_scatter_factors)(grp, ge, i32 ? g32 + k : NULL, i32 ? NULL : g64 + k,
-                                            i32, 1, qbuf + k, lbuf + k, logits);
-        }
-        return FB_FLAG_GROUP;
-    }
+    int out;
 #define FB_SCATTER(i32_, logits_) \
-    FB_NAME(fb_scatter_factors)(grp, ge, g32, g64, i32_, n, qbuf, lbuf, logits_)
+    FB_NAME(fb_scatter_factors)(grp, ge, slots, g32, g64, i32_, n, qbuf, lbuf, logits_)
     if (i32)
-        logits ? FB_SCATTER(1, 1) : FB_SCATTER(1, 0);
+        out = a->logits ? FB_SCATTER(1, 1) : FB_SCATTER(1, 0);
     else
-        logits ? FB_SCATTER(0, 1) : FB_SCATTER(0, 0);
+        out = a->logits ? FB_SCATTER(0, 1) : FB_SCATTER(0, 0);
 #undef FB_SCATTER
-    return 0;
+    return out ? FB_FLAG_GROUP : 0;
 }
 
 /* End of row `row` of a chunk in lanes by column: its loss (lane sums and lane products) and
