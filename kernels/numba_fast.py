@@ -779,25 +779,22 @@ def _group(g32, g64, g_i32, row):
 
 
 @njit(**_JIT)
-def _ids_out(g, n, n_slots):
-    """True when some id of g[:n] is outside [0, n_slots) (compared as unsigned, so that a negative
-    id is out too; fastbce_chunk.h, fb_ids_out)."""
-    out = 0
-    for k in range(n):
-        out |= np.uint64(np.int64(g[k])) >= np.uint64(n_slots)
-    return out != 0
-
-
-@njit(**_JIT)
 def _scatter_sums(g, n, lbuf, wbuf, s):
-    """_scatter_groups' loop, ids all in range, read in place: the current group's sums kept while
-    the id repeats (fastbce_chunk.h, fb_scatter_sums)."""
-    cur = np.int64(g[0])
-    sl = s[cur, 0]
-    sw = s[cur, 1]
+    """_scatter_groups' loop, ids read in place: the current group's sums kept while the id
+    repeats; an id is checked when it changes (compared as unsigned, so that a negative id is out
+    too): one outside [0, n_slots) skips its element and makes the function return True
+    (fastbce_chunk.h, fb_scatter_sums)."""
+    n_slots = np.uint64(s.shape[0])
+    out = False
+    cur = 0  # slot 0 exists: its sums are loaded and, unchanged, stored back
+    sl = s[0, 0]
+    sw = s[0, 1]
     for k in range(n):
         i = np.int64(g[k])
         if i != cur:
+            if np.uint64(i) >= n_slots:
+                out = True
+                continue
             s[cur, 0] = sl
             s[cur, 1] = sw
             cur = i
@@ -807,35 +804,34 @@ def _scatter_sums(g, n, lbuf, wbuf, s):
         sw += wbuf[k]
     s[cur, 0] = sl
     s[cur, 1] = sw
+    return out
 
 
 @njit(**_JIT)
 def _scatter_groups(g, n, lbuf, wbuf, s):
     """1-D input by group: the weighted loss and weight of each element into its group's slot
-    (the rows of s), in element order; the ids (g, int32 or int64) checked first; returns
-    FLAG_GROUP for an id out of range, whose element is skipped (fastbce_chunk.h,
-    fb_scatter_groups)."""
-    if _ids_out(g, n, s.shape[0]):  # rare: element by element, those in range
-        for k in range(n):
-            if g[k] >= 0 and g[k] < s.shape[0]:
-                _scatter_sums(g[k:], 1, lbuf[k:], wbuf[k:], s)
-        return FLAG_GROUP
-    _scatter_sums(g, n, lbuf, wbuf, s)
-    return 0
+    (the rows of s), in element order; returns FLAG_GROUP for an id (g, int32 or int64) out of
+    range, whose element is skipped (fastbce_chunk.h, fb_scatter_groups)."""
+    return FLAG_GROUP if _scatter_sums(g, n, lbuf, wbuf, s) else 0
 
 
 @njit(**_JIT)
 def _scatter_factors(g, n, qbuf, lbuf, grp, ge, logits):
-    """_scatter_products' loop, ids all in range: the current group's state kept while the id
-    repeats; a product is split (its exponent into ge) when it leaves [2^-900, 2^900]
-    (fastbce_chunk.h, fb_scatter_factors)."""
-    cur = np.int64(g[0])
-    m = grp[cur, 0]
-    sl = grp[cur, 1]
-    c = grp[cur, 2]
+    """_scatter_products' loop (ids read and checked as in _scatter_sums): the current group's
+    state kept while the id repeats; a product is split (its exponent into ge) when it leaves
+    [2^-900, 2^900] (fastbce_chunk.h, fb_scatter_factors)."""
+    n_slots = np.uint64(grp.shape[0])
+    out = False
+    cur = 0  # as in _scatter_sums
+    m = grp[0, 0]
+    sl = grp[0, 1]
+    c = grp[0, 2]
     for k in range(n):
         i = np.int64(g[k])
         if i != cur:
+            if np.uint64(i) >= n_slots:
+                out = True
+                continue
             grp[cur, 0] = m
             grp[cur, 1] = sl
             grp[cur, 2] = c
@@ -852,6 +848,7 @@ def _scatter_factors(g, n, qbuf, lbuf, grp, ge, logits):
     grp[cur, 0] = m
     grp[cur, 1] = sl
     grp[cur, 2] = c
+    return out
 
 
 @njit(**_JIT)
@@ -860,13 +857,7 @@ def _scatter_products(g, n, qbuf, lbuf, grp, ge, logits):
     the rest of its loss) into its group's state, a row of grp (product, loss sum, count; the
     product times 2^ge); returns FLAG_GROUP for an id out of range, whose element is skipped
     (fastbce_chunk.h, fb_scatter_products)."""
-    if _ids_out(g, n, grp.shape[0]):  # rare: element by element, those in range
-        for k in range(n):
-            if g[k] >= 0 and g[k] < grp.shape[0]:
-                _scatter_factors(g[k:], 1, qbuf[k:], lbuf[k:], grp, ge, logits)
-        return FLAG_GROUP
-    _scatter_factors(g, n, qbuf, lbuf, grp, ge, logits)
-    return 0
+    return FLAG_GROUP if _scatter_factors(g, n, qbuf, lbuf, grp, ge, logits) else 0
 
 
 @njit(**_JIT)
