@@ -346,7 +346,7 @@ FB_INLINE double FB_NAME(fb_product_loss)(const fb_args *a, double log_product)
  * current group stay in registers until the id changes (the same additions in the same order,
  * without a store and reload per element for sorted ids). An id is checked when it changes (the
  * current one is in range): one outside [0, n_slots) (compared as unsigned, so that a negative id
- * is out too) skips its element and makes the function return 1. */
+ * is out too) skips its element and makes the function return FB_FLAG_GROUP. */
 FB_INLINE int FB_NAME(fb_scatter_sums)(double *sums, int64_t n_slots, const int32_t *g32,
                                        const int64_t *g64, int i32, int64_t n, const FB_T *lbuf,
                                        const double *wbuf)
@@ -358,7 +358,7 @@ FB_INLINE int FB_NAME(fb_scatter_sums)(double *sums, int64_t n_slots, const int3
         int64_t id = i32 ? g32[k] : g64[k];
         if (id != cur) {
             if ((uint64_t)id >= (uint64_t)n_slots) {
-                out = 1;
+                out = FB_FLAG_GROUP;
                 continue;
             }
             sums[2 * cur] = sl;
@@ -383,10 +383,9 @@ static int FB_NAME(fb_scatter_groups)(const fb_args *a, double *sums, int64_t ro
                                       const FB_T *lbuf, const double *wbuf)
 {
     const int64_t slots = a->n_slots;
-    int out = a->g_kind == FB_G_I32
+    return a->g_kind == FB_G_I32
         ? FB_NAME(fb_scatter_sums)(sums, slots, (const int32_t *)a->groups + row, NULL, 1, n, lbuf, wbuf)
         : FB_NAME(fb_scatter_sums)(sums, slots, NULL, (const int64_t *)a->groups + row, 0, n, lbuf, wbuf);
-    return out ? FB_FLAG_GROUP : 0;
 }
 
 /* fb_scatter_products' loop (ids read and checked as in fb_scatter_sums): each group's state is
@@ -406,7 +405,7 @@ FB_INLINE int FB_NAME(fb_scatter_factors)(double *grp, int64_t *ge, int64_t n_sl
         int64_t id = i32 ? g32[k] : g64[k];
         if (id != cur) {
             if ((uint64_t)id >= (uint64_t)n_slots) {
-                out = 1;
+                out = FB_FLAG_GROUP;
                 continue;
             }
             grp[3 * cur] = m;
@@ -444,15 +443,12 @@ static int FB_NAME(fb_scatter_products)(const fb_args *a, double *grp, int64_t *
     const int i32 = a->g_kind == FB_G_I32;
     const int32_t *g32 = i32 ? (const int32_t *)a->groups + row : NULL;
     const int64_t *g64 = i32 ? NULL : (const int64_t *)a->groups + row;
-    int out;
 #define FB_SCATTER(i32_, logits_) \
     FB_NAME(fb_scatter_factors)(grp, ge, slots, g32, g64, i32_, n, qbuf, lbuf, logits_)
     if (i32)
-        out = a->logits ? FB_SCATTER(1, 1) : FB_SCATTER(1, 0);
-    else
-        out = a->logits ? FB_SCATTER(0, 1) : FB_SCATTER(0, 0);
+        return a->logits ? FB_SCATTER(1, 1) : FB_SCATTER(1, 0);
+    return a->logits ? FB_SCATTER(0, 1) : FB_SCATTER(0, 0);
 #undef FB_SCATTER
-    return out ? FB_FLAG_GROUP : 0;
 }
 
 /* End of row `row` of a chunk in lanes by column: its loss (lane sums and lane products) and

@@ -779,13 +779,14 @@ def _group(g32, g64, g_i32, row):
 
 
 @njit(**_JIT)
-def _scatter_sums(g, n, lbuf, wbuf, s):
-    """_scatter_groups' loop, ids read in place: the current group's sums kept while the id
-    repeats; an id is checked when it changes (compared as unsigned, so that a negative id is out
-    too): one outside [0, n_slots) skips its element and makes the function return True
-    (fastbce_chunk.h, fb_scatter_sums)."""
+def _scatter_groups(g, n, lbuf, wbuf, s):
+    """1-D input by group: the weighted loss and weight of each element into its group's slot
+    (the rows of s), in element order, the ids (g, int32 or int64) read in place; the current
+    group's sums kept while the id repeats. An id is checked when it changes (compared as
+    unsigned, so that a negative id is out too): one outside [0, n_slots) skips its element and
+    makes the function return FLAG_GROUP (fastbce_chunk.h, fb_scatter_groups, fb_scatter_sums)."""
     n_slots = np.uint64(s.shape[0])
-    out = False
+    out = 0
     cur = 0  # slot 0 exists: its sums are loaded and, unchanged, stored back
     sl = s[0, 0]
     sw = s[0, 1]
@@ -793,7 +794,7 @@ def _scatter_sums(g, n, lbuf, wbuf, s):
         i = np.int64(g[k])
         if i != cur:
             if np.uint64(i) >= n_slots:
-                out = True
+                out = FLAG_GROUP
                 continue
             s[cur, 0] = sl
             s[cur, 1] = sw
@@ -808,21 +809,15 @@ def _scatter_sums(g, n, lbuf, wbuf, s):
 
 
 @njit(**_JIT)
-def _scatter_groups(g, n, lbuf, wbuf, s):
-    """1-D input by group: the weighted loss and weight of each element into its group's slot
-    (the rows of s), in element order; returns FLAG_GROUP for an id (g, int32 or int64) out of
-    range, whose element is skipped (fastbce_chunk.h, fb_scatter_groups)."""
-    return FLAG_GROUP if _scatter_sums(g, n, lbuf, wbuf, s) else 0
-
-
-@njit(**_JIT)
-def _scatter_factors(g, n, qbuf, lbuf, grp, ge, logits):
-    """_scatter_products' loop (ids read and checked as in _scatter_sums): the current group's
-    state kept while the id repeats; a product is split (its exponent into ge) when it leaves
-    [2^-900, 2^900] (fastbce_chunk.h, fb_scatter_factors)."""
+def _scatter_products(g, n, qbuf, lbuf, grp, ge, logits):
+    """_scatter_groups on the product path (no weights; ids read and checked as there): each
+    element's factor (and from logits the rest of its loss) into its group's state, a row of grp
+    (product, loss sum, count; the product times 2^ge), the current group's kept while the id
+    repeats; a product is split (its exponent into ge) when it leaves [2^-900, 2^900]; returns
+    FLAG_GROUP for an id out of range (fastbce_chunk.h, fb_scatter_products, fb_scatter_factors)."""
     n_slots = np.uint64(grp.shape[0])
-    out = False
-    cur = 0  # as in _scatter_sums
+    out = 0
+    cur = 0  # as in _scatter_groups
     m = grp[0, 0]
     sl = grp[0, 1]
     c = grp[0, 2]
@@ -830,7 +825,7 @@ def _scatter_factors(g, n, qbuf, lbuf, grp, ge, logits):
         i = np.int64(g[k])
         if i != cur:
             if np.uint64(i) >= n_slots:
-                out = True
+                out = FLAG_GROUP
                 continue
             grp[cur, 0] = m
             grp[cur, 1] = sl
@@ -849,15 +844,6 @@ def _scatter_factors(g, n, qbuf, lbuf, grp, ge, logits):
     grp[cur, 1] = sl
     grp[cur, 2] = c
     return out
-
-
-@njit(**_JIT)
-def _scatter_products(g, n, qbuf, lbuf, grp, ge, logits):
-    """_scatter_groups on the product path (no weights): each element's factor (and from logits
-    the rest of its loss) into its group's state, a row of grp (product, loss sum, count; the
-    product times 2^ge); returns FLAG_GROUP for an id out of range, whose element is skipped
-    (fastbce_chunk.h, fb_scatter_products)."""
-    return FLAG_GROUP if _scatter_factors(g, n, qbuf, lbuf, grp, ge, logits) else 0
 
 
 @njit(**_JIT)
