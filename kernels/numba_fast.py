@@ -15,6 +15,7 @@ import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
+from numba.core import cgutils
 from numba.core.extending import intrinsic, overload
 
 from . import (
@@ -746,6 +747,39 @@ def _add_weighted_into(acc_l, acc_w, l, w):
         acc_w[t] += w[t]
 
 
+@intrinsic
+def _add_lanes(typingctx, acc, l, n):
+    """acc[k] += float64(l[g + k]) for g in range(0, n, LANES) and k < LANES (n a multiple of
+    LANES): the loop of fastbce_chunk.h with the LANES sums in one LLVM vector. Written in Numba,
+    the sums go through memory at every step (LLVM cannot tell acc from l): 0.49 ns per float32
+    element in cache against 0.08."""
+    if not (isinstance(acc, types.Array) and acc.dtype == types.float64 and acc.layout == "C"
+            and isinstance(l, types.Array) and isinstance(l.dtype, types.Float)
+            and l.layout == "C" and isinstance(n, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        acc_t, l_t, n_t = signature.args
+        lanes = ir.VectorType(ir.DoubleType(), LANES)
+        acc_ptr = builder.bitcast(context.make_array(acc_t)(context, builder, args[0]).data,
+                                  lanes.as_pointer())
+        l_ptr = context.make_array(l_t)(context, builder, args[1]).data
+        l_lanes = ir.VectorType(context.get_value_type(l_t.dtype), LANES).as_pointer()
+        sums = cgutils.alloca_once(builder, lanes)  # promoted to registers by LLVM
+        builder.store(builder.load(acc_ptr, align=8), sums)
+        stop = context.cast(builder, args[2], n_t, types.intp)
+        step = cgutils.intp_t(LANES)
+        with cgutils.for_range_slice(builder, cgutils.intp_t(0), stop, step) as (g, _):
+            v = builder.load(builder.bitcast(builder.gep(l_ptr, [g]), l_lanes),
+                             align=l_t.dtype.bitwidth // 8)
+            if l_t.dtype != types.float64:
+                v = builder.fpext(v, lanes)
+            builder.store(builder.fadd(builder.load(sums), v), sums)
+        builder.store(builder.load(sums), acc_ptr, align=8)
+        return context.get_dummy_value()
+    return types.none(acc, l, n), codegen
+
+
 @njit(**_JIT)
 def _lane_sum(a):
     """Pairwise sum of 16 lanes in fb_lane_sum's order (scalars: no temporary arrays)."""
@@ -1004,13 +1038,18 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
                         prod_m[k] *= qbuf[g + k]
                 for k in range(n - full):
                     prod_m[k] *= qbuf[full + k]
-            if sum_lbuf:
+            if sum_lbuf and use_w:
                 full = n - n % LANES
                 for g in range(0, full, LANES):
                     for k in range(LANES):
                         acc_l[k] += np.float64(lbuf[g + k]) * wbuf[g + k]
                 for k in range(n - full):
                     acc_l[k] += np.float64(lbuf[full + k]) * wbuf[full + k]
+            elif sum_lbuf:
+                full = n - n % LANES
+                _add_lanes(acc_l, lbuf, full)
+                for k in range(n - full):
+                    acc_l[k] += np.float64(lbuf[full + k])
             if use_w:
                 full = n - n % LANES
                 for g in range(0, full, LANES):

@@ -63,8 +63,13 @@ def _workload(rng):
     x = rng.normal(0, 2, (n_rows, n_labels)).astype(np.float32)
     groups = rng.integers(0, 7, n_rows)
     weight = rng.random((n_rows, 1))
+    soft = (0.05 + 0.9 * y).astype(np.float32)
+    p = 1 / (1 + np.exp(-x))
     calls = [
         lambda b: fastbce.bce(y, x, from_logits=True, backend=b),
+        lambda b: fastbce.bce(soft, x, from_logits=True, backend=b),
+        lambda b: fastbce.bce(soft, p, backend=b),
+        lambda b: fastbce.bce(y, p, eps=1e-12, backend=b),
         lambda b: fastbce.bce(y, x, from_logits=True, axis=0, sample_weight=weight, backend=b),
         lambda b: fastbce.bce(y, x, from_logits=True, groups=groups, backend=b),
         lambda b: fastbce.bce_grad(y, x, from_logits=True, axis=1, backend=b),
