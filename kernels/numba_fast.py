@@ -705,8 +705,7 @@ def _grad_logit_block(p, n, ybuf, mbuf, wbuf, pbuf, coef, sbuf, ebuf, have_e, gr
 @njit(**_INLINE)
 def _loss_forms(p, n, ybuf, mbuf, pbuf, coef, lbuf, ebuf, clip_lo, clip_hi, nll, omit, logits,
                 soft):
-    """The losses of a block into lbuf, by form; mbuf None: a clean block without weights
-    (_clean_block)."""
+    """The losses of a block into lbuf, by form; mbuf None: a clean block (_clean_block)."""
     if logits:
         _loss_logit(p, n, ybuf, mbuf, pbuf, coef, lbuf, ebuf, omit)
     elif soft:
@@ -747,37 +746,55 @@ def _add_weighted_into(acc_l, acc_w, l, w):
         acc_w[t] += w[t]
 
 
+def _is_c_array(a, dtype=None):
+    return (isinstance(a, types.Array) and a.layout == "C" and isinstance(a.dtype, types.Float)
+            and (dtype is None or a.dtype == dtype))
+
+
 @intrinsic
-def _add_lanes(typingctx, acc, l, n):
-    """acc[k] += float64(l[g + k]) for g in range(0, n, LANES) and k < LANES (n a multiple of
-    LANES): the loop of fastbce_chunk.h with the LANES sums in one LLVM vector. Written in Numba,
-    the sums go through memory at every step (LLVM cannot tell acc from l): 0.49 ns per float32
+def _add_lanes(typingctx, acc_l, l, acc_w, w, n):
+    """acc_l[k] += float64(l[g + k]) (times w[g + k], and acc_w[k] += w[g + k], with weights) for
+    g in range(0, n, LANES) and k < LANES, n a multiple of LANES; acc_w and w None: no weights.
+    The loop of fastbce_chunk.h with the sums in LLVM vectors (registers): written in Numba, they
+    go through memory at every step (LLVM cannot tell the sums from l): 0.49 ns per float32
     element in cache against 0.08."""
-    if not (isinstance(acc, types.Array) and acc.dtype == types.float64 and acc.layout == "C"
-            and isinstance(l, types.Array) and isinstance(l.dtype, types.Float)
-            and l.layout == "C" and isinstance(n, types.Integer)):
+    weighted = w is not types.none
+    if not (_is_c_array(acc_l, types.float64) and _is_c_array(l) and isinstance(n, types.Integer)
+            and (not weighted or (_is_c_array(acc_w, types.float64)
+                                  and _is_c_array(w, types.float64)))):
         return None
 
     def codegen(context, builder, signature, args):
-        acc_t, l_t, n_t = signature.args
         lanes = ir.VectorType(ir.DoubleType(), LANES)
-        acc_ptr = builder.bitcast(context.make_array(acc_t)(context, builder, args[0]).data,
-                                  lanes.as_pointer())
-        l_ptr = context.make_array(l_t)(context, builder, args[1]).data
-        l_lanes = ir.VectorType(context.get_value_type(l_t.dtype), LANES).as_pointer()
-        sums = cgutils.alloca_once(builder, lanes)  # promoted to registers by LLVM
-        builder.store(builder.load(acc_ptr, align=8), sums)
-        stop = context.cast(builder, args[2], n_t, types.intp)
+
+        def pointer(i, vector):
+            data = context.make_array(signature.args[i])(context, builder, args[i]).data
+            return builder.bitcast(data, vector.as_pointer())
+
+        def load(i, g):  # LANES elements of array i from g on, as float64
+            dtype = signature.args[i].dtype
+            vector = ir.VectorType(context.get_value_type(dtype), LANES)
+            data = context.make_array(signature.args[i])(context, builder, args[i]).data
+            v = builder.load(builder.bitcast(builder.gep(data, [g]), vector.as_pointer()),
+                             align=dtype.bitwidth // 8)
+            return v if dtype == types.float64 else builder.fpext(v, lanes)
+
+        sums = [(i, cgutils.alloca_once(builder, lanes)) for i in ((0, 2) if weighted else (0,))]
+        for i, acc in sums:  # the allocas are promoted to registers by LLVM
+            builder.store(builder.load(pointer(i, lanes), align=8), acc)
+        stop = context.cast(builder, args[4], signature.args[4], types.intp)
         step = cgutils.intp_t(LANES)
         with cgutils.for_range_slice(builder, cgutils.intp_t(0), stop, step) as (g, _):
-            v = builder.load(builder.bitcast(builder.gep(l_ptr, [g]), l_lanes),
-                             align=l_t.dtype.bitwidth // 8)
-            if l_t.dtype != types.float64:
-                v = builder.fpext(v, lanes)
-            builder.store(builder.fadd(builder.load(sums), v), sums)
-        builder.store(builder.load(sums), acc_ptr, align=8)
+            v = load(1, g)
+            if weighted:
+                wv = load(3, g)
+                v = builder.fmul(v, wv)
+                builder.store(builder.fadd(builder.load(sums[1][1]), wv), sums[1][1])
+            builder.store(builder.fadd(builder.load(sums[0][1]), v), sums[0][1])
+        for i, acc in sums:
+            builder.store(builder.load(acc), pointer(i, lanes), align=8)
         return context.get_dummy_value()
-    return types.none(acc, l, n), codegen
+    return types.none(acc_l, l, acc_w, w, n), codegen
 
 
 @njit(**_JIT)
@@ -938,7 +955,8 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
     # gamma_alpha is None without focal loss: its branches are pruned at compile time
     has_coef = has_pw or smoothing != 0.0 or gamma_alpha is not None
     coef = (1.0 - smoothing, 0.5 * smoothing)
-    use_w = has_w or has_mask or omit or has_coef
+    counted = has_mask or omit  # weights zeroed where masked or an omitted NaN (_count_weights)
+    use_w = has_w or counted or has_coef
     keep_e = logits and want_loss and has_grad
     # the product path of fastbce_chunk.h: Σ -log q = -log Π q (from logits: Σ log(1 + e) = log Π),
     # one logarithm per lane or column
@@ -985,8 +1003,9 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
             ok = _q_block(pb, n, ybuf, eps, q_hi, qbuf)
             if not f32:
                 _q_lo_block(pb, n, ybuf, eps, q_hi, qbuf, qlo)
-        # a clean block without weights: its losses without checks (_clean_block)
-        clean = (want_loss and not product and not use_w and gamma_alpha is None
+        # a clean block without a mask, omitted NaNs or coefficients: its losses without checks
+        # (_clean_block)
+        clean = (want_loss and not product and not (counted or has_coef) and gamma_alpha is None
                  and _clean_block(pb, n, ybuf, logits, soft))
         if not ok and not clean and (not logits or nan_mode == NAN_RAISE):  # else nothing to check
             bad |= _check_block(pb, n, ybuf, mbuf, not logits, nan_mode)
@@ -1000,7 +1019,7 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
             else:
                 _loss_forms(pb, n, ybuf, mbuf, pbuf, None, lbuf, ebuf, clip_lo, clip_hi, nll, omit,
                             logits, soft)
-        if use_w:
+        if counted:
             _count_weights(pb, n, ybuf, mbuf, wbuf, omit)
         if has_grad:
             if has_row_scale:
@@ -1038,24 +1057,17 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
                         prod_m[k] *= qbuf[g + k]
                 for k in range(n - full):
                     prod_m[k] *= qbuf[full + k]
+            full = n - n % LANES
             if sum_lbuf and use_w:
-                full = n - n % LANES
-                for g in range(0, full, LANES):
-                    for k in range(LANES):
-                        acc_l[k] += np.float64(lbuf[g + k]) * wbuf[g + k]
-                for k in range(n - full):
-                    acc_l[k] += np.float64(lbuf[full + k]) * wbuf[full + k]
+                _add_lanes(acc_l, lbuf, acc_w, wbuf, full)
             elif sum_lbuf:
-                full = n - n % LANES
-                _add_lanes(acc_l, lbuf, full)
-                for k in range(n - full):
-                    acc_l[k] += np.float64(lbuf[full + k])
-            if use_w:
-                full = n - n % LANES
-                for g in range(0, full, LANES):
-                    for k in range(LANES):
-                        acc_w[k] += wbuf[g + k]
-                for k in range(n - full):
+                _add_lanes(acc_l, lbuf, None, None, full)
+            elif use_w:
+                _add_lanes(acc_w, wbuf, None, None, full)
+            for k in range(n - full):  # wbuf holds ones without weights
+                if sum_lbuf:
+                    acc_l[k] += np.float64(lbuf[full + k]) * wbuf[full + k]
+                if use_w:
                     acc_w[k] += wbuf[full + k]
         elif mode == MODE_COLS:
             k = 0

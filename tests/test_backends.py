@@ -70,6 +70,8 @@ def _workload(rng):
         lambda b: fastbce.bce(soft, x, from_logits=True, backend=b),
         lambda b: fastbce.bce(soft, p, backend=b),
         lambda b: fastbce.bce(y, p, eps=1e-12, backend=b),
+        lambda b: fastbce.bce(soft, p, sample_weight=weight, backend=b),
+        lambda b: fastbce.bce_grad(y, x, from_logits=True, sample_weight=weight, backend=b),
         lambda b: fastbce.bce(y, x, from_logits=True, axis=0, sample_weight=weight, backend=b),
         lambda b: fastbce.bce(y, x, from_logits=True, groups=groups, backend=b),
         lambda b: fastbce.bce_grad(y, x, from_logits=True, axis=1, backend=b),
