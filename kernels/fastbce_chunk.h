@@ -422,7 +422,7 @@ FB_INLINE int FB_NAME(fb_scatter_factors)(double *grp, int64_t *ge, int64_t n_sl
         c += 1.0;
         if (logits ? m > 0x1p900 : m < 0x1p-900) {
             grp[3 * cur] = m;
-            fb_split(grp + 3 * cur, ge + cur, 1);
+            FB_V(fb_split)(grp + 3 * cur, ge + cur, 1);
             m = grp[3 * cur];
         }
     }
@@ -461,16 +461,16 @@ FB_INLINE void FB_NAME(fb_row_done)(const fb_args *a, double *sums, int64_t row,
     if (slot < 0 || slot >= a->n_slots) {
         *bad |= FB_FLAG_GROUP;
     } else {
-        double loss = fb_lane_sum(acc_l);
+        double loss = FB_V(fb_lane_sum)(acc_l);
         if (by_product) { /* else every lane product is 1 */
-            fb_split(prod_m, prod_e, FB_PROD_LANES);
+            FB_V(fb_split)(prod_m, prod_e, FB_PROD_LANES);
             loss += FB_NAME(fb_product_loss)(a, FB_V(fb_lanes_log_product)(prod_m, prod_e));
         }
         sums[2 * slot] += loss;
-        sums[2 * slot + 1] += use_w ? fb_lane_sum(acc_w) : (double)a->ncols;
+        sums[2 * slot + 1] += use_w ? FB_V(fb_lane_sum)(acc_w) : (double)a->ncols;
     }
     for (int k = 0; k < FB_LANES; k++) acc_l[k] = acc_w[k] = 0.0;
-    for (int k = 0; k < FB_PROD_LANES; k++) {
+    for (int k = 0; by_product && k < FB_PROD_LANES; k++) {
         prod_m[k] = 1.0;
         prod_e[k] = 0;
     }
@@ -507,7 +507,7 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
     const int use_w = a->w_kind != FB_W_NONE || a->mask != NULL || a->nan_mode == FB_NAN_OMIT
                       || has_coef;
     /* Product path: float32 predictions, no weights or mask, eps >= 2^-28 (probabilities), one
-     * sum for all, per column, or per row or group of rows of >= FB_LANES columns (with or without
+     * sum for all, per column, or per row or group of rows of >= FB_ROW_PRODUCT_COLS columns (with or without
      * the gradient, which is computed as elsewhere). In a block whose labels are all 0 or 1, the
      * logarithms are not computed: the q of each element (from logits: 1 + exp(-|x|), whose log
      * is added, the rest of the loss summed as usual) are multiplied into float64 lane (or
@@ -532,7 +532,7 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
     const int by_product = (sizeof(FB_T) == 4 || (FB_EXACT_FMA && a->mode == FB_MODE_ALL && !a->logits))
                            && !use_w && a->want_loss
                            && (a->logits || a->eps >= 0x1p-28)
-                           && (a->mode == FB_MODE_ALL || a->mode == FB_MODE_COLS || ncols >= FB_LANES
+                           && (a->mode == FB_MODE_ALL || a->mode == FB_MODE_COLS || ncols >= FB_ROW_PRODUCT_COLS
                                || group_products);
     /* the product path in prod_m lanes (not by column, not one product per group) */
     const int lane_products = by_product && a->mode != FB_MODE_COLS && !group_products;
@@ -745,7 +745,7 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
                 }
                 k += run;
                 if (j + run == ncols && by_product && ++rows_since_split == 32) {
-                    fb_split(col_m, col_e, ncols);
+                    FB_V(fb_split)(col_m, col_e, ncols);
                     rows_since_split = 0;
                 }
                 j = 0;
@@ -830,18 +830,18 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
             }
         }
         if (product && lane_products && ++blocks_since_split == FB_SPLIT_BLOCKS) {
-            fb_split(prod_m, prod_e, FB_PROD_LANES); /* the lanes: see by_product */
+            FB_V(fb_split)(prod_m, prod_e, FB_PROD_LANES); /* the lanes: see by_product */
             blocks_since_split = 0;
         }
     }
     if (a->mode == FB_MODE_ALL) {
-        fb_split(prod_m, prod_e, FB_PROD_LANES);
+        FB_V(fb_split)(prod_m, prod_e, FB_PROD_LANES);
         double log_product = FB_V(fb_lanes_log_product)(prod_m, prod_e);
         if (sizeof(FB_T) == 8) /* float64: log Π q = log Π m + Σ log1p(δ), log1p(δ) = δ to 2^-106 */
-            log_product += (fb_lane_sum(comp) + fb_lane_sum(comp + 16))
-                           + (fb_lane_sum(comp + 32) + fb_lane_sum(comp + 48));
-        sums[0] = fb_lane_sum(acc_l) + FB_NAME(fb_product_loss)(a, log_product);
-        sums[1] = use_w ? fb_lane_sum(acc_w) : (double)(stop - start);
+            log_product += (FB_V(fb_lane_sum)(comp) + FB_V(fb_lane_sum)(comp + 16))
+                           + (FB_V(fb_lane_sum)(comp + 32) + FB_V(fb_lane_sum)(comp + 48));
+        sums[0] = FB_V(fb_lane_sum)(acc_l) + FB_NAME(fb_product_loss)(a, log_product);
+        sums[1] = use_w ? FB_V(fb_lane_sum)(acc_w) : (double)(stop - start);
     } else if (a->mode == FB_MODE_COLS) {
         for (int64_t j = 0; j < ncols; j++) {
             sums[2 * j] = col_l[j] + FB_NAME(fb_product_loss)(a, FB_V(fb_log_product)(col_m[j], col_e[j]));

@@ -140,6 +140,31 @@ FB_INLINE double FB_V(fb_log_product)(double m, int64_t e)
     return m != m ? m : v;
 }
 
+/* Pairwise sum of 16 lanes, in a fixed order. fb_lane_sum and fb_split are compiled per variant:
+ * as plain static functions (not inlined) they were SSE code called from AVX code, and each call
+ * paid an AVX-SSE transition (per row of 16 float32 columns, 1 thread: 84 -> 240-263 M/s). */
+FB_INLINE double FB_V(fb_lane_sum)(const double *a)
+{
+    const double s0 = (a[0] + a[1]) + (a[2] + a[3]), s1 = (a[4] + a[5]) + (a[6] + a[7]);
+    const double s2 = (a[8] + a[9]) + (a[10] + a[11]), s3 = (a[12] + a[13]) + (a[14] + a[15]);
+    return (s0 + s1) + (s2 + s3);
+}
+
+/* Product path: lane products of probabilities, each kept as m·2^e with m in [sqrt(1/2),
+ * sqrt(2)) (so that e·ln2 + log m does not cancel) and the exponent e counted apart. fb_split moves
+ * the exponent of each m > 0 into e (NaN stays NaN); logical shifts only, as in fb_log_f64. */
+FB_INLINE void FB_V(fb_split)(double *m, int64_t *e, int64_t n)
+{
+#pragma omp simd
+    for (int64_t k = 0; k < n; k++) {
+        uint64_t bits = (uint64_t)fb_bits_f64(m[k]);
+        int64_t x = (int64_t)((bits - 0x3fe6a09e667f3bcdULL + (1024ULL << 52)) >> 52) - 1024;
+        int nan = m[k] != m[k];
+        e[k] += nan ? 0 : x;
+        m[k] = nan ? m[k] : fb_from_bits_f64((int64_t)(bits - ((uint64_t)x << 52)));
+    }
+}
+
 /* The same for the FB_PROD_LANES lane products, summed: each 16 in fb_lane_sum's order, then the
  * four partial sums pairwise. The logarithms are vectorised: a row of the product path (per row
  * or group of rows) takes them all at its end. */
@@ -148,6 +173,6 @@ FB_INLINE double FB_V(fb_lanes_log_product)(const double *m, const int64_t *e)
     double v[FB_PROD_LANES], s[FB_PROD_LANES / 16];
 #pragma omp simd
     for (int k = 0; k < FB_PROD_LANES; k++) v[k] = FB_V(fb_log_product)(m[k], e[k]);
-    for (int i = 0; i < FB_PROD_LANES / 16; i++) s[i] = fb_lane_sum(v + 16 * i);
+    for (int i = 0; i < FB_PROD_LANES / 16; i++) s[i] = FB_V(fb_lane_sum)(v + 16 * i);
     return (s[0] + s[1]) + (s[2] + s[3]);
 }

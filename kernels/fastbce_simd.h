@@ -32,6 +32,10 @@
 #define FB_BLOCK 512 /* elements per block: label, weight and loss buffers stay in L1 */
 #define FB_PROD_LANES 64 /* lanes of the product path: 4 independent chains per SIMD lane */
 #define FB_SPLIT_BLOCKS 3 /* blocks of the product path between two fb_split of its lanes */
+/* rows (or groups of rows) of at least this many columns take the product path: its FB_PROD_LANES
+ * logarithms per row cost more than a logarithm per element in shorter rows (measured crossover
+ * between 128 and 192 columns) */
+#define FB_ROW_PRODUCT_COLS 160
 
 /* For the scalar loops by group: gcc's SLP vectoriser packs a group's running sums into one
  * register and unpacks them on every element, which lengthens the dependency chain of a sorted
@@ -116,30 +120,6 @@ static inline int64_t fb_group(const fb_args *a, int64_t row)
 {
     return a->g_kind == FB_G_I32 ? (int64_t)((const int32_t *)a->groups)[row]
                                  : ((const int64_t *)a->groups)[row];
-}
-
-/* Pairwise sum of the lanes, in a fixed order. */
-static inline double fb_lane_sum(const double *a)
-{
-    double s8[8], s4[4];
-    for (int i = 0; i < 8; i++) s8[i] = a[2 * i] + a[2 * i + 1];
-    for (int i = 0; i < 4; i++) s4[i] = s8[2 * i] + s8[2 * i + 1];
-    return (s4[0] + s4[1]) + (s4[2] + s4[3]);
-}
-
-/* Product path: lane products of probabilities, each kept as m·2^e with m in [sqrt(1/2),
- * sqrt(2)) (so that e·ln2 + log m does not cancel) and the exponent e counted apart. fb_split moves
- * the exponent of each m > 0 into e (NaN stays NaN); logical shifts only, as in fb_log_f64. */
-static inline void fb_split(double *m, int64_t *e, int64_t n)
-{
-#pragma omp simd
-    for (int64_t k = 0; k < n; k++) {
-        uint64_t bits = (uint64_t)fb_bits_f64(m[k]);
-        int64_t x = (int64_t)((bits - 0x3fe6a09e667f3bcdULL + (1024ULL << 52)) >> 52) - 1024;
-        int nan = m[k] != m[k];
-        e[k] += nan ? 0 : x;
-        m[k] = nan ? m[k] : fb_from_bits_f64((int64_t)(bits - ((uint64_t)x << 52)));
-    }
 }
 
 /* buf[k] = v[column of element k] for the n elements of a block whose first element is in

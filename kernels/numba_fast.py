@@ -37,6 +37,7 @@ LANES = 16  # element k of a chunk is summed into lane k % LANES
 BLOCK = 512  # elements per block (buffers stay in L1)
 PROD_LANES = 64  # lanes of the product path: element k of a chunk (or column k) into k % PROD_LANES
 SPLIT_BLOCKS = 3  # blocks of the product path between two _split of its lanes (fastbce_chunk.h)
+ROW_PRODUCT_COLS = 160  # shortest rows of the product path (FB_ROW_PRODUCT_COLS)
 GROUP_PRODUCT_RANGE = (2.0 ** -900, 2.0 ** 900)  # a group's product is split when it leaves it
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
 # The math and the element formulas are inlined in Numba's IR: LLVM's inliner leaves a big
@@ -897,7 +898,7 @@ def _scatter_products(g, n, qbuf, lbuf, grp, ge, logits):
     return out
 
 
-@njit(**_JIT)
+@njit(**_INLINE)
 def _row_done(mode, g32, g64, g_i32, row0, row, ncols, sums, cs, acc_l, acc_w, prod_m, prod_e,
               lane_logs, by_product, use_w, logits):
     """End of a row in lanes by column: its loss and Σw into its slot, the lanes reset; returns
@@ -915,8 +916,9 @@ def _row_done(mode, g32, g64, g_i32, row0, row, ncols, sums, cs, acc_l, acc_w, p
         sums[cs, slot, 1] += _lane_sum(acc_w) if use_w else np.float64(ncols)
     acc_l[:] = 0.0
     acc_w[:] = 0.0
-    prod_m[:] = 1.0
-    prod_e[:] = 0
+    if by_product:
+        prod_m[:] = 1.0
+        prod_e[:] = 0
     return bad
 
 
@@ -965,7 +967,8 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
     group_products = mode == MODE_GROUPS and ncols == 1 and n_slots * 8 <= stop - start
     by_product = ((f32 or (mode == MODE_ALL and not logits)) and not use_w and want_loss
                   and (logits or eps >= 2.0 ** -28)
-                  and (mode == MODE_ALL or mode == MODE_COLS or ncols >= LANES or group_products))
+                  and (mode == MODE_ALL or mode == MODE_COLS or ncols >= ROW_PRODUCT_COLS
+                      or group_products))
     # product path by group: each group's product (times 2^grp_e), loss sum (logits), count
     grp = np.zeros((n_slots if by_product and group_products else 0, 3))
     grp[:, 0] = 1.0
@@ -1129,28 +1132,29 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
                     while t + PROD_LANES <= run:
                         _multiply_into(prod_m, qbuf[k + t:k + t + PROD_LANES])
                         if logits:
-                            for h in range(0, PROD_LANES, LANES):
-                                _add_into(acc_l, lbuf[k + t + h:k + t + h + LANES])
+                            _add_lanes(acc_l, lbuf[k + t:k + t + PROD_LANES], None, None,
+                                       PROD_LANES)
                         t += PROD_LANES
                     # the rest of the row (or block) from lane 0 on: lane q is element t + q
-                    rest = run - t
-                    _multiply_into(prod_m[:rest], qbuf[k + t:k + run])
-                    if logits:
-                        for h in range(0, rest, LANES):
-                            lv = lbuf[k + t + h:k + t + min(rest, h + LANES)]
-                            _add_into(acc_l[:lv.shape[0]], lv)
+                    for q in range(run - t):
+                        prod_m[q] *= qbuf[k + t + q]
+                        if logits:
+                            acc_l[q % LANES] += np.float64(lbuf[k + t + q])
                 else:
                     while t < run and (j + t) % LANES != 0:
                         acc_l[(j + t) % LANES] += np.float64(lbuf[k + t]) * wbuf[k + t]
                         acc_w[(j + t) % LANES] += wbuf[k + t]
                         t += 1
-                    while t + LANES <= run:
-                        _add_weighted_into(acc_l, acc_w, lbuf[k + t:k + t + LANES],
-                                           wbuf[k + t:k + t + LANES])
-                        t += LANES
-                    # the rest from lane 0 on
-                    _add_weighted_into(acc_l[:run - t], acc_w[:run - t], lbuf[k + t:k + run],
-                                       wbuf[k + t:k + run])
+                    full = (run - t) - (run - t) % LANES
+                    if use_w:
+                        _add_lanes(acc_l, lbuf[k + t:k + t + full], acc_w, wbuf[k + t:k + t + full],
+                                   full)
+                    else:
+                        _add_lanes(acc_l, lbuf[k + t:k + t + full], None, None, full)
+                    t += full
+                    for q in range(run - t):  # the rest from lane 0 on
+                        acc_l[q] += np.float64(lbuf[k + t + q]) * wbuf[k + t + q]
+                        acc_w[q] += wbuf[k + t + q]
                 k += run
                 j += run
                 if j == ncols:

@@ -20,6 +20,7 @@ import fastbce
 from conftest import COMPILED_BACKENDS
 from test_focal import focal_elements
 from fastbce import _backends
+from fastbce._kernels.numba_fast import ROW_PRODUCT_COLS
 
 EPS = 1e-7
 # Bounds reached (and asserted): float32 losses and gradients within 2 ulp of the correctly
@@ -501,9 +502,9 @@ def test_means_of_equal_elements_are_exact_to_rounding(fast_calls, compiled_back
     """Equal elements: a logarithm per element would repeat one float32 rounding error (up to
     1e-7 of the value); the product path's mean is within 1e-12 of the float64 value plus its own
     bound (each factor rounded to 2^-53, relative to one element's loss: 1e-9 at the clip bound
-    1e-7), for the whole array, per label (C and Fortran order) and per sample of rows of 16
-    columns or more."""
-    p = np.full((4_000, 40), p_value, np.float32)
+    1e-7), for the whole array, per label (C and Fortran order) and per sample of rows long enough
+    for the product path."""
+    p = np.full((1_000, ROW_PRODUCT_COLS), p_value, np.float32)
     y = np.full(p.shape, y_value, np.uint8)
     want = _reference_sum(y.ravel(), p.ravel(), EPS) / p.size
     rtol = 1e-12 + 2.0 ** -52 / want
@@ -544,10 +545,11 @@ def test_product_path_against_the_reference(compiled_backend, eps, rng):
         want = -(labels * np.log(q) + (1 - labels) * np.log1p(-q))
         got = fastbce.bce(labels, p, eps=eps, backend=compiled_backend, reduction="sum")
         assert got == pytest.approx(want.sum(), rel=rtol)
+        shape = (-1, ROW_PRODUCT_COLS)  # rows long enough for the product path
         for axis in (0, 1):
-            got = fastbce.bce(labels.reshape(-1, 50), p.reshape(-1, 50), axis=axis, eps=eps,
+            got = fastbce.bce(labels.reshape(shape), p.reshape(shape), axis=axis, eps=eps,
                               backend=compiled_backend, reduction="sum")
-            np.testing.assert_allclose(got, want.reshape(-1, 50).sum(axis=axis), rtol=rtol)
+            np.testing.assert_allclose(got, want.reshape(shape).sum(axis=axis), rtol=rtol)
         others = [b for b in COMPILED_BACKENDS if b != compiled_backend]
         for other in others:
             assert fastbce.bce(labels, p, eps=eps, backend=other) == fastbce.bce(
