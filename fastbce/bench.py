@@ -69,6 +69,7 @@ OPERATIONS = {op.name: op for op in (
     Operation("weighted", f"logits, sample_weight + pos_weight, {N_LABELS} labels", ("y2", "x2", "w2")),
     Operation("per_label", f"per-label mean, (n/{N_LABELS} × {N_LABELS}) matrix", ("y2", "p2")),
     Operation("per_label_f", "per_label, Fortran-ordered matrix", ("y2f", "p2f")),
+    Operation("per_sample", "per-sample mean (axis=1) of the same matrix", ("y2", "p2")),
     Operation("per_group", f"per-group mean, {N_GROUPS:,} groups", ("y", "p", "g")),
     Operation("grad", "gradient of mean BCE w.r.t. logits", ("y", "x"), writes=True),
     Operation("grad_out", "grad into a preallocated array (out=, as the ceiling writes)", ("y", "x"),
@@ -297,7 +298,7 @@ class Fastbce(Contender):
             "mean_logits": "bce(y, x, from_logits=True)",
             "weighted": "bce(y, x, from_logits=True, sample_weight=w, pos_weight=pw)",
             "per_label": "bce(y, p, axis=0)", "per_label_f": "bce(y_fortran, p_fortran, axis=0)",
-            "per_group": "bce(y, p, groups=g, n_groups=G)",
+            "per_sample": "bce(y, p, axis=1)", "per_group": "bce(y, p, groups=g, n_groups=G)",
             "grad": "bce_grad(y, x, from_logits=True)",
             "grad_out": "bce_grad(y, x, from_logits=True, out=g)",
             "value_and_grad": "bce_value_and_grad(y, x, from_logits=True)",
@@ -331,6 +332,7 @@ class Fastbce(Contender):
                                             pos_weight=d["pw"], **kw),
             "per_label": lambda: fastbce.bce(d["y2"], d["p2"], axis=0, **kw),
             "per_label_f": lambda: fastbce.bce(d["y2f"], d["p2f"], axis=0, **kw),
+            "per_sample": lambda: fastbce.bce(d["y2"], d["p2"], axis=1, **kw),
             "per_group": lambda: fastbce.bce(d["y"], d["p"], groups=d["g"], n_groups=N_GROUPS, **kw),
             "grad": lambda: fastbce.bce_grad(d["y"], d["x"], from_logits=True, **kw),
             "value_and_grad": lambda: fastbce.bce_value_and_grad(d["y"], d["x"], from_logits=True, **kw),
@@ -365,6 +367,7 @@ class NumPy(Contender):
         "mean_logits": "(maximum(x, 0) - x·y + log1p(exp(-|x|))).mean()",
         "weighted": "Σ w·(pw·y·softplus(-x) + (1-y)·softplus(x)) / Σ w",
         "per_label": "clipped formula, .mean(axis=0)",
+        "per_sample": "clipped formula, .mean(axis=1)",
         "per_group": "bincount(g, weights=losses) / bincount(g)",
         "grad": "(1/(1+exp(-x)) - y) / n",
         "value_and_grad": "e = exp(-|x|): loss from log1p(e), gradient from σ(x) via e",
@@ -391,6 +394,9 @@ class NumPy(Contender):
 
     def op_per_label(self, d, threads):
         return lambda: _np_prob_losses(d["y2"], d["p2"]).mean(axis=0)
+
+    def op_per_sample(self, d, threads):
+        return lambda: _np_prob_losses(d["y2"], d["p2"]).mean(axis=1)
 
     def op_per_group(self, d, threads):
         y, p, g = d["y"], d["p"], d["g"]
@@ -440,6 +446,7 @@ class Torch(Contender):
         "weighted": "F.binary_cross_entropy_with_logits(x, y, weight=w, pos_weight=pw, "
                     "reduction='sum') / w.sum()",
         "per_label": "F.binary_cross_entropy(p, y, reduction='none').mean(0)",
+        "per_sample": "F.binary_cross_entropy(p, y, reduction='none').mean(1)",
         "per_group": "losses (reduction='none'), index_add_ by group / bincount(g)",
         "grad": "autograd.grad(F.binary_cross_entropy_with_logits(x, y), x)",
         "value_and_grad": "the same, keeping the loss",
@@ -482,6 +489,12 @@ class Torch(Contender):
 
         y, p = self._tensors(d, "y2", "p2")
         return lambda: F.binary_cross_entropy(p, y, reduction="none").mean(0)
+
+    def op_per_sample(self, d, threads):
+        import torch.nn.functional as F
+
+        y, p = self._tensors(d, "y2", "p2")
+        return lambda: F.binary_cross_entropy(p, y, reduction="none").mean(1)
 
     def op_per_group(self, d, threads):
         import torch
@@ -546,6 +559,7 @@ class Sklearn(Contender):
         "mean_logits": "log_loss takes probabilities only",
         "weighted": "log_loss has no pos_weight",
         "per_label": "log_loss has no per-column reduction",
+        "per_sample": "log_loss has no per-row reduction",
         "per_group": "log_loss has no groups",
         "grad": "scikit-learn has no BCE gradient in its public API",
         "value_and_grad": "scikit-learn has no BCE gradient in its public API",
@@ -567,6 +581,7 @@ class Jax(Contender):
         "mean_logits": "jit: optax.losses.sigmoid_binary_cross_entropy(x, y).mean()",
         "weighted": "jit: Σ w·(pw·y·softplus(-x) + (1-y)·softplus(x)) / Σ w (optax has no pos_weight)",
         "per_label": "jit: clipped formula, mean(axis=0)",
+        "per_sample": "jit: clipped formula, mean(axis=1)",
         "per_group": "jit: segment_sum(losses, g) / segment_sum(1, g)",
         "grad": "jit(grad(mean of optax sigmoid_binary_cross_entropy))",
         "value_and_grad": "jit(value_and_grad(...))",
@@ -613,6 +628,9 @@ class Jax(Contender):
     def op_per_label(self, d, threads):
         return self._compile(lambda y, p: self._prob_losses(y, p).mean(axis=0), d, "y2", "p2")
 
+    def op_per_sample(self, d, threads):
+        return self._compile(lambda y, p: self._prob_losses(y, p).mean(axis=1), d, "y2", "p2")
+
     def op_per_group(self, d, threads):
         import jax
         import jax.numpy as jnp
@@ -650,6 +668,7 @@ class TensorFlow(Contender):
         "weighted": "tf.function: Σ w·tf.nn.weighted_cross_entropy_with_logits(y, x, pw) / Σ w "
                     "(Keras has no pos_weight)",
         "per_label": "tf.function: keras.losses.binary_crossentropy(y, p, axis=0)",
+        "per_sample": "tf.function: keras.losses.binary_crossentropy(y, p)",
         "per_group": "tf.function: unsorted_segment_mean(binary_crossentropy(y[:, None], p[:, None]), g) "
                      "(0, not NaN, for an empty group)",
         "grad": "tf.function: GradientTape over BinaryCrossentropy(from_logits=True)",
@@ -695,6 +714,11 @@ class TensorFlow(Contender):
         import keras
 
         return self._compile(lambda y, p: keras.losses.binary_crossentropy(y, p, axis=0), d, "y2", "p2")
+
+    def op_per_sample(self, d, threads):
+        import keras
+
+        return self._compile(lambda y, p: keras.losses.binary_crossentropy(y, p), d, "y2", "p2")
 
     def op_per_group(self, d, threads):
         import keras
