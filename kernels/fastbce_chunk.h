@@ -287,6 +287,25 @@ FB_INLINE void FB_NAME(fb_grad_block)(
     }
 }
 
+/* The gradient from logits of a block of 0/1 labels without weights, coefficients or per-row or
+ * per-column scales, in FB_T: fb_grad_logit's numerator is then exact (e, 1, -e or -1), and the
+ * quotient and the scale in float32 stay within the ulp bound (three roundings instead of the
+ * float64 path's one, on top of the exponential's), at the float32 vector width: 0.85 -> 0.16-0.23
+ * ns per element in cache (AVX2; the float64 division was most of the gradient loop). For float64
+ * predictions the same operations as fb_grad_block, the same bits. As _grad_logit_hard. */
+FB_INLINE void FB_NAME(fb_grad_logit_hard)(const FB_T *X, const FB_T *ybuf, const FB_T *ebuf,
+                                           FB_T *G, int64_t n, FB_T scale)
+{
+#pragma omp simd
+    for (int64_t k = 0; k < n; k++) {
+        FB_T x = X[k], e = ebuf[k];
+        int pos = ybuf[k] != FB_ZERO;
+        FB_T num = x >= FB_ZERO ? (pos ? -e : (FB_T)1) : (pos ? (FB_T)-1 : e);
+        FB_T g = num / ((FB_T)1 + e) * scale;
+        G[k] = x != x ? x + ybuf[k] : g;
+    }
+}
+
 /* Focal loss of one block in one pass: losses into lbuf (0 unless want_loss), w·dl/dv times
  * sbuf into G (want_grad), after fb_loss_block has made the checks and zeroed the weights of
  * masked elements and omitted NaNs; as kernels/numba_fast.py's _focal_loop. The vector factor is
@@ -506,14 +525,14 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
     const int has_coef = a->pos_w != NULL || a->shift != 0.0 || a->focal;
     const int use_w = a->w_kind != FB_W_NONE || a->mask != NULL || a->nan_mode == FB_NAN_OMIT
                       || has_coef;
-    /* Product path: float32 predictions, no weights or mask, eps >= 2^-28 (probabilities), one
-     * sum for all, per column, or per row or group of rows of >= FB_ROW_PRODUCT_COLS columns (with or without
-     * the gradient, which is computed as elsewhere). In a block whose labels are all 0 or 1, the
-     * logarithms are not computed: the q of each element (from logits: 1 + exp(-|x|), whose log
-     * is added, the rest of the loss summed as usual) are multiplied into float64 lane (or
+    /* Product path: float32 predictions, no weights or mask, eps >= 2^-28 (probabilities), one sum
+     * for all, per column, or per row or group of rows of >= FB_ROW_PRODUCT_COLS columns (with or
+     * without the gradient, which is computed as elsewhere). In a block whose labels are all 0 or
+     * 1, the logarithms are not computed: the q of each element (from logits: 1 + exp(-|x|), whose
+     * log is added, the rest of the loss summed as usual) are multiplied into float64 lane (or
      * column) products (FB_PROD_LANES lanes, element or column k into lane k % FB_PROD_LANES),
-     * Σ loss = -log Π q (fb_product_loss),
-     * one logarithm per lane at the end of the chunk or row instead of one per element. Each
+     * Σ loss = -log Π q (fb_product_loss), one logarithm per lane at the end of the chunk or row
+     * instead of one per element. Each
      * lane takes at most 9 factors per block, and the lanes are split (fb_split) every
      * FB_SPLIT_BLOCKS blocks of the product path and before their logarithms: at most 27
      * factors >= 2^-28 (from logits <= 2) between two splits, so a product stays a normal number.
@@ -532,8 +551,8 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
     const int by_product = (sizeof(FB_T) == 4 || (FB_EXACT_FMA && a->mode == FB_MODE_ALL && !a->logits))
                            && !use_w && a->want_loss
                            && (a->logits || a->eps >= 0x1p-28)
-                           && (a->mode == FB_MODE_ALL || a->mode == FB_MODE_COLS || ncols >= FB_ROW_PRODUCT_COLS
-                               || group_products);
+                           && (a->mode == FB_MODE_ALL || a->mode == FB_MODE_COLS
+                               || ncols >= FB_ROW_PRODUCT_COLS || group_products);
     /* the product path in prod_m lanes (not by column, not one product per group) */
     const int lane_products = by_product && a->mode != FB_MODE_COLS && !group_products;
     int64_t rows_since_split = 0, blocks_since_split = 0;
@@ -669,6 +688,8 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
                 FB_GRAD_FORMS(1, 1);
             else if (use_w)
                 FB_GRAD_FORMS(1, 0);
+            else if (a->logits && !soft && a->row_scale == NULL && a->col_scale == NULL)
+                FB_NAME(fb_grad_logit_hard)(Pb, ybuf, ebuf, G + b0, n, (FB_T)a->grad_scale);
             else
                 FB_GRAD_FORMS(0, 0);
 #undef FB_GRAD_FORMS

@@ -688,12 +688,19 @@ def _grad_prob_block(p, n, ybuf, mbuf, wbuf, pbuf, coef, sbuf, grad, clip_lo, cl
 
 
 @njit(**_JIT)
+def _exp_abs_block(p, n, ebuf):
+    """exp(-|x|) of a block into ebuf, in a loop of its own (float32 arithmetic only: vectorised
+    at the float32 width)."""
+    for k in range(n):
+        ebuf[k] = exp_abs(p[k])
+
+
+@njit(**_JIT)
 def _grad_logit_block(p, n, ybuf, mbuf, wbuf, pbuf, coef, sbuf, ebuf, have_e, grad, omit):
-    """have_e: ebuf holds exp(-|x|) from the loss loop; else it is computed first, in a loop of
-    its own (float32 arithmetic only: vectorised at the float32 width)."""
+    """have_e: ebuf holds exp(-|x|) from the loss loop; else it is computed first
+    (_exp_abs_block)."""
     if not have_e:
-        for k in range(n):
-            ebuf[k] = exp_abs(p[k])
+        _exp_abs_block(p, n, ebuf)
     for k in range(n):
         pv = p[k]
         yv = ybuf[k]
@@ -701,6 +708,21 @@ def _grad_logit_block(p, n, ybuf, mbuf, wbuf, pbuf, coef, sbuf, ebuf, have_e, gr
         a, b = _coefficients_f64(coef, pbuf[k], yv)
         g = grad_logit(pv, a, b, e)
         grad[k] = _grad_value(g, pv, yv, mbuf[k] != 0, wbuf[k], sbuf[k], omit)
+
+
+@njit(**_JIT)
+def _grad_logit_hard(p, n, ybuf, ebuf, grad, scale):
+    """The gradient from logits of a block of 0/1 labels without weights, coefficients or row or
+    column scales, in the dtype of p (fastbce_chunk.h, fb_grad_logit_hard): the numerator is
+    exact, the quotient and the scale at the float32 width."""
+    one = _one(scale)
+    for k in range(n):
+        x = p[k]
+        e = ebuf[k]
+        pos = ybuf[k] != one - one
+        num = (-e if pos else one) if x >= one - one else (-one if pos else e)
+        g = num / (one + e) * scale
+        grad[k] = x + ybuf[k] if x != x else g
 
 
 @njit(**_INLINE)
@@ -730,13 +752,6 @@ def _multiply_into(m, q):
     """m *= q elementwise (views: indices from 0, so no wraparound code and the loop vectorises)."""
     for t in range(m.shape[0]):
         m[t] *= q[t]
-
-
-@njit(**_JIT)
-def _add_into(acc, l):
-    """acc += l elementwise, in float64 (views, as _multiply_into)."""
-    for t in range(acc.shape[0]):
-        acc[t] += np.float64(l[t])
 
 
 @njit(**_JIT)
@@ -1037,10 +1052,16 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
             elif has_col_scale:
                 _by_column(sbuf, col_scale, b0 % ncols, ncols, n)
             gb = grad[b0:b0 + n]
-            if gamma_alpha is None and has_coef:
+            if gamma_alpha is not None:  # _focal_block below
+                pass
+            elif has_coef:
                 _grad_forms(pb, n, ybuf, mbuf, wbuf, pbuf, coef, sbuf, ebuf, keep_e, gb, clip_lo,
                             clip_hi, omit, logits)
-            elif gamma_alpha is None:
+            elif logits and not (use_w or soft or has_row_scale or has_col_scale):
+                if not keep_e:
+                    _exp_abs_block(pb, n, ebuf)
+                _grad_logit_hard(pb, n, ybuf, ebuf, gb, _as_type_of(pb[0], scale))
+            else:
                 _grad_forms(pb, n, ybuf, mbuf, wbuf, pbuf, None, sbuf, ebuf, keep_e, gb, clip_lo,
                             clip_hi, omit, logits)
         if gamma_alpha is not None:

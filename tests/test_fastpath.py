@@ -26,6 +26,7 @@ EPS = 1e-7
 # Bounds reached (and asserted): float32 losses and gradients within 2 ulp of the correctly
 # rounded value (the issue allows 4), float64 within 2 ulp.
 ULP_BOUND = {np.dtype(np.float32): 2, np.dtype(np.float64): 2}
+MEAN_GRAD_ULP_BOUND = 4  # the issue's bound, for the mean gradient from float32 logits
 
 
 @pytest.fixture
@@ -97,12 +98,13 @@ def _wide(dtype):
     return np.float64 if dtype == np.float32 else np.longdouble
 
 
-def _check_ulps(got, reference, dtype):
+def _check_ulps(got, reference, dtype, bound=None):
     got = np.asarray(got).astype(dtype)
     want = np.asarray(reference).astype(dtype)
     ulps = _ulps(got, want)
     worst = int(ulps.max())
-    assert worst <= ULP_BOUND[np.dtype(dtype)], (worst, got[ulps.argmax()], want[ulps.argmax()])
+    bound = ULP_BOUND[np.dtype(dtype)] if bound is None else bound
+    assert worst <= bound, (worst, got[ulps.argmax()], want[ulps.argmax()])
     return worst
 
 
@@ -165,6 +167,9 @@ def test_gradients_are_within_the_ulp_bound(fast_calls, compiled_backend, dtype,
                                       1 / (1 + np.exp(-np.abs(xw)))), sigma)
     got = fastbce.bce_grad(y, x, from_logits=True, reduction="sum", backend=compiled_backend)
     _check_ulps(np.abs(got), np.abs(want), dtype)
+    # the mean: float32 logits of 0/1 labels take the scale 1/n rounded to float32 (measured: 3)
+    got = fastbce.bce_grad(y, x, from_logits=True, backend=compiled_backend)
+    _check_ulps(np.abs(got), np.abs(want) / y.size, dtype, MEAN_GRAD_ULP_BOUND)
     assert fast_calls
 
 
