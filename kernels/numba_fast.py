@@ -783,24 +783,23 @@ def _add_lanes(typingctx, acc_l, l, acc_w, w, n):
     def codegen(context, builder, signature, args):
         lanes = ir.VectorType(ir.DoubleType(), LANES)
 
-        def pointer(i, vector):
-            data = context.make_array(signature.args[i])(context, builder, args[i]).data
-            return builder.bitcast(data, vector.as_pointer())
-
-        def load(i, g):  # LANES elements of array i from g on, as float64
+        def lanes_at(i, g):  # pointer to LANES elements of array argument i from element g on
             dtype = signature.args[i].dtype
-            vector = ir.VectorType(context.get_value_type(dtype), LANES)
             data = context.make_array(signature.args[i])(context, builder, args[i]).data
-            v = builder.load(builder.bitcast(builder.gep(data, [g]), vector.as_pointer()),
-                             align=dtype.bitwidth // 8)
-            return v if dtype == types.float64 else builder.fpext(v, lanes)
+            vector = ir.VectorType(context.get_value_type(dtype), LANES)
+            return builder.bitcast(builder.gep(data, [g]), vector.as_pointer())
 
+        def load(i, g):  # as float64
+            v = builder.load(lanes_at(i, g), align=signature.args[i].dtype.bitwidth // 8)
+            return v if signature.args[i].dtype == types.float64 else builder.fpext(v, lanes)
+
+        zero = cgutils.intp_t(0)
+        # (accumulator argument, its running sums: an alloca promoted to registers by LLVM)
         sums = [(i, cgutils.alloca_once(builder, lanes)) for i in ((0, 2) if weighted else (0,))]
-        for i, acc in sums:  # the allocas are promoted to registers by LLVM
-            builder.store(builder.load(pointer(i, lanes), align=8), acc)
+        for i, acc in sums:
+            builder.store(load(i, zero), acc)
         stop = context.cast(builder, args[4], signature.args[4], types.intp)
-        step = cgutils.intp_t(LANES)
-        with cgutils.for_range_slice(builder, cgutils.intp_t(0), stop, step) as (g, _):
+        with cgutils.for_range_slice(builder, zero, stop, cgutils.intp_t(LANES)) as (g, _):
             v = load(1, g)
             if weighted:
                 wv = load(3, g)
@@ -808,7 +807,7 @@ def _add_lanes(typingctx, acc_l, l, acc_w, w, n):
                 builder.store(builder.fadd(builder.load(sums[1][1]), wv), sums[1][1])
             builder.store(builder.fadd(builder.load(sums[0][1]), v), sums[0][1])
         for i, acc in sums:
-            builder.store(builder.load(acc), pointer(i, lanes), align=8)
+            builder.store(builder.load(acc), lanes_at(i, zero), align=8)
         return context.get_dummy_value()
     return types.none(acc_l, l, acc_w, w, n), codegen
 
