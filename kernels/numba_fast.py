@@ -1219,7 +1219,7 @@ def _fast_pass(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, m
                           ncols, row0, logits, nan_mode, clip_lo, clip_hi, f32, eps, smoothing,
                           gamma_alpha, nll, grad, has_grad, scale, col_scale, has_col_scale,
                           row_scale, has_row_scale, want_loss, start, min(n, start + chunk_elems),
-                          sums, c)
+                          sums, np.int64(c))  # int64 when typed, uint64 in the gufunc: one compile
 
 
 _NO_MASK = np.ones(1, np.uint8)
