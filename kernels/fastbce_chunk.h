@@ -495,6 +495,27 @@ FB_INLINE void FB_NAME(fb_row_done)(const fb_args *a, double *sums, int64_t row,
     }
 }
 
+/* Prefetch the n elements from b of the next block's inputs (predictions, labels, weights, mask):
+ * each block reads its labels and predictions in separate loops, each too short for the
+ * hardware prefetcher to ramp up on every stream. */
+FB_INLINE void FB_NAME(fb_prefetch_block)(const fb_args *a, int64_t b, int64_t n)
+{
+    const size_t y_size = a->y_kind == FB_Y_U8 ? 1 : a->y_kind == FB_Y_F32 ? 4 : 8;
+    const char *p = (const char *)((const FB_T *)a->p + b), *y = (const char *)a->y + b * y_size;
+    for (size_t off = 0; off < (size_t)n * sizeof(FB_T); off += 64)
+        __builtin_prefetch(p + off);
+    for (size_t off = 0; off < (size_t)n * y_size; off += 64)
+        __builtin_prefetch(y + off);
+    if (a->w_kind != FB_W_NONE) {
+        const size_t w_size = a->w_kind == FB_W_F32 ? 4 : 8;
+        for (size_t off = 0; off < (size_t)n * w_size; off += 64)
+            __builtin_prefetch((const char *)a->w + b * w_size + off);
+    }
+    if (a->mask != NULL)
+        for (size_t off = 0; off < (size_t)n; off += 64)
+            __builtin_prefetch(a->mask + b + off);
+}
+
 /* Chunk `chunk` = elements [start, stop) of the flat arrays (whole rows unless a->mode is
  * FB_MODE_ALL): Σ w·loss and Σ w into a->sums[chunk, slot, 0..1]; returns the error bits. */
 FB_TARGET __attribute__((noinline))
@@ -588,6 +609,8 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
     for (int64_t b0 = start; b0 < stop; b0 += FB_BLOCK) {
         int64_t n = stop - b0 < FB_BLOCK ? stop - b0 : FB_BLOCK;
         int lbad, soft, wbad = 0;
+        if (stop - b0 > FB_BLOCK)
+            FB_NAME(fb_prefetch_block)(a, b0 + FB_BLOCK, stop - b0 - FB_BLOCK < FB_BLOCK ? stop - b0 - FB_BLOCK : FB_BLOCK);
         FB_LOAD_LABELS(FB_T, a, b0, n, ybuf, lbad, soft);
         soft |= a->shift != 0.0; /* smoothed labels are never 0 or 1 */
         if (a->w_kind == FB_W_F32) {
