@@ -495,7 +495,8 @@ FB_INLINE void FB_NAME(fb_row_done)(const fb_args *a, double *sums, int64_t row,
     }
 }
 
-/* Prefetch the n elements from b of the next block's inputs (predictions, labels, weights, mask):
+/* Prefetch the n elements from b of the next block's inputs (predictions, labels, weights, mask,
+ * group ids of 1-D input):
  * each block reads its labels and predictions in separate loops, each too short for the
  * hardware prefetcher to ramp up on every stream. */
 FB_INLINE void FB_NAME(fb_prefetch_block)(const fb_args *a, int64_t b, int64_t n)
@@ -514,6 +515,11 @@ FB_INLINE void FB_NAME(fb_prefetch_block)(const fb_args *a, int64_t b, int64_t n
     if (a->mask != NULL)
         for (size_t off = 0; off < (size_t)n; off += 64)
             __builtin_prefetch(a->mask + b + off);
+    if (a->mode == FB_MODE_GROUPS && a->ncols == 1) { /* one id per element */
+        const size_t g_size = a->g_kind == FB_G_I32 ? 4 : 8;
+        for (size_t off = 0; off < (size_t)n * g_size; off += 64)
+            __builtin_prefetch((const char *)a->groups + b * g_size + off);
+    }
 }
 
 /* Chunk `chunk` = elements [start, stop) of the flat arrays (whole rows unless a->mode is

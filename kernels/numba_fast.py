@@ -768,6 +768,30 @@ def _is_c_array(a, dtype=None):
 
 
 @intrinsic
+def _prefetch(typingctx, a, start, n):
+    """Prefetch the cache lines of a[start:start + n] for reading (llvm.prefetch), as
+    fb_prefetch_block (fastbce_chunk.h) does for the next block."""
+    if not (isinstance(a, types.Array) and a.layout == "C" and isinstance(start, types.Integer)
+            and isinstance(n, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        byte_ptr = ir.IntType(8).as_pointer()
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        first = context.cast(builder, args[1], signature.args[1], types.intp)
+        count = context.cast(builder, args[2], signature.args[2], types.intp)
+        base = builder.bitcast(builder.gep(data, [first]), byte_ptr)
+        size = builder.mul(count, cgutils.intp_t(signature.args[0].dtype.bitwidth // 8))
+        i32 = ir.IntType(32)  # (address, read, keep in all cache levels, data)
+        prefetch = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [byte_ptr, i32, i32, i32]), "llvm.prefetch.p0")
+        with cgutils.for_range_slice(builder, cgutils.intp_t(0), size, cgutils.intp_t(64)) as (off, _):
+            builder.call(prefetch, [builder.gep(base, [off]), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+    return types.none(a, start, n), codegen
+
+
+@intrinsic
 def _add_lanes(typingctx, acc_l, l, acc_w, w, n):
     """acc_l[k] += float64(l[g + k]) (times w[g + k], and acc_w[k] += w[g + k], with weights) for
     g in range(0, n, LANES) and k < LANES, n a multiple of LANES; acc_w and w None: no weights.
@@ -937,6 +961,23 @@ def _row_done(mode, g32, g64, g_i32, row0, row, ncols, sums, cs, acc_l, acc_w, p
 
 
 @njit(**_JIT)
+def _prefetch_block(y, p, w, has_w, mask, has_mask, g32, g64, g_i32, element_ids, b, n):
+    """Prefetch the n elements from b of a block's inputs: predictions, labels, weights, mask and
+    group ids of 1-D input (fb_prefetch_block)."""
+    _prefetch(p, b, n)
+    _prefetch(y, b, n)
+    if has_w:
+        _prefetch(w, b, n)
+    if has_mask:
+        _prefetch(mask, b, n)
+    if element_ids:
+        if g_i32:
+            _prefetch(g32, b, n)
+        else:
+            _prefetch(g64, b, n)
+
+
+@njit(**_JIT)
 def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode, ncols, row0,
            logits, nan_mode, clip_lo, clip_hi, f32, eps, smoothing, gamma_alpha, nll, grad, has_grad,
            scale, col_scale, has_col_scale, row_scale, has_row_scale, want_loss, start, stop, sums,
@@ -995,6 +1036,9 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
     bad = 0
     for b0 in range(start, stop, BLOCK):
         n = min(BLOCK, stop - b0)
+        if stop - b0 > BLOCK:  # the next block's inputs (fb_prefetch_block)
+            _prefetch_block(y, p, w, has_w, mask, has_mask, g32, g64, g_i32,
+                            mode == MODE_GROUPS and ncols == 1, b0 + BLOCK, min(BLOCK, stop - b0 - BLOCK))
         pb = p[b0:b0 + n]
         yb = y[b0:b0 + n]
         lbad, soft = _load_labels(yb, n, ybuf)
