@@ -495,10 +495,9 @@ FB_INLINE void FB_NAME(fb_row_done)(const fb_args *a, double *sums, int64_t row,
     }
 }
 
-/* Prefetch the n elements from b of the next block's inputs (predictions, labels, weights, mask,
- * group ids of 1-D input):
- * each block reads its labels and predictions in separate loops, each too short for the
- * hardware prefetcher to ramp up on every stream. */
+/* Prefetch the next block's inputs, its n elements from b: predictions, labels, weights, mask,
+ * group ids of 1-D input. A block reads its labels and its predictions in separate loops, each
+ * too short (2 KB) for the hardware prefetcher to ramp up on its stream. */
 FB_INLINE void FB_NAME(fb_prefetch_block)(const fb_args *a, int64_t b, int64_t n)
 {
     const size_t y_size = a->y_kind == FB_Y_U8 ? 1 : a->y_kind == FB_Y_F32 ? 4 : 8;
@@ -615,8 +614,9 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
     for (int64_t b0 = start; b0 < stop; b0 += FB_BLOCK) {
         int64_t n = stop - b0 < FB_BLOCK ? stop - b0 : FB_BLOCK;
         int lbad, soft, wbad = 0;
-        if (stop - b0 > FB_BLOCK)
-            FB_NAME(fb_prefetch_block)(a, b0 + FB_BLOCK, stop - b0 - FB_BLOCK < FB_BLOCK ? stop - b0 - FB_BLOCK : FB_BLOCK);
+        const int64_t after = stop - b0 - FB_BLOCK; /* elements after this block */
+        if (after > 0)
+            FB_NAME(fb_prefetch_block)(a, b0 + FB_BLOCK, after < FB_BLOCK ? after : FB_BLOCK);
         FB_LOAD_LABELS(FB_T, a, b0, n, ybuf, lbad, soft);
         soft |= a->shift != 0.0; /* smoothed labels are never 0 or 1 */
         if (a->w_kind == FB_W_F32) {

@@ -784,7 +784,7 @@ def _prefetch(typingctx, a, start, n):
         size = builder.mul(count, cgutils.intp_t(signature.args[0].dtype.bitwidth // 8))
         i32 = ir.IntType(32)  # (address, read, keep in all cache levels, data)
         prefetch = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [byte_ptr, i32, i32, i32]), "llvm.prefetch.p0")
+            builder.module, ir.FunctionType(ir.VoidType(), [byte_ptr] + [i32] * 3), "llvm.prefetch.p0")
         with cgutils.for_range_slice(builder, cgutils.intp_t(0), size, cgutils.intp_t(64)) as (off, _):
             builder.call(prefetch, [builder.gep(base, [off]), i32(0), i32(3), i32(1)])
         return context.get_dummy_value()
@@ -962,8 +962,8 @@ def _row_done(mode, g32, g64, g_i32, row0, row, ncols, sums, cs, acc_l, acc_w, p
 
 @njit(**_JIT)
 def _prefetch_block(y, p, w, has_w, mask, has_mask, g32, g64, g_i32, element_ids, b, n):
-    """Prefetch the n elements from b of a block's inputs: predictions, labels, weights, mask and
-    group ids of 1-D input (fb_prefetch_block)."""
+    """Prefetch a block's inputs, its n elements from b: predictions, labels, weights, mask and
+    (element_ids: 1-D input by group) group ids (fb_prefetch_block)."""
     _prefetch(p, b, n)
     _prefetch(y, b, n)
     if has_w:
@@ -1036,9 +1036,10 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
     bad = 0
     for b0 in range(start, stop, BLOCK):
         n = min(BLOCK, stop - b0)
-        if stop - b0 > BLOCK:  # the next block's inputs (fb_prefetch_block)
+        after = stop - b0 - BLOCK  # elements after this block: the next block's are prefetched
+        if after > 0:
             _prefetch_block(y, p, w, has_w, mask, has_mask, g32, g64, g_i32,
-                            mode == MODE_GROUPS and ncols == 1, b0 + BLOCK, min(BLOCK, stop - b0 - BLOCK))
+                            mode == MODE_GROUPS and ncols == 1, b0 + BLOCK, min(BLOCK, after))
         pb = p[b0:b0 + n]
         yb = y[b0:b0 + n]
         lbad, soft = _load_labels(yb, n, ybuf)

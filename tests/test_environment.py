@@ -31,7 +31,7 @@ def test_fork_after_a_parallel_call_completes_and_is_correct(backend, rng):
     assert queue.get(timeout=5) == in_parent
 
 
-_POSITIVES = (slice(2**31 - 10, 2**31 - 3), slice(-4097, None))  # the 1 labels past 2**31 - 11
+_POSITIVES = (slice(2**31 - 10, 2**31 - 3), slice(-4097, None))  # where _labels_past_2_31 has 1s
 
 
 def _labels_past_2_31():
