@@ -614,9 +614,12 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
     for (int64_t b0 = start; b0 < stop; b0 += FB_BLOCK) {
         int64_t n = stop - b0 < FB_BLOCK ? stop - b0 : FB_BLOCK;
         int lbad, soft, wbad = 0;
+        /* the next block's inputs are prefetched, half here and half before the gradient: one
+         * burst of prefetches fills the line fill buffers and stalls the loop behind it */
         const int64_t after = stop - b0 - FB_BLOCK; /* elements after this block */
-        if (after > 0)
-            FB_NAME(fb_prefetch_block)(a, b0 + FB_BLOCK, after < FB_BLOCK ? after : FB_BLOCK);
+        const int64_t next_n = after <= 0 ? 0 : after < FB_BLOCK ? after : FB_BLOCK;
+        if (next_n > 0)
+            FB_NAME(fb_prefetch_block)(a, b0 + FB_BLOCK, next_n / 2);
         FB_LOAD_LABELS(FB_T, a, b0, n, ybuf, lbad, soft);
         soft |= a->shift != 0.0; /* smoothed labels are never 0 or 1 */
         if (a->w_kind == FB_W_F32) {
@@ -689,6 +692,8 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
 #undef FB_LOSS_BLOCK
 #undef FB_LOSS_FORMS
 #undef FB_LOSS
+        if (next_n > 0)
+            FB_NAME(fb_prefetch_block)(a, b0 + FB_BLOCK + next_n / 2, next_n - next_n / 2);
         if (G != NULL) {
             /* the factor of each gradient element: one per row, one per column, or one for all */
             if (a->row_scale != NULL) {

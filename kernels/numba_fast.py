@@ -1036,10 +1036,12 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
     bad = 0
     for b0 in range(start, stop, BLOCK):
         n = min(BLOCK, stop - b0)
-        after = stop - b0 - BLOCK  # elements after this block: the next block's are prefetched
-        if after > 0:
-            _prefetch_block(y, p, w, has_w, mask, has_mask, g32, g64, g_i32,
-                            mode == MODE_GROUPS and ncols == 1, b0 + BLOCK, min(BLOCK, after))
+        # the next block's inputs are prefetched, half here and half before the gradient
+        next_n = max(0, min(BLOCK, stop - b0 - BLOCK))
+        element_ids = mode == MODE_GROUPS and ncols == 1
+        if next_n > 0:
+            _prefetch_block(y, p, w, has_w, mask, has_mask, g32, g64, g_i32, element_ids,
+                            b0 + BLOCK, next_n // 2)
         pb = p[b0:b0 + n]
         yb = y[b0:b0 + n]
         lbad, soft = _load_labels(yb, n, ybuf)
@@ -1083,6 +1085,9 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
                             logits, soft)
         if counted:
             _count_weights(pb, n, ybuf, mbuf, wbuf, omit)
+        if next_n > 0:
+            _prefetch_block(y, p, w, has_w, mask, has_mask, g32, g64, g_i32, element_ids,
+                            b0 + BLOCK + next_n // 2, next_n - next_n // 2)
         if has_grad:
             if has_row_scale:
                 row = row0 + b0 // ncols
