@@ -495,9 +495,10 @@ FB_INLINE void FB_NAME(fb_row_done)(const fb_args *a, double *sums, int64_t row,
     }
 }
 
-/* Prefetch the next block's inputs, its n elements from b: predictions, labels, weights, mask,
- * group ids of 1-D input. A block reads its labels and its predictions in separate loops, each
- * too short (2 KB) for the hardware prefetcher to ramp up on its stream. */
+/* Prefetch n elements from b of the next block's inputs (predictions, labels, weights, mask,
+ * group ids of 1-D input) and of its gradient output (for writing). A block reads its labels and
+ * its predictions in separate loops, each too short (2 KB) for the hardware prefetcher to ramp up
+ * on its stream. */
 FB_INLINE void FB_NAME(fb_prefetch_block)(const fb_args *a, int64_t b, int64_t n)
 {
     const size_t y_size = a->y_kind == FB_Y_U8 ? 1 : a->y_kind == FB_Y_F32 ? 4 : 8;
@@ -514,6 +515,9 @@ FB_INLINE void FB_NAME(fb_prefetch_block)(const fb_args *a, int64_t b, int64_t n
     if (a->mask != NULL)
         for (size_t off = 0; off < (size_t)n; off += 64)
             __builtin_prefetch(a->mask + b + off);
+    if (a->grad != NULL) /* the gradient output, for writing */
+        for (size_t off = 0; off < (size_t)n * sizeof(FB_T); off += 64)
+            __builtin_prefetch((const char *)((FB_T *)a->grad + b) + off, 1);
     if (a->mode == FB_MODE_GROUPS && a->ncols == 1) { /* one id per element */
         const size_t g_size = a->g_kind == FB_G_I32 ? 4 : 8;
         for (size_t off = 0; off < (size_t)n * g_size; off += 64)

@@ -767,28 +767,36 @@ def _is_c_array(a, dtype=None):
             and (dtype is None or a.dtype == dtype))
 
 
-@intrinsic
-def _prefetch(typingctx, a, start, n):
-    """Prefetch the cache lines of a[start:start + n] for reading (llvm.prefetch), as
-    fb_prefetch_block (fastbce_chunk.h) does for the next block."""
-    if not (isinstance(a, types.Array) and a.layout == "C" and isinstance(start, types.Integer)
-            and isinstance(n, types.Integer)):
-        return None
+def _prefetcher(for_write):
+    """An intrinsic that prefetches the cache lines of a[start:start + n] (llvm.prefetch; for
+    writing or reading), as fb_prefetch_block (fastbce_chunk.h) does for the next block."""
+    @intrinsic
+    def prefetch(typingctx, a, start, n):
+        if not (isinstance(a, types.Array) and a.layout == "C"
+                and isinstance(start, types.Integer) and isinstance(n, types.Integer)):
+            return None
 
-    def codegen(context, builder, signature, args):
-        byte_ptr = ir.IntType(8).as_pointer()
-        data = context.make_array(signature.args[0])(context, builder, args[0]).data
-        first = context.cast(builder, args[1], signature.args[1], types.intp)
-        count = context.cast(builder, args[2], signature.args[2], types.intp)
-        base = builder.bitcast(builder.gep(data, [first]), byte_ptr)
-        size = builder.mul(count, cgutils.intp_t(signature.args[0].dtype.bitwidth // 8))
-        i32 = ir.IntType(32)  # (address, read, keep in all cache levels, data)
-        prefetch = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [byte_ptr] + [i32] * 3), "llvm.prefetch.p0")
-        with cgutils.for_range_slice(builder, cgutils.intp_t(0), size, cgutils.intp_t(64)) as (off, _):
-            builder.call(prefetch, [builder.gep(base, [off]), i32(0), i32(3), i32(1)])
-        return context.get_dummy_value()
-    return types.none(a, start, n), codegen
+        def codegen(context, builder, signature, args):
+            byte_ptr = ir.IntType(8).as_pointer()
+            data = context.make_array(signature.args[0])(context, builder, args[0]).data
+            first = context.cast(builder, args[1], signature.args[1], types.intp)
+            count = context.cast(builder, args[2], signature.args[2], types.intp)
+            base = builder.bitcast(builder.gep(data, [first]), byte_ptr)
+            size = builder.mul(count, cgutils.intp_t(signature.args[0].dtype.bitwidth // 8))
+            i32 = ir.IntType(32)  # (address, read or write, keep in all cache levels, data)
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), [byte_ptr] + [i32] * 3),
+                "llvm.prefetch.p0")
+            step = cgutils.intp_t(64)
+            with cgutils.for_range_slice(builder, cgutils.intp_t(0), size, step) as (off, _):
+                builder.call(fn, [builder.gep(base, [off]), i32(int(for_write)), i32(3), i32(1)])
+            return context.get_dummy_value()
+        return types.none(a, start, n), codegen
+    return prefetch
+
+
+_prefetch = _prefetcher(for_write=False)
+_prefetch_for_write = _prefetcher(for_write=True)
 
 
 @intrinsic
@@ -961,15 +969,18 @@ def _row_done(mode, g32, g64, g_i32, row0, row, ncols, sums, cs, acc_l, acc_w, p
 
 
 @njit(**_JIT)
-def _prefetch_block(y, p, w, has_w, mask, has_mask, g32, g64, g_i32, element_ids, b, n):
-    """Prefetch a block's inputs, its n elements from b: predictions, labels, weights, mask and
-    (element_ids: 1-D input by group) group ids (fb_prefetch_block)."""
+def _prefetch_block(y, p, w, has_w, mask, has_mask, g32, g64, g_i32, element_ids, grad, has_grad,
+                    b, n):
+    """Prefetch a block's n elements from b: predictions, labels, weights, mask, (element_ids: 1-D
+    input by group) group ids, and the gradient output (fb_prefetch_block)."""
     _prefetch(p, b, n)
     _prefetch(y, b, n)
     if has_w:
         _prefetch(w, b, n)
     if has_mask:
         _prefetch(mask, b, n)
+    if has_grad:
+        _prefetch_for_write(grad, b, n)
     if element_ids:
         if g_i32:
             _prefetch(g32, b, n)
@@ -1040,8 +1051,8 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
         next_n = max(0, min(BLOCK, stop - b0 - BLOCK))
         element_ids = mode == MODE_GROUPS and ncols == 1
         if next_n > 0:
-            _prefetch_block(y, p, w, has_w, mask, has_mask, g32, g64, g_i32, element_ids,
-                            b0 + BLOCK, next_n // 2)
+            _prefetch_block(y, p, w, has_w, mask, has_mask, g32, g64, g_i32, element_ids, grad,
+                            has_grad, b0 + BLOCK, next_n // 2)
         pb = p[b0:b0 + n]
         yb = y[b0:b0 + n]
         lbad, soft = _load_labels(yb, n, ybuf)
@@ -1086,8 +1097,8 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
         if counted:
             _count_weights(pb, n, ybuf, mbuf, wbuf, omit)
         if next_n > 0:
-            _prefetch_block(y, p, w, has_w, mask, has_mask, g32, g64, g_i32, element_ids,
-                            b0 + BLOCK + next_n // 2, next_n - next_n // 2)
+            _prefetch_block(y, p, w, has_w, mask, has_mask, g32, g64, g_i32, element_ids, grad,
+                            has_grad, b0 + BLOCK + next_n // 2, next_n - next_n // 2)
         if has_grad:
             if has_row_scale:
                 row = row0 + b0 // ncols
