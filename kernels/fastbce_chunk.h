@@ -495,6 +495,14 @@ FB_INLINE void FB_NAME(fb_row_done)(const fb_args *a, double *sums, int64_t row,
     }
 }
 
+/* Prefetch the cache lines of `bytes` bytes from `base`, for reading (rw 0) or writing (rw 1; a
+ * macro: __builtin_prefetch takes rw as a constant). */
+#define FB_PREFETCH_LINES(base, bytes, rw) do {                                             \
+    const char *base_ = (const char *)(base);                                               \
+    for (size_t off_ = 0; off_ < (size_t)(bytes); off_ += 64)                               \
+        __builtin_prefetch(base_ + off_, rw);                                               \
+} while (0)
+
 /* Prefetch n elements from b of the next block's inputs (predictions, labels, weights, mask,
  * group ids of 1-D input) and of its gradient output (for writing). A block reads its labels and
  * its predictions in separate loops, each too short (2 KB) for the hardware prefetcher to ramp up
@@ -502,26 +510,19 @@ FB_INLINE void FB_NAME(fb_row_done)(const fb_args *a, double *sums, int64_t row,
 FB_INLINE void FB_NAME(fb_prefetch_block)(const fb_args *a, int64_t b, int64_t n)
 {
     const size_t y_size = a->y_kind == FB_Y_U8 ? 1 : a->y_kind == FB_Y_F32 ? 4 : 8;
-    const char *p = (const char *)((const FB_T *)a->p + b), *y = (const char *)a->y + b * y_size;
-    for (size_t off = 0; off < (size_t)n * sizeof(FB_T); off += 64)
-        __builtin_prefetch(p + off);
-    for (size_t off = 0; off < (size_t)n * y_size; off += 64)
-        __builtin_prefetch(y + off);
+    FB_PREFETCH_LINES((const FB_T *)a->p + b, n * sizeof(FB_T), 0);
+    FB_PREFETCH_LINES((const char *)a->y + b * y_size, n * y_size, 0);
     if (a->w_kind != FB_W_NONE) {
         const size_t w_size = a->w_kind == FB_W_F32 ? 4 : 8;
-        for (size_t off = 0; off < (size_t)n * w_size; off += 64)
-            __builtin_prefetch((const char *)a->w + b * w_size + off);
+        FB_PREFETCH_LINES((const char *)a->w + b * w_size, n * w_size, 0);
     }
     if (a->mask != NULL)
-        for (size_t off = 0; off < (size_t)n; off += 64)
-            __builtin_prefetch(a->mask + b + off);
-    if (a->grad != NULL) /* the gradient output, for writing */
-        for (size_t off = 0; off < (size_t)n * sizeof(FB_T); off += 64)
-            __builtin_prefetch((const char *)((FB_T *)a->grad + b) + off, 1);
+        FB_PREFETCH_LINES(a->mask + b, n, 0);
+    if (a->grad != NULL)
+        FB_PREFETCH_LINES((FB_T *)a->grad + b, n * sizeof(FB_T), 1);
     if (a->mode == FB_MODE_GROUPS && a->ncols == 1) { /* one id per element */
         const size_t g_size = a->g_kind == FB_G_I32 ? 4 : 8;
-        for (size_t off = 0; off < (size_t)n * g_size; off += 64)
-            __builtin_prefetch((const char *)a->groups + b * g_size + off);
+        FB_PREFETCH_LINES((const char *)a->groups + b * g_size, n * g_size, 0);
     }
 }
 

@@ -1045,11 +1045,11 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
     rows_since_split = 0
     blocks_since_split = 0
     bad = 0
+    element_ids = mode == MODE_GROUPS and ncols == 1  # group ids to prefetch: one per element
     for b0 in range(start, stop, BLOCK):
         n = min(BLOCK, stop - b0)
         # the next block's inputs are prefetched, half here and half before the gradient
         next_n = max(0, min(BLOCK, stop - b0 - BLOCK))
-        element_ids = mode == MODE_GROUPS and ncols == 1
         if next_n > 0:
             _prefetch_block(y, p, w, has_w, mask, has_mask, g32, g64, g_i32, element_ids, grad,
                             has_grad, b0 + BLOCK, next_n // 2)
