@@ -56,6 +56,7 @@ class Operation:
     title: str
     inputs: tuple  # keys of make_data() the operation reads: the ceiling reads the same arrays
     writes: bool = False  # writes one float per element (a gradient): the ceiling reads and writes
+    new_output: bool = False  # returns a new array per call: the ceiling allocates its output too
     unavailable: str = ""  # why the operation cannot be measured yet
 
 
@@ -71,10 +72,13 @@ OPERATIONS = {op.name: op for op in (
     Operation("per_label_f", "per_label, Fortran-ordered matrix", ("y2f", "p2f")),
     Operation("per_sample", "per-sample mean (axis=1) of the same matrix", ("y2", "p2")),
     Operation("per_group", f"per-group mean, {N_GROUPS:,} groups", ("y", "p", "g")),
-    Operation("grad", "gradient of mean BCE w.r.t. logits", ("y", "x"), writes=True),
-    Operation("grad_out", "grad into a preallocated array (out=, as the ceiling writes)", ("y", "x"),
+    Operation("grad", "gradient of mean BCE w.r.t. logits, into a new array", ("y", "x"), writes=True,
+              new_output=True),
+    Operation("grad_out", "grad into a preallocated array (out=)", ("y", "x"), writes=True),
+    Operation("value_and_grad", "fused loss + gradient, logits, into a new array", ("y", "x"),
+              writes=True, new_output=True),
+    Operation("value_and_grad_out", "value_and_grad into a preallocated array (out=)", ("y", "x"),
               writes=True),
-    Operation("value_and_grad", "fused loss + gradient, logits", ("y", "x"), writes=True),
     Operation("focal", f"mean focal loss, logits, γ={FOCAL_GAMMA:g}, α={FOCAL_ALPHA:g}", ("y", "x")),
 )}
 MEASURED_OPS = tuple(name for name, op in OPERATIONS.items() if not op.unavailable)
@@ -229,13 +233,16 @@ def _ceiling_kernels():
 
 def make_ceiling(op, data, threads):
     """The ceiling of an operation: one parallel pass reading its inputs (and writing one float
-    per element into a preallocated array for gradients)."""
+    per element for gradients: into a preallocated array, or into a new one per call where the
+    operation returns a new array, whose fresh pages the OS zeroes on first touch)."""
     import numba
 
     operation = OPERATIONS[op]
     read2, read3, read2_write = _ceiling_kernels()
     arrays = [data[key].ravel(order="K") for key in operation.inputs]  # views, also of Fortran order
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    if operation.new_output:
+        return lambda: read2_write(arrays[0], arrays[1], np.empty_like(arrays[1]))
     if operation.writes:
         out = np.empty_like(arrays[1])
         return lambda: read2_write(arrays[0], arrays[1], out)
@@ -247,7 +254,9 @@ def make_ceiling(op, data, threads):
 def ceiling_label(op):
     operation = OPERATIONS[op]
     names = ", ".join(key.rstrip("2") for key in operation.inputs)
-    return f"read {names}, write 1" if operation.writes else f"read {names}"
+    if operation.writes:
+        return f"read {names}, write 1 {'new array' if operation.new_output else 'preallocated'}"
+    return f"read {names}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -302,6 +311,7 @@ class Fastbce(Contender):
             "grad": "bce_grad(y, x, from_logits=True)",
             "grad_out": "bce_grad(y, x, from_logits=True, out=g)",
             "value_and_grad": "bce_value_and_grad(y, x, from_logits=True)",
+            "value_and_grad_out": "bce_value_and_grad(y, x, from_logits=True, out=g)",
             "focal": f"focal_bce(y, x, gamma={FOCAL_GAMMA:g}, alpha={FOCAL_ALPHA:g}, from_logits=True)",
         }
         self.calls = {op: f"fastbce.{call[:-1]}, backend={backend!r})" for op, call in self.calls.items()}
@@ -337,9 +347,10 @@ class Fastbce(Contender):
             "grad": lambda: fastbce.bce_grad(d["y"], d["x"], from_logits=True, **kw),
             "value_and_grad": lambda: fastbce.bce_value_and_grad(d["y"], d["x"], from_logits=True, **kw),
         }
-        if op == "grad_out":  # the output allocated here, outside the timed call
+        if op in ("grad_out", "value_and_grad_out"):  # the output allocated here, outside the timed call
             out = np.empty_like(d["x"])
-            return lambda: fastbce.bce_grad(d["y"], d["x"], from_logits=True, out=out, **kw)
+            function = fastbce.bce_grad if op == "grad_out" else fastbce.bce_value_and_grad
+            return lambda: function(d["y"], d["x"], from_logits=True, out=out, **kw)
         if op == "focal":
             if not hasattr(fastbce, "focal_bce"):
                 raise Unsupported("this fastbce has no focal_bce")
@@ -1199,8 +1210,9 @@ def markdown_report(results):
         f"predictions per second, median of at least {meta['min_repeats']} timed calls after a warm-up; "
         f"conversions into a library's own arrays (JAX, TensorFlow copy) are not timed. "
         f"**Ceiling** = a Numba `prange` pass that only reads the same inputs (reads them and writes "
-        f"one float32 per element, into a preallocated array, for gradients), measured in the same "
-        f"run: no BCE can be faster. **fastbce ×** = {reference} elements/s ÷ the contender's, same "
+        f"one float32 per element for gradients: into a preallocated array, or, where the operation "
+        f"returns a new array, into a new array per call, whose fresh pages the OS zeroes on first "
+        f"touch), measured in the same run: no BCE can be faster. **fastbce ×** = {reference} elements/s ÷ the contender's, same "
         f"operation, size and thread count (above 1: fastbce is faster). Each contender runs in its "
         f"own fresh process per thread count, pinned to that many cores, with every thread setting "
         f"(fastbce `n_threads`, `numba.set_num_threads`, `torch.set_num_threads`, threadpoolctl, "

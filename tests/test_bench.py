@@ -72,7 +72,8 @@ def test_ceiling_kernels_compute_sums(small_data):
     total = bench.make_ceiling("per_group", d, 2)()
     assert total == pytest.approx(float(d["y"].sum(dtype=np.float64) + d["p"].sum(dtype=np.float64)
                                         + d["g"].sum(dtype=np.float64)))
-    assert bench.ceiling_label("grad") == "read y, x, write 1"
+    assert bench.ceiling_label("grad") == "read y, x, write 1 new array"
+    assert bench.ceiling_label("value_and_grad_out") == "read y, x, write 1 preallocated"
 
 
 def test_time_call_reports_a_median():
