@@ -361,15 +361,47 @@ FB_INLINE double FB_NAME(fb_product_loss)(const fb_args *a, double log_product)
     return a->logits ? log_product : -log_product;
 }
 
-/* fb_scatter_groups' loop (int32 ids: i32, g32; else g64, read in place): the sums of the
- * current group stay in registers until the id changes (the same additions in the same order,
- * without a store and reload per element for sorted ids). An id is checked when it changes (the
- * current one is in range): one outside [0, n_slots) (compared as unsigned, so that a negative id
- * is out too) skips its element and makes the function return FB_FLAG_GROUP. */
+/* Whether the n ids of a block (int32 ids: i32, g32; else g64) all lie in [0, n_slots) and change
+ * between neighbours at more than one element in 16. The scatter loops then update each
+ * element's group in memory (`direct`); else they keep the current group in registers while the
+ * id repeats, which suits long runs of one id (sorted ids) but mispredicts the change of id in
+ * short runs. Measured (C harness, 512-element blocks, 1,000 groups, products and counts, one
+ * thread), ns per element, registers vs direct: random ids 1.03 vs 0.76; an id changing at a
+ * fraction f of the elements: f = 0.5 3.94 vs 0.88, 0.1 1.59 vs 1.19, 0.05 1.10 vs 1.39, 0.01
+ * 0.87 vs 1.73 (a chain of store-to-load forwarding per run). */
+FB_INLINE int FB_NAME(fb_ids_scattered)(const int32_t *g32, const int64_t *g64, int i32, int64_t n,
+                                        int64_t n_slots)
+{
+    int64_t changes = 0;
+    int inside = 1;
+#pragma omp simd reduction(+:changes) reduction(&:inside)
+    for (int64_t k = 1; k < n; k++) {
+        int64_t id = i32 ? g32[k] : g64[k], before = i32 ? g32[k - 1] : g64[k - 1];
+        changes += id != before;
+        inside &= (uint64_t)id < (uint64_t)n_slots;
+    }
+    const int64_t first = i32 ? g32[0] : g64[0];
+    return inside && (uint64_t)first < (uint64_t)n_slots && changes * 16 > n;
+}
+
+/* fb_scatter_groups' loop (ids as in fb_ids_scattered, read in place): `direct` (a constant at
+ * each call site; every id in range) adds each element into its group's slot in memory; else
+ * the sums of the current group stay in registers until the id changes (the same additions in
+ * the same order either way), and an id is checked when it changes (the current one is in
+ * range): one outside [0, n_slots) (compared as unsigned, so that a negative id is out too)
+ * skips its element and makes the function return FB_FLAG_GROUP. */
 FB_INLINE int FB_NAME(fb_scatter_sums)(double *sums, int64_t n_slots, const int32_t *g32,
                                        const int64_t *g64, int i32, int64_t n, const FB_T *lbuf,
-                                       const double *wbuf)
+                                       const double *wbuf, int direct)
 {
+    if (direct) {
+        for (int64_t k = 0; k < n; k++) {
+            const int64_t id = i32 ? g32[k] : g64[k];
+            sums[2 * id] += (double)lbuf[k] * wbuf[k];
+            sums[2 * id + 1] += wbuf[k];
+        }
+        return 0;
+    }
     int out = 0;
     int64_t cur = 0; /* slot 0 exists: its sums are loaded and, unchanged, stored back */
     double sl = sums[0], sw = sums[1];
@@ -402,21 +434,40 @@ static int FB_NAME(fb_scatter_groups)(const fb_args *a, double *sums, int64_t ro
                                       const FB_T *lbuf, const double *wbuf)
 {
     const int64_t slots = a->n_slots;
-    return a->g_kind == FB_G_I32
-        ? FB_NAME(fb_scatter_sums)(sums, slots, (const int32_t *)a->groups + row, NULL, 1, n, lbuf, wbuf)
-        : FB_NAME(fb_scatter_sums)(sums, slots, NULL, (const int64_t *)a->groups + row, 0, n, lbuf, wbuf);
+    const int i32 = a->g_kind == FB_G_I32;
+    const int32_t *g32 = i32 ? (const int32_t *)a->groups + row : NULL;
+    const int64_t *g64 = i32 ? NULL : (const int64_t *)a->groups + row;
+    const int direct = FB_NAME(fb_ids_scattered)(g32, g64, i32, n, slots);
+#define FB_SCATTER(i32_) (direct \
+    ? FB_NAME(fb_scatter_sums)(sums, slots, g32, g64, i32_, n, lbuf, wbuf, 1) \
+    : FB_NAME(fb_scatter_sums)(sums, slots, g32, g64, i32_, n, lbuf, wbuf, 0))
+    return i32 ? FB_SCATTER(1) : FB_SCATTER(0);
+#undef FB_SCATTER
 }
 
-/* fb_scatter_products' loop (ids read and checked as in fb_scatter_sums): each group's state is
- * three doubles at grp + 3·id, its product m (times 2^ge[id]), from logits the sum of the rest of
- * its losses, its count; the factor qbuf[k] of element k multiplied into its group's product,
- * which is split (fb_split) when it leaves [2^-900, 2^900] (factors of probabilities are <= 1,
- * from logits >= 1). The current group's state in registers until the id changes. */
+/* fb_scatter_products' loop (ids read, checked and `direct` as in fb_scatter_sums): each group's
+ * state is three doubles at grp + 3·id, its product m (times 2^ge[id]), from logits the sum of
+ * the rest of its losses, its count; the factor qbuf[k] of element k multiplied into its group's
+ * product, which is split (fb_split) when it leaves [2^-900, 2^900] (factors of probabilities
+ * are <= 1, from logits >= 1). */
 FB_INLINE int FB_NAME(fb_scatter_factors)(double *grp, int64_t *ge, int64_t n_slots,
                                           const int32_t *g32, const int64_t *g64, int i32,
                                           int64_t n, const double *qbuf, const FB_T *lbuf,
-                                          int logits)
+                                          int logits, int direct)
 {
+    if (direct) {
+        for (int64_t k = 0; k < n; k++) {
+            const int64_t id = i32 ? g32[k] : g64[k];
+            const double m = grp[3 * id] * qbuf[k];
+            grp[3 * id] = m;
+            if (logits)
+                grp[3 * id + 1] += (double)lbuf[k];
+            grp[3 * id + 2] += 1.0;
+            if (logits ? m > 0x1p900 : m < 0x1p-900)
+                FB_V(fb_split)(grp + 3 * id, ge + id, 1);
+        }
+        return 0;
+    }
     int out = 0;
     int64_t cur = 0; /* as in fb_scatter_sums */
     double m = grp[0], sl = grp[1], c = grp[2];
@@ -462,8 +513,10 @@ static int FB_NAME(fb_scatter_products)(const fb_args *a, double *grp, int64_t *
     const int i32 = a->g_kind == FB_G_I32;
     const int32_t *g32 = i32 ? (const int32_t *)a->groups + row : NULL;
     const int64_t *g64 = i32 ? NULL : (const int64_t *)a->groups + row;
-#define FB_SCATTER(i32_, logits_) \
-    FB_NAME(fb_scatter_factors)(grp, ge, slots, g32, g64, i32_, n, qbuf, lbuf, logits_)
+    const int direct = FB_NAME(fb_ids_scattered)(g32, g64, i32, n, slots);
+#define FB_SCATTER(i32_, logits_) (direct \
+    ? FB_NAME(fb_scatter_factors)(grp, ge, slots, g32, g64, i32_, n, qbuf, lbuf, logits_, 1) \
+    : FB_NAME(fb_scatter_factors)(grp, ge, slots, g32, g64, i32_, n, qbuf, lbuf, logits_, 0))
     if (i32)
         return a->logits ? FB_SCATTER(1, 1) : FB_SCATTER(1, 0);
     return a->logits ? FB_SCATTER(0, 1) : FB_SCATTER(0, 0);

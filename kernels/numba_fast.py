@@ -876,14 +876,35 @@ def _group(g32, g64, g_i32, row):
     return np.int64(g32[row]) if g_i32 else np.int64(g64[row])
 
 
+@njit(**_INLINE)
+def _ids_scattered(g, n, n_slots):
+    """Whether the n ids of a block all lie in [0, n_slots) and change between neighbours at more
+    than one element in 16: the scatter loops then update each element's group in memory, else
+    they keep the current group's state while the id repeats (fastbce_chunk.h, fb_ids_scattered,
+    with the measurements)."""
+    changes = 0
+    inside = np.uint64(np.int64(g[0])) < n_slots
+    for k in range(1, n):
+        changes += np.int64(g[k] != g[k - 1])
+        inside &= np.uint64(np.int64(g[k])) < n_slots
+    return inside and changes * 16 > n
+
+
 @njit(**_JIT)
 def _scatter_groups(g, n, lbuf, wbuf, s):
     """1-D input by group: the weighted loss and weight of each element into its group's slot
-    (the rows of s), in element order, the ids (g, int32 or int64) read in place; the current
-    group's sums kept while the id repeats. An id is checked when it changes (compared as
-    unsigned, so that a negative id is out too): one outside [0, n_slots) skips its element and
-    makes the function return FLAG_GROUP (fastbce_chunk.h, fb_scatter_groups, fb_scatter_sums)."""
+    (the rows of s), in element order, the ids (g, int32 or int64) read in place: straight into
+    the slots when _ids_scattered, else the current group's sums kept while the id repeats. There
+    an id is checked when it changes (compared as unsigned, so that a negative id is out too):
+    one outside [0, n_slots) skips its element and makes the function return FLAG_GROUP
+    (fastbce_chunk.h, fb_scatter_groups, fb_scatter_sums)."""
     n_slots = np.uint64(s.shape[0])
+    if _ids_scattered(g, n, n_slots):
+        for k in range(n):
+            i = np.int64(g[k])
+            s[i, 0] += np.float64(lbuf[k]) * wbuf[k]
+            s[i, 1] += wbuf[k]
+        return 0
     out = 0
     cur = 0  # slot 0 exists: its sums are loaded and, unchanged, stored back
     sl = s[0, 0]
@@ -910,10 +931,22 @@ def _scatter_groups(g, n, lbuf, wbuf, s):
 def _scatter_products(g, n, qbuf, lbuf, grp, ge, logits):
     """_scatter_groups on the product path (no weights; ids read and checked as there): each
     element's factor (and from logits the rest of its loss) into its group's state, a row of grp
-    (product, loss sum, count; the product times 2^ge), the current group's kept while the id
-    repeats; a product is split (its exponent into ge) when it leaves [2^-900, 2^900]; returns
-    FLAG_GROUP for an id out of range (fastbce_chunk.h, fb_scatter_products, fb_scatter_factors)."""
+    (product, loss sum, count; the product times 2^ge), in place when _ids_scattered, else the
+    current group's kept while the id repeats; a product is split (its exponent into ge) when it
+    leaves [2^-900, 2^900]; returns FLAG_GROUP for an id out of range (fastbce_chunk.h,
+    fb_scatter_products, fb_scatter_factors)."""
     n_slots = np.uint64(grp.shape[0])
+    if _ids_scattered(g, n, n_slots):
+        for k in range(n):
+            i = np.int64(g[k])
+            m = grp[i, 0] * qbuf[k]
+            grp[i, 0] = m
+            if logits:
+                grp[i, 1] += np.float64(lbuf[k])
+            grp[i, 2] += 1.0
+            if (m > GROUP_PRODUCT_RANGE[1]) if logits else (m < GROUP_PRODUCT_RANGE[0]):
+                grp[i, 0], ge[i] = _split_one(m, ge[i])
+        return 0
     out = 0
     cur = 0  # as in _scatter_groups
     m = grp[0, 0]

@@ -287,22 +287,33 @@ def _per_group_in_kernel_order(losses, w, g, n_groups):
     return np.ascontiguousarray(np.moveaxis(sums, 0, -1)).sum(axis=-1)
 
 
-@pytest.mark.parametrize("order", ["random", "sorted"])
+def _group_ids(rng, n, n_groups, order):
+    """Random ids (the kernels update each element's group in memory), sorted ones (long runs of
+    one id: the current group kept in registers), or "mixed": random, then runs of 1 to 60, then
+    sorted, so that one call takes both loops, block by block."""
+    g = rng.integers(0, n_groups, n)
+    if order == "sorted":
+        g.sort()
+    elif order == "mixed":
+        runs = np.repeat(g[: n // 3], rng.integers(1, 61, n // 3))[: n // 3]
+        g = np.concatenate([g[: n // 3], runs, np.sort(g[2 * (n // 3):])])[:n]
+    return g
+
+
+@pytest.mark.parametrize("order", ["random", "sorted", "mixed"])
 def test_per_group_1d_adds_each_element_in_order(fast_calls, compiled_backend, order, rng):
     """1-D input by group, over several chunks and blocks, with weights and a mask (float32), and
     without (float64: float32 without weights takes the product path by group,
     test_per_group_products): the result is, bit for bit, each group's w·loss and w added in
     element order per chunk (the element losses read back from the fast path itself, per sample),
-    for int64, int32, int16 and uint8 ids. Sorted ids give long runs of one id (summed in
-    registers by the kernel: the same additions)."""
+    for int64, int32, int16 and uint8 ids, random, sorted or mixed (_group_ids: the kernels'
+    two scatter loops make the same additions)."""
     n, n_groups = 100_003, 37
     y32 = (rng.random(n) < 0.4).astype(np.float32)
     p32 = rng.random(n).astype(np.float32)
     w = rng.random(n).astype(np.float32)
     mask = rng.random(n) < 0.8
-    g = rng.integers(0, n_groups, n)
-    if order == "sorted":
-        g.sort()
+    g = _group_ids(rng, n, n_groups, order)
     kw = dict(backend=compiled_backend)
     for weights, dtype in ((dict(), np.float64), (dict(sample_weight=w, mask=mask), np.float32)):
         y, p = y32.astype(dtype), p32.astype(dtype)
@@ -390,7 +401,7 @@ def test_product_path_by_axis_same_bits_on_both_backends(shape, rng):
             np.testing.assert_allclose(got[0], want, rtol=1e-6)
 
 
-@pytest.mark.parametrize("order", ["random", "sorted"])
+@pytest.mark.parametrize("order", ["random", "sorted", "mixed"])
 def test_per_group_products(fast_calls, compiled_backend, order, rng):
     """float32 1-D input by group, 0/1 labels, no weights: the probability of each element's
     observed class (from logits, 1 + exp(-|x|)) multiplied into its group's product, one logarithm
@@ -401,9 +412,7 @@ def test_per_group_products(fast_calls, compiled_backend, order, rng):
     makes its own group NaN and leaves the others' bits; more groups than 1/8 of a chunk's rows
     take a logarithm per element (same result to 1e-6)."""
     n, n_groups = 200_003, 5
-    g = rng.integers(0, n_groups, n)
-    if order == "sorted":
-        g.sort()
+    g = _group_ids(rng, n, n_groups, order)
     y = (rng.random(n) < 0.4).astype(np.float32)
     p = rng.permutation(_probabilities(np.dtype(np.float32), n, rng))[:n]
     near = np.where(y > 0, 1 - rng.random(n) * 1e-7, 1e-7 + rng.random(n) * 1e-7).astype(np.float32)
