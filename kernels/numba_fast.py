@@ -209,6 +209,7 @@ def _split_one(m, e):
 @njit(**_JIT)
 def _split(m, e, n):
     """_split_one for the products m[:n] (fastbce_simd.h, fb_split)."""
+    _prefer_wide_vectors()
     for k in range(n):
         m[k], e[k] = _split_one(m[k], e[k])
 
@@ -387,6 +388,7 @@ def focal(v, y, pw, coef, clip_lo, clip_hi, eps, nll, gamma_alpha, logits, by_sq
 def _load_labels(y, n, ybuf):
     """Labels of a block into ybuf; (any out of [0, 1], any not 0 or 1). Boolean accumulators
     and comparisons in the label's own type: twice as fast as integer ones."""
+    _prefer_wide_vectors()
     bad = False
     soft = False
     for k in range(n):
@@ -399,6 +401,7 @@ def _load_labels(y, n, ybuf):
 
 @njit(**_JIT)
 def _load_weights(w, n, wbuf):
+    _prefer_wide_vectors()
     bad = 0
     for k in range(n):
         v = np.float64(w[k])
@@ -411,6 +414,7 @@ def _load_weights(w, n, wbuf):
 def _by_column(buf, v, j, ncols, n):
     """buf[k] = v[column of element k] for the n elements of a block whose first element is in
     column j: per-column values of a block (fastbce_simd.h, fb_by_column)."""
+    _prefer_wide_vectors()
     k = 0
     while k < n:
         run = min(n - k, ncols - j)
@@ -423,6 +427,7 @@ def _by_column(buf, v, j, ncols, n):
 def _recheck(y, p, has_w, nan_mode, n, mbuf, wbuf):
     """Exact label/weight error bits: masked elements and NaNs that nan_policy takes out are not
     checked (rare: only for a block with a bad value)."""
+    _prefer_wide_vectors()
     bad = 0
     for k in range(n):
         pv = p[k]
@@ -440,6 +445,7 @@ def _clean_block(p, n, ybuf, logits, soft):
     """True when the block holds no NaN and, from probabilities, no p outside [0, 1] (the labels
     of a hard block are 0 or 1): its losses need no checks and no NaN handling (mbuf None in
     _loss_forms, as fastbce_chunk.h's `clean` loops)."""
+    _prefer_wide_vectors()
     ok = True
     for k in range(n):
         pv = p[k]
@@ -453,6 +459,7 @@ def _clean_block(p, n, ybuf, logits, soft):
 @njit(**_JIT)
 def _check_block(p, n, ybuf, mbuf, check_p, nan_mode):
     """Error bits of predictions out of [0, 1] and of NaN under nan_policy="raise"."""
+    _prefer_wide_vectors()
     bad = 0
     skip_nan = nan_mode != NAN_PROPAGATE
     raise_nan = nan_mode == NAN_RAISE
@@ -471,6 +478,7 @@ def _check_block(p, n, ybuf, mbuf, check_p, nan_mode):
 def _q_block(p, n, ybuf, q_lo, q_hi, qbuf):
     """Product path: q = p (y = 1) or 1 - p (y = 0), p clamped to [q_lo, q_hi] in float64, into
     qbuf; False when some p is outside [0, 1] or NaN (fastbce_chunk.h, fb_q_block)."""
+    _prefer_wide_vectors()
     ok = True
     for k in range(n):
         pv = p[k]
@@ -486,6 +494,7 @@ def _q_block(p, n, ybuf, q_lo, q_hi, qbuf):
 def _q_lo_block(p, n, ybuf, q_lo, q_hi, qbuf, qlo):
     """float64 predictions: the rounding of 1 - p, so that q = qbuf + qlo exactly (fastbce_chunk.h,
     fb_q_block)."""
+    _prefer_wide_vectors()
     for k in range(n):
         pd = np.float64(p[k])
         pd = q_lo if pd < q_lo else pd
@@ -497,6 +506,7 @@ def _q_lo_block(p, n, ybuf, q_lo, q_hi, qbuf, qlo):
 def _multiply_compensated(m, comp, q, lo):
     """float64 product path: m *= q + lo, each product's rounding kept relative to it,
     m·(q + lo) = r·(1 + δ), δ = (fma(m, q, -r) + m·lo) / r added to comp (fastbce_chunk.h)."""
+    _prefer_wide_vectors()
     for k in range(q.shape[0]):
         mk = m[k]
         r = mk * q[k]
@@ -510,6 +520,7 @@ def _q_block_logit(x, n, ybuf, qbuf, lbuf, ebuf):
     e = exp(-|x|) into ebuf (fastbce_chunk.h, fb_q_block_logit); False when some x is NaN. Two
     loops: the float32 one vectorises at the float32 width only without float64 arithmetic in it
     (mean of 2·10^7 float32 logits, 1 thread, AVX2: 348 -> 482 M/s)."""
+    _prefer_wide_vectors()
     ok = True
     tiny_e = F32(2.0 ** -28)
     for k in range(n):
@@ -586,6 +597,7 @@ def _nll_as_type_of(x, nll):
 
 @njit(**_JIT)
 def _loss_hard(p, n, ybuf, mbuf, pbuf, coef, lbuf, clip_lo, clip_hi, nll, omit):
+    _prefer_wide_vectors()
     lo_pos, lo_neg, hi_pos, hi_neg = _nll_as_type_of(clip_lo, nll)
     for k in range(n):
         pv = p[k]
@@ -598,6 +610,7 @@ def _loss_hard(p, n, ybuf, mbuf, pbuf, coef, lbuf, clip_lo, clip_hi, nll, omit):
 
 @njit(**_JIT)
 def _loss_soft(p, n, ybuf, mbuf, pbuf, coef, lbuf, clip_lo, clip_hi, nll, omit):
+    _prefer_wide_vectors()
     lo_pos, lo_neg, hi_pos, hi_neg = _nll_as_type_of(clip_lo, nll)
     for k in range(n):
         pv = p[k]
@@ -609,6 +622,7 @@ def _loss_soft(p, n, ybuf, mbuf, pbuf, coef, lbuf, clip_lo, clip_hi, nll, omit):
 
 @njit(**_JIT)
 def _loss_logit(p, n, ybuf, mbuf, pbuf, coef, lbuf, ebuf, omit):
+    _prefer_wide_vectors()
     for k in range(n):
         pv = p[k]
         yv = ybuf[k]
@@ -642,6 +656,7 @@ def _focal_block(p, n, ybuf, mbuf, wbuf, pbuf, sbuf, coef, lbuf, gout, clip_lo, 
     runtime values (no literal), so that it is compiled once per prediction dtype. The loop reads
     the predictions and labels from float64 copies (p64, y64), so that LLVM vectorises it at the
     float64 width, as the C loop (10^7 float32 logits, 1 thread: 58 -> 74 M/s)."""
+    _prefer_wide_vectors()
     for k in range(n):
         p64[k] = p[k]
         y64[k] = ybuf[k]
@@ -662,6 +677,7 @@ def _focal_block(p, n, ybuf, mbuf, wbuf, pbuf, sbuf, coef, lbuf, gout, clip_lo, 
 @njit(**_JIT)
 def _count_weights(p, n, ybuf, mbuf, wbuf, omit):
     """Counted weights: 0 where masked or an omitted NaN."""
+    _prefer_wide_vectors()
     for k in range(n):
         pv = p[k]
         yv = ybuf[k]
@@ -679,6 +695,7 @@ def _grad_value(g, pv, yv, on, w, scale, omit):
 
 @njit(**_JIT)
 def _grad_prob_block(p, n, ybuf, mbuf, wbuf, pbuf, coef, sbuf, grad, clip_lo, clip_hi, omit):
+    _prefer_wide_vectors()
     for k in range(n):
         pv = p[k]
         yv = ybuf[k]
@@ -691,6 +708,7 @@ def _grad_prob_block(p, n, ybuf, mbuf, wbuf, pbuf, coef, sbuf, grad, clip_lo, cl
 def _exp_abs_block(p, n, ebuf):
     """exp(-|x|) of a block into ebuf, in a loop of its own (float32 arithmetic only: vectorised
     at the float32 width)."""
+    _prefer_wide_vectors()
     for k in range(n):
         ebuf[k] = exp_abs(p[k])
 
@@ -699,6 +717,7 @@ def _exp_abs_block(p, n, ebuf):
 def _grad_logit_block(p, n, ybuf, mbuf, wbuf, pbuf, coef, sbuf, ebuf, have_e, grad, omit):
     """have_e: ebuf holds exp(-|x|) from the loss loop; else it is computed first
     (_exp_abs_block)."""
+    _prefer_wide_vectors()
     if not have_e:
         _exp_abs_block(p, n, ebuf)
     for k in range(n):
@@ -715,6 +734,7 @@ def _grad_logit_hard(p, n, ybuf, ebuf, grad, scale):
     """The gradient from logits of a block of 0/1 labels without weights, coefficients or row or
     column scales, in the dtype of p (fastbce_chunk.h, fb_grad_logit_hard): the numerator is
     exact, the quotient and the scale at the float32 width."""
+    _prefer_wide_vectors()
     one = _one(scale)
     for k in range(n):
         x = p[k]
@@ -750,6 +770,7 @@ def _grad_forms(p, n, ybuf, mbuf, wbuf, pbuf, coef, sbuf, ebuf, have_e, grad, cl
 @njit(**_JIT)
 def _multiply_into(m, q):
     """m *= q elementwise (views: indices from 0, so no wraparound code and the loop vectorises)."""
+    _prefer_wide_vectors()
     for t in range(m.shape[0]):
         m[t] *= q[t]
 
@@ -757,6 +778,7 @@ def _multiply_into(m, q):
 @njit(**_JIT)
 def _add_weighted_into(acc_l, acc_w, l, w):
     """acc_l += l·w and acc_w += w elementwise, in float64 (views, as _multiply_into)."""
+    _prefer_wide_vectors()
     for t in range(acc_l.shape[0]):
         acc_l[t] += np.float64(l[t]) * w[t]
         acc_w[t] += w[t]
@@ -797,6 +819,21 @@ def _prefetcher(for_write):
 
 _prefetch = _prefetcher(for_write=False)
 _prefetch_for_write = _prefetcher(for_write=True)
+
+
+@intrinsic
+def _prefer_wide_vectors(typingctx):
+    """Marks the function that calls it "prefer-vector-width"="512" for LLVM: its loops then
+    vectorise at the full AVX-512 width, where LLVM's tuning for many Intel CPUs prefers 256-bit
+    vectors (a preference only: on a CPU without AVX-512 the widest legal vectors are used). Per
+    function, as gcc's target attribute in fastbce_simd.h: the process's other Numba code keeps
+    Numba's settings (NUMBA_CPU_FEATURES would change them all). Every kernel function with a
+    loop calls it first."""
+    def codegen(context, builder, signature, args):
+        # an LLVM string attribute: llvmlite's AttributeSet.add accepts only its known names
+        set.add(builder.function.attributes, '"prefer-vector-width"="512"')
+        return context.get_dummy_value()
+    return types.none(), codegen
 
 
 @intrinsic
@@ -847,6 +884,7 @@ def _add_lanes(typingctx, acc_l, l, acc_w, w, n):
 @njit(**_JIT)
 def _lane_sum(a):
     """Pairwise sum of 16 lanes in fb_lane_sum's order (scalars: no temporary arrays)."""
+    _prefer_wide_vectors()
     s0 = (a[0] + a[1]) + (a[2] + a[3])
     s1 = (a[4] + a[5]) + (a[6] + a[7])
     s2 = (a[8] + a[9]) + (a[10] + a[11])
@@ -858,6 +896,7 @@ def _lane_sum(a):
 def _lanes_log_product(m, e, v):
     """Σ log of the PROD_LANES lane products, in the order of fb_lanes_log_product; v: scratch of
     PROD_LANES values."""
+    _prefer_wide_vectors()
     for k in range(PROD_LANES):
         v[k] = log_product(m[k], e[k])
     return (_lane_sum(v[:16]) + _lane_sum(v[16:32])) + (_lane_sum(v[32:48]) + _lane_sum(v[48:]))
@@ -898,6 +937,7 @@ def _scatter_groups(g, n, lbuf, wbuf, s):
     an id is checked when it changes (compared as unsigned, so that a negative id is out too):
     one outside [0, n_slots) skips its element and makes the function return FLAG_GROUP
     (fastbce_chunk.h, fb_scatter_groups, fb_scatter_sums)."""
+    _prefer_wide_vectors()
     n_slots = np.uint64(s.shape[0])
     if _ids_scattered(g, n, n_slots):
         for k in range(n):
@@ -935,6 +975,7 @@ def _scatter_products(g, n, qbuf, lbuf, grp, ge, logits):
     current group's kept while the id repeats; a product is split (its exponent into ge) when it
     leaves [2^-900, 2^900]; returns FLAG_GROUP for an id out of range (fastbce_chunk.h,
     fb_scatter_products, fb_scatter_factors)."""
+    _prefer_wide_vectors()
     n_slots = np.uint64(grp.shape[0])
     if _ids_scattered(g, n, n_slots):
         for k in range(n):
@@ -1006,6 +1047,7 @@ def _prefetch_block(y, p, w, has_w, mask, has_mask, g32, g64, g_i32, element_ids
                     b, n):
     """Prefetch a block's n elements from b: predictions, labels, weights, mask, (element_ids: 1-D
     input by group) group ids, and the gradient output (fb_prefetch_block)."""
+    _prefer_wide_vectors()
     _prefetch(p, b, n)
     _prefetch(y, b, n)
     if has_w:
@@ -1028,6 +1070,7 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
            c):
     """Chunk c = elements [start, stop) (whole rows unless mode is MODE_ALL): Σ w·loss, Σ w into
     sums[c, slot]; returns the error bits (kernels/fastbce_chunk.h, fb_chunk)."""
+    _prefer_wide_vectors()
     ybuf = np.empty(BLOCK, p.dtype)
     lbuf = np.zeros(BLOCK, p.dtype)
     ebuf = np.empty(BLOCK, p.dtype)
@@ -1306,6 +1349,7 @@ def _fast_pass(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, m
                logits, nan_mode, clip_lo, clip_hi, f32, eps, smoothing, gamma_alpha, nll, chunk_elems,
                sums, flags, grad, has_grad, scale, col_scale, has_col_scale, row_scale,
                has_row_scale, want_loss):
+    _prefer_wide_vectors()
     n = p.shape[0]
     for c in prange(flags.shape[0]):
         start = c * chunk_elems
