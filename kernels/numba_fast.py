@@ -940,10 +940,11 @@ def _scatter_groups(g, n, lbuf, wbuf, s):
     _prefer_wide_vectors()
     n_slots = np.uint64(s.shape[0])
     if _ids_scattered(g, n, n_slots):
+        sums = s.reshape(-1)  # 2 per group: a constant stride
         for k in range(n):
-            i = np.int64(g[k])
-            s[i, 0] += np.float64(lbuf[k]) * wbuf[k]
-            s[i, 1] += wbuf[k]
+            j = np.uint64(2) * np.uint64(g[k])  # in range: unsigned, no wrap-around
+            sums[j] += np.float64(lbuf[k]) * wbuf[k]
+            sums[j + np.uint64(1)] += wbuf[k]
         return 0
     out = 0
     cur = 0  # slot 0 exists: its sums are loaded and, unchanged, stored back
@@ -978,15 +979,17 @@ def _scatter_products(g, n, qbuf, lbuf, grp, ge, logits):
     _prefer_wide_vectors()
     n_slots = np.uint64(grp.shape[0])
     if _ids_scattered(g, n, n_slots):
+        state = grp.reshape(-1)  # 3 per group: a constant stride
         for k in range(n):
-            i = np.int64(g[k])
-            m = grp[i, 0] * qbuf[k]
-            grp[i, 0] = m
+            i = np.uint64(g[k])  # in range: unsigned, no wrap-around of negative indices
+            j = np.uint64(3) * i
+            m = state[j] * qbuf[k]
+            state[j] = m
             if logits:
-                grp[i, 1] += np.float64(lbuf[k])
-            grp[i, 2] += 1.0
+                state[j + np.uint64(1)] += np.float64(lbuf[k])
+            state[j + np.uint64(2)] += 1.0
             if (m > GROUP_PRODUCT_RANGE[1]) if logits else (m < GROUP_PRODUCT_RANGE[0]):
-                grp[i, 0], ge[i] = _split_one(m, ge[i])
+                state[j], ge[i] = _split_one(m, ge[i])
         return 0
     out = 0
     cur = 0  # as in _scatter_groups
