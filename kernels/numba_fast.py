@@ -440,20 +440,12 @@ def _recheck(y, p, has_w, nan_mode, n, mbuf, wbuf):
     return bad
 
 
-@njit(**_JIT)
-def _clean_block(p, n, ybuf, logits, soft):
-    """True when the block holds no NaN and, from probabilities, no p outside [0, 1] (the labels
-    of a hard block are 0 or 1): its losses need no checks and no NaN handling (mbuf None in
-    _loss_forms, as fastbce_chunk.h's `clean` loops)."""
-    _prefer_wide_vectors()
-    ok = True
-    for k in range(n):
-        pv = p[k]
-        ok &= (pv == pv) if logits else (pv >= 0) & (pv <= 1)
-    if soft:
-        for k in range(n):
-            ok &= ybuf[k] == ybuf[k]
-    return ok
+@njit(**_INLINE)
+def _clean_element(pv, yv, logits, soft):
+    """Whether an element needs no check and no NaN handling: no NaN and, from probabilities, p in
+    [0, 1] (the labels of a hard block are 0 or 1)."""
+    ok = (pv == pv) if logits else (pv >= 0) & (pv <= 1)
+    return ok & (yv == yv) if soft else ok
 
 
 @njit(**_JIT)
@@ -599,30 +591,43 @@ def _nll_as_type_of(x, nll):
 def _loss_hard(p, n, ybuf, mbuf, pbuf, coef, lbuf, clip_lo, clip_hi, nll, omit):
     _prefer_wide_vectors()
     lo_pos, lo_neg, hi_pos, hi_neg = _nll_as_type_of(clip_lo, nll)
+    clean = True
     for k in range(n):
         pv = p[k]
         yv = ybuf[k]
         l = nll_hard(pv, yv, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg)
         a = _coefficients(coef, pbuf[k], yv)[0]
         l = a * l if coef is not None and yv != 0 else l
-        lbuf[k] = l if mbuf is None else _element_value(l, pv, yv, mbuf[k] != 0, omit)
+        if mbuf is None:
+            clean &= _clean_element(pv, yv, False, False)
+            lbuf[k] = l
+        else:
+            lbuf[k] = _element_value(l, pv, yv, mbuf[k] != 0, omit)
+    return clean
 
 
 @njit(**_JIT)
 def _loss_soft(p, n, ybuf, mbuf, pbuf, coef, lbuf, clip_lo, clip_hi, nll, omit):
     _prefer_wide_vectors()
     lo_pos, lo_neg, hi_pos, hi_neg = _nll_as_type_of(clip_lo, nll)
+    clean = True
     for k in range(n):
         pv = p[k]
         yv = ybuf[k]
         a, b = _coefficients(coef, pbuf[k], yv)
         l = nll_soft(pv, a, b, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg)
-        lbuf[k] = l if mbuf is None else _element_value(l, pv, yv, mbuf[k] != 0, omit)
+        if mbuf is None:
+            clean &= _clean_element(pv, yv, False, True)
+            lbuf[k] = l
+        else:
+            lbuf[k] = _element_value(l, pv, yv, mbuf[k] != 0, omit)
+    return clean
 
 
 @njit(**_JIT)
-def _loss_logit(p, n, ybuf, mbuf, pbuf, coef, lbuf, ebuf, omit):
+def _loss_logit(p, n, ybuf, mbuf, pbuf, coef, lbuf, ebuf, soft, omit):
     _prefer_wide_vectors()
+    clean = True
     for k in range(n):
         pv = p[k]
         yv = ybuf[k]
@@ -630,7 +635,12 @@ def _loss_logit(p, n, ybuf, mbuf, pbuf, coef, lbuf, ebuf, omit):
         ebuf[k] = e
         a, b = _coefficients(coef, pbuf[k], yv)
         l = nll_logit(pv, a, b, e, coef is not None)
-        lbuf[k] = l if mbuf is None else _element_value(l, pv, yv, mbuf[k] != 0, omit)
+        if mbuf is None:
+            clean &= _clean_element(pv, yv, True, soft)
+            lbuf[k] = l
+        else:
+            lbuf[k] = _element_value(l, pv, yv, mbuf[k] != 0, omit)
+    return clean
 
 
 @njit(**_INLINE)
@@ -748,13 +758,14 @@ def _grad_logit_hard(p, n, ybuf, ebuf, grad, scale):
 @njit(**_INLINE)
 def _loss_forms(p, n, ybuf, mbuf, pbuf, coef, lbuf, ebuf, clip_lo, clip_hi, nll, omit, logits,
                 soft):
-    """The losses of a block into lbuf, by form; mbuf None: a clean block (_clean_block)."""
+    """The losses of a block into lbuf, by form. mbuf None: the losses of the block taken to be
+    clean (_clean_element), without checks or NaN handling; returns whether it is (when it is not,
+    the caller computes them again with mbuf), as fastbce_chunk.h's `clean` loops."""
     if logits:
-        _loss_logit(p, n, ybuf, mbuf, pbuf, coef, lbuf, ebuf, omit)
-    elif soft:
-        _loss_soft(p, n, ybuf, mbuf, pbuf, coef, lbuf, clip_lo, clip_hi, nll, omit)
-    else:
-        _loss_hard(p, n, ybuf, mbuf, pbuf, coef, lbuf, clip_lo, clip_hi, nll, omit)
+        return _loss_logit(p, n, ybuf, mbuf, pbuf, coef, lbuf, ebuf, soft, omit)
+    if soft:
+        return _loss_soft(p, n, ybuf, mbuf, pbuf, coef, lbuf, clip_lo, clip_hi, nll, omit)
+    return _loss_hard(p, n, ybuf, mbuf, pbuf, coef, lbuf, clip_lo, clip_hi, nll, omit)
 
 
 @njit(**_INLINE)
@@ -836,6 +847,23 @@ def _prefer_wide_vectors(typingctx):
     return types.none(), codegen
 
 
+def _lane_vectors(context, builder, signature, args, lanes):
+    """Codegen helpers of the lane intrinsics: pointer to `lanes` elements of array argument i
+    from element g on, and their load as float64."""
+    def lanes_at(i, g):
+        dtype = signature.args[i].dtype
+        data = context.make_array(signature.args[i])(context, builder, args[i]).data
+        vector = ir.VectorType(context.get_value_type(dtype), lanes)
+        return builder.bitcast(builder.gep(data, [g]), vector.as_pointer())
+
+    def load(i, g):
+        v = builder.load(lanes_at(i, g), align=signature.args[i].dtype.bitwidth // 8)
+        if signature.args[i].dtype == types.float64:
+            return v
+        return builder.fpext(v, ir.VectorType(ir.DoubleType(), lanes))
+    return lanes_at, load
+
+
 @intrinsic
 def _add_lanes(typingctx, acc_l, l, acc_w, w, n):
     """acc_l[k] += float64(l[g + k]) (times w[g + k], and acc_w[k] += w[g + k], with weights) for
@@ -850,21 +878,11 @@ def _add_lanes(typingctx, acc_l, l, acc_w, w, n):
         return None
 
     def codegen(context, builder, signature, args):
-        lanes = ir.VectorType(ir.DoubleType(), LANES)
-
-        def lanes_at(i, g):  # pointer to LANES elements of array argument i from element g on
-            dtype = signature.args[i].dtype
-            data = context.make_array(signature.args[i])(context, builder, args[i]).data
-            vector = ir.VectorType(context.get_value_type(dtype), LANES)
-            return builder.bitcast(builder.gep(data, [g]), vector.as_pointer())
-
-        def load(i, g):  # as float64
-            v = builder.load(lanes_at(i, g), align=signature.args[i].dtype.bitwidth // 8)
-            return v if signature.args[i].dtype == types.float64 else builder.fpext(v, lanes)
-
+        lanes_at, load = _lane_vectors(context, builder, signature, args, LANES)
         zero = cgutils.intp_t(0)
         # (accumulator argument, its running sums: an alloca promoted to registers by LLVM)
-        sums = [(i, cgutils.alloca_once(builder, lanes)) for i in ((0, 2) if weighted else (0,))]
+        sums = [(i, cgutils.alloca_once(builder, lanes_at(0, zero).type.pointee))
+                for i in ((0, 2) if weighted else (0,))]
         for i, acc in sums:
             builder.store(load(i, zero), acc)
         stop = context.cast(builder, args[4], signature.args[4], types.intp)
@@ -879,6 +897,27 @@ def _add_lanes(typingctx, acc_l, l, acc_w, w, n):
             builder.store(builder.load(acc), lanes_at(i, zero), align=8)
         return context.get_dummy_value()
     return types.none(acc_l, l, acc_w, w, n), codegen
+
+
+@intrinsic
+def _multiply_lanes(typingctx, m, q, n):
+    """m[k] *= q[g + k] for g in range(0, n, PROD_LANES) and k < PROD_LANES, n a multiple of
+    PROD_LANES: the lane products of the product path kept in registers (as _add_lanes)."""
+    if not (_is_c_array(m, types.float64) and _is_c_array(q, types.float64)
+            and isinstance(n, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        lanes_at, load = _lane_vectors(context, builder, signature, args, PROD_LANES)
+        zero = cgutils.intp_t(0)
+        prod = cgutils.alloca_once(builder, lanes_at(0, zero).type.pointee)
+        builder.store(load(0, zero), prod)
+        stop = context.cast(builder, args[2], signature.args[2], types.intp)
+        with cgutils.for_range_slice(builder, zero, stop, cgutils.intp_t(PROD_LANES)) as (g, _):
+            builder.store(builder.fmul(builder.load(prod), load(1, g)), prod)
+        builder.store(builder.load(prod), lanes_at(0, zero), align=8)
+        return context.get_dummy_value()
+    return types.none(m, q, n), codegen
 
 
 @njit(**_JIT)
@@ -1066,6 +1105,17 @@ def _prefetch_block(y, p, w, has_w, mask, has_mask, g32, g64, g_i32, element_ids
             _prefetch(g64, b, n)
 
 
+@njit(**_INLINE)
+def _buffer(n, dtype, value):
+    """n elements set to value, from a 64-byte boundary (the start of a cache line): Numba aligns
+    its arrays to 32 bytes, and a 64-byte vector load or store across two cache lines costs two."""
+    raw = np.empty(n + 64, dtype)
+    skip = ((-raw.ctypes.data) % 64) // raw.itemsize
+    buf = raw[skip:skip + n]
+    buf[:] = value
+    return buf
+
+
 @njit(**_JIT)
 def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode, ncols, row0,
            logits, nan_mode, clip_lo, clip_hi, f32, eps, smoothing, gamma_alpha, nll, grad, has_grad,
@@ -1074,15 +1124,15 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
     """Chunk c = elements [start, stop) (whole rows unless mode is MODE_ALL): Σ w·loss, Σ w into
     sums[c, slot]; returns the error bits (kernels/fastbce_chunk.h, fb_chunk)."""
     _prefer_wide_vectors()
-    ybuf = np.empty(BLOCK, p.dtype)
-    lbuf = np.zeros(BLOCK, p.dtype)
-    ebuf = np.empty(BLOCK, p.dtype)
-    wbuf = np.ones(BLOCK)
-    mbuf = np.ones(BLOCK, np.uint8)
-    sbuf = np.full(BLOCK, scale)
-    pbuf = np.ones(BLOCK)
-    qbuf = np.empty(BLOCK)
-    qlo = np.empty(0 if f32 else BLOCK)  # float64 product path: the rounding of 1 - p
+    ybuf = _buffer(BLOCK, p.dtype, 0)
+    lbuf = _buffer(BLOCK, p.dtype, 0)
+    ebuf = _buffer(BLOCK, p.dtype, 0)
+    wbuf = _buffer(BLOCK, np.float64, 1.0)
+    mbuf = _buffer(BLOCK, np.uint8, 1)
+    sbuf = _buffer(BLOCK, np.float64, scale)
+    pbuf = _buffer(BLOCK, np.float64, 1.0)
+    qbuf = _buffer(BLOCK, np.float64, 0.0)
+    qlo = _buffer(0 if f32 else BLOCK, np.float64, 0.0)  # float64 product path: the rounding of 1 - p
     comp = np.zeros(PROD_LANES)  # float64 product path: Σ of each product's relative rounding
     y64 = np.empty(BLOCK if gamma_alpha is not None else 0)  # focal loss: labels as float64
     acc_l = np.zeros(LANES)
@@ -1157,18 +1207,16 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
             ok = _q_block(pb, n, ybuf, eps, q_hi, qbuf)
             if not f32:
                 _q_lo_block(pb, n, ybuf, eps, q_hi, qbuf, qlo)
-        # a clean block without a mask, omitted NaNs or coefficients: its losses without checks
-        # (_clean_block)
+        # a block without a mask, omitted NaNs or coefficients: its losses first without checks,
+        # kept when it is clean (_loss_forms)
         clean = (want_loss and not product and not (counted or has_coef) and gamma_alpha is None
-                 and _clean_block(pb, n, ybuf, logits, soft))
+                 and _loss_forms(pb, n, ybuf, None, pbuf, None, lbuf, ebuf, clip_lo, clip_hi, nll,
+                                 omit, logits, soft))
         if not ok and not clean and (not logits or nan_mode == NAN_RAISE):  # else nothing to check
             bad |= _check_block(pb, n, ybuf, mbuf, not logits, nan_mode)
-        if want_loss and not product and gamma_alpha is None:  # focal loss: below
+        if want_loss and not product and gamma_alpha is None and not clean:  # focal loss: below
             if has_coef:
                 _loss_forms(pb, n, ybuf, mbuf, pbuf, coef, lbuf, ebuf, clip_lo, clip_hi, nll, omit,
-                            logits, soft)
-            elif clean:
-                _loss_forms(pb, n, ybuf, None, pbuf, None, lbuf, ebuf, clip_lo, clip_hi, nll, omit,
                             logits, soft)
             else:
                 _loss_forms(pb, n, ybuf, mbuf, pbuf, None, lbuf, ebuf, clip_lo, clip_hi, nll, omit,
@@ -1215,9 +1263,7 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
                     _multiply_compensated(prod_m, comp, qbuf[g:h], qlo[g:h])
             elif product:
                 full = n - n % PROD_LANES
-                for g in range(0, full, PROD_LANES):
-                    for k in range(PROD_LANES):
-                        prod_m[k] *= qbuf[g + k]
+                _multiply_lanes(prod_m, qbuf, full)
                 for k in range(n - full):
                     prod_m[k] *= qbuf[full + k]
             full = n - n % LANES
@@ -1289,12 +1335,11 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
                         if logits:
                             acc_l[(j + t) % LANES] += np.float64(lbuf[k + t])
                         t += 1
-                    while t + PROD_LANES <= run:
-                        _multiply_into(prod_m, qbuf[k + t:k + t + PROD_LANES])
-                        if logits:
-                            _add_lanes(acc_l, lbuf[k + t:k + t + PROD_LANES], None, None,
-                                       PROD_LANES)
-                        t += PROD_LANES
+                    full = (run - t) - (run - t) % PROD_LANES
+                    _multiply_lanes(prod_m, qbuf[k + t:k + t + full], full)
+                    if logits:
+                        _add_lanes(acc_l, lbuf[k + t:k + t + full], None, None, full)
+                    t += full
                     # the rest of the row (or block) from lane 0 on: lane q is element t + q
                     for q in range(run - t):
                         prod_m[q] *= qbuf[k + t + q]
