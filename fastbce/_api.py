@@ -125,7 +125,11 @@ def run_pass(plan, backend, n_threads, *, want_grad=False, out=None, n_stats=2, 
     fast = fast_pass_arguments(plan, kernel, n_stats, grad)  # fastbce/_fastpath.py
 
     def kernel_pass(row_scale, col_scale):
-        sums = np.zeros((1 if plan.mode == MODE_ROWS else n_chunks, plan.n_slots, n_stats))
+        # written here, not calloc'ed: the kernel's first access to a calloc'ed page is a read (+=),
+        # which maps the shared zero page, and its first write then a copy with a TLB shootdown
+        # that interrupts every thread
+        sums = np.empty((1 if plan.mode == MODE_ROWS else n_chunks, plan.n_slots, n_stats))
+        sums.fill(0.0)
         flags = np.zeros(n_chunks, np.uint8)
         if fast is not None:
             run_fast_pass(kernel, fast, rows_per_chunk, n_cols, sums, flags,
