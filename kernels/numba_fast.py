@@ -587,6 +587,17 @@ def _nll_as_type_of(x, nll):
             _as_type_of(x, nll[3]))
 
 
+@njit(**_INLINE)
+def _store_loss(lbuf, k, l, pv, yv, mbuf, omit, clean, logits, soft):
+    """lbuf[k] = the loss l of element k, as it is in a block taken to be clean (mbuf None), else
+    by _element_value; returns clean, and with mbuf None whether the element is too."""
+    if mbuf is None:
+        lbuf[k] = l
+        return clean & _clean_element(pv, yv, logits, soft)
+    lbuf[k] = _element_value(l, pv, yv, mbuf[k] != 0, omit)
+    return clean
+
+
 @njit(**_JIT)
 def _loss_hard(p, n, ybuf, mbuf, pbuf, coef, lbuf, clip_lo, clip_hi, nll, omit):
     _prefer_wide_vectors()
@@ -598,11 +609,7 @@ def _loss_hard(p, n, ybuf, mbuf, pbuf, coef, lbuf, clip_lo, clip_hi, nll, omit):
         l = nll_hard(pv, yv, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg)
         a = _coefficients(coef, pbuf[k], yv)[0]
         l = a * l if coef is not None and yv != 0 else l
-        if mbuf is None:
-            clean &= _clean_element(pv, yv, False, False)
-            lbuf[k] = l
-        else:
-            lbuf[k] = _element_value(l, pv, yv, mbuf[k] != 0, omit)
+        clean = _store_loss(lbuf, k, l, pv, yv, mbuf, omit, clean, False, False)
     return clean
 
 
@@ -616,11 +623,7 @@ def _loss_soft(p, n, ybuf, mbuf, pbuf, coef, lbuf, clip_lo, clip_hi, nll, omit):
         yv = ybuf[k]
         a, b = _coefficients(coef, pbuf[k], yv)
         l = nll_soft(pv, a, b, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg)
-        if mbuf is None:
-            clean &= _clean_element(pv, yv, False, True)
-            lbuf[k] = l
-        else:
-            lbuf[k] = _element_value(l, pv, yv, mbuf[k] != 0, omit)
+        clean = _store_loss(lbuf, k, l, pv, yv, mbuf, omit, clean, False, True)
     return clean
 
 
@@ -635,11 +638,7 @@ def _loss_logit(p, n, ybuf, mbuf, pbuf, coef, lbuf, ebuf, soft, omit):
         ebuf[k] = e
         a, b = _coefficients(coef, pbuf[k], yv)
         l = nll_logit(pv, a, b, e, coef is not None)
-        if mbuf is None:
-            clean &= _clean_element(pv, yv, True, soft)
-            lbuf[k] = l
-        else:
-            lbuf[k] = _element_value(l, pv, yv, mbuf[k] != 0, omit)
+        clean = _store_loss(lbuf, k, l, pv, yv, mbuf, omit, clean, True, soft)
     return clean
 
 
