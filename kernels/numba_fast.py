@@ -891,8 +891,8 @@ def _add_lanes(typingctx, acc_l, l, acc_w, w, n):
         lanes_at, load = _lane_vectors(context, builder, signature, args, LANES)
         zero = cgutils.intp_t(0)
         # (accumulator argument, its running sums: an alloca promoted to registers by LLVM)
-        sums = [(i, cgutils.alloca_once(builder, lanes_at(0, zero).type.pointee))
-                for i in ((0, 2) if weighted else (0,))]
+        lanes = ir.VectorType(ir.DoubleType(), LANES)
+        sums = [(i, cgutils.alloca_once(builder, lanes)) for i in ((0, 2) if weighted else (0,))]
         for i, acc in sums:
             builder.store(load(i, zero), acc)
         stop = context.cast(builder, args[4], signature.args[4], types.intp)
@@ -920,7 +920,7 @@ def _multiply_lanes(typingctx, m, q, n):
     def codegen(context, builder, signature, args):
         lanes_at, load = _lane_vectors(context, builder, signature, args, PROD_LANES)
         zero = cgutils.intp_t(0)
-        prod = cgutils.alloca_once(builder, lanes_at(0, zero).type.pointee)
+        prod = cgutils.alloca_once(builder, ir.VectorType(ir.DoubleType(), PROD_LANES))
         builder.store(load(0, zero), prod)
         stop = context.cast(builder, args[2], signature.args[2], types.intp)
         with cgutils.for_range_slice(builder, zero, stop, cgutils.intp_t(PROD_LANES)) as (g, _):
