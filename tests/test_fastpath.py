@@ -691,6 +691,43 @@ def test_product_path_from_logits(compiled_backend, rng):
         fastbce.bce(y, bad, from_logits=True, nan_policy="raise", backend=compiled_backend)
 
 
+@pytest.mark.parametrize("label_dtype", [np.float32, np.uint8])
+def test_product_path_from_logits_between_other_blocks(compiled_backend, label_dtype, rng):
+    """Blocks of 512 (both backends) off the product path from logits (soft labels, a label out
+    of range, a NaN) between hard ones in one chunk: Numba loads the labels in the product loop
+    while the blocks are hard, and in a loop of their own after a block that was not. Sums within
+    1e-6 of the float64 value, both backends the same bits; a NaN in any of these blocks
+    propagates, raises or is left out; a bad label raises."""
+    n = 20 * 512 + 100
+    x = (rng.standard_normal(n) * 4).astype(np.float32)
+    y = (rng.random(n) < 0.4).astype(label_dtype)
+    if label_dtype == np.float32:
+        block = np.arange(n) // 512
+        y = np.where(np.isin(block, [1, 2, 6, 9, 10, 11]), rng.random(n), y).astype(np.float32)
+        y[7 * 512 + 100] = 0.5  # one soft label in a block
+    xd, yd = x.astype(np.float64), y.astype(np.float64)
+    want = np.maximum(xd, 0) - xd * yd + np.log1p(np.exp(-np.abs(xd)))
+    got = fastbce.bce(y, x, from_logits=True, reduction="sum", backend=compiled_backend)
+    assert got == pytest.approx(want.sum(), rel=1e-6)
+    for other in COMPILED_BACKENDS:
+        assert fastbce.bce(y, x, from_logits=True, reduction="sum", backend=other) == got
+    # a block after a soft one, a soft one after a hard one, the one soft label's block
+    for where in (3 * 512 + 7, 1 * 512 + 300, 7 * 512 + 5, n - 1):
+        for bad_y in [False, True] if label_dtype == np.float32 else [False]:
+            yb, xb = y.copy(), x.copy()
+            (yb if bad_y else xb)[where] = np.nan
+            assert np.isnan(fastbce.bce(yb, xb, from_logits=True, backend=compiled_backend))
+            with pytest.raises(ValueError, match="NaN"):
+                fastbce.bce(yb, xb, from_logits=True, nan_policy="raise", backend=compiled_backend)
+            kept = np.arange(n) != where
+            assert fastbce.bce(yb, xb, from_logits=True, nan_policy="omit", backend=compiled_backend
+                               ) == pytest.approx(want[kept].mean(), rel=1e-6)
+        wrong = y.copy()
+        wrong[where] = 2
+        with pytest.raises(ValueError, match="y_true has values outside"):
+            fastbce.bce(wrong, x, from_logits=True, backend=compiled_backend)
+
+
 # ---- pos_weight: a·softplus(-x) + (1-y)·softplus(x), a = pos_weight·y --------------------------
 
 POS_WEIGHT_ULP_BOUND = 4  # the issue's bound: a·l rounds once more than l (measured: 3)
