@@ -692,40 +692,53 @@ def test_product_path_from_logits(compiled_backend, rng):
 
 
 @pytest.mark.parametrize("label_dtype", [np.float32, np.uint8])
-def test_product_path_from_logits_between_other_blocks(compiled_backend, label_dtype, rng):
-    """Blocks of 512 (both backends) off the product path from logits (soft labels, a label out
-    of range, a NaN) between hard ones in one chunk: Numba loads the labels in the product loop
-    while the blocks are hard, and in a loop of their own after a block that was not. Sums within
-    1e-6 of the float64 value, both backends the same bits; a NaN in any of these blocks
-    propagates, raises or is left out; a bad label raises."""
+@pytest.mark.parametrize("logits", [True, False])
+def test_blocks_of_other_forms_between(compiled_backend, label_dtype, logits, rng):
+    """Blocks of 512 (both backends) of one form between blocks of another in a chunk: soft
+    labels, a label out of range, a NaN between hard blocks and the other way round. Numba
+    loads the labels in the loop of the form of the block before (the product loop from logits,
+    the soft-label loss loop) and again when the block is not of that form. Sums within 1e-6 of
+    the float64 value, both backends the same bits, each element's loss the bits it has in a
+    block of its own; a NaN in any block propagates, raises or is left out; a bad label
+    raises."""
     n = 20 * 512 + 100
-    x = (rng.standard_normal(n) * 4).astype(np.float32)
+    x = (rng.standard_normal(n) * 4 if logits else rng.uniform(0.01, 0.99, n)).astype(np.float32)
     y = (rng.random(n) < 0.4).astype(label_dtype)
     if label_dtype == np.float32:
         block = np.arange(n) // 512
         y = np.where(np.isin(block, [1, 2, 6, 9, 10, 11]), rng.random(n), y).astype(np.float32)
         y[7 * 512 + 100] = 0.5  # one soft label in a block
     xd, yd = x.astype(np.float64), y.astype(np.float64)
-    want = np.maximum(xd, 0) - xd * yd + np.log1p(np.exp(-np.abs(xd)))
-    got = fastbce.bce(y, x, from_logits=True, reduction="sum", backend=compiled_backend)
+    want = (np.maximum(xd, 0) - xd * yd + np.log1p(np.exp(-np.abs(xd))) if logits
+            else _prob_reference(y, x, np.float64))
+    options = dict(from_logits=logits)
+    got = fastbce.bce(y, x, reduction="sum", backend=compiled_backend, **options)
     assert got == pytest.approx(want.sum(), rel=1e-6)
     for other in COMPILED_BACKENDS:
-        assert fastbce.bce(y, x, from_logits=True, reduction="sum", backend=other) == got
+        assert fastbce.bce(y, x, reduction="sum", backend=other, **options) == got
+    alone = np.concatenate([_element_losses(y[b:b + 512], x[b:b + 512], compiled_backend,
+                                            **options) for b in range(0, n, 512)])
+    np.testing.assert_array_equal(_element_losses(y, x, compiled_backend, **options), alone)
     # a block after a soft one, a soft one after a hard one, the one soft label's block
     for where in (3 * 512 + 7, 1 * 512 + 300, 7 * 512 + 5, n - 1):
         for bad_y in [False, True] if label_dtype == np.float32 else [False]:
             yb, xb = y.copy(), x.copy()
             (yb if bad_y else xb)[where] = np.nan
-            assert np.isnan(fastbce.bce(yb, xb, from_logits=True, backend=compiled_backend))
+            assert np.isnan(fastbce.bce(yb, xb, backend=compiled_backend, **options))
             with pytest.raises(ValueError, match="NaN"):
-                fastbce.bce(yb, xb, from_logits=True, nan_policy="raise", backend=compiled_backend)
+                fastbce.bce(yb, xb, nan_policy="raise", backend=compiled_backend, **options)
             kept = np.arange(n) != where
-            assert fastbce.bce(yb, xb, from_logits=True, nan_policy="omit", backend=compiled_backend
+            assert fastbce.bce(yb, xb, nan_policy="omit", backend=compiled_backend, **options
                                ) == pytest.approx(want[kept].mean(), rel=1e-6)
         wrong = y.copy()
         wrong[where] = 2
         with pytest.raises(ValueError, match="y_true has values outside"):
-            fastbce.bce(wrong, x, from_logits=True, backend=compiled_backend)
+            fastbce.bce(wrong, x, backend=compiled_backend, **options)
+        if not logits:
+            xb = x.copy()
+            xb[where] = 1.5
+            with pytest.raises(ValueError, match="y_pred"):
+                fastbce.bce(y, xb, backend=compiled_backend, **options)
 
 
 # ---- pos_weight: a·softplus(-x) + (1-y)·softplus(x), a = pos_weight·y --------------------------
