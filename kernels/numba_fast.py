@@ -473,6 +473,15 @@ def _check_block(p, n, ybuf, mbuf, check_p, nan_mode):
     return bad
 
 
+@njit(**_INLINE)
+def _clamped_q(pv, yv, q_lo, q_hi):
+    """(p clamped to [q_lo, q_hi] in float64, q = that p (y = 1) or 1 - it (y = 0))."""
+    pd = np.float64(pv)
+    pd = q_lo if pd < q_lo else pd
+    pd = q_hi if pd > q_hi else pd
+    return pd, (pd if yv != 0 else 1.0 - pd)
+
+
 @njit(**_JIT)
 def _q_block(p, n, ybuf, q_lo, q_hi, qbuf):
     """Product path: q = p (y = 1) or 1 - p (y = 0), p clamped to [q_lo, q_hi] in float64, into
@@ -482,23 +491,24 @@ def _q_block(p, n, ybuf, q_lo, q_hi, qbuf):
     for k in range(n):
         pv = p[k]
         ok &= (pv >= 0) & (pv <= 1)
-        pd = np.float64(pv)
-        pd = q_lo if pd < q_lo else pd
-        pd = q_hi if pd > q_hi else pd
-        qbuf[k] = pd if ybuf[k] != 0 else 1.0 - pd
+        qbuf[k] = _clamped_q(pv, ybuf[k], q_lo, q_hi)[1]
     return ok
 
 
 @njit(**_JIT)
-def _q_lo_block(p, n, ybuf, q_lo, q_hi, qbuf, qlo):
-    """float64 predictions: the rounding of 1 - p, so that q = qbuf + qlo exactly (fastbce_chunk.h,
-    fb_q_block)."""
+def _q_block_compensated(p, n, ybuf, q_lo, q_hi, qbuf, qlo):
+    """_q_block for float64 p, and the rounding of 1 - p into qlo, so that q = qbuf + qlo exactly
+    (fastbce_chunk.h, fb_q_block). One loop, as C's (it was two: mean of 5·10^7 float64, 2 threads,
+    alternated medians 1,036-1,074 -> 1,058-1,114 M/s)."""
     _prefer_wide_vectors()
+    ok = True
     for k in range(n):
-        pd = np.float64(p[k])
-        pd = q_lo if pd < q_lo else pd
-        pd = q_hi if pd > q_hi else pd
-        qlo[k] = 0.0 if ybuf[k] != 0 else (1.0 - qbuf[k]) - pd
+        pv = p[k]
+        ok &= (pv >= 0) & (pv <= 1)
+        pd, q = _clamped_q(pv, ybuf[k], q_lo, q_hi)
+        qbuf[k] = q
+        qlo[k] = 0.0 if ybuf[k] != 0 else (1.0 - q) - pd
+    return ok
 
 
 @njit(**_JIT)
@@ -1244,10 +1254,10 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
         sum_lbuf = (not product or logits) and (want_loss or mode != MODE_ALL)
         if product and logits and not q_first:  # a hard block after one that is not
             ok = _q_block_logit(pb, yb, n, ybuf, qbuf, lbuf, ebuf)[0]
-        elif product and not logits:
+        elif product and not logits and f32:
             ok = _q_block(pb, n, ybuf, eps, q_hi, qbuf)
-            if not f32:
-                _q_lo_block(pb, n, ybuf, eps, q_hi, qbuf, qlo)
+        elif product and not logits:
+            ok = _q_block_compensated(pb, n, ybuf, eps, q_hi, qbuf, qlo)
         ok &= product  # the elements of a block off the product path are checked below
         if not (soft_first and soft):  # else the soft losses computed above
             clean = unchecked and not product and _loss_forms(
