@@ -529,11 +529,11 @@ def _q_block_logit(x, y, n, ybuf, qbuf, lbuf, ebuf):
     e = exp(-|x|) into ebuf (fastbce_chunk.h, fb_q_block_logit), and the labels into ybuf as
     _load_labels; returns (no x is NaN, any label out of [0, 1], any label not 0 or 1): the
     values are those of a hard block, for the caller to use only if it is one. The labels loaded
-    here, not in a loop of their own (as C does: gcc's code is slower so): mean of 5·10^7 float32
-    logits, 2 threads, alternated medians 2,401-2,471 -> 2,635-2,651 M/s (1 thread 1,242-1,259 ->
-    1,304-1,365); the same for probabilities (_q_block) was slower. Two loops: the float32 one
-    vectorises at the float32 width only without float64 arithmetic in it (mean of 2·10^7
-    float32 logits, 1 thread, AVX2: 348 -> 482 M/s)."""
+    here, not in a loop of their own: mean of 5·10^7 float32 logits, 2 threads, alternated medians
+    2,401-2,476 -> 2,609-2,667 M/s (1 thread 1,242-1,259 -> 1,304-1,365); C keeps its label loop
+    (gcc's code of the one loop was slower), and so does _q_block (slower too). Two loops: the
+    float32 one vectorises at the float32 width only without float64 arithmetic in it (mean of
+    2·10^7 float32 logits, 1 thread, AVX2: 348 -> 482 M/s)."""
     _prefer_wide_vectors()
     ok = True
     bad = False
@@ -645,8 +645,8 @@ def _loss_hard(p, n, ybuf, mbuf, pbuf, coef, lbuf, clip_lo, clip_hi, nll, omit):
 @njit(**_JIT)
 def _loss_soft(p, y, n, ybuf, mbuf, pbuf, coef, lbuf, clip_lo, clip_hi, nll, omit):
     """Soft-label losses; y None: the labels in ybuf, else loaded from y into ybuf here, in the
-    loss loop (as _q_block_logit; 5·10^7 float32, 2 threads, alternated medians: 1,724-1,741 ->
-    1,794-1,810 M/s). Returns (clean (_store_loss), any label out of [0, 1], any not 0 or 1)."""
+    loss loop (as _q_block_logit; 5·10^7 float32, 2 threads, alternated medians: 1,644-1,689 ->
+    1,830-1,919 M/s). Returns (clean (_store_loss), any label out of [0, 1], any not 0 or 1)."""
     _prefer_wide_vectors()
     lo_pos, lo_neg, hi_pos, hi_neg = _nll_as_type_of(clip_lo, nll)
     clean = True
@@ -1218,7 +1218,8 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
     soft_first = False
     for b0 in range(start, stop, BLOCK):
         n = min(BLOCK, stop - b0)
-        # the next block's inputs are prefetched, half after this block's labels are loaded and
+        # the next block's inputs are prefetched, half after this block's labels are loaded (before
+        # the loop that loads them when it is the long loop of the form: q_first, soft_first) and
         # half before the gradient (fastbce_chunk.h; logits, 2 threads: 2,210-2,397 -> 2,444-2,533
         # M/s)
         next_n = max(0, min(BLOCK, stop - b0 - BLOCK))
@@ -1261,7 +1262,8 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
         ok &= product  # the elements of a block off the product path are checked below
         if not (soft_first and soft):  # else the soft losses computed above
             clean = unchecked and not product and _loss_forms(
-                pb, n, ybuf, None, pbuf, None, lbuf, ebuf, clip_lo, clip_hi, nll, omit, logits, soft)
+                pb, n, ybuf, None, pbuf, None, lbuf, ebuf, clip_lo, clip_hi, nll, omit, logits,
+                soft)
         q_first = product and logits  # the next block taken to be as this one
         soft_first = unchecked and soft and not logits
         if not ok and not clean and (not logits or nan_mode == NAN_RAISE):  # else nothing to check
