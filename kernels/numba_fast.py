@@ -900,31 +900,65 @@ def _prefer_wide_vectors(typingctx):
 
 def _lane_vectors(context, builder, signature, args, lanes):
     """Codegen helpers of the lane intrinsics: pointer to `lanes` elements of array argument i
-    from element g on, and their load as float64."""
+    from element g on, and their load as float64; with `count`, only the first `count` lanes are
+    read (a masked load), the others set to `fill`."""
     def lanes_at(i, g):
         dtype = signature.args[i].dtype
         data = context.make_array(signature.args[i])(context, builder, args[i]).data
         vector = ir.VectorType(context.get_value_type(dtype), lanes)
         return builder.bitcast(builder.gep(data, [g]), vector.as_pointer())
 
-    def load(i, g):
-        v = builder.load(lanes_at(i, g), align=signature.args[i].dtype.bitwidth // 8)
+    def load(i, g, count=None, fill=0.0):
+        pointer = lanes_at(i, g)
+        vector = pointer.type.pointee
+        align = ir.IntType(32)(signature.args[i].dtype.bitwidth // 8)
+        if count is None:
+            v = builder.load(pointer, align=align.constant)
+        else:
+            index = ir.VectorType(cgutils.intp_t, lanes)
+            splat = builder.shuffle_vector(
+                builder.insert_element(ir.Constant(index, ir.Undefined), count, ir.IntType(32)(0)),
+                ir.Constant(index, ir.Undefined), ir.Constant(ir.VectorType(ir.IntType(32), lanes),
+                                                              [0] * lanes))
+            mask = builder.icmp_unsigned("<", ir.Constant(index, list(range(lanes))), splat)
+            name = f"llvm.masked.load.v{lanes}f{signature.args[i].dtype.bitwidth}.p0"
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(
+                vector, [vector.as_pointer(), align.type, mask.type, vector]), name)
+            v = builder.call(fn, [pointer, align, mask, ir.Constant(vector, [fill] * lanes)])
         if signature.args[i].dtype == types.float64:
             return v
         return builder.fpext(v, ir.VectorType(ir.DoubleType(), lanes))
     return lanes_at, load
 
 
+def _lane_groups(context, builder, signature, args, start, lanes, body):
+    """The loop of the lane intrinsics: body(g, count) for the groups of `lanes` elements from
+    element args[start] on, args[start + 1] elements, count None for a whole group; the last,
+    shorter group (count lanes) masked (_lane_vectors)."""
+    first = context.cast(builder, args[start], signature.args[start], types.intp)
+    n = context.cast(builder, args[start + 1], signature.args[start + 1], types.intp)
+    rest = builder.urem(n, cgutils.intp_t(lanes))
+    stop = builder.add(first, builder.sub(n, rest))
+    with cgutils.for_range_slice(builder, first, stop, cgutils.intp_t(lanes)) as (g, _):
+        body(g, None)
+    with builder.if_then(builder.icmp_unsigned("!=", rest, cgutils.intp_t(0))):
+        body(stop, rest)
+
+
 @intrinsic
-def _add_lanes(typingctx, acc_l, l, acc_w, w, n):
-    """acc_l[k] += float64(l[g + k]) (times w[g + k], and acc_w[k] += w[g + k], with weights) for
-    g in range(0, n, LANES) and k < LANES, n a multiple of LANES; acc_w and w None: no weights.
+def _add_lanes(typingctx, acc_l, l, acc_w, w, start, n):
+    """acc_l[k] += float64(l[start + g + k]) (times w[start + g + k], and acc_w[k] += w[start + g
+    + k], with weights) for g in range(0, n, LANES) and k < min(LANES, n - g); acc_w and w None:
+    no weights. An offset, not a view of l: a view taken per row cost a reference count taken and
+    dropped (two calls into NRT) per row; the last group masked, as whole vectors: a scalar loop
+    over it left the sums to be read back as a vector from narrower stores, which the CPU cannot
+    forward (the lanes not read add 0, which leaves any sum as it is: a sum is never -0).
     The loop of fastbce_chunk.h with the sums in LLVM vectors (registers): written in Numba, they
     go through memory at every step (LLVM cannot tell the sums from l): 0.49 ns per float32
     element in cache against 0.08."""
     weighted = w is not types.none
     if not (_is_c_array(acc_l, types.float64) and _is_c_array(l) and isinstance(n, types.Integer)
-            and (not weighted or (_is_c_array(acc_w, types.float64)
+            and isinstance(start, types.Integer) and (not weighted or (_is_c_array(acc_w, types.float64)
                                   and _is_c_array(w, types.float64)))):
         return None
 
@@ -936,26 +970,28 @@ def _add_lanes(typingctx, acc_l, l, acc_w, w, n):
         sums = [(i, cgutils.alloca_once(builder, lanes)) for i in ((0, 2) if weighted else (0,))]
         for i, acc in sums:
             builder.store(load(i, zero), acc)
-        stop = context.cast(builder, args[4], signature.args[4], types.intp)
-        with cgutils.for_range_slice(builder, zero, stop, cgutils.intp_t(LANES)) as (g, _):
-            v = load(1, g)
+
+        def add(g, count):
+            v = load(1, g, count)
             if weighted:
-                wv = load(3, g)
+                wv = load(3, g, count)
                 v = builder.fmul(v, wv)
                 builder.store(builder.fadd(builder.load(sums[1][1]), wv), sums[1][1])
             builder.store(builder.fadd(builder.load(sums[0][1]), v), sums[0][1])
+        _lane_groups(context, builder, signature, args, 4, LANES, add)
         for i, acc in sums:
             builder.store(builder.load(acc), lanes_at(i, zero), align=8)
         return context.get_dummy_value()
-    return types.none(acc_l, l, acc_w, w, n), codegen
+    return types.none(acc_l, l, acc_w, w, start, n), codegen
 
 
 @intrinsic
-def _multiply_lanes(typingctx, m, q, n):
-    """m[k] *= q[g + k] for g in range(0, n, PROD_LANES) and k < PROD_LANES, n a multiple of
-    PROD_LANES: the lane products of the product path kept in registers (as _add_lanes)."""
+def _multiply_lanes(typingctx, m, q, start, n):
+    """m[k] *= q[start + g + k] for g in range(0, n, PROD_LANES) and k < min(PROD_LANES, n - g):
+    the lane products of the product path kept in registers (as _add_lanes; the lanes not read
+    multiply by 1)."""
     if not (_is_c_array(m, types.float64) and _is_c_array(q, types.float64)
-            and isinstance(n, types.Integer)):
+            and isinstance(start, types.Integer) and isinstance(n, types.Integer)):
         return None
 
     def codegen(context, builder, signature, args):
@@ -963,12 +999,13 @@ def _multiply_lanes(typingctx, m, q, n):
         zero = cgutils.intp_t(0)
         prod = cgutils.alloca_once(builder, ir.VectorType(ir.DoubleType(), PROD_LANES))
         builder.store(load(0, zero), prod)
-        stop = context.cast(builder, args[2], signature.args[2], types.intp)
-        with cgutils.for_range_slice(builder, zero, stop, cgutils.intp_t(PROD_LANES)) as (g, _):
-            builder.store(builder.fmul(builder.load(prod), load(1, g)), prod)
+
+        def multiply(g, count):
+            builder.store(builder.fmul(builder.load(prod), load(1, g, count, 1.0)), prod)
+        _lane_groups(context, builder, signature, args, 2, PROD_LANES, multiply)
         builder.store(builder.load(prod), lanes_at(0, zero), align=8)
         return context.get_dummy_value()
-    return types.none(m, q, n), codegen
+    return types.none(m, q, start, n), codegen
 
 
 @njit(**_JIT)
@@ -1109,30 +1146,6 @@ def _scatter_products(g, n, qbuf, lbuf, grp, ge, logits):
     grp[cur, 1] = sl
     grp[cur, 2] = c
     return out
-
-
-@njit(**_INLINE)
-def _row_done(mode, g32, g64, g_i32, row0, row, ncols, sums, cs, acc_l, acc_w, prod_m, prod_e,
-              lane_logs, by_product, use_w, logits):
-    """End of a row in lanes by column: its loss and Σw into its slot, the lanes reset; returns
-    FLAG_GROUP for a group id out of range (fastbce_chunk.h, fb_row_done)."""
-    slot = row0 + row if mode == MODE_ROWS else _group(g32, g64, g_i32, row)
-    bad = 0
-    if slot < 0 or slot >= sums.shape[1]:
-        bad = FLAG_GROUP
-    else:
-        loss = _lane_sum(acc_l)
-        if by_product:
-            _split(prod_m, prod_e, PROD_LANES)  # as fastbce_chunk.h: split before the logarithms
-            loss += _product_loss(logits, _lanes_log_product(prod_m, prod_e, lane_logs))
-        sums[cs, slot, 0] += loss
-        sums[cs, slot, 1] += _lane_sum(acc_w) if use_w else np.float64(ncols)
-    acc_l[:] = 0.0
-    acc_w[:] = 0.0
-    if by_product:
-        prod_m[:] = 1.0
-        prod_e[:] = 0
-    return bad
 
 
 @njit(**_INLINE)
@@ -1315,22 +1328,13 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
                     h = min(n, g + PROD_LANES)
                     _multiply_compensated(prod_m, comp, qbuf[g:h], qlo[g:h])
             elif product:
-                full = n - n % PROD_LANES
-                _multiply_lanes(prod_m, qbuf, full)
-                for k in range(n - full):
-                    prod_m[k] *= qbuf[full + k]
-            full = n - n % LANES
+                _multiply_lanes(prod_m, qbuf, 0, n)
             if sum_lbuf and use_w:
-                _add_lanes(acc_l, lbuf, acc_w, wbuf, full)
+                _add_lanes(acc_l, lbuf, acc_w, wbuf, 0, n)
             elif sum_lbuf:
-                _add_lanes(acc_l, lbuf, None, None, full)
+                _add_lanes(acc_l, lbuf, None, None, 0, n)
             elif use_w:
-                _add_lanes(acc_w, wbuf, None, None, full)
-            for k in range(n - full):  # wbuf holds ones without weights
-                if sum_lbuf:
-                    acc_l[k] += np.float64(lbuf[full + k]) * wbuf[full + k]
-                if use_w:
-                    acc_w[k] += wbuf[full + k]
+                _add_lanes(acc_w, wbuf, None, None, 0, n)
         elif mode == MODE_COLS:
             k = 0
             j = (b0 - start) % ncols
@@ -1388,36 +1392,43 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
                         if logits:
                             acc_l[(j + t) % LANES] += np.float64(lbuf[k + t])
                         t += 1
-                    full = (run - t) - (run - t) % PROD_LANES
-                    _multiply_lanes(prod_m, qbuf[k + t:k + t + full], full)
-                    if logits:
-                        _add_lanes(acc_l, lbuf[k + t:k + t + full], None, None, full)
-                    t += full
                     # the rest of the row (or block) from lane 0 on: lane q is element t + q
-                    for q in range(run - t):
-                        prod_m[q] *= qbuf[k + t + q]
-                        if logits:
-                            acc_l[q % LANES] += np.float64(lbuf[k + t + q])
+                    _multiply_lanes(prod_m, qbuf, k + t, run - t)
+                    if logits:
+                        _add_lanes(acc_l, lbuf, None, None, k + t, run - t)
                 else:
                     while t < run and (j + t) % LANES != 0:
                         acc_l[(j + t) % LANES] += np.float64(lbuf[k + t]) * wbuf[k + t]
                         acc_w[(j + t) % LANES] += wbuf[k + t]
                         t += 1
-                    full = (run - t) - (run - t) % LANES
-                    if use_w:
-                        _add_lanes(acc_l, lbuf[k + t:k + t + full], acc_w, wbuf[k + t:k + t + full],
-                                   full)
+                    if use_w:  # the rest from lane 0 on
+                        _add_lanes(acc_l, lbuf, acc_w, wbuf, k + t, run - t)
                     else:
-                        _add_lanes(acc_l, lbuf[k + t:k + t + full], None, None, full)
-                    t += full
-                    for q in range(run - t):  # the rest from lane 0 on
-                        acc_l[q] += np.float64(lbuf[k + t + q]) * wbuf[k + t + q]
-                        acc_w[q] += wbuf[k + t + q]
+                        _add_lanes(acc_l, lbuf, None, None, k + t, run - t)
                 k += run
                 j += run
                 if j == ncols:
-                    bad |= _row_done(mode, g32, g64, g_i32, row0, row, ncols, sums, cs, acc_l,
-                                     acc_w, prod_m, prod_e, lane_logs, by_product, use_w, logits)
+                    # the row's loss and Σw into its slot, the lanes reset (fastbce_chunk.h,
+                    # fb_row_done); written out here: as a function inlined by Numba (inline=
+                    # "always") its array arguments took and dropped a reference count each, two
+                    # calls into NRT per array and row (rows of 20 columns, eps 1e-10, one thread,
+                    # in cache: 84.7 -> 33.4 ns per row)
+                    slot = row0 + row if mode == MODE_ROWS else _group(g32, g64, g_i32, row)
+                    if slot < 0 or slot >= sums.shape[1]:
+                        bad |= FLAG_GROUP
+                    else:
+                        loss = _lane_sum(acc_l)
+                        if by_product:  # split before the logarithms, as fastbce_chunk.h
+                            _split(prod_m, prod_e, PROD_LANES)
+                            loss += _product_loss(logits,
+                                                  _lanes_log_product(prod_m, prod_e, lane_logs))
+                        sums[cs, slot, 0] += loss
+                        sums[cs, slot, 1] += _lane_sum(acc_w) if use_w else np.float64(ncols)
+                    acc_l[:] = 0.0
+                    acc_w[:] = 0.0
+                    if by_product:
+                        prod_m[:] = 1.0
+                        prod_e[:] = 0
                     j = 0
                     row += 1
         if product and lane_products:  # at most 27 factors per lane since the last split
