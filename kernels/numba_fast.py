@@ -958,7 +958,8 @@ def _add_lanes(typingctx, acc_l, l, acc_w, w, start, n):
     element in cache against 0.08."""
     weighted = w is not types.none
     if not (_is_c_array(acc_l, types.float64) and _is_c_array(l) and isinstance(n, types.Integer)
-            and isinstance(start, types.Integer) and (not weighted or (_is_c_array(acc_w, types.float64)
+            and isinstance(start, types.Integer)
+            and (not weighted or (_is_c_array(acc_w, types.float64)
                                   and _is_c_array(w, types.float64)))):
         return None
 
