@@ -657,10 +657,11 @@ def _loss_soft(p, y, n, ybuf, mbuf, pbuf, coef, lbuf, clip_lo, clip_hi, nll, omi
         if y is None:
             yv = ybuf[k]
         else:
-            out, not01 = _label_flags(y[k])
+            v = y[k]
+            out, not01 = _label_flags(v)
             bad |= out
             soft |= not01
-            yv = _as_type_of(pv, y[k])
+            yv = _as_type_of(pv, v)
             ybuf[k] = yv
         a, b = _coefficients(coef, pbuf[k], yv)
         l = nll_soft(pv, a, b, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg)
