@@ -146,6 +146,9 @@ _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS
                      "NUMBA_NUM_THREADS", "FASTBCE_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
                      "TF_NUM_INTEROP_THREADS")
 _threadpool_limiter = None
+# how Numba picks its threading layer and how OpenMP threads wait between parallel regions: both
+# move two-thread figures (README, "The speed targets"), so a report names the ones that were set
+_WAIT_VARIABLES = ("NUMBA_THREADING_LAYER", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
 
 
 def thread_environment(threads):
@@ -1047,6 +1050,7 @@ def run(*, sizes, ops, contenders, threads, budget, min_repeats, memory_size, ou
         "machine": machine_info(), "versions": _versions(), "load_before": _load(),
         "sizes": list(sizes), "ops": list(ops), "threads": list(threads), "budget_s": budget,
         "min_repeats": min_repeats, "memory_size": memory_size, "seed": seed, "reference": reference,
+        "thread_waiting": {name: os.environ[name] for name in _WAIT_VARIABLES if name in os.environ},
         "contenders": {}},
         "timings": [], "skips": [], "errors": [], "startup": [], "memory": [], "info": [], "workers": []}
     runnable = []
@@ -1204,6 +1208,10 @@ def markdown_report(results):
     layers = sorted({i["numba_threading_layer"] for i in results["info"] if i.get("numba_threading_layer")})
     if layers:
         lines += [f"Numba threading layer (fastbce[numba] and the ceiling): {', '.join(layers)}.", ""]
+    waiting = meta.get("thread_waiting")
+    if waiting:
+        lines += ["Set in the environment of every contender: "
+                  + ", ".join(f"`{name}={value}`" for name, value in waiting.items()) + ".", ""]
     lines += [
         f"Inputs: float32 predictions (probabilities, or logits) and float32 labels, 8 bytes per "
         f"element, the same arrays for every contender (int32 group ids for per-group). Elements/s = "

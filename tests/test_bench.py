@@ -132,6 +132,14 @@ def _synthetic_results():
                         "input_bytes": 2**20}]}
 
 
+def test_report_names_the_thread_waiting_variables_that_were_set():
+    results = _synthetic_results()
+    assert "Set in the environment" not in bench.markdown_report(results)
+    results["meta"]["thread_waiting"] = {"NUMBA_THREADING_LAYER": "omp", "OMP_WAIT_POLICY": "passive"}
+    assert ("Set in the environment of every contender: `NUMBA_THREADING_LAYER=omp`, "
+            "`OMP_WAIT_POLICY=passive`.") in bench.markdown_report(results)
+
+
 def test_markdown_report_table():
     text = bench.markdown_report(_synthetic_results())
     assert "| operation | contender | 1 thread: M elem/s | of ceiling | fastbce × | " \
@@ -154,7 +162,8 @@ def test_bench_command_writes_table_plot_and_json(tmp_path):
     command = [sys.executable, "-m", "fastbce", "bench", "--sizes", "1000", "2000", "--ops", "mean", "grad",
                "--contenders", "fastbce[numba]", "numpy", "--budget", "0.001", "--memory-size", "10000",
                "--no-cold-cache", "--output-dir", str(tmp_path)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    env = {**os.environ, "OMP_WAIT_POLICY": "passive"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     for name in ("BENCHMARKS.md", "BENCHMARKS.png", "BENCHMARKS.json"):
         assert str(tmp_path / name) in done.stdout  # says where the files went
@@ -162,6 +171,7 @@ def test_bench_command_writes_table_plot_and_json(tmp_path):
 
     results = json.loads((tmp_path / "BENCHMARKS.json").read_text())
     assert not results["errors"]
+    assert results["meta"]["thread_waiting"].get("OMP_WAIT_POLICY") == "passive"
     measured = {(r["contender"], r["op"], r["size"], r["threads"]) for r in results["timings"]}
     threads = results["meta"]["threads"]
     for op in ("mean", "grad"):
