@@ -973,7 +973,7 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
             FB_NAME(fb_fold_rounding)(prod_m, rnd, comp);
         FB_V(fb_split)(prod_m, prod_e, FB_PROD_LANES);
         double log_product = FB_V(fb_lanes_log_product)(prod_m, prod_e);
-        if (sizeof(FB_T) == 8) /* float64: log Π q = log Π m + Σ log1p(δ), log1p(δ) = δ to 2^-106 */
+        if (sizeof(FB_T) == 8) /* float64: log Π q = log Π m + log1p(comp), = comp to 2^-106 */
             log_product += (FB_V(fb_lane_sum)(comp) + FB_V(fb_lane_sum)(comp + 16))
                            + (FB_V(fb_lane_sum)(comp + 32) + FB_V(fb_lane_sum)(comp + 48));
         sums[0] = FB_V(fb_lane_sum)(acc_l) + FB_NAME(fb_product_loss)(a, log_product);

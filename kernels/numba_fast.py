@@ -1462,7 +1462,7 @@ def _chunk(y, p, w, has_w, pos_w, has_pw, mask, has_mask, g32, g64, g_i32, mode,
             _fold_rounding(prod_m, rnd, comp)
         _split(prod_m, prod_e, PROD_LANES)
         log_prod = _lanes_log_product(prod_m, prod_e, lane_logs)
-        if not f32:  # log Π q = log Π m + Σ log1p(δ), log1p(δ) = δ to 2^-106
+        if not f32:  # log Π q = log Π m + log1p(comp), = comp to 2^-106
             log_prod += ((_lane_sum(comp[:16]) + _lane_sum(comp[16:32]))
                          + (_lane_sum(comp[32:48]) + _lane_sum(comp[48:])))
         sums[c, 0, 0] = _lane_sum(acc_l) + _product_loss(logits, log_prod)
