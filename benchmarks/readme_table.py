@@ -177,7 +177,7 @@ def between_markers(readme_text):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2:
-        print(__doc__.split("\n\n")[1], file=sys.stderr)
+        print("usage: python benchmarks/readme_table.py benchmarks/results/<name> README.md", file=sys.stderr)
         return 2
     result_set, readme = Path(argv[0]), Path(argv[1])
     text = readme.read_text(encoding="utf-8")
