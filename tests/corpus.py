@@ -504,7 +504,7 @@ def digest(value):
             finite = f[np.isfinite(f)]
             record["summary"] = (f"sum={float(np.sum(finite))!r} n_nan={int(np.isnan(f).sum())} "
                                  f"n_inf={int(np.isinf(f).sum())} "
-                                 f"first={f.reshape(-1)[0]!r} last={f.reshape(-1)[-1]!r}")
+                                 f"first={float(f.reshape(-1)[0])!r} last={float(f.reshape(-1)[-1])!r}")
     return record
 
 

@@ -55,10 +55,12 @@ def _compare(expected, got):
         fields = [f for f in ("type", "dtype", "shape", "sha256") if want[f] != have[f]]
         if fields:
             detail = ", ".join(f"{f} {want[f]!r} -> {have[f]!r}" for f in fields if f != "sha256")
+            same = ("\n      (the summaries agree: the difference is in bits or elements they do "
+                    "not show)" if want["summary"] == have["summary"] else "")
             problems.append(
                 f"output {name!r} differs ({', '.join(fields)}){': ' + detail if detail else ''}\n"
-                f"      recorded: {want['summary']}\n"
-                f"      now:      {have['summary']}")
+                f"      recorded: {want['summary']}  [sha256 {want['sha256'][:12]}]\n"
+                f"      now:      {have['summary']}  [sha256 {have['sha256'][:12]}]{same}")
     return problems
 
 
@@ -74,7 +76,9 @@ def test_outputs_are_bit_identical(call):
     assert expected is not None, (f"call {call.id} is not in {corpus.DATA_PATH.name}: record it with "
                                   "`python tests/corpus.py --write` (only if its outputs are meant to be new)")
     problems = _compare(expected["outputs"], corpus.run_call(call))
-    assert not problems, (f"call {call.id}:\n  " + "\n  ".join(problems) + "\n  " + _environment_note())
+    if problems:
+        pytest.fail(f"call {call.id}:\n  " + "\n  ".join(problems) + "\n  " + _environment_note(),
+                    pytrace=False)
 
 
 def test_record_and_corpus_list_the_same_calls():
