@@ -8,6 +8,7 @@ sums per slot, the element losses or the gradient; :func:`value_of` turns the su
 import numpy as np
 
 from ._backends import load_backend, resolve_backend
+from ._config import launch_guard
 from ._fastpath import fast_pass_arguments, run_fast_pass
 from ._kernels import (
     FLAG_GROUP,
@@ -119,7 +120,8 @@ def run_pass(plan, backend, n_threads, *, want_grad=False, out=None, n_stats=2, 
     """Run one kernel pass. Returns (totals, element losses or None, gradient or None); totals has
     one row per slot: Σw·l, Σw, then (n_stats=7) count, Σw·y, Σw·q, Σw·positive, Σw·negative part.
     With want_value=False the caller needs only the gradient and Σw (the fast path skips the loss)."""
-    kernel = load_backend(resolve_backend(backend))
+    backend = resolve_backend(backend)
+    kernel = load_backend(backend)
     threads = resolve_num_threads(n_threads)
     n_rows, n_cols = plan.p.shape
     rows_per_chunk, n_chunks = chunking(n_rows, n_cols, plan.mode, plan.n_slots)
@@ -135,17 +137,20 @@ def run_pass(plan, backend, n_threads, *, want_grad=False, out=None, n_stats=2, 
         sums = np.empty((1 if plan.mode == MODE_ROWS else n_chunks, plan.n_slots, n_stats))
         sums.fill(0.0)
         flags = np.zeros(n_chunks, np.uint8)
-        if fast is not None:
-            run_fast_pass(kernel, fast, rows_per_chunk, n_cols, sums, flags,
-                          None if grad is None else plan.as_2d(grad), row_scale, col_scale, want_value,
-                          threads)
-        else:
-            kernel.bce_pass(
-                plan.y, plan.p, plan.w, plan.pw, plan.mask, plan.groups, plan.y_half, plan.p_half,
-                plan.from_logits, plan.eps, plan.smoothing, plan.nan_mode, plan.gamma, plan.alpha,
-                plan.mode, rows_per_chunk, sums,
-                None if loss_out is None else plan.as_2d(loss_out), None if grad is None else plan.as_2d(grad),
-                row_scale, col_scale, flags, threads)
+        # a lock where Numba's threading layer is unsafe for concurrent launches (fastbce/_config.py)
+        with launch_guard(backend):
+            if fast is not None:
+                run_fast_pass(kernel, fast, rows_per_chunk, n_cols, sums, flags,
+                              None if grad is None else plan.as_2d(grad), row_scale, col_scale,
+                              want_value, threads)
+            else:
+                kernel.bce_pass(
+                    plan.y, plan.p, plan.w, plan.pw, plan.mask, plan.groups, plan.y_half, plan.p_half,
+                    plan.from_logits, plan.eps, plan.smoothing, plan.nan_mode, plan.gamma, plan.alpha,
+                    plan.mode, rows_per_chunk, sums,
+                    None if loss_out is None else plan.as_2d(loss_out),
+                    None if grad is None else plan.as_2d(grad),
+                    row_scale, col_scale, flags, threads)
         bad = int(np.bitwise_or.reduce(flags))
         if bad:
             raise ValueError("; ".join(message for bit, message in _FLAG_MESSAGES if bad & bit))
