@@ -10,6 +10,7 @@ import time
 
 from ._api import bce
 from ._backends import BACKENDS, resolve_backend
+from ._config import config, format_config
 from .bench import add_arguments as add_bench_arguments
 from .bench import bench_command
 from ._report import Y_PRED_DEFAULTS, Y_TRUE_DEFAULTS, format_report, score_file
@@ -41,6 +42,8 @@ def score(args):
 def demo(args):
     backend = resolve_backend(args.backend)
     threads = resolve_num_threads(args.threads)
+    print("Configuration (fastbce.show_config()):")
+    print(format_config(config()) + "\n")
     print(f"Generating the default data set: {args.size:,} float32 predictions, uint8 labels (seed {args.seed})")
     y_true, y_pred = make_default_data(args.size, args.seed)
 

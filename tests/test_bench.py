@@ -12,6 +12,7 @@ import tomllib
 import numpy as np
 import pytest
 
+import fastbce
 from fastbce import bench
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -188,6 +189,10 @@ def test_bench_command_writes_table_plot_and_json(tmp_path):
     assert "| mean | **fastbce[numba]** |" in text and "| grad | numpy |" in text
     assert "## Start-up time and peak extra memory" in text
     assert "fastbce bench --sizes 1000 2000" in text
+    config = results["meta"]["fastbce_config"]  # fastbce.show_config() of the run
+    assert config == fastbce.show_config(mode="dicts")
+    assert (f"Numba threading layer {config['numba threading layer']}, concurrent Numba calls "
+            f"{'serialised' if config['numba calls serialised'] else 'not serialised'}.") in text
 
     png = (tmp_path / "BENCHMARKS.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"

@@ -37,6 +37,9 @@ def test_demo_prints_loss_backend_and_threads():
     assert backend.group(1) in ("cython", "numba")
     assert int(backend.group(2)) == fastbce.get_num_threads()
     assert "M predictions/s" in result.stdout
+    config = fastbce.show_config(mode="dicts")  # the demo prints show_config()
+    assert f"numba threading layer   {config['numba threading layer']}" in result.stdout
+    assert f"default backend         {backend.group(1)}" in result.stdout
 
 
 def test_demo_numba_one_thread_from_the_environment():

@@ -85,6 +85,14 @@ def markdown_report(results):
               f"Python {machine['python']}; load average (1, 5, 15 min) before the run "
               f"{meta.get('load_before')}, after {meta.get('load_after')}.", ""]
     lines += ["Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ".", ""]
+    fastbce_config = meta.get("fastbce_config")
+    if fastbce_config:
+        serialised = fastbce_config.get("numba calls serialised")
+        lines += [f"fastbce configuration (`fastbce.show_config()`): default backend "
+                  f"{fastbce_config['default backend']}, C kernel variant "
+                  f"{fastbce_config.get('cython simd variant') or 'none (extension not built)'}, Numba "
+                  f"threading layer {fastbce_config.get('numba threading layer')}, concurrent Numba calls "
+                  f"{'serialised' if serialised else 'not serialised'}.", ""]
     layers = sorted({i["numba_threading_layer"] for i in results["info"] if i.get("numba_threading_layer")})
     if layers:
         lines += [f"Numba threading layer (fastbce[numba] and the ceiling): {', '.join(layers)}.", ""]

@@ -329,6 +329,13 @@ def machine_info():
             "python": platform.python_version()}
 
 
+def _fastbce_config():
+    """fastbce.show_config() of this process (its environment is every contender's)."""
+    from .._config import config
+
+    return config()
+
+
 def _load():
     try:
         return [round(x, 2) for x in os.getloadavg()]
@@ -347,6 +354,7 @@ def run(*, sizes, ops, contenders, threads, budget, min_repeats, memory_size, ou
         "command": command, "mode": mode,
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine_info(), "versions": _versions(), "load_before": _load(),
+        "fastbce_config": _fastbce_config(),
         "sizes": list(sizes), "ops": list(ops), "threads": list(threads), "budget_s": budget,
         "min_repeats": min_repeats, "memory_size": memory_size, "seed": seed, "reference": reference,
         "thread_waiting": {name: os.environ[name] for name in _WAIT_VARIABLES if name in os.environ},
