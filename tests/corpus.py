@@ -519,10 +519,13 @@ def run_call(call):
 
 def cpu_has_fma():
     """Whether the compiled fast path runs with fused multiply-adds here: an x86-64 CPU with the
-    x86-64-v3 features (AVX2, FMA, ...; the Cython SIMD variants "v3"/"v4") and no
-    ``FASTBCE_SIMD=base``. Read from the CPU flags, not from fastbce's private modules."""
+    x86-64-v3 features (AVX2, FMA, ...; the Cython SIMD variants "v3"/"v4"), or an aarch64 CPU
+    (FMA is part of ARMv8: the "aarch64" variant), and no ``FASTBCE_SIMD=base``. Read from the CPU
+    flags, not from fastbce's private modules."""
     if os.environ.get("FASTBCE_SIMD", "") == "base":
         return False
+    if platform.machine().lower() in ("aarch64", "arm64"):
+        return True
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return False
     try:

@@ -103,7 +103,7 @@ def test_corpus_covers_the_public_api():
     import fastbce
 
     public = [name for name in fastbce.__all__
-              if name not in ("ScoreResult", "get_num_threads", "set_num_threads")]
+              if name not in ("ScoreResult", "get_num_threads", "set_num_threads", "show_config")]
     if _HAS_DASK:
         import fastbce.dask
 
