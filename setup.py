@@ -68,5 +68,9 @@ extension = Extension(
     optional=os.environ.get("FASTBCE_REQUIRE_EXTENSION") != "1",
 )
 
-if __name__ == "__main__":  # setuptools runs this file as __main__; tests import has_openmp
-    setup(ext_modules=cythonize([extension], language_level=3), cmdclass={"build_ext": BuildExtension})
+ext_modules = cythonize([extension], language_level=3)
+for module in ext_modules:  # cythonize returns new Extensions without `optional`
+    module.optional = extension.optional
+
+if __name__ == "__main__":  # setuptools runs this file as __main__; tests import its functions
+    setup(ext_modules=ext_modules, cmdclass={"build_ext": BuildExtension})

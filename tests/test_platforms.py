@@ -3,6 +3,7 @@ show_config, and the declared dependencies on platforms without a tbb wheel."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -10,7 +11,6 @@ import tomllib
 from contextlib import nullcontext
 from pathlib import Path
 
-import numpy as np
 import pytest
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
@@ -258,13 +258,22 @@ def test_no_wheel_table_fails_a_bad_declaration():
 
 @pytest.fixture(scope="module")
 def setup_script():
-    """setup.py's globals, without running setup() (Cython, a build requirement, may be absent)."""
+    """setup.py's globals, without running setup(). Cython, a build requirement, may be absent:
+    its cythonize is replaced by one that, as Cython's, returns new Extensions that keep the
+    compile arguments but not ``optional``."""
     import runpy
     import types
     from unittest import mock
 
+    from setuptools import Extension
+
+    def cythonize(extensions, **options):
+        return [Extension(e.name, [s.replace(".pyx", ".c") for s in e.sources], include_dirs=e.include_dirs,
+                          extra_compile_args=e.extra_compile_args, extra_link_args=e.extra_link_args)
+                for e in extensions]
+
     build = types.ModuleType("Cython.Build")
-    build.cythonize = lambda extensions, **options: extensions
+    build.cythonize = cythonize
     with mock.patch.dict(sys.modules, {"Cython": types.ModuleType("Cython"), "Cython.Build": build}):
         return runpy.run_path(str(ROOT / "setup.py"), run_name="setup_probe")
 
@@ -305,8 +314,32 @@ def test_no_openmp_skips_the_optional_extension(setup_script, clang_without_open
 
     command = setup_script["BuildExtension"](Distribution())
     command.compiler = _compiler(clang_without_openmp)
-    extension = setup_script["extension"]
+    [extension] = setup_script["ext_modules"]  # what setup() builds
     with pytest.raises(CompileError, match="does not build OpenMP programs"):
         command.build_extension(extension)
     # a build error of an optional extension is a warning: the install goes on without it
     assert extension.optional is (os.environ.get("FASTBCE_REQUIRE_EXTENSION") != "1")
+    warnings = []
+    command.warn = warnings.append
+    command.extensions = [extension]
+    if extension.optional:
+        command.build_extensions()  # the build step setuptools runs: a warning, no error
+        assert len(warnings) == 1 and "does not build OpenMP programs" in warnings[0]
+
+
+# ---- the C kernels on aarch64 (cross-compiled, under qemu) -------------------------------------
+
+_CROSS_TOOLS = ("aarch64-linux-gnu-gcc", "qemu-aarch64", "make")
+
+
+@pytest.mark.skipif(not all(map(shutil.which, _CROSS_TOOLS)),
+                    reason="needs Debian's gcc-aarch64-linux-gnu and qemu-user (apt-get install "
+                           "gcc-aarch64-linux-gnu qemu-user), and make")
+def test_aarch64_kernels_give_the_bits_of_the_x86_fma_variants():
+    """`make check-aarch64`: the C fast path's aarch64 variant, run under qemu, gives the same bits
+    as x86-64-v4 and v3 on fixed inputs (and the no-FMA baseline does not)."""
+    result = subprocess.run(["nice", "-n", "15", "make", "-j2", "check-aarch64"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = result.stdout.strip().splitlines()[-1]
+    assert "of 'aarch64 (NEON, FMA)' under qemu equal those of 'x86-64-v" in summary, summary
