@@ -17,9 +17,12 @@ The rule fastbce applies: only ``tbb`` launches concurrently. On every other lay
 ``workqueue``, and any layer this module does not know) the Numba backend takes a process-wide
 lock around each kernel launch, so concurrent callers queue; a call already uses every thread, so
 queuing costs little throughput. The lock is renewed in a forked child (a lock held by another
-thread at the fork would otherwise never be released there). A child forked after the ``omp``
-layer started cannot launch at all; there a Numba call raises :class:`RuntimeError` with the
-ways out, instead of the child being terminated.
+thread at the fork would otherwise never be released there).
+
+``omp`` and the Cython backend share GNU OpenMP, which cannot start a parallel region in a child
+forked after its parent ran one. In such a child a Numba call on ``omp`` raises
+:class:`RuntimeError` with the ways out (instead of the child being terminated or hanging), and
+the Cython backend runs on one thread (as it does after its own parallel regions).
 """
 
 import os
@@ -39,15 +42,31 @@ FORK_UNSAFE_LAYERS = frozenset({"omp"})
 _launch_lock = threading.Lock()
 _no_lock = nullcontext()
 _layer = None  # the Numba threading layer of this process, once known
-_inherited_layer = False  # this process is a fork of one whose Numba layer had started
+# this process is a fork of one that had used GNU OpenMP: Numba's omp layer or Cython's regions
+_forked_after_openmp = False
+_forked_after_numba_omp = False  # ... and of one whose Numba layer was omp
+
+
+def _started_layer():
+    """The Numba threading layer if it has started in this process, else None."""
+    if _layer is not None:
+        return _layer
+    parallel = sys.modules.get("numba.np.ufunc.parallel")
+    if parallel is None or not getattr(parallel, "_is_initialized", False):
+        return None
+    try:
+        return sys.modules["numba"].threading_layer()
+    except (KeyError, ValueError):
+        return None
 
 
 def _after_fork_in_child():
-    global _launch_lock, _inherited_layer
+    global _launch_lock, _forked_after_openmp, _forked_after_numba_omp
     _launch_lock = threading.Lock()
-    parallel = sys.modules.get("numba.np.ufunc.parallel")
-    started = parallel is not None and getattr(parallel, "_is_initialized", False)
-    _inherited_layer = _inherited_layer or _layer is not None or bool(started)
+    cython = sys.modules.get("fastbce._kernels.cython_kernels")
+    _forked_after_numba_omp = _forked_after_numba_omp or _started_layer() in FORK_UNSAFE_LAYERS
+    _forked_after_openmp = (_forked_after_openmp or _forked_after_numba_omp
+                            or bool(getattr(cython, "_openmp_started", False)))
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -77,13 +96,20 @@ def launch_guard(backend):
     if backend != "numba":
         return _no_lock
     layer = numba_threading_layer()
-    if _inherited_layer and layer in FORK_UNSAFE_LAYERS:
+    if _forked_after_openmp and layer in FORK_UNSAFE_LAYERS:
         raise RuntimeError(
-            f"fastbce: this process was forked after Numba's {layer!r} threading layer started in its "
-            "parent, and that layer cannot run in a forked child (Numba would terminate the process). "
-            "Use the 'spawn' or 'forkserver' start method of multiprocessing, install TBB "
-            "(`pip install tbb`) or set NUMBA_THREADING_LAYER=tbb or workqueue, or use backend='cython'")
+            f"fastbce: this process was forked after its parent ran GNU OpenMP (Numba's {layer!r} "
+            f"threading layer or the Cython backend), and Numba's {layer!r} layer cannot run in such a "
+            "child (it would be terminated or hang). Use the 'spawn' or 'forkserver' start method of "
+            "multiprocessing, install TBB (`pip install tbb`) or set NUMBA_THREADING_LAYER=tbb or "
+            "workqueue, or use backend='cython'")
     return _launch_lock if calls_serialised(layer) else _no_lock
+
+
+def fork_safe_threads(backend, threads):
+    """The thread count for a launch of ``backend``: 1 for Cython in a child forked after Numba's
+    omp layer started (GNU OpenMP, which both use, would hang), else ``threads``."""
+    return 1 if backend == "cython" and _forked_after_numba_omp else threads
 
 
 def _simd_variant():

@@ -8,7 +8,7 @@ sums per slot, the element losses or the gradient; :func:`value_of` turns the su
 import numpy as np
 
 from ._backends import load_backend, resolve_backend
-from ._config import launch_guard
+from ._config import fork_safe_threads, launch_guard
 from ._fastpath import fast_pass_arguments, run_fast_pass
 from ._kernels import (
     FLAG_GROUP,
@@ -126,6 +126,7 @@ def run_pass(plan, backend, n_threads, *, want_grad=False, out=None, n_stats=2, 
     n_rows, n_cols = plan.p.shape
     rows_per_chunk, n_chunks = chunking(n_rows, n_cols, plan.mode, plan.n_slots)
     threads = min(threads, n_chunks)  # a small input runs on one thread: no wake-up cost
+    threads = fork_safe_threads(backend, threads)  # GNU OpenMP after a fork (fastbce/_config.py)
     loss_out = _new_output(plan) if plan.reduction == "none" else None
     grad = _check_out(out, plan) if want_grad else None
     fast = fast_pass_arguments(plan, kernel, n_stats, grad)  # fastbce/_fastpath.py

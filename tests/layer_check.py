@@ -12,7 +12,7 @@ import threading
 import numpy as np
 
 import fastbce
-from fastbce import _config
+from fastbce import _backends, _config
 
 N = 70_000  # three chunks: the kernels launch on two threads
 ROUNDS = 3  # calls per Python thread and case
@@ -43,12 +43,27 @@ def digest(value):
     return [float(value.sum(dtype=np.float64)).hex()] + [float(v).hex() for v in value[:: max(1, value.size // 5)]]
 
 
-def _in_child(queue):
-    y, p32, p64 = inputs()
+def _in_child(queue, backend):
+    y, p32, _ = inputs()
     try:
-        queue.put(("ok", digest(cases(y, p32, p64)[0][1](2))))
+        queue.put(("ok", digest(fastbce.bce(y, p32, backend=backend, n_threads=2))))
     except RuntimeError as error:
         queue.put(("RuntimeError", str(error)))
+
+
+def forked(backend):
+    """(status, value) of the fast-path mean in a child forked now."""
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_in_child, args=(queue, backend))
+    child.start()
+    child.join(timeout=120)
+    if child.is_alive():
+        child.kill()
+        return ["hung", None]
+    if child.exitcode != 0:
+        return ["exit", child.exitcode]
+    return list(queue.get(timeout=10))
 
 
 def main():
@@ -75,23 +90,14 @@ def main():
     for thread in threads:
         thread.join()
 
-    context = multiprocessing.get_context("fork")
-    queue = context.Queue()
-    child = context.Process(target=_in_child, args=(queue,))
-    child.start()
-    child.join(timeout=120)
-    if child.is_alive():
-        child.kill()
-        forked = ("hung", None)
-    elif child.exitcode != 0:
-        forked = ("exit", child.exitcode)
-    else:
-        forked = queue.get(timeout=10)
+    fork = forked("numba")
+    # the Cython backend (GNU OpenMP, as the omp layer) in a child forked after these Numba calls
+    fork_cython = {"cython": forked("cython")} if _backends.cython_available() else {}
 
     report = {"layer": info["numba threading layer"], "serialised": info["numba calls serialised"],
                "forced": os.environ.get("NUMBA_THREADING_LAYER"), "serial": serial,
                "one_thread": one_thread, "calls": 8 * ROUNDS * len(calls), "mismatches": mismatches,
-               "errors": errors, "fork": list(forked)}
+               "errors": errors, "fork": fork, "fork_cython": fork_cython}
     with open(sys.argv[1], "w") as file:
         json.dump(report, file)
 

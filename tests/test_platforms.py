@@ -72,10 +72,14 @@ def test_fork_after_a_parallel_call_on_every_layer(layer_runs, layer):
     status, value = run["fork"]
     if layer == "omp":
         assert status == "RuntimeError", run["fork"]
-        assert "forked after Numba's 'omp' threading layer" in value and "spawn" in value
+        assert "forked after its parent ran GNU OpenMP" in value and "spawn" in value
     else:
         assert status == "ok", run["fork"]
         assert value == run["serial"]["fast-mean"]
+    if "cython" in run["fork_cython"]:  # Cython in the child: on one thread after omp, never hung
+        status, value = run["fork_cython"]["cython"]
+        assert status == "ok", run["fork_cython"]
+        assert float.fromhex(value) == pytest.approx(float.fromhex(run["serial"]["fast-mean"]), rel=1e-6)
 
 
 def test_same_results_on_every_layer_and_thread_count(layer_runs):
@@ -101,9 +105,10 @@ def test_same_results_on_every_layer_and_thread_count(layer_runs):
 @pytest.fixture
 def layer(monkeypatch):
     """Pretend Numba runs on a given layer (no kernel is launched by these tests)."""
-    def set_layer(name, inherited=False):
+    def set_layer(name, forked_after_openmp=False, forked_after_numba_omp=False):
         monkeypatch.setattr(_config, "_layer", name)
-        monkeypatch.setattr(_config, "_inherited_layer", inherited)
+        monkeypatch.setattr(_config, "_forked_after_openmp", forked_after_openmp)
+        monkeypatch.setattr(_config, "_forked_after_numba_omp", forked_after_numba_omp)
     return set_layer
 
 
@@ -118,14 +123,22 @@ def test_launch_guard_follows_the_layer_rule(layer):
         assert isinstance(_config.launch_guard(backend), nullcontext)
 
 
-def test_a_child_forked_after_omp_gets_a_clear_error(layer):
-    layer("omp", inherited=True)
-    with pytest.raises(RuntimeError, match="forked after Numba's 'omp' threading layer.*spawn"):
+def test_a_child_forked_after_openmp_gets_a_clear_error(layer):
+    layer("omp", forked_after_openmp=True)
+    with pytest.raises(RuntimeError, match="forked after its parent ran GNU OpenMP.*spawn"):
         _config.launch_guard("numba")
-    layer("workqueue", inherited=True)  # workqueue and tbb run in a forked child
+    layer("workqueue", forked_after_openmp=True)  # workqueue and tbb run in a forked child
     assert _config.launch_guard("numba") is _config._launch_lock
-    layer("omp", inherited=False)
+    layer("omp")
     assert _config.launch_guard("numba") is _config._launch_lock
+
+
+def test_cython_runs_on_one_thread_in_a_child_forked_after_numba_omp(layer):
+    layer("omp", forked_after_openmp=True, forked_after_numba_omp=True)
+    assert _config.fork_safe_threads("cython", 2) == 1
+    assert _config.fork_safe_threads("numpy", 2) == 2
+    layer("omp", forked_after_openmp=True)  # after Cython's own regions: its own flag handles it
+    assert _config.fork_safe_threads("cython", 2) == 2
 
 
 def test_the_lock_serialises_launches(monkeypatch, layer):
@@ -148,12 +161,14 @@ def test_the_lock_serialises_launches(monkeypatch, layer):
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
 def test_a_forked_child_gets_a_free_lock(layer):
-    """A lock held by another thread at the fork is not held in the child."""
-    layer("workqueue")
+    """A lock held by another thread at the fork is not held in the child, which knows it was forked
+    after the (pretended) omp layer started."""
+    layer("omp")
     with _config._launch_lock:
         pid = os.fork()
-        if pid == 0:  # the child: exit code 0 only if the lock can be taken and the fork is known
-            os._exit(0 if _config._inherited_layer and _config.launch_guard("numba").acquire(timeout=5) else 1)
+        if pid == 0:  # the child: exit code 0 only if the lock is free and the fork is known
+            known = _config._forked_after_openmp and _config._forked_after_numba_omp
+            os._exit(0 if known and _config._launch_lock.acquire(timeout=5) else 1)
         _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
 
