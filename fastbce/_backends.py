@@ -26,7 +26,8 @@ def _prefer_tbb_threading():
     search in a virtual environment, so Numba would fall back to OpenMP; loading it by path first
     fixes that. Without the wheel nothing changes.
     """
-    library = os.path.join(sys.prefix, "lib", "libtbb.so.12")
+    name = "libtbb.12.dylib" if sys.platform == "darwin" else "libtbb.so.12"
+    library = os.path.join(sys.prefix, "lib", name)
     if os.path.exists(library):
         try:
             ctypes.CDLL(library, mode=ctypes.RTLD_GLOBAL)

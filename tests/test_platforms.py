@@ -347,6 +347,9 @@ def test_no_openmp_skips_the_optional_extension(setup_script, clang_without_open
 _CROSS_TOOLS = ("aarch64-linux-gnu-gcc", "qemu-aarch64", "make")
 
 
+@pytest.mark.skipif(os.environ.get("FASTBCE_CHECK_AARCH64") != "1",
+                    reason="set FASTBCE_CHECK_AARCH64=1 to run `make check-aarch64` (its two -O3 "
+                           "builds take 1-2 minutes on 2 cores)")
 @pytest.mark.skipif(not all(map(shutil.which, _CROSS_TOOLS)),
                     reason="needs Debian's gcc-aarch64-linux-gnu and qemu-user (apt-get install "
                            "gcc-aarch64-linux-gnu qemu-user), and make")
