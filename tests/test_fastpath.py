@@ -20,7 +20,7 @@ import fastbce
 from conftest import COMPILED_BACKENDS
 from test_focal import focal_elements
 from fastbce import _backends
-from fastbce._kernels.numba_fast import ROW_PRODUCT_COLS
+from fastbce._kernels import ROW_PRODUCT_COLS
 
 EPS = 1e-7
 # Bounds reached (and asserted): float32 losses and gradients within 2 ulp of the correctly
