@@ -183,6 +183,26 @@ def test_llvm_module_lists_its_intrinsics():
     assert set(public) == set(LLVM_ONLY)
 
 
+# The general pass: kernels/cython_kernels.pyx (up to its fast-path part) <-> kernels/numba/general.py,
+# same names. Functions of one side only, and why:
+CYTHON_GENERAL_ONLY = {
+    "run_chunk": "the rows of one chunk (Numba's _bce_pass has that loop in its prange body)",
+    "_label_operand": "labels in a dtype of the fused label type, converted if need be",
+    "_same_weight_dtype": "both weights in one dtype of the fused weight type",
+    "_after_fork_in_child": "GNU OpenMP cannot start threads in a child forked after it ran",
+}
+NUMBA_GENERAL_ONLY = {}
+_PYX_DEFINITION = re.compile(r"^(?:cdef|cpdef|def)\s+(?:inline\s+)?(?:[\w\[\]:, ]+\s+)?(\w+)\(", re.M)
+
+
+def test_general_pass_twins():
+    pyx = (KERNELS / "cython_kernels.pyx").read_text()
+    general = pyx[:pyx.index("# Fast path")]
+    cython = [f for f in _PYX_DEFINITION.findall(general) if f not in CYTHON_GENERAL_ONLY]
+    numba = [f for f in numba_functions("general.py") if f not in NUMBA_GENERAL_ONLY]
+    assert cython == numba
+
+
 @pytest.mark.parametrize("name", PAIRS)
 def test_twin_files_name_each_other(name):
     """The header comment of each twin file names its twin."""

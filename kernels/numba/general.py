@@ -45,8 +45,8 @@ def half_to_double(bits):
 
 
 @njit(cache=True)
-def load(array, i, j, is_half):
-    """Element (i, j) as float64; float16 arrays arrive viewed as uint16."""
+def as_double(array, i, j, is_half):
+    """Element (i, j) as float64; float16 arrays arrive viewed as uint16 (their bits)."""
     if is_half:
         return half_to_double(array[i, j])
     return np.float64(array[i, j])
@@ -163,9 +163,9 @@ def _bce_pass(y, p, w, pw, mask, groups, row_scale, col_scale, sums, flags, loss
                         grad_out[i, j] = 0.0
                     continue
                 bits, counted, weight, loss, grad, wy, wq, positive, negative = weighted_element(
-                    load(y, i, j, o.y_half), load(p, i, j, o.p_half), np.float64(w[i, j]),
-                    np.float64(pw[i, j]), o.from_logits, o.eps, keep, shift, o.nan_mode, o.gamma,
-                    o.alpha)
+                    as_double(y, i, j, o.y_half), as_double(p, i, j, o.p_half),
+                    np.float64(w[i, j]), np.float64(pw[i, j]), o.from_logits, o.eps, keep, shift,
+                    o.nan_mode, o.gamma, o.alpha)
                 bad |= bits
                 slot = j if mode == MODE_COLS else row_slot
                 sums[k, slot, 0] += loss
