@@ -2,10 +2,9 @@
 
 Parquet is streamed with ``ParquetFile.iter_batches``, CSV with pyarrow's streaming CSV reader and
 Arrow IPC files batch by batch, so memory stays bounded by the batch (or row group) size whatever
-the file size. ``.npy`` files are
-memory-mapped (a structured array: one column per field); ``.npz`` members are read into memory
-whole, since NumPy cannot memory-map inside a zip archive. Batches hold pyarrow Arrays or NumPy
-views, which the fastbce API reads without copies.
+the file size. ``.npy`` files are memory-mapped (a structured array: one column per field);
+``.npz`` members are read into memory whole, since NumPy cannot memory-map inside a zip archive.
+Batches hold pyarrow Arrays or NumPy views, which the fastbce API reads without copies.
 """
 
 from dataclasses import dataclass

@@ -112,7 +112,7 @@ def _check_option(value, name, choices):
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
 
 
-def _check_axis(axis, ndim):
+def check_axis(axis, ndim):
     if axis is None:
         return None
     if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
@@ -166,7 +166,7 @@ def make_plan(y_true, y_pred, *, from_logits, eps, sample_weight, pos_weight, la
         y_true, y_pred, sample_weight, pos_weight, mask, groups)
     y_true, y_pred = _check_data(y_true, y_pred)
     shape = y_pred.shape
-    axis = _check_axis(axis, y_pred.ndim)
+    axis = check_axis(axis, y_pred.ndim)
     if reduction == "none" and axis is not None:
         raise ValueError("axis applies to reduction='mean' or 'sum', not 'none'")
 

@@ -8,7 +8,7 @@ figure is a ratio of these sums, so partial results merge exactly by addition.
 
 import numpy as np
 
-from ._api import run_pass
+from ._engine import run_pass
 from ._kernels import MODE_ALL, MODE_COLS, MODE_GROUPS, MODE_ROWS
 from ._plan import make_plan
 

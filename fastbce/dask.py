@@ -14,8 +14,8 @@ import dask.array as da
 import numpy as np
 
 from . import _api
-from ._api import _reciprocal, run_pass
-from ._plan import _check_axis, make_plan
+from ._engine import reciprocal, run_pass
+from ._plan import check_axis, make_plan
 from ._score import N_STATS, ScoreResult
 
 __all__ = ["bce", "bce_grad", "score"]
@@ -127,7 +127,7 @@ def bce(y_true, y_pred, *, from_logits=False, eps=1e-7, sample_weight=None, pos_
     """
     _check_reduction(reduction)
     operands, ndim = _operands(y_true, y_pred, sample_weight, pos_weight, mask)
-    axis = _check_axis(axis, ndim)
+    axis = check_axis(axis, ndim)
     options = dict(from_logits=from_logits, eps=eps, label_smoothing=label_smoothing,
                    nan_policy=nan_policy, n_threads=n_threads, backend=backend)
     if reduction == "none":
@@ -150,13 +150,13 @@ def bce_grad(y_true, y_pred, *, from_logits=False, eps=1e-7, sample_weight=None,
     """
     _check_reduction(reduction, ("mean", "sum"))
     operands, ndim = _operands(y_true, y_pred, sample_weight, pos_weight, mask)
-    axis = _check_axis(axis, ndim)
+    axis = check_axis(axis, ndim)
     options = dict(from_logits=from_logits, eps=eps, label_smoothing=label_smoothing,
                    nan_policy=nan_policy, n_threads=n_threads, backend=backend)
     scale = None
     if reduction == "mean":
         weight_sum = _sums(operands, axis, None, None, 2, options)[:, 1]
-        scale = weight_sum.map_blocks(_reciprocal, dtype=np.float64)
+        scale = weight_sum.map_blocks(reciprocal, dtype=np.float64)
         scale = scale[:, None] if axis == 1 else scale[None, :]  # per sample, per label or (1, 1)
     return _elements(operands, ndim, scale, True, options)
 
@@ -166,7 +166,7 @@ def score(y_true, y_pred, *, from_logits=False, eps=1e-7, sample_weight=None, ma
           backend=None):
     """Lazy :func:`fastbce.score`: a ``dask.delayed`` that computes to a :class:`fastbce.ScoreResult`."""
     operands, ndim = _operands(y_true, y_pred, sample_weight, None, mask)
-    axis = _check_axis(axis, ndim)
+    axis = check_axis(axis, ndim)
     options = dict(from_logits=from_logits, eps=eps, label_smoothing=0.0, nan_policy=nan_policy,
                    n_threads=n_threads, backend=backend)
     totals = _sums(operands, axis, groups, n_groups, N_STATS, options)

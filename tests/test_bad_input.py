@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import fastbce
-from fastbce import _api
+from fastbce import _engine
 from helpers import assert_unchanged, snapshot
 
 R, C = 10, 3
@@ -149,7 +149,7 @@ def test_rejected_before_the_kernel(monkeypatch, backend, function, case, make, 
         def bce_pass(*args):
             raise AssertionError("a kernel ran although the arguments are invalid")
 
-    monkeypatch.setattr(_api, "load_backend", lambda name: NoKernel)
+    monkeypatch.setattr(_engine, "load_backend", lambda name: NoKernel)
     snap = snapshot(y, p, *kwargs.values())
     with pytest.raises(error, match=message):
         _call(function, y, p, kwargs, backend)
@@ -161,7 +161,7 @@ def test_bad_values(monkeypatch, backend, function, case, make, message):
     y, p, kwargs = make(*_base())
     snap = snapshot(y, p, *kwargs.values())
     calls = []
-    real = _api.load_backend
+    real = _engine.load_backend
 
     class Counting:  # the error must come from the kernel's one pass, not from a check before it
         def __init__(self, module):
@@ -171,7 +171,7 @@ def test_bad_values(monkeypatch, backend, function, case, make, message):
             calls.append(1)
             return self.module.bce_pass(*args)
 
-    monkeypatch.setattr(_api, "load_backend", lambda name: Counting(real(name)))
+    monkeypatch.setattr(_engine, "load_backend", lambda name: Counting(real(name)))
     with pytest.raises(ValueError, match=message):
         _call(function, y, p, kwargs, backend)
     assert len(calls) == 1

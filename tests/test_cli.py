@@ -8,7 +8,7 @@ import sys
 import pytest
 
 import fastbce
-from fastbce.cli import make_default_data
+from fastbce._synthetic import make_default_data
 from oracle import oracle
 
 

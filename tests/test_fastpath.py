@@ -274,11 +274,11 @@ _GROUP_ID_DTYPES = (np.int64, np.int32, np.int16, np.uint8)
 def _per_group_in_kernel_order(losses, w, g, n_groups):
     """Per-group sums of 1-D input added as the kernel adds them: in each chunk, every group's
     w·loss and w in element order (np.add.at is sequential), then the chunks' sums as
-    fastbce._api adds them."""
-    from fastbce._api import _chunking
+    fastbce._engine adds them."""
+    from fastbce._engine import chunking
     from fastbce._kernels import MODE_GROUPS
 
-    rows, n_chunks = _chunking(losses.size, 1, MODE_GROUPS, n_groups)
+    rows, n_chunks = chunking(losses.size, 1, MODE_GROUPS, n_groups)
     sums = np.zeros((n_chunks, n_groups, 2))
     for c in range(n_chunks):
         part = slice(c * rows, (c + 1) * rows)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import fastbce
-from fastbce._api import CHUNK_ELEMENTS
+from fastbce._engine import CHUNK_ELEMENTS
 from conftest import backend_cases
 from helpers import check, make_data, make_labels, make_preds, with_layout
 from oracle import REDUCTION_RTOL, oracle

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import fastbce
-from fastbce import _api, _threads
+from fastbce import _engine, _threads
 from helpers import make_labels, same
 
 N_ROWS, N_COLS = 10_000, 30  # 300k elements: ten chunks
@@ -64,7 +64,7 @@ def test_bit_identical_for_one_and_two_threads(compiled_backend, big):
 def test_threads_really_reach_the_kernel(monkeypatch, big):
     """n_threads, set_num_threads and FASTBCE_NUM_THREADS decide the count the kernel is given."""
     seen = []
-    real = _api.load_backend
+    real = _engine.load_backend
 
     class Spy:
         def __init__(self, module):
@@ -74,7 +74,7 @@ def test_threads_really_reach_the_kernel(monkeypatch, big):
             seen.append(args[-1])
             return self.module.bce_pass(*args)
 
-    monkeypatch.setattr(_api, "load_backend", lambda name: Spy(real(name)))
+    monkeypatch.setattr(_engine, "load_backend", lambda name: Spy(real(name)))
     monkeypatch.setattr(_threads, "available_cores", lambda: 8)
     y, p = big["y8"], big["p32"]
 

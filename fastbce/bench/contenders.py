@@ -1,0 +1,531 @@
+"""The contenders: each library's way of computing the operations of :mod:`.operations`.
+
+A :class:`Contender` turns an operation and its data into a callable that computes the result and
+returns when it is ready; conversions into the library's own arrays happen outside that call.
+"""
+
+import importlib.util
+
+import numpy as np
+
+from .._backends import cython_available, resolve_backend
+from .operations import FOCAL_ALPHA, FOCAL_GAMMA, N_GROUPS, OPERATIONS
+
+EPS = 1e-7  # probability clipping of the NumPy/JAX formulas (fastbce's default, Keras' epsilon)
+
+
+class Unsupported(Exception):
+    """A contender has no way to compute an operation (the message says why)."""
+
+
+class Contender:
+    """One library's way of computing the operations. ``make(op, data, threads)`` returns a
+    callable that computes the result and returns when it is ready; conversions of the inputs to
+    the library's own arrays happen in ``make``, outside the timed call."""
+
+    name = ""
+    threaded = True  # has its own threads (else measured with 1 thread only)
+    modules = ()  # imported, and timed, at the start of a fresh process
+    distributions = ()  # whose versions the report lists
+    calls = {}  # op -> what is called (for the report)
+    unsupported = {}  # op -> why the library cannot compute it
+
+    def missing(self):
+        """Why this contender cannot run here (None when it can)."""
+        for module in self.modules:
+            if importlib.util.find_spec(module.split(".")[0]) is None:
+                return f"{module} is not installed"
+        return None
+
+    def make(self, op, data, threads):
+        operation = OPERATIONS[op]
+        if operation.unavailable:
+            raise Unsupported(operation.unavailable)
+        build = getattr(self, "op_" + op, None)
+        if build is None:
+            raise Unsupported(self.unsupported.get(op, f"{self.name} has no {op}"))
+        return build(data, threads)
+
+
+class Fastbce(Contender):
+    modules = ("fastbce",)
+    distributions = ("fastbce",)
+
+    def __init__(self, backend):
+        self.backend = backend
+        self.name = f"fastbce[{backend}]"
+        self.threaded = backend != "numpy"
+        self.calls = {
+            "mean": "bce(y, p)", "mean_u8": "bce(y_uint8, p)", "mean_bool": "bce(y_bool, p)",
+            "mean_f64": "bce(y_float64, p_float64)", "mean_soft": "bce(y_soft, p)",
+            "mean_logits": "bce(y, x, from_logits=True)",
+            "weighted": "bce(y, x, from_logits=True, sample_weight=w, pos_weight=pw)",
+            "per_label": "bce(y, p, axis=0)", "per_label_f": "bce(y_fortran, p_fortran, axis=0)",
+            "per_sample": "bce(y, p, axis=1)", "per_group": "bce(y, p, groups=g, n_groups=G)",
+            "grad": "bce_grad(y, x, from_logits=True)",
+            "grad_out": "bce_grad(y, x, from_logits=True, out=g)",
+            "value_and_grad": "bce_value_and_grad(y, x, from_logits=True)",
+            "value_and_grad_out": "bce_value_and_grad(y, x, from_logits=True, out=g)",
+            "focal": f"focal_bce(y, x, gamma={FOCAL_GAMMA:g}, alpha={FOCAL_ALPHA:g}, from_logits=True)",
+        }
+        self.calls = {op: f"fastbce.{call[:-1]}, backend={backend!r})" for op, call in self.calls.items()}
+
+    def missing(self):
+        if self.backend == "cython":
+            return None if cython_available() else "the Cython backend is not built in this install"
+        if self.backend == "numba" and importlib.util.find_spec("numba") is None:
+            return "numba is not installed"
+        return None
+
+    def make(self, op, data, threads):
+        import fastbce
+
+        if OPERATIONS[op].unavailable:
+            raise Unsupported(OPERATIONS[op].unavailable)
+        d, kw = data, {"backend": self.backend, "n_threads": threads}
+        calls = {
+            "mean": lambda: fastbce.bce(d["y"], d["p"], **kw),
+            "mean_u8": lambda: fastbce.bce(d["yu8"], d["p"], **kw),
+            "mean_bool": lambda: fastbce.bce(d["yb"], d["p"], **kw),
+            "mean_f64": lambda: fastbce.bce(d["y64"], d["p64"], **kw),
+            "mean_soft": lambda: fastbce.bce(d["ys"], d["p"], **kw),
+            "mean_logits": lambda: fastbce.bce(d["y"], d["x"], from_logits=True, **kw),
+            "weighted": lambda: fastbce.bce(d["y2"], d["x2"], from_logits=True, sample_weight=d["w2"],
+                                            pos_weight=d["pw"], **kw),
+            "per_label": lambda: fastbce.bce(d["y2"], d["p2"], axis=0, **kw),
+            "per_label_f": lambda: fastbce.bce(d["y2f"], d["p2f"], axis=0, **kw),
+            "per_sample": lambda: fastbce.bce(d["y2"], d["p2"], axis=1, **kw),
+            "per_group": lambda: fastbce.bce(d["y"], d["p"], groups=d["g"], n_groups=N_GROUPS, **kw),
+            "grad": lambda: fastbce.bce_grad(d["y"], d["x"], from_logits=True, **kw),
+            "value_and_grad": lambda: fastbce.bce_value_and_grad(d["y"], d["x"], from_logits=True, **kw),
+        }
+        if op in ("grad_out", "value_and_grad_out"):  # the output allocated here, outside the timed call
+            out = np.empty_like(d["x"])
+            function = fastbce.bce_grad if op == "grad_out" else fastbce.bce_value_and_grad
+            return lambda: function(d["y"], d["x"], from_logits=True, out=out, **kw)
+        if op == "focal":
+            if not hasattr(fastbce, "focal_bce"):
+                raise Unsupported("this fastbce has no focal_bce")
+            return lambda: fastbce.focal_bce(d["y"], d["x"], gamma=FOCAL_GAMMA, alpha=FOCAL_ALPHA,
+                                             from_logits=True, **kw)
+        return calls[op]
+
+
+def _np_prob_losses(y, p):
+    q = np.clip(p, EPS, 1 - EPS)
+    return -(y * np.log(q) + (1 - y) * np.log1p(-q))
+
+
+def _np_logit_losses(y, x):
+    return np.maximum(x, 0) - x * y + np.log1p(np.exp(-np.abs(x)))
+
+
+class NumPy(Contender):
+    name = "numpy"
+    threaded = False
+    distributions = ("numpy",)
+    calls = {
+        "mean": "q = clip(p, 1e-7, 1-1e-7); -(y·log q + (1-y)·log1p(-q)).mean()",
+        "mean_soft": "same as mean",
+        "mean_logits": "(maximum(x, 0) - x·y + log1p(exp(-|x|))).mean()",
+        "weighted": "Σ w·(pw·y·softplus(-x) + (1-y)·softplus(x)) / Σ w",
+        "per_label": "clipped formula, .mean(axis=0)",
+        "per_sample": "clipped formula, .mean(axis=1)",
+        "per_group": "bincount(g, weights=losses) / bincount(g)",
+        "grad": "(1/(1+exp(-x)) - y) / n",
+        "value_and_grad": "e = exp(-|x|): loss from log1p(e), gradient from σ(x) via e",
+        "focal": "α_t·(1-p_t)^γ·CE with σ(x) and the stable logits CE, .mean()",
+    }
+
+    def op_mean(self, d, threads):
+        return lambda: float(_np_prob_losses(d["y"], d["p"]).mean())
+
+    def op_mean_soft(self, d, threads):
+        return lambda: float(_np_prob_losses(d["ys"], d["p"]).mean())
+
+    def op_mean_logits(self, d, threads):
+        return lambda: float(_np_logit_losses(d["y"], d["x"]).mean())
+
+    def op_weighted(self, d, threads):
+        y, x, w, pw = d["y2"], d["x2"], d["w2"], d["pw"]
+
+        def run():
+            log_term = np.log1p(np.exp(-np.abs(x)))
+            loss = pw * y * (np.maximum(-x, 0) + log_term) + (1 - y) * (np.maximum(x, 0) + log_term)
+            return float(np.sum(w * loss) / np.sum(w))
+        return run
+
+    def op_per_label(self, d, threads):
+        return lambda: _np_prob_losses(d["y2"], d["p2"]).mean(axis=0)
+
+    def op_per_sample(self, d, threads):
+        return lambda: _np_prob_losses(d["y2"], d["p2"]).mean(axis=1)
+
+    def op_per_group(self, d, threads):
+        y, p, g = d["y"], d["p"], d["g"]
+
+        def run():
+            sums = np.bincount(g, weights=_np_prob_losses(y, p), minlength=N_GROUPS)
+            with np.errstate(invalid="ignore"):  # empty groups: NaN, as in fastbce
+                return sums / np.bincount(g, minlength=N_GROUPS)
+        return run
+
+    def op_grad(self, d, threads):
+        y, x = d["y"], d["x"]
+        return lambda: (1 / (1 + np.exp(-x)) - y) / np.float32(x.size)
+
+    def op_value_and_grad(self, d, threads):
+        y, x = d["y"], d["x"]
+
+        def run():
+            e = np.exp(-np.abs(x))
+            loss = float((np.maximum(x, 0) - x * y + np.log1p(e)).mean())
+            inv = 1 / (1 + e)
+            sigmoid = np.where(x >= 0, inv, e * inv)
+            return loss, (sigmoid - y) / np.float32(x.size)
+        return run
+
+    def op_focal(self, d, threads):
+        y, x = d["y"], d["x"]
+
+        def run():
+            e = np.exp(-np.abs(x))
+            ce = np.maximum(x, 0) - x * y + np.log1p(e)
+            inv = 1 / (1 + e)
+            p = np.where(x >= 0, inv, e * inv)
+            p_t = p * y + (1 - p) * (1 - y)
+            alpha_t = FOCAL_ALPHA * y + (1 - FOCAL_ALPHA) * (1 - y)
+            return float((alpha_t * (1 - p_t) ** FOCAL_GAMMA * ce).mean())
+        return run
+
+
+class Torch(Contender):
+    name = "torch"
+    modules = ("torch",)
+    distributions = ("torch",)
+    calls = {
+        "mean": "F.binary_cross_entropy(p, y)", "mean_soft": "F.binary_cross_entropy(p, y_soft)",
+        "mean_logits": "F.binary_cross_entropy_with_logits(x, y)",
+        "weighted": "F.binary_cross_entropy_with_logits(x, y, weight=w, pos_weight=pw, "
+                    "reduction='sum') / w.sum()",
+        "per_label": "F.binary_cross_entropy(p, y, reduction='none').mean(0)",
+        "per_sample": "F.binary_cross_entropy(p, y, reduction='none').mean(1)",
+        "per_group": "losses (reduction='none'), index_add_ by group / bincount(g)",
+        "grad": "autograd.grad(F.binary_cross_entropy_with_logits(x, y), x)",
+        "value_and_grad": "the same, keeping the loss",
+        "focal": "torchvision.ops.sigmoid_focal_loss's formula written out (torchvision does not "
+                 "import beside this torch), .mean()",
+    }
+
+    def _tensors(self, d, *keys):
+        import torch
+
+        return [torch.from_numpy(d[key]) for key in keys]  # no copies
+
+    def op_mean(self, d, threads):
+        import torch.nn.functional as F
+
+        y, p = self._tensors(d, "y", "p")
+        return lambda: F.binary_cross_entropy(p, y)
+
+    def op_mean_soft(self, d, threads):
+        import torch.nn.functional as F
+
+        y, p = self._tensors(d, "ys", "p")
+        return lambda: F.binary_cross_entropy(p, y)
+
+    def op_mean_logits(self, d, threads):
+        import torch.nn.functional as F
+
+        y, x = self._tensors(d, "y", "x")
+        return lambda: F.binary_cross_entropy_with_logits(x, y)
+
+    def op_weighted(self, d, threads):
+        import torch.nn.functional as F
+
+        y, x, w, pw = self._tensors(d, "y2", "x2", "w2", "pw")
+        return lambda: F.binary_cross_entropy_with_logits(x, y, weight=w, pos_weight=pw,
+                                                          reduction="sum") / w.sum()
+
+    def op_per_label(self, d, threads):
+        import torch.nn.functional as F
+
+        y, p = self._tensors(d, "y2", "p2")
+        return lambda: F.binary_cross_entropy(p, y, reduction="none").mean(0)
+
+    def op_per_sample(self, d, threads):
+        import torch.nn.functional as F
+
+        y, p = self._tensors(d, "y2", "p2")
+        return lambda: F.binary_cross_entropy(p, y, reduction="none").mean(1)
+
+    def op_per_group(self, d, threads):
+        import torch
+        import torch.nn.functional as F
+
+        y, p, g = self._tensors(d, "y", "p", "g")
+
+        def run():
+            losses = F.binary_cross_entropy(p, y, reduction="none")
+            sums = torch.zeros(N_GROUPS, dtype=losses.dtype).index_add_(0, g, losses)
+            return sums / torch.bincount(g, minlength=N_GROUPS)
+        return run
+
+    def op_grad(self, d, threads):
+        import torch
+        import torch.nn.functional as F
+
+        y, x = self._tensors(d, "y", "x")
+        x = x.requires_grad_()
+
+        def run():
+            loss = F.binary_cross_entropy_with_logits(x, y)
+            return torch.autograd.grad(loss, x)[0]
+        return run
+
+    def op_value_and_grad(self, d, threads):
+        import torch
+        import torch.nn.functional as F
+
+        y, x = self._tensors(d, "y", "x")
+        x = x.requires_grad_()
+
+        def run():
+            loss = F.binary_cross_entropy_with_logits(x, y)
+            return loss.detach(), torch.autograd.grad(loss, x)[0]
+        return run
+
+    def op_focal(self, d, threads):
+        import torch
+        import torch.nn.functional as F
+
+        y, x = self._tensors(d, "y", "x")
+
+        def run():  # torchvision.ops.sigmoid_focal_loss(x, y, alpha, gamma, reduction="mean")
+            p = torch.sigmoid(x)
+            ce = F.binary_cross_entropy_with_logits(x, y, reduction="none")
+            p_t = p * y + (1 - p) * (1 - y)
+            loss = ce * ((1 - p_t) ** FOCAL_GAMMA)
+            alpha_t = FOCAL_ALPHA * y + (1 - FOCAL_ALPHA) * (1 - y)
+            return (alpha_t * loss).mean()
+        return run
+
+
+class Sklearn(Contender):
+    name = "sklearn"
+    threaded = False
+    modules = ("sklearn.metrics",)
+    distributions = ("scikit-learn",)
+    calls = {"mean": "sklearn.metrics.log_loss(y, p)"}
+    unsupported = {
+        "mean_soft": "log_loss rejects soft labels",
+        "mean_logits": "log_loss takes probabilities only",
+        "weighted": "log_loss has no pos_weight",
+        "per_label": "log_loss has no per-column reduction",
+        "per_sample": "log_loss has no per-row reduction",
+        "per_group": "log_loss has no groups",
+        "grad": "scikit-learn has no BCE gradient in its public API",
+        "value_and_grad": "scikit-learn has no BCE gradient in its public API",
+        "focal": "scikit-learn has no focal loss",
+    }
+
+    def op_mean(self, d, threads):
+        from sklearn.metrics import log_loss
+
+        return lambda: log_loss(d["y"], d["p"])
+
+
+class Jax(Contender):
+    name = "jax"
+    modules = ("jax", "optax")
+    distributions = ("jax", "jaxlib", "optax")
+    calls = {
+        "mean": "jit: clipped formula, jnp.mean", "mean_soft": "same as mean",
+        "mean_logits": "jit: optax.losses.sigmoid_binary_cross_entropy(x, y).mean()",
+        "weighted": "jit: Σ w·(pw·y·softplus(-x) + (1-y)·softplus(x)) / Σ w (optax has no pos_weight)",
+        "per_label": "jit: clipped formula, mean(axis=0)",
+        "per_sample": "jit: clipped formula, mean(axis=1)",
+        "per_group": "jit: segment_sum(losses, g) / segment_sum(1, g)",
+        "grad": "jit(grad(mean of optax sigmoid_binary_cross_entropy))",
+        "value_and_grad": "jit(value_and_grad(...))",
+        "focal": f"jit: optax.losses.sigmoid_focal_loss(x, y, alpha={FOCAL_ALPHA:g}, gamma={FOCAL_GAMMA:g}).mean()",
+    }
+
+    @staticmethod
+    def _prob_losses(y, p):
+        import jax.numpy as jnp
+
+        q = jnp.clip(p, EPS, 1 - EPS)
+        return -(y * jnp.log(q) + (1 - y) * jnp.log1p(-q))
+
+    @staticmethod
+    def _logit_mean(x, y):
+        import optax
+
+        return optax.losses.sigmoid_binary_cross_entropy(x, y).mean()
+
+    def _compile(self, function, d, *keys):
+        import jax
+
+        args = [jax.device_put(d[key]) for key in keys]  # copies into JAX's own buffers
+        jitted = jax.jit(function)
+        return lambda: jax.block_until_ready(jitted(*args))
+
+    def op_mean(self, d, threads):
+        return self._compile(lambda y, p: self._prob_losses(y, p).mean(), d, "y", "p")
+
+    def op_mean_soft(self, d, threads):
+        return self._compile(lambda y, p: self._prob_losses(y, p).mean(), d, "ys", "p")
+
+    def op_mean_logits(self, d, threads):
+        return self._compile(lambda y, x: self._logit_mean(x, y), d, "y", "x")
+
+    def op_weighted(self, d, threads):
+        import jax
+
+        def weighted(y, x, w, pw):
+            loss = pw * y * jax.nn.softplus(-x) + (1 - y) * jax.nn.softplus(x)
+            return (w * loss).sum() / w.sum()
+        return self._compile(weighted, d, "y2", "x2", "w2", "pw")
+
+    def op_per_label(self, d, threads):
+        return self._compile(lambda y, p: self._prob_losses(y, p).mean(axis=0), d, "y2", "p2")
+
+    def op_per_sample(self, d, threads):
+        return self._compile(lambda y, p: self._prob_losses(y, p).mean(axis=1), d, "y2", "p2")
+
+    def op_per_group(self, d, threads):
+        import jax
+        import jax.numpy as jnp
+
+        def per_group(y, p, g):
+            sums = jax.ops.segment_sum(self._prob_losses(y, p), g, num_segments=N_GROUPS)
+            counts = jax.ops.segment_sum(jnp.ones_like(p), g, num_segments=N_GROUPS)
+            return sums / counts
+        return self._compile(per_group, d, "y", "p", "g")
+
+    def op_grad(self, d, threads):
+        import jax
+
+        return self._compile(jax.grad(self._logit_mean), d, "x", "y")
+
+    def op_value_and_grad(self, d, threads):
+        import jax
+
+        return self._compile(jax.value_and_grad(self._logit_mean), d, "x", "y")
+
+    def op_focal(self, d, threads):
+        import optax
+
+        return self._compile(lambda y, x: optax.losses.sigmoid_focal_loss(
+            x, y, alpha=FOCAL_ALPHA, gamma=FOCAL_GAMMA).mean(), d, "y", "x")
+
+
+class TensorFlow(Contender):
+    name = "tensorflow"
+    modules = ("tensorflow", "keras")
+    distributions = ("tensorflow-cpu", "tensorflow", "keras")
+    calls = {
+        "mean": "tf.function: keras.losses.BinaryCrossentropy()(y, p)", "mean_soft": "same as mean",
+        "mean_logits": "tf.function: BinaryCrossentropy(from_logits=True)(y, x)",
+        "weighted": "tf.function: Σ w·tf.nn.weighted_cross_entropy_with_logits(y, x, pw) / Σ w "
+                    "(Keras has no pos_weight)",
+        "per_label": "tf.function: keras.losses.binary_crossentropy(y, p, axis=0)",
+        "per_sample": "tf.function: keras.losses.binary_crossentropy(y, p)",
+        "per_group": "tf.function: unsorted_segment_mean(binary_crossentropy(y[:, None], p[:, None]), g) "
+                     "(0, not NaN, for an empty group)",
+        "grad": "tf.function: GradientTape over BinaryCrossentropy(from_logits=True)",
+        "value_and_grad": "the same, keeping the loss",
+        "focal": f"tf.function: keras.losses.BinaryFocalCrossentropy(apply_class_balancing=True, "
+                 f"alpha={FOCAL_ALPHA:g}, gamma={FOCAL_GAMMA:g}, from_logits=True)(y, x)",
+    }
+
+    def _compile(self, function, d, *keys):
+        import tensorflow as tf
+
+        args = [tf.constant(d[key]) for key in keys]  # copies into TensorFlow's own buffers
+        traced = tf.function(function)
+        return lambda: traced(*args)  # eager CPU execution: the result is ready on return
+
+    def op_mean(self, d, threads):
+        import keras
+
+        loss = keras.losses.BinaryCrossentropy()
+        return self._compile(lambda y, p: loss(y, p), d, "y", "p")
+
+    def op_mean_soft(self, d, threads):
+        import keras
+
+        loss = keras.losses.BinaryCrossentropy()
+        return self._compile(lambda y, p: loss(y, p), d, "ys", "p")
+
+    def op_mean_logits(self, d, threads):
+        import keras
+
+        loss = keras.losses.BinaryCrossentropy(from_logits=True)
+        return self._compile(lambda y, x: loss(y, x), d, "y", "x")
+
+    def op_weighted(self, d, threads):
+        import tensorflow as tf
+
+        def weighted(y, x, w, pw):
+            loss = tf.nn.weighted_cross_entropy_with_logits(labels=y, logits=x, pos_weight=pw)
+            return tf.reduce_sum(w * loss) / tf.reduce_sum(w)
+        return self._compile(weighted, d, "y2", "x2", "w2", "pw")
+
+    def op_per_label(self, d, threads):
+        import keras
+
+        return self._compile(lambda y, p: keras.losses.binary_crossentropy(y, p, axis=0), d, "y2", "p2")
+
+    def op_per_sample(self, d, threads):
+        import keras
+
+        return self._compile(lambda y, p: keras.losses.binary_crossentropy(y, p), d, "y2", "p2")
+
+    def op_per_group(self, d, threads):
+        import keras
+        import tensorflow as tf
+
+        def per_group(y, p, g):
+            losses = keras.losses.binary_crossentropy(y[:, None], p[:, None])
+            return tf.math.unsorted_segment_mean(losses, g, N_GROUPS)
+        return self._compile(per_group, d, "y", "p", "g")
+
+    def _grad(self, d, keep_loss):
+        import keras
+        import tensorflow as tf
+
+        bce = keras.losses.BinaryCrossentropy(from_logits=True)
+
+        def grad(y, x):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                loss = bce(y, x)
+            gradient = tape.gradient(loss, x)
+            return (loss, gradient) if keep_loss else gradient
+        return self._compile(grad, d, "y", "x")
+
+    def op_grad(self, d, threads):
+        return self._grad(d, False)
+
+    def op_value_and_grad(self, d, threads):
+        return self._grad(d, True)
+
+    def op_focal(self, d, threads):
+        import keras
+
+        loss = keras.losses.BinaryFocalCrossentropy(apply_class_balancing=True, alpha=FOCAL_ALPHA,
+                                                    gamma=FOCAL_GAMMA, from_logits=True)
+        return self._compile(lambda y, x: loss(y, x), d, "y", "x")
+
+
+CONTENDERS = {c.name: c for c in (
+    Fastbce("numba"), Fastbce("cython"), Fastbce("numpy"), NumPy(), Torch(), Sklearn(), Jax(),
+    TensorFlow(),
+)}
+
+
+def reference_name():
+    """The fastbce row other contenders are compared with: the backend ``"auto"`` picks."""
+    return f"fastbce[{resolve_backend('auto')}]"

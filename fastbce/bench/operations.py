@@ -1,0 +1,98 @@
+"""What is measured: the operations, and the input data every contender reads."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._synthetic import make_default_data
+
+N_LABELS = 100  # columns of the 2-D operations
+N_GROUPS = 1000  # groups of the per-group operation
+FIRST_CALL_SIZE = 1000  # elements of the first call timed at start-up
+FOCAL_GAMMA, FOCAL_ALPHA = 2.0, 0.25  # the defaults of Keras, torchvision and optax
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One computation every contender is timed on, titled for the report."""
+
+    name: str
+    title: str
+    inputs: tuple  # keys of make_data() the operation reads: the ceiling reads the same arrays
+    writes: bool = False  # writes one float per element (a gradient): the ceiling reads and writes
+    new_output: bool = False  # returns a new array per call: the ceiling allocates its output too
+    unavailable: str = ""  # why the operation cannot be measured yet
+
+
+OPERATIONS = {op.name: op for op in (
+    Operation("mean", "mean BCE, probabilities, 0/1 labels", ("y", "p")),
+    Operation("mean_u8", "mean, uint8 labels", ("yu8", "p")),
+    Operation("mean_bool", "mean, bool labels", ("yb", "p")),
+    Operation("mean_f64", "mean, float64 probabilities and labels", ("y64", "p64")),
+    Operation("mean_soft", "mean BCE, probabilities, soft labels", ("ys", "p")),
+    Operation("mean_logits", "mean BCE, logits", ("y", "x")),
+    Operation("weighted", f"logits, sample_weight + pos_weight, {N_LABELS} labels", ("y2", "x2", "w2")),
+    Operation("per_label", f"per-label mean, (n/{N_LABELS} × {N_LABELS}) matrix", ("y2", "p2")),
+    Operation("per_label_f", "per_label, Fortran-ordered matrix", ("y2f", "p2f")),
+    Operation("per_sample", "per-sample mean (axis=1) of the same matrix", ("y2", "p2")),
+    Operation("per_group", f"per-group mean, {N_GROUPS:,} groups", ("y", "p", "g")),
+    Operation("grad", "gradient of mean BCE w.r.t. logits, into a new array", ("y", "x"), writes=True,
+              new_output=True),
+    Operation("grad_out", "grad into a preallocated array (out=)", ("y", "x"), writes=True),
+    Operation("value_and_grad", "fused loss + gradient, logits, into a new array", ("y", "x"),
+              writes=True, new_output=True),
+    Operation("value_and_grad_out", "value_and_grad into a preallocated array (out=)", ("y", "x"),
+              writes=True),
+    Operation("focal", f"mean focal loss, logits, γ={FOCAL_GAMMA:g}, α={FOCAL_ALPHA:g}", ("y", "x")),
+)}
+MEASURED_OPS = tuple(name for name, op in OPERATIONS.items() if not op.unavailable)
+
+
+def make_data(n, seed=0):
+    """Inputs of every operation for ``n`` predictions (n a multiple of N_LABELS), all float32
+    except the int32 group ids, so that every contender reads the same 8 bytes per element.
+
+    Labels and probabilities follow :func:`fastbce._synthetic.make_default_data` (a noisy but
+    informative model); logits are the same predictions as log-odds; soft labels mix the 0/1 label
+    with noise.
+    """
+    if n % N_LABELS:
+        raise ValueError(f"sizes must be multiples of {N_LABELS}, got {n}")
+    labels, p = make_default_data(n, seed)
+    rng = np.random.default_rng(seed + 1)
+    y = labels.astype(np.float32)
+    del labels
+    x = (np.log(p, dtype=np.float64) - np.log1p(-p, dtype=np.float64)).astype(np.float32)
+    ys = y * np.float32(0.9) + np.float32(0.1) * rng.random(n, dtype=np.float32)
+    w = np.float32(0.5) + rng.random(n, dtype=np.float32)
+    g = rng.integers(0, N_GROUPS, n, dtype=np.int32)
+    shape2 = (n // N_LABELS, N_LABELS)
+    return BenchData({"y": y, "ys": ys, "p": p, "x": x, "w": w, "g": g,
+                      "y2": y.reshape(shape2), "p2": p.reshape(shape2), "x2": x.reshape(shape2),
+                      "w2": w.reshape(shape2), "pw": np.linspace(0.5, 4.0, N_LABELS, dtype=np.float32)})
+
+
+class BenchData(dict):
+    """The inputs of :func:`make_data`; the other dtypes and layouts of the same values (uint8 and
+    bool labels, float64, Fortran order) are made on first use, so that a run pays memory only
+    for the operations it measures."""
+
+    DERIVED = {
+        "yu8": lambda d: d["y"].astype(np.uint8),
+        "yb": lambda d: d["y"].astype(np.bool_),
+        "y64": lambda d: d["y"].astype(np.float64),
+        "p64": lambda d: d["p"].astype(np.float64),
+        "y2f": lambda d: np.asfortranarray(d["y2"]),
+        "p2f": lambda d: np.asfortranarray(d["p2"]),
+    }
+
+    def __missing__(self, key):
+        if key not in self.DERIVED:
+            raise KeyError(key)
+        value = self[key] = self.DERIVED[key](self)
+        return value
+
+
+def input_bytes(op, data):
+    """Bytes of the inputs an operation reads."""
+    return sum(data[key].nbytes for key in OPERATIONS[op].inputs)
