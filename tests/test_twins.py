@@ -51,42 +51,42 @@ C_ONLY = {
     },
 }
 
-# Functions of a Numba module without a C twin, and why. Every name with a leading underscore
-# must be here (a private helper is language-specific by convention).
+# Functions of a Numba module without a C twin, and why. A module-private helper (leading
+# underscore) is language-specific by convention and must be here too.
 NUMBA_ONLY = {
     "math": {
-        "_split_one": "the split of one product, for the group scatter (C calls fb_split with n=1)",
-        "_log": "float32 or float64 log by argument type (C: FB_LOG of the FB_T template)",
-        "_exp_neg": "float32 or float64 exp by argument type (C: FB_EXP of the template)",
-        "_one": "1 in the argument's type (C: FB_ONE of the template)",
-        "_as_type_of": "a value in another's type (C: a cast to FB_T)",
+        "split_one": "the split of one product, for the group scatter (C calls fb_split with n=1)",
+        "log_typed": "float32 or float64 log by argument type (C: FB_LOG of the FB_T template)",
+        "exp_neg_typed": "float32 or float64 exp by argument type (C: FB_EXP of the template)",
+        "one_like": "1 in the argument's type (C: FB_ONE of the template)",
+        "as_type_of": "a value in another's type (C: a cast to FB_T)",
     },
     "forms": {
-        "_coefficients": "(a, b) in the label's type, chosen at compile time by coef None (C: "
+        "coefficients": "(a, b) in the label's type, chosen at compile time by coef None (C: "
                          "has_coef, a constant of the inlined loop)",
-        "_coefficients_f64": "the same in float64, for the gradients",
-        "_nll_as_type_of": "the clip-bound losses in p's dtype (C: casts in fb_loss_block)",
+        "coefficients_f64": "the same in float64, for the gradients",
+        "nll_as_type_of": "the clip-bound losses in p's dtype (C: casts in fb_loss_block)",
     },
     "blocks": {
         "_label_flags": "a label's two checks as booleans (C: inline in fb_load_labels)",
         "_clamped_q": "q of one element (C: inline in fb_q_block)",
-        "_q_block_compensated": "fb_q_block for float64 p (C: one function, by sizeof(FB_T))",
+        "q_block_compensated": "fb_q_block for float64 p (C: one function, by sizeof(FB_T))",
         "_clean_element": "part of fb_loss_block: whether an element needs no check",
-        "_check_block": "part of fb_loss_block: the error bits, in a loop of its own",
+        "check_block": "part of fb_loss_block: the error bits, in a loop of its own",
         "_element_value": "part of fb_loss_block: the loss of a masked, NaN or omitted element",
         "_store_loss": "part of fb_loss_block: store a loss, checked or taken to be clean",
         "_loss_hard": "fb_loss_block's loop for hard labels (LLVM vectorises one form per loop)",
-        "_loss_soft": "fb_loss_block's loop for soft labels, optionally loading them too",
+        "loss_soft": "fb_loss_block's loop for soft labels, optionally loading them too",
         "_loss_logit": "fb_loss_block's loop for logits",
-        "_count_weights": "part of fb_loss_block: weights zeroed where masked or omitted",
+        "count_weights": "part of fb_loss_block: weights zeroed where masked or omitted",
         "_grad_value": "part of fb_grad_block: weight, scale, NaN and mask of a gradient element",
         "_grad_prob_block": "fb_grad_block's loop for probabilities",
-        "_exp_abs_block": "exp(-|x|) of a block in a float32-only loop (C: inline in fb_chunk)",
+        "exp_abs_block": "exp(-|x|) of a block in a float32-only loop (C: inline in fb_chunk)",
         "_grad_logit_block": "fb_grad_block's loop for logits",
-        "_multiply_compensated": "the float64 lane products with their roundings (C: inline in "
+        "multiply_compensated": "the float64 lane products with their roundings (C: inline in "
                                  "fb_chunk)",
-        "_multiply_into": "per-column products on views (C: an omp simd loop in fb_chunk)",
-        "_add_weighted_into": "per-column sums on views (C: an omp simd loop in fb_chunk)",
+        "multiply_into": "per-column products on views (C: an omp simd loop in fb_chunk)",
+        "add_weighted_into": "per-column sums on views (C: an omp simd loop in fb_chunk)",
     },
     "chunk": {
         "_buffer": "a 64-byte aligned block buffer (C: aligned arrays on the stack)",
@@ -176,6 +176,15 @@ def test_every_header_and_module_is_paired():
     assert headers == {f"{name}.h" for name in PAIRS} | set(C_ONLY_FILES)
     modules = {p.name for p in (KERNELS / "numba").glob("*.py")}
     assert modules == {f"{name}.py" for name in PAIRS} | {"llvm.py", "general.py", "__init__.py"}
+
+
+def test_no_numba_module_imports_a_siblings_private_names():
+    found = []
+    for module in sorted((KERNELS / "numba").glob("*.py")):
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level > 0:
+                found += [(module.name, a.name) for a in node.names if a.name.startswith("_")]
+    assert not found
 
 
 def test_llvm_module_lists_its_intrinsics():

@@ -22,19 +22,19 @@ from .. import (
     PROD_LANES,
 )
 from .forms import (
-    _coefficients,
-    _coefficients_f64,
-    _nll_as_type_of,
+    coefficients,
+    coefficients_f64,
     exp_abs,
     focal,
     grad_logit,
     grad_prob,
+    nll_as_type_of,
     nll_hard,
     nll_logit,
     nll_soft,
 )
 from .llvm import INLINE, JIT, fma, prefer_wide_vectors
-from .math import F32, _as_type_of, _one, _split_one
+from .math import F32, as_type_of, one_like, split_one
 
 
 @njit(**INLINE)
@@ -129,7 +129,7 @@ def q_block(p, n, ybuf, q_lo, q_hi, qbuf):
 
 
 @njit(**JIT)
-def _q_block_compensated(p, n, ybuf, q_lo, q_hi, qbuf, qlo):
+def q_block_compensated(p, n, ybuf, q_lo, q_hi, qbuf, qlo):
     """q_block for float64 p, and the rounding of 1 - p into qlo, so that q = qbuf + qlo exactly.
     One loop, as C's (two were slower)."""
     prefer_wide_vectors()
@@ -166,7 +166,7 @@ def q_block_logit(x, y, n, ybuf, qbuf, lbuf, ebuf):
         ok &= xv == xv
         e = exp_abs(xv)
         ebuf[k] = e
-        zero = _one(xv) - _one(xv)
+        zero = one_like(xv) - one_like(xv)
         s = -xv if v != 0 else xv  # |x| on the wrong side, else -|x|
         lin = s if s > zero else zero
         lbuf[k] = lin + e if e < tiny_e else lin
@@ -185,7 +185,7 @@ def _clean_element(pv, yv, logits, soft):
 
 
 @njit(**JIT)
-def _check_block(p, n, ybuf, mbuf, check_p, nan_mode):
+def check_block(p, n, ybuf, mbuf, check_p, nan_mode):
     """Error bits of predictions out of [0, 1] and of NaN under nan_policy="raise"."""
     prefer_wide_vectors()
     bad = 0
@@ -205,7 +205,7 @@ def _check_block(p, n, ybuf, mbuf, check_p, nan_mode):
 @njit(**INLINE)
 def _element_value(l, pv, yv, on, omit):
     """The loss of an element: 0 when masked or an omitted NaN, NaN for another NaN."""
-    zero = _one(l) - _one(l)
+    zero = one_like(l) - one_like(l)
     isn = (pv != pv) | (yv != yv)
     l = (zero if omit else pv + yv) if isn else l
     return l if on else zero
@@ -225,24 +225,25 @@ def _store_loss(lbuf, k, l, pv, yv, mbuf, omit, clean, logits, soft):
 @njit(**JIT)
 def _loss_hard(p, n, ybuf, mbuf, pbuf, coef, lbuf, clip_lo, clip_hi, nll, omit):
     prefer_wide_vectors()
-    lo_pos, lo_neg, hi_pos, hi_neg = _nll_as_type_of(clip_lo, nll)
+    lo_pos, lo_neg, hi_pos, hi_neg = nll_as_type_of(clip_lo, nll)
     clean = True
     for k in range(n):
         pv = p[k]
         yv = ybuf[k]
         l = nll_hard(pv, yv, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg)
-        a = _coefficients(coef, pbuf[k], yv)[0]
+        a = coefficients(coef, pbuf[k], yv)[0]
         l = a * l if coef is not None and yv != 0 else l
         clean = _store_loss(lbuf, k, l, pv, yv, mbuf, omit, clean, False, False)
     return clean
 
 
 @njit(**JIT)
-def _loss_soft(p, y, n, ybuf, mbuf, pbuf, coef, lbuf, clip_lo, clip_hi, nll, omit):
+def loss_soft(p, y, n, ybuf, mbuf, pbuf, coef, lbuf, clip_lo, clip_hi, nll, omit):
     """Soft-label losses; y None: the labels in ybuf, else loaded from y into ybuf here, in the
-    loss loop (faster than a loop of their own, as in q_block_logit). Returns (clean (_store_loss), any label out of [0, 1], any not 0 or 1)."""
+    loss loop (faster than a loop of their own, as in q_block_logit). Returns (clean
+    (_store_loss), any label out of [0, 1], any not 0 or 1)."""
     prefer_wide_vectors()
-    lo_pos, lo_neg, hi_pos, hi_neg = _nll_as_type_of(clip_lo, nll)
+    lo_pos, lo_neg, hi_pos, hi_neg = nll_as_type_of(clip_lo, nll)
     clean = True
     bad = False
     soft = False
@@ -255,9 +256,9 @@ def _loss_soft(p, y, n, ybuf, mbuf, pbuf, coef, lbuf, clip_lo, clip_hi, nll, omi
             out, not01 = _label_flags(v)
             bad |= out
             soft |= not01
-            yv = _as_type_of(pv, v)
+            yv = as_type_of(pv, v)
             ybuf[k] = yv
-        a, b = _coefficients(coef, pbuf[k], yv)
+        a, b = coefficients(coef, pbuf[k], yv)
         l = nll_soft(pv, a, b, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg)
         clean = _store_loss(lbuf, k, l, pv, yv, mbuf, omit, clean, False, True)
     return clean, bad, soft
@@ -272,7 +273,7 @@ def _loss_logit(p, n, ybuf, mbuf, pbuf, coef, lbuf, ebuf, soft, omit):
         yv = ybuf[k]
         e = exp_abs(pv)
         ebuf[k] = e
-        a, b = _coefficients(coef, pbuf[k], yv)
+        a, b = coefficients(coef, pbuf[k], yv)
         l = nll_logit(pv, a, b, e, coef is not None)
         clean = _store_loss(lbuf, k, l, pv, yv, mbuf, omit, clean, True, soft)
     return clean
@@ -288,12 +289,12 @@ def loss_block(p, n, ybuf, mbuf, pbuf, coef, lbuf, ebuf, clip_lo, clip_hi, nll, 
     if logits:
         return _loss_logit(p, n, ybuf, mbuf, pbuf, coef, lbuf, ebuf, soft, omit)
     if soft:
-        return _loss_soft(p, None, n, ybuf, mbuf, pbuf, coef, lbuf, clip_lo, clip_hi, nll, omit)[0]
+        return loss_soft(p, None, n, ybuf, mbuf, pbuf, coef, lbuf, clip_lo, clip_hi, nll, omit)[0]
     return _loss_hard(p, n, ybuf, mbuf, pbuf, coef, lbuf, clip_lo, clip_hi, nll, omit)
 
 
 @njit(**JIT)
-def _count_weights(p, n, ybuf, mbuf, wbuf, omit):
+def count_weights(p, n, ybuf, mbuf, wbuf, omit):
     """Counted weights: 0 where masked or an omitted NaN."""
     prefer_wide_vectors()
     for k in range(n):
@@ -317,13 +318,13 @@ def _grad_prob_block(p, n, ybuf, mbuf, wbuf, pbuf, coef, sbuf, grad, clip_lo, cl
     for k in range(n):
         pv = p[k]
         yv = ybuf[k]
-        a, b = _coefficients_f64(coef, pbuf[k], yv)
+        a, b = coefficients_f64(coef, pbuf[k], yv)
         g = grad_prob(pv, yv, a, b, clip_lo, clip_hi, coef is not None)
         grad[k] = _grad_value(g, pv, yv, mbuf[k] != 0, wbuf[k], sbuf[k], omit)
 
 
 @njit(**JIT)
-def _exp_abs_block(p, n, ebuf):
+def exp_abs_block(p, n, ebuf):
     """exp(-|x|) of a block into ebuf, in a loop of its own (float32 arithmetic only: vectorised
     at the float32 width)."""
     prefer_wide_vectors()
@@ -334,15 +335,15 @@ def _exp_abs_block(p, n, ebuf):
 @njit(**JIT)
 def _grad_logit_block(p, n, ybuf, mbuf, wbuf, pbuf, coef, sbuf, ebuf, have_e, grad, omit):
     """have_e: ebuf holds exp(-|x|) from the loss loop; else it is computed first
-    (_exp_abs_block)."""
+    (exp_abs_block)."""
     prefer_wide_vectors()
     if not have_e:
-        _exp_abs_block(p, n, ebuf)
+        exp_abs_block(p, n, ebuf)
     for k in range(n):
         pv = p[k]
         yv = ybuf[k]
         e = ebuf[k]
-        a, b = _coefficients_f64(coef, pbuf[k], yv)
+        a, b = coefficients_f64(coef, pbuf[k], yv)
         g = grad_logit(pv, a, b, e)
         grad[k] = _grad_value(g, pv, yv, mbuf[k] != 0, wbuf[k], sbuf[k], omit)
 
@@ -363,7 +364,7 @@ def grad_logit_hard(p, n, ybuf, ebuf, grad, scale):
     column scales, in the dtype of p: the numerator is exact (e, 1, -e or -1), so the quotient
     and the scale in float32 stay within the ulp bound, at the float32 vector width."""
     prefer_wide_vectors()
-    one = _one(scale)
+    one = one_like(scale)
     for k in range(n):
         x = p[k]
         e = ebuf[k]
@@ -384,8 +385,8 @@ def focal_loop(p, n, ybuf, mbuf, wbuf, pbuf, sbuf, coef, lbuf, gout, clip_lo, cl
         on = mbuf[k] != 0
         l, g = focal(pv, yv, pbuf[k], coef, clip_lo, clip_hi, eps, nll, gamma_alpha, logits,
                      by_squaring)
-        l = _element_value(_as_type_of(pv, l), pv, yv, on, omit)
-        lbuf[k] = l if want_loss else _as_type_of(pv, 0.0)
+        l = _element_value(as_type_of(pv, l), pv, yv, on, omit)
+        lbuf[k] = l if want_loss else as_type_of(pv, 0.0)
         gout[k] = _grad_value(g, pv, yv, on, wbuf[k], sbuf[k], omit)
 
 
@@ -486,7 +487,7 @@ def scatter_products(g, n, qbuf, lbuf, grp, ge, logits):
                 state[j + np.uint64(1)] += np.float64(lbuf[k])
             state[j + np.uint64(2)] += 1.0
             if (m > GROUP_PRODUCT_MAX) if logits else (m < GROUP_PRODUCT_MIN):
-                state[j], ge[i] = _split_one(m, ge[i])
+                state[j], ge[i] = split_one(m, ge[i])
         return 0
     out = 0
     cur = 0  # as in scatter_groups
@@ -511,7 +512,7 @@ def scatter_products(g, n, qbuf, lbuf, grp, ge, logits):
             sl += np.float64(lbuf[k])
         c += 1.0
         if (m > GROUP_PRODUCT_MAX) if logits else (m < GROUP_PRODUCT_MIN):
-            m, ge[cur] = _split_one(m, ge[cur])
+            m, ge[cur] = split_one(m, ge[cur])
     grp[cur, 0] = m
     grp[cur, 1] = sl
     grp[cur, 2] = c
@@ -519,7 +520,7 @@ def scatter_products(g, n, qbuf, lbuf, grp, ge, logits):
 
 
 @njit(**JIT)
-def _multiply_compensated(m, rnd, q, lo, n):
+def multiply_compensated(m, rnd, q, lo, n):
     """float64 product path: element k of q + lo (n of them) into lane k % PROD_LANES, m *= q + lo,
     the rounding carried in rnd: (m + rnd)·(q + lo) = r + (rnd·q + fma(m, q, -r) + m·lo), to
     2^-106 of the product. No division (one per lane in fold_rounding), one call per block (not
@@ -548,7 +549,7 @@ def fold_rounding(m, rnd, comp):
 
 
 @njit(**JIT)
-def _multiply_into(m, q):
+def multiply_into(m, q):
     """m *= q elementwise (views: indices from 0, so no wraparound code and the loop vectorises)."""
     prefer_wide_vectors()
     for t in range(m.shape[0]):
@@ -556,8 +557,8 @@ def _multiply_into(m, q):
 
 
 @njit(**JIT)
-def _add_weighted_into(acc_l, acc_w, l, w):
-    """acc_l += l·w and acc_w += w elementwise, in float64 (views, as _multiply_into)."""
+def add_weighted_into(acc_l, acc_w, l, w):
+    """acc_l += l·w and acc_w += w elementwise, in float64 (views, as multiply_into)."""
     prefer_wide_vectors()
     for t in range(acc_l.shape[0]):
         acc_l[t] += np.float64(l[t]) * w[t]

@@ -22,15 +22,11 @@ from .. import (
     SPLIT_BLOCKS,
 )
 from .blocks import (
-    _add_weighted_into,
-    _check_block,
-    _count_weights,
-    _exp_abs_block,
-    _loss_soft,
-    _multiply_compensated,
-    _multiply_into,
-    _q_block_compensated,
+    add_weighted_into,
     by_column,
+    check_block,
+    count_weights,
+    exp_abs_block,
     focal_block,
     fold_rounding,
     grad_block,
@@ -39,7 +35,11 @@ from .blocks import (
     load_labels,
     load_weights,
     loss_block,
+    loss_soft,
+    multiply_compensated,
+    multiply_into,
     q_block,
+    q_block_compensated,
     q_block_logit,
     recheck,
     scatter_groups,
@@ -47,7 +47,7 @@ from .blocks import (
 )
 from .forms import product_loss
 from .llvm import INLINE, JIT, add_lanes, multiply_lanes, prefer_wide_vectors, prefetch_block
-from .math import _as_type_of, lane_sum, lanes_log_product, log_product, split
+from .math import as_type_of, lane_sum, lanes_log_product, log_product, split
 
 
 @njit(**INLINE)
@@ -99,11 +99,11 @@ def chunk(y, p, w, pos_w, mask, g32, g64, grad, col_scale, row_scale, sums, o, g
     omit = nan_mode == NAN_OMIT
     # per-element coefficients of the two terms: a pos_weight (pbuf, 1 without), label smoothing
     # or focal loss (always computed with coefficients); the loops are called with coef None
-    # without them (_coefficients)
+    # without them (coefficients)
     # gamma_alpha is None without focal loss: its branches are pruned at compile time
     has_coef = has_pw or smoothing != 0.0 or gamma_alpha is not None
     coef = (1.0 - smoothing, 0.5 * smoothing)
-    counted = has_mask or omit  # weights zeroed where masked or an omitted NaN (_count_weights)
+    counted = has_mask or omit  # weights zeroed where masked or an omitted NaN (count_weights)
     use_w = has_w or counted or has_coef
     keep_e = logits and want_loss and has_grad
     # the product path (see fb_chunk): Σ -log q = -log Π q (from logits: Σ log(1 + e) = log Π),
@@ -134,7 +134,7 @@ def chunk(y, p, w, pos_w, mask, g32, g64, grad, col_scale, row_scale, sums, o, g
     unchecked = want_loss and not (counted or has_coef) and gamma_alpha is None
     # the labels are loaded in the block's first loop, for a block taken to be of the form of the
     # one before: the product loop from logits (q_block_logit), the soft-label loss loop
-    # (_loss_soft), else a loop of their own (load_labels)
+    # (loss_soft), else a loop of their own (load_labels)
     q_first = by_product and logits
     soft_first = False
     for b0 in range(start, stop, BLOCK):
@@ -152,7 +152,7 @@ def chunk(y, p, w, pos_w, mask, g32, g64, grad, col_scale, row_scale, sums, o, g
         if q_first:
             ok, lbad, soft = q_block_logit(pb, yb, n, ybuf, qbuf, lbuf, ebuf)
         elif soft_first:
-            clean, lbad, soft = _loss_soft(pb, yb, n, ybuf, None, pbuf, None, lbuf, clip_lo,
+            clean, lbad, soft = loss_soft(pb, yb, n, ybuf, None, pbuf, None, lbuf, clip_lo,
                                            clip_hi, nll, omit)
         else:
             lbad, soft = load_labels(yb, n, ybuf)
@@ -178,7 +178,7 @@ def chunk(y, p, w, pos_w, mask, g32, g64, grad, col_scale, row_scale, sums, o, g
         elif product and not logits and f32:
             ok = q_block(pb, n, ybuf, eps, q_hi, qbuf)
         elif product and not logits:
-            ok = _q_block_compensated(pb, n, ybuf, eps, q_hi, qbuf, qlo)
+            ok = q_block_compensated(pb, n, ybuf, eps, q_hi, qbuf, qlo)
         ok &= product  # the elements of a block off the product path are checked below
         if not (soft_first and soft):  # else the soft losses computed above
             clean = unchecked and not product and loss_block(
@@ -187,7 +187,7 @@ def chunk(y, p, w, pos_w, mask, g32, g64, grad, col_scale, row_scale, sums, o, g
         q_first = product and logits  # the next block taken to be as this one
         soft_first = unchecked and soft and not logits
         if not ok and not clean and (not logits or nan_mode == NAN_RAISE):  # else nothing to check
-            bad |= _check_block(pb, n, ybuf, mbuf, not logits, nan_mode)
+            bad |= check_block(pb, n, ybuf, mbuf, not logits, nan_mode)
         if want_loss and not product and gamma_alpha is None and not clean:  # focal loss: below
             if has_coef:
                 loss_block(pb, n, ybuf, mbuf, pbuf, coef, lbuf, ebuf, clip_lo, clip_hi, nll, omit,
@@ -196,7 +196,7 @@ def chunk(y, p, w, pos_w, mask, g32, g64, grad, col_scale, row_scale, sums, o, g
                 loss_block(pb, n, ybuf, mbuf, pbuf, None, lbuf, ebuf, clip_lo, clip_hi, nll, omit,
                             logits, soft)
         if counted:
-            _count_weights(pb, n, ybuf, mbuf, wbuf, omit)
+            count_weights(pb, n, ybuf, mbuf, wbuf, omit)
         if next_n > 0:
             prefetch_block(b0 + BLOCK + next_n // 2, next_n - next_n // 2, reads, writes)
         if has_grad:
@@ -219,8 +219,8 @@ def chunk(y, p, w, pos_w, mask, g32, g64, grad, col_scale, row_scale, sums, o, g
                             clip_hi, omit, logits)
             elif logits and not (use_w or soft or has_row_scale or has_col_scale):
                 if not keep_e:
-                    _exp_abs_block(pb, n, ebuf)
-                grad_logit_hard(pb, n, ybuf, ebuf, gb, _as_type_of(pb[0], scale))
+                    exp_abs_block(pb, n, ebuf)
+                grad_logit_hard(pb, n, ybuf, ebuf, gb, as_type_of(pb[0], scale))
             else:
                 grad_block(pb, n, ybuf, mbuf, wbuf, pbuf, None, sbuf, ebuf, keep_e, gb, clip_lo,
                             clip_hi, omit, logits)
@@ -231,7 +231,7 @@ def chunk(y, p, w, pos_w, mask, g32, g64, grad, col_scale, row_scale, sums, o, g
                          gamma_alpha, omit, logits, want_loss, qbuf, y64)  # no product path here
         if mode == MODE_ALL:
             if product and not f32:
-                _multiply_compensated(prod_m, rnd, qbuf, qlo, n)
+                multiply_compensated(prod_m, rnd, qbuf, qlo, n)
             elif product:
                 multiply_lanes(prod_m, qbuf, 0, n)
             if sum_lbuf and use_w:
@@ -246,9 +246,9 @@ def chunk(y, p, w, pos_w, mask, g32, g64, grad, col_scale, row_scale, sums, o, g
             while k < n:
                 run = min(n - k, ncols - j)
                 if product:
-                    _multiply_into(col_m[j:j + run], qbuf[k:k + run])
+                    multiply_into(col_m[j:j + run], qbuf[k:k + run])
                 if sum_lbuf:
-                    _add_weighted_into(col_l[j:j + run], col_w[j:j + run], lbuf[k:k + run],
+                    add_weighted_into(col_l[j:j + run], col_w[j:j + run], lbuf[k:k + run],
                                        wbuf[k:k + run])
                 k += run
                 if j + run == ncols and by_product:

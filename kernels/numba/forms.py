@@ -9,18 +9,18 @@ from numba import njit, types
 from numba.extending import overload
 
 from .llvm import INLINE, fma
-from .math import _as_type_of, _exp_neg, _log, _one, exp_neg_f64, pow_unit
+from .math import as_type_of, exp_neg_f64, exp_neg_typed, log_typed, one_like, pow_unit
 
 
 @njit(**INLINE)
 def nll_hard(p, y, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg):
     """-log q (y = 1) or -log(1 - q) (y = 0), q = clip(p, eps, 1-eps); 1 - p as hi + lo."""
-    one = _one(p)
+    one = one_like(p)
     zero = one - one
     hi0 = one - p
     lo0 = (one - hi0) - p
     pos = y != zero
-    lg = _log(p if pos else hi0, zero if pos else lo0)
+    lg = log_typed(p if pos else hi0, zero if pos else lo0)
     l = -lg
     l = (lo_pos if pos else lo_neg) if p < clip_lo else l
     return (hi_pos if pos else hi_neg) if p > clip_hi else l
@@ -30,12 +30,12 @@ def nll_hard(p, y, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg):
 def nll_soft(p, a, b, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg):
     """-[a·log q + b·log(1-q)], a = y and b = 1-y (or coef_pos/coef_neg), a term with a zero
     coefficient left out."""
-    one = _one(p)
+    one = one_like(p)
     zero = one - one
     hi0 = one - p
     lo0 = (one - hi0) - p
-    l1 = -_log(p, zero)
-    l0 = -_log(hi0, lo0)
+    l1 = -log_typed(p, zero)
+    l0 = -log_typed(hi0, lo0)
     clo = p < clip_lo
     chi = p > clip_hi
     l1 = lo_pos if clo else (hi_pos if chi else l1)
@@ -46,20 +46,20 @@ def nll_soft(p, a, b, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg):
 @njit(**INLINE)
 def exp_abs(x):
     """exp(-|x|): the one exponential of a logit's loss and gradient."""
-    return _exp_neg(-abs(x))
+    return exp_neg_typed(-abs(x))
 
 
 @njit(**INLINE)
 def nll_logit(x, a, b, e, has_coef):
     """a·softplus(-x) + b·softplus(x) = |x|·(x >= 0 ? b : a) + (a + b)·log1p(e), e = exp(-|x|),
     a = y and b = 1-y (or coef_pos/coef_neg); the factor a + b is 1 unless has_coef."""
-    one = _one(x)
+    one = one_like(x)
     zero = one - one
     hi = one + e
     lo = e - (hi - one)
     c = b if x >= zero else a
     lin = abs(x) * c if c != zero else zero
-    log1p_e = _log(hi, lo)
+    log1p_e = log_typed(hi, lo)
     return lin + ((a + b) * log1p_e if has_coef else log1p_e)
 
 
@@ -81,7 +81,7 @@ def grad_logit(x, a, b, e):
     """dl/dx in float64 from e = exp(-|x|), coefficients a, b: b·σ(x) - a·σ(-x) =
     (u + v·e) / (1 + e), u = b and v = -a for x >= 0, u = -a and v = b for x < 0."""
     ed = np.float64(e)
-    right = x >= _one(x) - _one(x)
+    right = x >= one_like(x) - one_like(x)
     return fma(-a if right else b, ed, b if right else -a) / (1.0 + ed)
 
 
@@ -99,24 +99,24 @@ def coef_neg(coef, yv):
     return (1.0 - np.float64(yv)) * coef[0] + coef[1]
 
 
-def _coefficients(coef, pw, yv):
+def coefficients(coef, pw, yv):
     raise NotImplementedError
 
 
-def _coefficients_f64(coef, pw, yv):
+def coefficients_f64(coef, pw, yv):
     raise NotImplementedError
 
 
-@overload(_coefficients, inline="always")
+@overload(coefficients, inline="always")
 def _coefficients_overload(coef, pw, yv):
     """(a, b) of the positive and negative terms in the label's type: (y, 1-y) for coef None."""
     if isinstance(coef, types.NoneType):
-        return lambda coef, pw, yv: (yv, _one(yv) - yv)
-    return lambda coef, pw, yv: (_as_type_of(yv, coef_pos(coef, pw, yv)),
-                                 _as_type_of(yv, coef_neg(coef, yv)))
+        return lambda coef, pw, yv: (yv, one_like(yv) - yv)
+    return lambda coef, pw, yv: (as_type_of(yv, coef_pos(coef, pw, yv)),
+                                 as_type_of(yv, coef_neg(coef, yv)))
 
 
-@overload(_coefficients_f64, inline="always")
+@overload(coefficients_f64, inline="always")
 def _coefficients_f64_overload(coef, pw, yv):
     """(a, b) in float64 (the gradients): (y, 1-y) for coef None."""
     if isinstance(coef, types.NoneType):
@@ -125,10 +125,10 @@ def _coefficients_f64_overload(coef, pw, yv):
 
 
 @njit(**INLINE)
-def _nll_as_type_of(x, nll):
+def nll_as_type_of(x, nll):
     """The losses at the clip bounds (float64) in the type of x."""
-    return (_as_type_of(x, nll[0]), _as_type_of(x, nll[1]), _as_type_of(x, nll[2]),
-            _as_type_of(x, nll[3]))
+    return (as_type_of(x, nll[0]), as_type_of(x, nll[1]), as_type_of(x, nll[2]),
+            as_type_of(x, nll[3]))
 
 
 @njit(**INLINE)

@@ -53,8 +53,8 @@ def prefer_wide_vectors(typingctx):
     """Marks the function that calls it "prefer-vector-width"="512" for LLVM: its loops then
     vectorise at the full AVX-512 width, where LLVM's tuning for many Intel CPUs prefers 256-bit
     vectors (a preference only: on a CPU without AVX-512 the widest legal vectors are used). Per
-    function, as gcc's target attribute in kernels/c/dispatch.h: the process's other Numba code keeps
-    Numba's settings (NUMBA_CPU_FEATURES would change them all). Every kernel function with a
+    function, as gcc's target attribute in kernels/c/dispatch.h: the process's other Numba code
+    keeps Numba's settings (NUMBA_CPU_FEATURES would change them all). Every kernel function with a
     loop calls it first."""
     def codegen(context, builder, signature, args):
         # an LLVM string attribute: llvmlite's AttributeSet.add accepts only its known names

@@ -11,7 +11,16 @@ from numba import njit, types
 from numba.extending import overload
 
 from .. import PROD_LANES
-from .llvm import INLINE, JIT, bits_f32, bits_f64, fma, from_bits_f32, from_bits_f64, prefer_wide_vectors
+from .llvm import (
+    INLINE,
+    JIT,
+    bits_f32,
+    bits_f64,
+    fma,
+    from_bits_f32,
+    from_bits_f64,
+    prefer_wide_vectors,
+)
 
 F32 = np.float32
 
@@ -157,7 +166,7 @@ def lane_sum(a):
 
 
 @njit(**INLINE)
-def _split_one(m, e):
+def split_one(m, e):
     """A product kept as m·2^e with m in [sqrt(1/2), sqrt(2)): the exponent of m moved into e;
     returns (m, e); NaN stays NaN."""
     bits = np.uint64(bits_f64(m))
@@ -173,7 +182,7 @@ def split(m, e, n):
     logarithm e·ln2 + log m does not cancel and a product stays a normal number."""
     prefer_wide_vectors()
     for k in range(n):
-        m[k], e[k] = _split_one(m[k], e[k])
+        m[k], e[k] = split_one(m[k], e[k])
 
 
 @njit(**JIT)
@@ -188,44 +197,44 @@ def lanes_log_product(m, e, v):
 
 # ---- Numba only: one source for float32 and float64 (C: the FB_T template of variant.h) ----
 
-def _log(hi, lo):
+def log_typed(hi, lo):
     raise NotImplementedError
 
 
-def _exp_neg(t):
+def exp_neg_typed(t):
     raise NotImplementedError
 
 
-def _one(x):
+def one_like(x):
     raise NotImplementedError
 
 
-def _as_type_of(x, v):
+def as_type_of(x, v):
     raise NotImplementedError
 
 
-@overload(_log, inline="always")
-def _log_overload(hi, lo):
+@overload(log_typed, inline="always")
+def _log_typed_overload(hi, lo):
     if hi == types.float32:
         return lambda hi, lo: log_f32(hi, lo)
     return lambda hi, lo: log_f64(hi, lo)
 
 
-@overload(_exp_neg, inline="always")
-def _exp_neg_overload(t):
+@overload(exp_neg_typed, inline="always")
+def _exp_neg_typed_overload(t):
     if t == types.float32:
         return lambda t: exp_neg_f32(t)
     return lambda t: exp_neg_f64(t)
 
 
-@overload(_one)
-def _one_overload(x):
+@overload(one_like)
+def _one_like_overload(x):
     if x == types.float32:
         return lambda x: F32(1.0)
     return lambda x: 1.0
 
 
-@overload(_as_type_of)
+@overload(as_type_of)
 def _as_type_of_overload(x, v):
     if x == types.float32:
         return lambda x, v: F32(v)
