@@ -18,7 +18,7 @@ FB_INLINE FB_T FB_NAME(fb_nll_hard)(FB_T p, FB_T y, FB_T clip_lo, FB_T clip_hi, 
 }
 
 /* Soft labels: -[a·log q + b·log(1-q)], a = y and b = 1-y (with pos_weight and label smoothing:
- * fb_coefficients), a term with a zero coefficient left out; equal to fb_nll_hard bit for bit
+ * fb_coef_*), a term with a zero coefficient left out; equal to fb_nll_hard bit for bit
  * when a = y is 0 or 1 and b = 1 - y. */
 FB_INLINE FB_T FB_NAME(fb_nll_soft)(FB_T p, FB_T a, FB_T b, FB_T clip_lo, FB_T clip_hi,
                                     FB_T lo_pos, FB_T lo_neg, FB_T hi_pos, FB_T hi_neg)
@@ -39,7 +39,7 @@ FB_INLINE FB_T FB_NAME(fb_exp_abs)(FB_T x)
     return FB_EXP(-FB_ABS(x));
 }
 
-/* Logit x, coefficients a, b of the two terms (a = y, b = 1-y, or fb_coefficients),
+/* Logit x, coefficients a, b of the two terms (a = y, b = 1-y, or fb_coef_*),
  * e = exp(-|x|): a·softplus(-x) + b·softplus(x) = |x|·(x >= 0 ? b : a) + (a + b)·log1p(e), a zero
  * coefficient leaving its term out (x = ±inf); the factor a + b is 1 unless has_coef. */
 FB_INLINE FB_T FB_NAME(fb_nll_logit)(FB_T x, FB_T a, FB_T b, FB_T e, int has_coef)
@@ -53,7 +53,7 @@ FB_INLINE FB_T FB_NAME(fb_nll_logit)(FB_T x, FB_T a, FB_T b, FB_T e, int has_coe
 }
 
 /* dl/dp in float64 (before weights): (p - y) / (p(1 - p)) inside [eps, 1-eps], else 0; with
- * coefficients a, b (has_coef, fb_coefficients): -a/p + b/(1-p) = (b·p - a·(1-p)) / (p(1 - p)). */
+ * coefficients a, b (has_coef, fb_coef_*): -a/p + b/(1-p) = (b·p - a·(1-p)) / (p(1 - p)). */
 FB_INLINE double FB_NAME(fb_grad_prob)(FB_T p, FB_T y, double a, double b, FB_T clip_lo,
                                        FB_T clip_hi, int has_coef)
 {
@@ -66,7 +66,7 @@ FB_INLINE double FB_NAME(fb_grad_prob)(FB_T p, FB_T y, double a, double b, FB_T 
 }
 
 /* dl/dx in float64 from e = exp(-|x|) (before weights), coefficients a, b (a = y, b = 1-y, or
- * fb_coefficients): b·σ(x) - a·σ(-x), with σ(|x|) = 1/(1+e) and σ(-|x|) = e/(1+e), is
+ * fb_coef_*): b·σ(x) - a·σ(-x), with σ(|x|) = 1/(1+e) and σ(-|x|) = e/(1+e), is
  * (u + v·e) / (1 + e), u = b and v = -a for x >= 0, u = -a and v = b for x < 0: the numerator
  * rounded once (FMA), then one division. */
 FB_INLINE double FB_NAME(fb_grad_logit)(FB_T x, double a, double b, FB_T e)
