@@ -16,7 +16,7 @@ test: $(STAMP)
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml setup.py $(wildcard kernels/*.pyx kernels/*.pxd kernels/*.h)
+$(STAMP): pyproject.toml setup.py $(wildcard kernels/*.pyx kernels/*.pxd kernels/c/*.h)
 	test -x $(PYTHON) || $(PYTHON_FOR_VENV) -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(PYTHON) -m pip install --quiet -e '.[test,bench,io,dask]'

@@ -6,6 +6,7 @@ clang), the install still succeeds and fastbce runs on Numba (with a one-time wa
 FASTBCE_REQUIRE_EXTENSION=1 to make a failed build an error.
 """
 
+import glob
 import os
 import tempfile
 
@@ -57,12 +58,13 @@ extension = Extension(
     "fastbce._kernels.cython_kernels",
     ["kernels/cython_kernels.pyx"],
     include_dirs=["kernels"],
-    depends=["kernels/fastbce_simd.h", "kernels/fastbce_chunk.h"],
+    depends=sorted(glob.glob("kernels/c/*.h")),
     # -ffp-contract=off: no fused multiply-add, so that every operation of the fast path is one IEEE
     # operation with the same result on every CPU and in the Numba backend. No -march=native and no
-    # -ffast-math: the vector variants come from target_clones in kernels/fastbce_simd.h, and NaN
-    # and inf handling must stay exact. -fno-trapping-math lets gcc if-convert (vectorise) loops
-    # whose branches hold divisions; it changes no value (floating-point exceptions are not used).
+    # -ffast-math: the vector variants are compiled per instruction set in kernels/c/dispatch.h,
+    # and NaN and inf handling must stay exact. -fno-trapping-math lets gcc if-convert (vectorise)
+    # loops whose branches hold divisions; it changes no value (floating-point exceptions are not
+    # used).
     extra_compile_args=["-O3", "-fopenmp", "-ffp-contract=off", "-fno-trapping-math"],
     extra_link_args=["-fopenmp"],
     optional=os.environ.get("FASTBCE_REQUIRE_EXTENSION") != "1",

@@ -1,4 +1,4 @@
-"""Backend selection. Each backend is a module with a ``bce_pass`` function (see ``kernels/``).
+"""Backend selection. Each backend is a module with a ``bce_pass`` function (see kernels/__init__.py).
 
 Backends are imported on first use, so ``import fastbce`` stays light.
 """
@@ -12,9 +12,9 @@ import warnings
 
 BACKENDS = ("auto", "cython", "numba", "numpy")
 _MODULES = {
-    "numba": "fastbce._kernels.numba_kernels",
+    "numba": "fastbce._kernels.numba",
     "cython": "fastbce._kernels.cython_kernels",
-    "numpy": "fastbce._kernels.numpy_reference",
+    "numpy": "fastbce._kernels.reference",
 }
 
 

@@ -22,6 +22,7 @@ from ._kernels import (
     MODE_GROUPS,
     MODE_ROWS,
     NAN_OMIT,
+    PassOptions,
 )
 from ._threads import resolve_num_threads
 
@@ -142,16 +143,16 @@ def run_pass(plan, backend, n_threads, *, want_grad=False, out=None, n_stats=2, 
         with launch_guard(backend):
             if fast is not None:
                 run_fast_pass(kernel, fast, rows_per_chunk, n_cols, sums, flags,
-                              None if grad is None else plan.as_2d(grad), row_scale, col_scale,
-                              want_value, threads)
+                              None if grad is None else plan.as_2d(grad), row_scale, col_scale, want_value,
+                              threads)
             else:
                 kernel.bce_pass(
-                    plan.y, plan.p, plan.w, plan.pw, plan.mask, plan.groups, plan.y_half, plan.p_half,
-                    plan.from_logits, plan.eps, plan.smoothing, plan.nan_mode, plan.gamma, plan.alpha,
-                    plan.mode, rows_per_chunk, sums,
-                    None if loss_out is None else plan.as_2d(loss_out),
+                    plan.y, plan.p, plan.w, plan.pw, plan.mask, plan.groups, row_scale, col_scale, sums,
+                    flags, None if loss_out is None else plan.as_2d(loss_out),
                     None if grad is None else plan.as_2d(grad),
-                    row_scale, col_scale, flags, threads)
+                    PassOptions(plan.y_half, plan.p_half, plan.from_logits, plan.eps, plan.smoothing,
+                                plan.nan_mode, plan.gamma, plan.alpha, plan.mode, rows_per_chunk),
+                    threads)
         bad = int(np.bitwise_or.reduce(flags))
         if bad:
             raise ValueError("; ".join(message for bit, message in _FLAG_MESSAGES if bad & bit))

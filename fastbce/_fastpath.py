@@ -1,7 +1,7 @@
 """Dispatch to the fast path: which calls it runs, and its arguments.
 
-The fast path (``fast_pass`` of the compiled backends: kernels/fastbce_simd.h for Cython,
-kernels/numba_fast.py for Numba) computes the commonest calls with vectorised float32 math
+The fast path (``fast_pass`` of the compiled backends: kernels/c/ for Cython, kernels/numba/ for
+Numba, twin files) computes the commonest calls with vectorised float32 math
 (float64 for float64 predictions): BCE from probabilities (hard labels: one logarithm per element,
 or for float32 predictions without weights none at all, as -log of a product of probabilities in
 float64 lanes; soft labels: two) or logits, with optional scalar or full sample weights, a scalar
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._kernels import MODE_COLS, MODE_GROUPS, MODE_ROWS
+from ._kernels import MODE_COLS, MODE_GROUPS, MODE_ROWS, FastOptions
 
 # Elements per slab copied to C order when an input is not C-contiguous (several chunks).
 SLAB_ELEMENTS = 1 << 21
@@ -157,6 +157,10 @@ def run_fast_pass(kernel, fast, rows_per_chunk, n_cols, sums, flags, grad, row_f
     row_scale = row_factor if row_factor.size > 1 else None
     col_scale = fast.weight * col_factor if col_factor.size > 1 else None
     chunk_elems = rows_per_chunk * n_cols
+    options = FastOptions(
+        mode=fast.mode, ncols=n_cols, row0=0, chunk_elems=chunk_elems, logits=fast.logits,
+        nan_mode=fast.nan_mode, clip=fast.clip, eps=fast.eps, smoothing=fast.smoothing,
+        focal=fast.focal, nll=fast.nll, grad_scale=grad_scale, want_loss=want_value)
 
     def run(parts, rows, grad_part):
         y, p, *rest = [a.reshape(-1) for a in parts]
@@ -164,11 +168,9 @@ def run_fast_pass(kernel, fast, rows_per_chunk, n_cols, sums, flags, grad, row_f
         mask = rest.pop(0) if fast.mask is not None else None
         groups = None if fast.groups is None else fast.groups[rows]
         chunks = slice(rows.start // rows_per_chunk, -(-rows.stop // rows_per_chunk))
-        kernel.fast_pass(y, p, w, fast.pos_w, mask, groups, fast.mode, n_cols, rows.start,
-                         fast.logits, fast.nan_mode, fast.clip, fast.eps, fast.smoothing,
-                         fast.focal, fast.nll, chunk_elems,
-                         sums if fast.mode == MODE_ROWS else sums[chunks], flags[chunks],
-                         grad_part, grad_scale, col_scale, row_scale, want_value, n_threads)
+        kernel.fast_pass(y, p, w, fast.pos_w, mask, groups, row_scale, col_scale,
+                         sums if fast.mode == MODE_ROWS else sums[chunks], flags[chunks], grad_part,
+                         options._replace(row0=rows.start), n_threads)
 
     n_rows = fast.p.shape[0]
     if all(a.flags.c_contiguous for a in arrays) and (grad is None or grad.flags.c_contiguous):
@@ -183,11 +185,10 @@ def run_fast_pass(kernel, fast, rows_per_chunk, n_cols, sums, flags, grad, row_f
         y, p, *rest = [a.T.reshape(-1) for a in arrays]  # views: a.T is C-contiguous
         w = rest.pop(0) if fast.w is not None else None
         mask = rest.pop(0) if fast.mask is not None else None
-        kernel.fast_pass(y, p, w, None, mask, None, MODE_ROWS, n_rows, 0, fast.logits,
-                         fast.nan_mode, fast.clip, fast.eps, fast.smoothing, fast.focal, fast.nll,
-                         rows_t * n_rows, sums[:1], flags_t,
-                         None if grad is None else grad.T.reshape(-1), grad_scale, None,
-                         col_factor if col_factor.size > 1 else None, want_value, n_threads)
+        kernel.fast_pass(y, p, w, None, mask, None, col_factor if col_factor.size > 1 else None,
+                         None, sums[:1], flags_t, None if grad is None else grad.T.reshape(-1),
+                         options._replace(mode=MODE_ROWS, ncols=n_rows, chunk_elems=rows_t * n_rows),
+                         n_threads)
         flags[0] |= np.bitwise_or.reduce(flags_t)
     else:
         slab = rows_per_chunk * max(1, SLAB_ELEMENTS // chunk_elems)

@@ -1,5 +1,6 @@
 # cython: language_level=3, cpow=True, boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
-"""Cython/OpenMP backend: the same pass as kernels/numba_kernels.py, compiled ahead of time.
+"""Cython/OpenMP backend: the general pass (the twin of kernels/numba/general.py, compiled ahead of
+time) and the entry of the C fast path (kernels/c/, the twin of kernels/numba/).
 
 Rows are cut into fixed chunks (independent of the thread count); each chunk is summed serially in
 float64 into its own slot of ``sums`` and the caller adds the chunks in order, so reductions are
@@ -14,25 +15,37 @@ from libc.math cimport NAN, INFINITY, exp, fabs, isnan, ldexp, log, log1p, pow
 from libc.stdint cimport int8_t, uint8_t, uint16_t
 from cython.parallel cimport prange
 
-# The codes of kernels/__init__.py (tests/test_backends.py checks that they agree).
-cdef enum:
-    MODE_ALL = 0
-    MODE_ROWS = 1
-    MODE_COLS = 2
-    MODE_GROUPS = 3
-    NAN_RAISE = 1
-    NAN_OMIT = 2
-    FLAG_LABEL = 1
-    FLAG_PRED = 2
-    FLAG_NAN = 4
-    FLAG_WEIGHT = 8
-    FLAG_POS_WEIGHT = 16
-    FLAG_GROUP = 32
+# The codes of kernels/__init__.py, from kernels/c/codes.h (tests/test_codes.py checks them).
+cdef extern from "c/codes.h":
+    enum:
+        FB_MODE_ALL
+        FB_MODE_ROWS
+        FB_MODE_COLS
+        FB_MODE_GROUPS
+        FB_NAN_PROPAGATE
+        FB_NAN_RAISE
+        FB_NAN_OMIT
+        FB_FLAG_LABEL
+        FB_FLAG_PRED
+        FB_FLAG_NAN
+        FB_FLAG_WEIGHT
+        FB_FLAG_POS_WEIGHT
+        FB_FLAG_GROUP
+        FB_Y_U8
+        FB_Y_F32
+        FB_Y_F64
+        FB_W_NONE
+        FB_W_F32
+        FB_W_F64
+        FB_G_I64
+        FB_G_I32
 
-CODES = dict(MODE_ALL=MODE_ALL, MODE_ROWS=MODE_ROWS, MODE_COLS=MODE_COLS, MODE_GROUPS=MODE_GROUPS,
-             NAN_RAISE=NAN_RAISE, NAN_OMIT=NAN_OMIT, FLAG_LABEL=FLAG_LABEL, FLAG_PRED=FLAG_PRED,
-             FLAG_NAN=FLAG_NAN, FLAG_WEIGHT=FLAG_WEIGHT, FLAG_POS_WEIGHT=FLAG_POS_WEIGHT,
-             FLAG_GROUP=FLAG_GROUP)
+CODES = dict(MODE_ALL=FB_MODE_ALL, MODE_ROWS=FB_MODE_ROWS, MODE_COLS=FB_MODE_COLS,
+             MODE_GROUPS=FB_MODE_GROUPS, NAN_PROPAGATE=FB_NAN_PROPAGATE, NAN_RAISE=FB_NAN_RAISE,
+             NAN_OMIT=FB_NAN_OMIT, FLAG_LABEL=FB_FLAG_LABEL, FLAG_PRED=FB_FLAG_PRED,
+             FLAG_NAN=FB_FLAG_NAN, FLAG_WEIGHT=FB_FLAG_WEIGHT, FLAG_POS_WEIGHT=FB_FLAG_POS_WEIGHT,
+             FLAG_GROUP=FB_FLAG_GROUP, Y_U8=FB_Y_U8, Y_F32=FB_Y_F32, Y_F64=FB_Y_F64,
+             W_NONE=FB_W_NONE, W_F32=FB_W_F32, W_F64=FB_W_F64, G_I64=FB_G_I64, G_I32=FB_G_I32)
 
 # Labels: bool arrives as uint8, float16 as uint16 (its bits, decoded when is_half).
 ctypedef fused label_t:
@@ -105,23 +118,23 @@ cdef inline element_t weighted_element(
         double y, double v, double w, double pos_weight, bint from_logits, double eps,
         double keep, double shift, int nan_mode, double gamma, double alpha) noexcept nogil:
     """One unmasked element: (error bits, counted, w, w·loss, w·dloss/dv, w·y, w·q, w·positive
-    part, w·negative part); the formulas of kernels/numba_kernels.weighted_element."""
+    part, w·negative part); the formulas of weighted_element in kernels/numba/general.py."""
     cdef int bad = 0
     cdef double nll_pos, nll_neg, d_pos, d_neg, q, q_bar, dq, a, b, positive, negative, loss, grad
     cdef double one_minus_pt, alpha_t, factor, d_factor
     if isnan(y) or isnan(v):
-        if nan_mode == NAN_RAISE:
-            return FLAG_NAN, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
-        if nan_mode == NAN_OMIT:
+        if nan_mode == FB_NAN_RAISE:
+            return FB_FLAG_NAN, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
+        if nan_mode == FB_NAN_OMIT:
             return 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
     if y < 0.0 or y > 1.0:
-        bad = bad | FLAG_LABEL
+        bad = bad | FB_FLAG_LABEL
     if not from_logits and (v < 0.0 or v > 1.0):
-        bad = bad | FLAG_PRED
+        bad = bad | FB_FLAG_PRED
     if not (0.0 <= w < INFINITY):
-        bad = bad | FLAG_WEIGHT
+        bad = bad | FB_FLAG_WEIGHT
     if not (0.0 <= pos_weight < INFINITY):
-        bad = bad | FLAG_POS_WEIGHT
+        bad = bad | FB_FLAG_POS_WEIGHT
     if bad:
         return bad, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
     if isnan(v):
@@ -155,29 +168,48 @@ cdef inline element_t weighted_element(
     return 0, 1.0, w, w * loss, w * grad, w * y, w * q, w * positive, w * negative
 
 
+# The scalars of a general pass: kernels.PassOptions, and which element outputs are written.
+cdef struct pass_options:
+    bint y_half
+    bint p_half
+    bint from_logits
+    double eps
+    double smoothing
+    int nan_mode
+    double gamma
+    double alpha
+    int mode
+    Py_ssize_t rows_per_chunk
+    bint write_loss
+    bint write_grad
+
+
 cdef int run_chunk(
         const label_t[:, :] y, const pred_t[:, :] p, const weight_t[:, :] w,
         const weight_t[:, :] pw, const uint8_t[:, :] mask, const Py_ssize_t[:] groups,
-        bint y_half, bint p_half, bint from_logits, double eps, double smoothing, int nan_mode,
-        double gamma, double alpha, int mode, Py_ssize_t start, Py_ssize_t stop,
-        double[:, :, :] sums, Py_ssize_t k, out_t[:, :] loss_out, out_t[:, :] grad_out,
-        bint write_loss, bint write_grad, const double[:] row_scale,
-        const double[:] col_scale) noexcept nogil:
+        const double[:] row_scale, const double[:] col_scale, double[:, :, :] sums,
+        out_t[:, :] loss_out, out_t[:, :] grad_out, const pass_options *o, Py_ssize_t k,
+        Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
     """Rows [start, stop) into ``sums[k]``; returns the error bits."""
     cdef Py_ssize_t n_cols = p.shape[1], n_slots = sums.shape[1], i, j, slot, row_slot
     cdef bint score_stats = sums.shape[2] > 2
-    cdef double keep = 1.0 - smoothing, shift = 0.5 * smoothing
+    cdef double keep = 1.0 - o.smoothing, shift = 0.5 * o.smoothing
     cdef double counted, weight, loss, grad, wy, wq, positive, negative, r_scale, c_scale
     cdef bint per_row_scale = row_scale.shape[0] > 1, per_col_scale = col_scale.shape[0] > 1
     cdef int bad = 0, bits
+    # the options as locals: a store into sums could alias them, and they would be read again
+    cdef bint y_half = o.y_half, p_half = o.p_half, from_logits = o.from_logits
+    cdef bint write_loss = o.write_loss, write_grad = o.write_grad
+    cdef double eps = o.eps, gamma = o.gamma, alpha = o.alpha
+    cdef int nan_mode = o.nan_mode, mode = o.mode
     for i in range(start, stop):
         row_slot = 0
-        if mode == MODE_ROWS:
+        if mode == FB_MODE_ROWS:
             row_slot = i
-        elif mode == MODE_GROUPS:
+        elif mode == FB_MODE_GROUPS:
             row_slot = groups[i]
             if row_slot < 0 or row_slot >= n_slots:
-                bad = bad | FLAG_GROUP
+                bad = bad | FB_FLAG_GROUP
                 continue
         r_scale = row_scale[i] if per_row_scale else row_scale[0]
         for j in range(n_cols):
@@ -191,7 +223,7 @@ cdef int run_chunk(
                 as_double(y[i, j], y_half), as_double(p[i, j], p_half), w[i, j], pw[i, j],
                 from_logits, eps, keep, shift, nan_mode, gamma, alpha)
             bad = bad | bits
-            slot = j if mode == MODE_COLS else row_slot
+            slot = j if mode == FB_MODE_COLS else row_slot
             sums[k, slot, 0] += loss
             sums[k, slot, 1] += weight
             if score_stats:
@@ -210,23 +242,24 @@ cdef int run_chunk(
 
 def _bce_pass(const label_t[:, :] y, const pred_t[:, :] p, const weight_t[:, :] w,
               const weight_t[:, :] pw, const uint8_t[:, :] mask, const Py_ssize_t[:] groups,
-              bint y_half, bint p_half, bint from_logits, double eps, double smoothing,
-              int nan_mode, double gamma, double alpha, int mode, Py_ssize_t rows_per_chunk,
-              double[:, :, :] sums, out_t[:, :] loss_out, out_t[:, :] grad_out, bint write_loss,
-              bint write_grad, const double[:] row_scale, const double[:] col_scale,
-              uint8_t[:] flags, int n_threads):
+              const double[:] row_scale, const double[:] col_scale, double[:, :, :] sums,
+              uint8_t[:] flags, out_t[:, :] loss_out, out_t[:, :] grad_out, options,
+              bint write_loss, bint write_grad, int n_threads):
     cdef Py_ssize_t chunk, n_chunks = flags.shape[0], n_rows = p.shape[0]
+    cdef pass_options o
     if out_t is double:
         if pred_t is not double:
             raise TypeError("element outputs are float64 only for float64 predictions")
     elif pred_t is double:
         raise TypeError("element outputs are float64 for float64 predictions")
+    (o.y_half, o.p_half, o.from_logits, o.eps, o.smoothing, o.nan_mode, o.gamma, o.alpha, o.mode,
+     o.rows_per_chunk) = options
+    o.write_loss, o.write_grad = write_loss, write_grad
     for chunk in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
         flags[chunk] = run_chunk(
-            y, p, w, pw, mask, groups, y_half, p_half, from_logits, eps, smoothing, nan_mode,
-            gamma, alpha, mode, chunk * rows_per_chunk,
-            min(n_rows, (chunk + 1) * rows_per_chunk), sums, 0 if mode == MODE_ROWS else chunk,
-            loss_out, grad_out, write_loss, write_grad, row_scale, col_scale)
+            y, p, w, pw, mask, groups, row_scale, col_scale, sums, loss_out, grad_out, &o,
+            0 if o.mode == FB_MODE_ROWS else chunk, chunk * o.rows_per_chunk,
+            min(n_rows, (chunk + 1) * o.rows_per_chunk))
 
 
 def _label_operand(y, y_half):
@@ -262,10 +295,9 @@ def _after_fork_in_child():
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def bce_pass(y, p, w, pw, mask, groups, y_half, p_half, from_logits, eps, smoothing, nan_mode,
-             gamma, alpha, mode, rows_per_chunk, sums, loss_out, grad_out, row_scale, col_scale,
-             flags, n_threads):
-    """Same contract as kernels/numba_kernels.bce_pass; runs with the GIL released."""
+def bce_pass(y, p, w, pw, mask, groups, row_scale, col_scale, sums, flags, loss_out, grad_out,
+             options, n_threads):
+    """Same contract as kernels/numba/general.py's bce_pass; runs with the GIL released."""
     global _openmp_started
     if _single_threaded:
         n_threads = 1
@@ -274,22 +306,21 @@ def bce_pass(y, p, w, pw, mask, groups, y_half, p_half, from_logits, eps, smooth
     out_dtype = np.float64 if p.dtype == np.float64 else np.float32
     placeholder = np.empty((1, 1), out_dtype)
     w, pw = _same_weight_dtype(w, pw)
-    _bce_pass(_label_operand(y, y_half), p, w, pw, mask.view(np.uint8),
-              groups.astype(np.intp, copy=False), y_half, p_half, from_logits, eps, smoothing,
-              nan_mode, gamma, alpha, mode, rows_per_chunk, sums,
+    _bce_pass(_label_operand(y, options.y_half), p, w, pw, mask.view(np.uint8),
+              groups.astype(np.intp, copy=False), row_scale, col_scale, sums, flags,
               placeholder if loss_out is None else loss_out,
-              placeholder if grad_out is None else grad_out,
-              loss_out is not None, grad_out is not None, row_scale, col_scale, flags, n_threads)
+              placeholder if grad_out is None else grad_out, options,
+              loss_out is not None, grad_out is not None, n_threads)
 
 
 # ---------------------------------------------------------------------------------------------
-# Fast path (kernels/fastbce_simd.h): flat contiguous data, the commonest options.
-# fastbce/_fastpath.py decides when it applies and prepares the arguments.
+# Fast path (kernels/c/, entered by kernels/c/dispatch.h): flat contiguous data, the commonest
+# options. fastbce/_fastpath.py decides when it applies and prepares the arguments.
 # ---------------------------------------------------------------------------------------------
 
 from libc.stdint cimport int64_t
 
-cdef extern from "fastbce_simd.h" nogil:
+cdef extern from "c/dispatch.h" nogil:
     ctypedef struct fb_args:
         const void *y
         int y_kind
@@ -325,20 +356,20 @@ cdef extern from "fastbce_simd.h" nogil:
 # lower one, for tests and measurements).
 SIMD_VARIANT = fb_select(os.environ.get("FASTBCE_SIMD", "").encode()).decode()
 
-_Y_KINDS = {np.dtype(np.uint8): 0, np.dtype(np.float32): 1, np.dtype(np.float64): 2}
-_W_KINDS = {np.dtype(np.float32): 1, np.dtype(np.float64): 2}
-_G_KINDS = {np.dtype(np.int64): 0, np.dtype(np.int32): 1}
+_Y_KINDS = {np.dtype(np.uint8): FB_Y_U8, np.dtype(np.float32): FB_Y_F32,
+            np.dtype(np.float64): FB_Y_F64}
+_W_KINDS = {np.dtype(np.float32): FB_W_F32, np.dtype(np.float64): FB_W_F64}
+_G_KINDS = {np.dtype(np.int64): FB_G_I64, np.dtype(np.int32): FB_G_I32}
 
 
 cdef size_t _address(array):
     return <size_t>array.__array_interface__["data"][0]
 
 
-def fast_pass(y, p, w, pos_w, mask, groups, int mode, Py_ssize_t ncols, Py_ssize_t row0,
-              bint logits, int nan_mode, clip, double eps, double smoothing, focal, nll,
-              Py_ssize_t chunk_elems, double[:, :, ::1] sums, uint8_t[::1] flags, grad,
-              double grad_scale, col_scale, row_scale, bint want_loss, int n_threads):
-    """The fast pass over flat C-ordered arrays (see fastbce/_fastpath.py for the contract)."""
+def fast_pass(y, p, w, pos_w, mask, groups, row_scale, col_scale, double[:, :, ::1] sums,
+              uint8_t[::1] flags, grad, options, int n_threads):
+    """The fast pass over flat C-ordered arrays (see fastbce/_fastpath.py for the contract);
+    options: a kernels.FastOptions. The twin of kernels/numba/dispatch.py's fast_pass."""
     global _openmp_started
     if _single_threaded:
         n_threads = 1
@@ -347,31 +378,33 @@ def fast_pass(y, p, w, pos_w, mask, groups, int mode, Py_ssize_t ncols, Py_ssize
     cdef fb_args a
     cdef bint f64 = p.dtype == np.float64
     cdef Py_ssize_t n = p.shape[0], n_chunks = flags.shape[0], chunk, start
+    cdef Py_ssize_t chunk_elems = options.chunk_elems
+    focal = options.focal
     a.y = <const void *>_address(y)
     a.y_kind = _Y_KINDS[y.dtype]
     a.p = <const void *>_address(p)
     a.w = NULL if w is None else <const void *>_address(w)
-    a.w_kind = 0 if w is None else _W_KINDS[w.dtype]
+    a.w_kind = FB_W_NONE if w is None else _W_KINDS[w.dtype]
     a.pos_w = NULL if pos_w is None else <const double *>_address(pos_w)
     a.mask = NULL if mask is None else <const uint8_t *>_address(mask)
-    a.logits = logits
-    a.nan_mode = nan_mode
-    a.clip_lo, a.clip_hi = clip
-    a.eps, a.q_hi = eps, 1.0 - eps
-    a.keep, a.shift = 1.0 - smoothing, 0.5 * smoothing
+    a.logits = options.logits
+    a.nan_mode = options.nan_mode
+    a.clip_lo, a.clip_hi = options.clip
+    a.eps, a.q_hi = options.eps, 1.0 - options.eps
+    a.keep, a.shift = 1.0 - options.smoothing, 0.5 * options.smoothing
     a.focal = focal is not None
     a.gamma, a.alpha, a.gamma_n = (0.0, -1.0, -1) if focal is None else focal
-    a.lo_pos, a.lo_neg, a.hi_pos, a.hi_neg = nll
+    a.lo_pos, a.lo_neg, a.hi_pos, a.hi_neg = options.nll
     a.grad = NULL if grad is None else <void *>_address(grad)
-    a.grad_scale = grad_scale
+    a.grad_scale = options.grad_scale
     a.col_scale = NULL if col_scale is None else <const double *>_address(col_scale)
     a.row_scale = NULL if row_scale is None else <const double *>_address(row_scale)
-    a.row0 = row0
-    a.want_loss = want_loss
-    a.mode = mode
-    a.ncols = ncols
+    a.row0 = options.row0
+    a.want_loss = options.want_loss
+    a.mode = options.mode
+    a.ncols = options.ncols
     a.groups = NULL
-    a.g_kind = 0
+    a.g_kind = FB_G_I64
     if groups is not None:
         if not groups.flags.c_contiguous:
             raise ValueError("fast_pass reads group ids in place: they must be contiguous")

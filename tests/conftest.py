@@ -60,7 +60,7 @@ def pytest_report_header(config):
     return f"fastbce backends under test: {', '.join(BACKENDS)}"
 
 
-_NUMBA_KERNELS = (("numba_kernels", "_bce_pass"), ("numba_fast", "_fast_pass"))
+_NUMBA_KERNELS = (("numba.general", "_bce_pass"), ("numba.dispatch", "_fast_pass"))
 
 
 def _numba_signatures():

@@ -1,6 +1,6 @@
 """An independent float64 oracle for the tests, in a few lines of plain NumPy per formula.
 
-It deliberately does not import ``kernels/numpy_reference.py`` (that module is a backend under test)
+It deliberately does not import ``kernels/reference.py`` (that module is a backend under test)
 and writes the formulas differently where that is as accurate: softplus as ``logaddexp(0, t)``, the
 sigmoid as ``exp(-softplus(-x))``, reductions with NumPy's sums and ``np.add.at``.
 

@@ -1,5 +1,5 @@
-"""The fast path of the compiled backends (fastbce/_fastpath.py, kernels/fastbce_*.h,
-kernels/numba_fast.py): its vectorised logarithm and exponential element by element, which calls
+"""The fast path of the compiled backends (fastbce/_fastpath.py, kernels/c/*.h,
+kernels/numba/*.py): its vectorised logarithm and exponential element by element, which calls
 take it, its layouts and its instruction-set variants.
 
 Element losses are read one by one as per-sample sums of an (n, 1) matrix: each row's sum is its
@@ -20,7 +20,7 @@ import fastbce
 from conftest import COMPILED_BACKENDS
 from test_focal import focal_elements
 from fastbce import _backends
-from fastbce._kernels.numba_fast import ROW_PRODUCT_COLS
+from fastbce._kernels import ROW_PRODUCT_COLS
 
 EPS = 1e-7
 # Bounds reached (and asserted): float32 losses and gradients within 2 ulp of the correctly
@@ -594,7 +594,7 @@ def test_product_path_errors_and_nan(compiled_backend):
 @pytest.mark.parametrize("form", ["soft", "hard", "logits"])
 def test_unchecked_blocks_errors_and_nan(compiled_backend, dtype, form, rng):
     """The loss loops run a block without checks first and again checked when it holds a NaN or
-    a probability outside [0, 1] (fastbce_chunk.h's `clean`): wherever the bad element is, NaN
+    a probability outside [0, 1] (fb_loss_block's `clean`, kernels/c/blocks.h): wherever the bad element is, NaN
     propagates there only (every other loss keeps its bits), raises or is left out, and a bad
     prediction raises. Forms off the product path: soft labels, hard labels with eps < 2^-28,
     soft labels from logits."""

@@ -26,7 +26,7 @@ GRAD_RTOL, GRAD_ATOL = 1e-11, 1e-14
 
 
 # ------------------------------------------------------------------------------------------------
-# The float64 reference, written independently of kernels/numpy_reference.py
+# The float64 reference, written independently of kernels/reference.py
 # ------------------------------------------------------------------------------------------------
 
 def _log(a):

@@ -1,8 +1,10 @@
-"""Numba backend: one parallel pass computes weighted losses, gradients and partial sums.
+"""Numba backend, general pass: the twin of the general pass of kernels/cython_kernels.pyx (the
+same element formula in the same order; kernels/reference.py states it once more in NumPy).
 
-Rows are cut into fixed chunks (their size does not depend on the thread count); each chunk is
-summed serially in float64 into its own slot of ``sums``, and the caller adds the chunks up in
-order, so reductions are bit-identical for any number of threads.
+Every call the fast path does not take runs here, in float64 per element. Rows are cut into fixed
+chunks (their size does not depend on the thread count); each chunk is summed serially in float64
+into its own slot of ``sums``, and the caller adds the chunks up in order, so reductions are
+bit-identical for any number of threads.
 """
 
 import math
@@ -11,9 +13,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .numba_fast import fast_pass  # noqa: F401 (the fast path of this backend: fastbce/_fastpath.py)
-from .numba_fast import read_only
-from . import (
+from .. import (
     FLAG_GROUP,
     FLAG_LABEL,
     FLAG_NAN,
@@ -26,6 +26,7 @@ from . import (
     NAN_OMIT,
     NAN_RAISE,
 )
+from .dispatch import read_only
 
 
 @njit(cache=True)
@@ -44,8 +45,8 @@ def half_to_double(bits):
 
 
 @njit(cache=True)
-def load(array, i, j, is_half):
-    """Element (i, j) as float64; float16 arrays arrive viewed as uint16."""
+def as_double(array, i, j, is_half):
+    """Element (i, j) as float64; float16 arrays arrive viewed as uint16 (their bits)."""
     if is_half:
         return half_to_double(array[i, j])
     return np.float64(array[i, j])
@@ -128,14 +129,17 @@ def weighted_element(y, v, w, pos_weight, from_logits, eps, keep, shift, nan_mod
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def _bce_pass(y, p, w, pw, mask, groups, y_half, p_half, from_logits, eps, smoothing, nan_mode,
-              gamma, alpha, mode, rows_per_chunk, sums, loss_out, grad_out, write_loss, write_grad,
-              row_scale, col_scale, flags):
+def _bce_pass(y, p, w, pw, mask, groups, row_scale, col_scale, sums, flags, loss_out, grad_out, o,
+              write_loss, write_grad):
+    """The chunks in parallel; o: a kernels.PassOptions, write_loss/write_grad: whether loss_out
+    and grad_out are real outputs (else placeholders of the same type: one compilation)."""
     n_rows, n_cols = p.shape
     n_slots = sums.shape[1]
     score_stats = sums.shape[2] > 2
-    keep = 1.0 - smoothing
-    shift = 0.5 * smoothing
+    keep = 1.0 - o.smoothing
+    shift = 0.5 * o.smoothing
+    mode = o.mode
+    rows_per_chunk = o.rows_per_chunk
     per_row_scale = row_scale.shape[0] > 1
     per_col_scale = col_scale.shape[0] > 1
     for chunk in prange(flags.shape[0]):
@@ -159,8 +163,9 @@ def _bce_pass(y, p, w, pw, mask, groups, y_half, p_half, from_logits, eps, smoot
                         grad_out[i, j] = 0.0
                     continue
                 bits, counted, weight, loss, grad, wy, wq, positive, negative = weighted_element(
-                    load(y, i, j, y_half), load(p, i, j, p_half), np.float64(w[i, j]),
-                    np.float64(pw[i, j]), from_logits, eps, keep, shift, nan_mode, gamma, alpha)
+                    as_double(y, i, j, o.y_half), as_double(p, i, j, o.p_half),
+                    np.float64(w[i, j]), np.float64(pw[i, j]), o.from_logits, o.eps, keep, shift,
+                    o.nan_mode, o.gamma, o.alpha)
                 bad |= bits
                 slot = j if mode == MODE_COLS else row_slot
                 sums[k, slot, 0] += loss
@@ -179,9 +184,8 @@ def _bce_pass(y, p, w, pw, mask, groups, y_half, p_half, from_logits, eps, smoot
         flags[chunk] = bad
 
 
-def bce_pass(y, p, w, pw, mask, groups, y_half, p_half, from_logits, eps, smoothing, nan_mode,
-             gamma, alpha, mode, rows_per_chunk, sums, loss_out, grad_out, row_scale, col_scale,
-             flags, n_threads):
+def bce_pass(y, p, w, pw, mask, groups, row_scale, col_scale, sums, flags, loss_out, grad_out,
+             options, n_threads):
     """Run the pass on ``n_threads`` threads; ``loss_out``/``grad_out`` may be None (not wanted)."""
     out_dtype = np.float64 if p.dtype == np.float64 else np.float32
     placeholder = np.empty((1, 1), out_dtype)  # same type as a real output: no extra compilation
@@ -190,8 +194,7 @@ def bce_pass(y, p, w, pw, mask, groups, y_half, p_half, from_logits, eps, smooth
     # depend on the thread count, so cap instead of failing.
     numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
     y, p, w, pw, mask, groups = read_only(y, p, w, pw, mask, groups)
-    _bce_pass(y, p, w, pw, mask, groups, y_half, p_half, from_logits, eps, smoothing, nan_mode,
-              gamma, alpha, mode, rows_per_chunk, sums,
+    _bce_pass(y, p, w, pw, mask, groups, row_scale, col_scale, sums, flags,
               placeholder if loss_out is None else loss_out,
-              placeholder if grad_out is None else grad_out,
-              loss_out is not None, grad_out is not None, row_scale, col_scale, flags)
+              placeholder if grad_out is None else grad_out, options,
+              loss_out is not None, grad_out is not None)

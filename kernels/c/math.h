@@ -1,12 +1,30 @@
-/* The element math of the fast path, written as arithmetic on the float's bits so that it
- * vectorises: log of hi + lo and exp of t <= 0, in float32 and float64. Included by
- * fastbce_variant.h once per variant (FB_V names it, FB_FMAF/FB_FMA are its multiply-adds);
- * kernels/numba_fast.py has the same operations in the same order.
+/* C fast path, math: the twin of kernels/numba/math.py (same functions, same order, same
+ * operations). Logarithm and exponential as arithmetic on the float's bits (exponent extraction,
+ * polynomial on the mantissa) so that gcc vectorises the loops that call them; z^γ of focal loss;
+ * the lane products of the product path (split, log-product) and the fixed-order lane sum.
+ * Included by variant.h once per instruction-set variant (FB_V names the functions, FB_FMAF and
+ * FB_FMA are its multiply-adds); the bit casts and fb_i64_to_f64 are shared by all variants.
  *
  * Accuracy: the losses and gradients built from these functions are within 2 ulp of the correctly
  * rounded value of their formula (float32 and float64; tests/test_fastpath.py measures it on 10^5
  * to 10^6 arguments per form, including the extremes); the mean gradient from float32 logits
  * within 3 (fb_grad_logit_hard: the scale 1/n rounded to float32). */
+
+#ifndef FB_MATH_SHARED
+#define FB_MATH_SHARED
+/* Bit casts (C only: Numba's are the intrinsics of kernels/numba/llvm.py). */
+static inline int32_t fb_bits_f32(float x) { int32_t i; memcpy(&i, &x, 4); return i; }
+static inline float fb_from_bits_f32(int32_t i) { float x; memcpy(&x, &i, 4); return x; }
+static inline int64_t fb_bits_f64(double x) { int64_t i; memcpy(&i, &x, 8); return i; }
+static inline double fb_from_bits_f64(int64_t i) { double x; memcpy(&x, &i, 8); return x; }
+
+/* k as a double for |k| < 2^51, by the 1.5·2^52 trick: vectorises also where there is no 64-bit
+ * integer conversion instruction (before AVX-512). */
+static inline double fb_i64_to_f64(int64_t k)
+{
+    return fb_from_bits_f64((int64_t)((uint64_t)k + 0x4338000000000000ULL)) - 6755399441055744.0;
+}
+#endif
 
 /* float32 log(hi + lo), hi a positive normal float32 and |lo| <= ulp(hi) (lo = 0 for log(hi)).
  * hi = 2^k·m with m in [sqrt(1/2), sqrt(2)); f = (m - 1) + lo·2^-k (m - 1 is exact); log1p(f)
@@ -142,8 +160,8 @@ FB_INLINE double FB_V(fb_log_product)(double m, int64_t e)
 }
 
 /* Pairwise sum of 16 lanes, in a fixed order. fb_lane_sum and fb_split are compiled per variant:
- * as plain static functions (not inlined) they were SSE code called from AVX code, and each call
- * paid an AVX-SSE transition (per row of 16 float32 columns, 1 thread: 84 -> 240-263 M/s). */
+ * as plain static functions they would be SSE code called from AVX code, and each call would pay
+ * an AVX-SSE transition. */
 FB_INLINE double FB_V(fb_lane_sum)(const double *a)
 {
     const double s0 = (a[0] + a[1]) + (a[2] + a[3]), s1 = (a[4] + a[5]) + (a[6] + a[7]);

@@ -69,10 +69,11 @@ def element_terms(y, v, pos_weight, from_logits, eps, gamma, alpha):
     return tuple(np.where(nan, v, t) for t in (loss, grad, q, positive, negative))
 
 
-def bce_pass(y, p, w, pw, mask, groups, y_half, p_half, from_logits, eps, smoothing, nan_mode,
-             gamma, alpha, mode, rows_per_chunk, sums, loss_out, grad_out, row_scale, col_scale,
-             flags, n_threads):
-    """Same contract as the compiled ``bce_pass``; ``rows_per_chunk`` and ``n_threads`` are unused."""
+def bce_pass(y, p, w, pw, mask, groups, row_scale, col_scale, sums, flags, loss_out, grad_out,
+             options, n_threads):
+    """Same contract as the compiled ``bce_pass``; ``options.rows_per_chunk`` and ``n_threads`` are
+    unused (everything is summed into chunk 0)."""
+    y_half, p_half, from_logits, eps, smoothing, nan_mode, gamma, alpha, mode, _ = options
     shape = p.shape
     y = _as_float64(y, y_half, shape)
     p = _as_float64(p, p_half, shape)

@@ -1,0 +1,131 @@
+/* C fast path, entry: the twin of kernels/numba/dispatch.py (whose Python entry is the twin of
+ * fast_pass in kernels/cython_kernels.pyx, which includes this header). The arguments of one
+ * pass (fb_args: the arrays and the options record), the instruction-set variants of the kernels
+ * (variant.h, once per variant) and fb_select, which picks the variant for this CPU at import.
+ *
+ * Variants: the kernels are compiled for x86-64-v4 (AVX-512), x86-64-v3 (AVX2 + FMA) and the
+ * x86-64 baseline (SSE2); no -march=native, so a build runs on any x86-64. v4 and v3 use explicit
+ * fused multiply-adds at the same places, so they give the same bits as each other and as the
+ * Numba backend (llvm.fma there); the baseline has no FMA instruction and rounds the products
+ * separately. The build uses -ffp-contract=off (no fusion of the compiler's own) and no
+ * -ffast-math (NaN and inf handling must stay exact). */
+#ifndef FB_DISPATCH_H
+#define FB_DISPATCH_H
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+
+#include "codes.h"
+
+/* Arguments of one pass (shared by every chunk). Arrays are flat, in C order of (rows, ncols). */
+typedef struct {
+    const void *y; int y_kind;  /* labels: FB_Y_* */
+    double keep, shift;         /* label smoothing: y·keep + shift (keep = 1, shift = 0: none) */
+    int focal;                  /* focal loss: α_t·(1-p_t)^γ·CE (fb_focal) */
+    double gamma, alpha;        /* γ >= 0; α in [0, 1], or < 0 for no α factor */
+    int gamma_n;                /* γ when it is an integer <= 7 (by squaring), else -1 */
+    const void *p;              /* predictions: float or double by the function called */
+    const void *w; int w_kind;  /* per-element weights: FB_W_* */
+    const double *pos_w;        /* pos_weight of each column (ncols values), or NULL (1 for all) */
+    const uint8_t *mask;        /* 1 = counted; NULL: every element */
+    int logits;
+    int nan_mode;
+    double clip_lo, clip_hi;    /* p < clip_lo is clipped to eps, p > clip_hi to 1 - eps */
+    double eps, q_hi;           /* eps and 1 - eps in float64 (the product path clamps p to them) */
+    /* losses of a clipped p: q = eps (lo) or q = 1 - eps (hi), for y = 1 (pos) and y = 0 (neg) */
+    double lo_pos, lo_neg, hi_pos, hi_neg; /* -log q and -log(1 - q) at each bound */
+    void *grad;                 /* NULL: no gradient */
+    double grad_scale;          /* factor of every gradient element (1/Σw for a mean) */
+    const double *col_scale;    /* per-column factor instead (ncols values), or NULL */
+    const double *row_scale;    /* per-row factor (times grad_scale; indexed by row0 + row), or NULL */
+    int want_loss;              /* 0: only the gradient, Σw and the checks */
+    int mode;                   /* FB_MODE_*: one slot, one per row, per column, per group of the row */
+    int64_t ncols;
+    int64_t row0;               /* index of the first row (FB_MODE_ROWS slots, row_scale) */
+    const void *groups; int g_kind; /* group id of each row (FB_MODE_GROUPS): FB_G_* */
+    int64_t n_slots;
+    double *sums;               /* (chunks, n_slots, 2): Σ w·loss, Σ w; (1, n_slots, 2) by rows */
+} fb_args;
+
+/* ---- the variants ------------------------------------------------------------------------ */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(FB_SINGLE_VARIANT)
+#define FB_MULTI_VARIANT 1
+
+#define FB_V(name) name##_v4
+#define FB_TARGET __attribute__((target("arch=x86-64-v4")))
+#define FB_F64_LANES 8 /* float64 values per vector register */
+#define FB_EXACT_FMA 1 /* FB_FMA rounds once (the float64 product path needs it) */
+#define FB_FMAF(a, b, c) __builtin_fmaf(a, b, c)
+#define FB_FMA(a, b, c) __builtin_fma(a, b, c)
+#include "variant.h"
+
+#define FB_V(name) name##_v3
+#define FB_TARGET __attribute__((target("arch=x86-64-v3")))
+#define FB_F64_LANES 4
+#define FB_EXACT_FMA 1
+#define FB_FMAF(a, b, c) __builtin_fmaf(a, b, c)
+#define FB_FMA(a, b, c) __builtin_fma(a, b, c)
+#include "variant.h"
+#endif
+
+#define FB_V(name) name##_base
+#define FB_TARGET
+#define FB_F64_LANES 2
+#define FB_EXACT_FMA 0
+#define FB_FMAF(a, b, c) ((a) * (b) + (c))
+#define FB_FMA(a, b, c) ((a) * (b) + (c))
+#include "variant.h"
+
+typedef int (*fb_chunk_fn)(const fb_args *, int64_t, int64_t, int64_t);
+static fb_chunk_fn fb_chunk_f32_impl = fb_chunk_f32_base;
+static fb_chunk_fn fb_chunk_f64_impl = fb_chunk_f64_base;
+static const char *fb_variant_name = "x86-64 baseline (no FMA)";
+
+/* Pick the variant for this CPU, or `forced` ("v4", "v3", "base") when the CPU has it; returns
+ * the name of the variant in use. */
+static const char *fb_select(const char *forced)
+{
+#ifdef FB_MULTI_VARIANT
+    __builtin_cpu_init();
+    int v4 = __builtin_cpu_supports("x86-64-v4"), v3 = __builtin_cpu_supports("x86-64-v3");
+    if (forced != NULL && forced[0] != '\0') {
+        if (strcmp(forced, "base") == 0) v4 = v3 = 0;
+        else if (strcmp(forced, "v3") == 0) v4 = 0;
+    }
+    if (v4) {
+        fb_chunk_f32_impl = fb_chunk_f32_v4; fb_chunk_f64_impl = fb_chunk_f64_v4;
+        fb_variant_name = "x86-64-v4 (AVX-512, FMA)";
+        return fb_variant_name;
+    }
+    if (v3) {
+        fb_chunk_f32_impl = fb_chunk_f32_v3; fb_chunk_f64_impl = fb_chunk_f64_v3;
+        fb_variant_name = "x86-64-v3 (AVX2, FMA)";
+        return fb_variant_name;
+    }
+#else
+    (void)forced;
+#endif
+    fb_chunk_f32_impl = fb_chunk_f32_base; fb_chunk_f64_impl = fb_chunk_f64_base;
+#ifdef FB_MULTI_VARIANT
+    fb_variant_name = "x86-64 baseline (SSE2, no FMA)";
+#else
+    fb_variant_name = "portable C (no FMA)";
+#endif
+    return fb_variant_name;
+}
+
+/* Chunk `chunk` = elements [start, stop) (whole rows unless mode is FB_MODE_ALL): its sums into
+ * a->sums[chunk]; returns the error bits. */
+static inline int fb_chunk_f32(const fb_args *a, int64_t chunk, int64_t start, int64_t stop)
+{
+    return fb_chunk_f32_impl(a, chunk, start, stop);
+}
+
+static inline int fb_chunk_f64(const fb_args *a, int64_t chunk, int64_t start, int64_t stop)
+{
+    return fb_chunk_f64_impl(a, chunk, start, stop);
+}
+
+#endif

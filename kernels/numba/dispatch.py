@@ -1,0 +1,118 @@
+"""Numba fast path, entry: the twin of kernels/c/dispatch.h and of ``fast_pass`` in
+kernels/cython_kernels.pyx.
+
+``fast_pass`` (the Python entry, fastbce/_fastpath.py calls it) prepares the arrays and the options
+record; ``_fast_pass`` runs the chunks in parallel.
+"""
+
+from typing import NamedTuple
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from .chunk import chunk
+from .llvm import JIT, prefer_wide_vectors
+
+F32 = np.float32
+
+
+class _Options(NamedTuple):
+    """The scalars of a fast pass as the Numba kernel takes them: with a flag for each optional
+    array, which is passed as a dummy when absent (so that one compilation serves calls with and
+    without it), and the clip bounds in the prediction dtype."""
+
+    mode: int
+    ncols: int
+    row0: int
+    chunk_elems: int
+    logits: bool
+    nan_mode: int
+    f32: bool  # float32 predictions
+    clip_lo: float
+    clip_hi: float
+    eps: float
+    smoothing: float
+    lo_pos: float  # the losses at the clip bounds (FastOptions.nll): flat, as a parallel loop
+    lo_neg: float  # takes no tuple inside a tuple
+    hi_pos: float
+    hi_neg: float
+    scale: float  # grad_scale
+    want_loss: bool
+    has_w: bool
+    has_pw: bool
+    has_mask: bool
+    g_i32: bool  # group ids are int32 (g32), else int64 (g64)
+    has_grad: bool
+    has_col_scale: bool
+    has_row_scale: bool
+
+
+@njit(parallel=True, **JIT)
+def _fast_pass(y, p, w, pos_w, mask, g32, g64, grad, col_scale, row_scale, sums, flags, o,
+               gamma_alpha):
+    """The chunks in parallel. gamma_alpha (focal loss) is an argument of its own, not a field of
+    o: when it is None, Numba prunes the focal-loss branches at compile time."""
+    prefer_wide_vectors()
+    n = p.shape[0]
+    chunk_elems = o.chunk_elems
+    for c in prange(flags.shape[0]):
+        start = c * chunk_elems
+        flags[c] = chunk(y, p, w, pos_w, mask, g32, g64, grad, col_scale, row_scale, sums, o,
+                         gamma_alpha, start, min(n, start + chunk_elems),
+                         np.int64(c))  # int64 when typed, uint64 in the gufunc: one compile
+
+
+# Dummies for absent arrays: the kernel's types stay the same with or without them.
+_NO_MASK = np.ones(1, np.uint8)
+_NO_G32 = np.zeros(1, np.int32)
+_NO_G64 = np.zeros(1, np.int64)
+_NO_SCALE = np.ones(1)
+
+
+def read_only(*arrays):
+    """Read-only views: Numba compiles a specialisation per argument type, and a writable and a
+    read-only array are two types; inputs passed read-only always need one."""
+    views = [a.view() for a in arrays]
+    for view in views:
+        view.flags.writeable = False
+    return views
+
+
+def fast_pass(y, p, w, pos_w, mask, groups, row_scale, col_scale, sums, flags, grad, options,
+              n_threads):
+    """Same contract as the Cython ``fast_pass`` (fastbce/_fastpath.py); options: a
+    kernels.FastOptions."""
+    t = p.dtype.type
+    focal = options.focal
+    gamma_alpha = None  # no focal loss: the kernel is compiled without it
+    if focal is not None:
+        gamma_alpha = (float(focal[0]), float(focal[1]), int(focal[2]))
+        # focal loss compiles once per prediction dtype: labels in the prediction dtype, weights
+        # in float64 (copies unless they are already)
+        y = y.astype(p.dtype, copy=False)
+        w = None if w is None else w.astype(np.float64, copy=False)
+    # int32 or int64 ids, read in place; both arrays are passed so that one compilation serves both
+    g_i32 = groups is not None and groups.dtype == np.int32
+    g32 = groups if g_i32 else _NO_G32
+    g64 = _NO_G64 if groups is None or g_i32 else groups
+    numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
+    # without weights, a dummy of p's type (with focal loss, float64 as the weights then)
+    no_w = _NO_SCALE if gamma_alpha is not None else p
+    y, p, w_in, pos_w_in, mask_in, g32, g64 = read_only(
+        y, p, no_w if w is None else w, _NO_SCALE if pos_w is None else pos_w,
+        _NO_MASK if mask is None else mask, g32, g64)
+    o = _Options(
+        mode=int(options.mode), ncols=int(options.ncols), row0=int(options.row0),
+        chunk_elems=int(options.chunk_elems), logits=bool(options.logits),
+        nan_mode=int(options.nan_mode), f32=p.dtype == F32, clip_lo=t(options.clip[0]),
+        clip_hi=t(options.clip[1]), eps=float(options.eps), smoothing=float(options.smoothing),
+        lo_pos=float(options.nll[0]), lo_neg=float(options.nll[1]), hi_pos=float(options.nll[2]),
+        hi_neg=float(options.nll[3]), scale=float(options.grad_scale),
+        want_loss=bool(options.want_loss), has_w=w is not None, has_pw=pos_w is not None,
+        has_mask=mask is not None, g_i32=g_i32, has_grad=grad is not None,
+        has_col_scale=col_scale is not None, has_row_scale=row_scale is not None)
+    _fast_pass(y, p, w_in, pos_w_in, mask_in, g32, g64,
+               np.empty(1, p.dtype) if grad is None else grad,
+               _NO_SCALE if col_scale is None else col_scale,
+               _NO_SCALE if row_scale is None else row_scale, sums, flags, o, gamma_alpha)

@@ -1,0 +1,221 @@
+"""The C fast path (kernels/c/*.h) and the Numba fast path (kernels/numba/*.py) are twins, file
+for file: each header's functions and its Numba module's functions correspond one to one, by name
+(C ``fb_name`` is Numba ``name``) and in the same order, except for the language-specific functions
+listed below, each with the reason it has no twin. A function added on one side only fails here.
+"""
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+KERNELS = Path(__file__).resolve().parents[1] / "kernels"
+
+# C header <-> Numba module
+PAIRS = ("math", "forms", "blocks", "chunk", "dispatch")
+# C headers without a Numba twin
+C_ONLY_FILES = {
+    "codes.h": "the constants of kernels/__init__.py for C (tests/test_codes.py checks them)",
+    "variant.h": "instantiates the headers once per instruction-set variant and type (Numba "
+                 "compiles for its CPU and specialises by type)",
+}
+
+# Functions of a C header without a Numba twin, and why.
+C_ONLY = {
+    "math": {
+        "fb_bits_f32": "bit cast by memcpy; Numba's bit casts are LLVM bitcasts (llvm.py)",
+        "fb_from_bits_f32": "bit cast by memcpy; Numba: llvm.py",
+        "fb_bits_f64": "bit cast by memcpy; Numba: llvm.py",
+        "fb_from_bits_f64": "bit cast by memcpy; Numba: llvm.py",
+    },
+    "forms": {},
+    "blocks": {
+        "fb_q_block_inside": "a float32 block inside the clip bounds, unclamped: gcc's loop for it "
+                             "is faster; Numba's q_block serves both cases",
+        "fb_scatter_sums": "fb_scatter_groups' loop with `direct` as a constant (C's way to "
+                           "specialise); Numba's scatter_groups holds both loops",
+        "fb_scatter_factors": "fb_scatter_products' loop, as fb_scatter_sums; Numba's "
+                              "scatter_products holds both loops",
+        "fb_row_done": "end of a row summed in lanes; Numba writes it inline in chunk (as a "
+                       "function, each of its arrays cost a reference count per row)",
+        "fb_prefetch_block": "Numba's is the intrinsic llvm.prefetch_block (its loop emitted as "
+                             "LLVM IR in the caller)",
+    },
+    "chunk": {},
+    "dispatch": {
+        "fb_select": "picks the instruction-set variant at import; Numba compiles for its CPU",
+        "fb_chunk_f32": "calls the selected variant's chunk kernel; Numba specialises chunk by "
+                        "dtype",
+        "fb_chunk_f64": "as fb_chunk_f32",
+    },
+}
+
+# Functions of a Numba module without a C twin, and why. A module-private helper (leading
+# underscore) is language-specific by convention and must be here too.
+NUMBA_ONLY = {
+    "math": {
+        "split_one": "the split of one product, for the group scatter (C calls fb_split with n=1)",
+        "log_typed": "float32 or float64 log by argument type (C: FB_LOG of the FB_T template)",
+        "exp_neg_typed": "float32 or float64 exp by argument type (C: FB_EXP of the template)",
+        "one_like": "1 in the argument's type (C: FB_ONE of the template)",
+        "as_type_of": "a value in another's type (C: a cast to FB_T)",
+    },
+    "forms": {
+        "coefficients": "(a, b) in the label's type, chosen at compile time by coef None (C: "
+                         "has_coef, a constant of the inlined loop)",
+        "coefficients_f64": "the same in float64, for the gradients",
+        "nll_as_type_of": "the clip-bound losses in p's dtype (C: casts in fb_loss_block)",
+    },
+    "blocks": {
+        "_label_flags": "a label's two checks as booleans (C: inline in fb_load_labels)",
+        "_clamped_q": "q of one element (C: inline in fb_q_block)",
+        "q_block_compensated": "fb_q_block for float64 p (C: one function, by sizeof(FB_T))",
+        "_clean_element": "part of fb_loss_block: whether an element needs no check",
+        "check_block": "part of fb_loss_block: the error bits, in a loop of its own",
+        "_element_value": "part of fb_loss_block: the loss of a masked, NaN or omitted element",
+        "_store_loss": "part of fb_loss_block: store a loss, checked or taken to be clean",
+        "_loss_hard": "fb_loss_block's loop for hard labels (LLVM vectorises one form per loop)",
+        "loss_soft": "fb_loss_block's loop for soft labels, optionally loading them too",
+        "_loss_logit": "fb_loss_block's loop for logits",
+        "count_weights": "part of fb_loss_block: weights zeroed where masked or omitted",
+        "_grad_value": "part of fb_grad_block: weight, scale, NaN and mask of a gradient element",
+        "_grad_prob_block": "fb_grad_block's loop for probabilities",
+        "exp_abs_block": "exp(-|x|) of a block in a float32-only loop (C: inline in fb_chunk)",
+        "_grad_logit_block": "fb_grad_block's loop for logits",
+        "multiply_compensated": "the float64 lane products with their roundings (C: inline in "
+                                 "fb_chunk)",
+        "multiply_into": "per-column products on views (C: an omp simd loop in fb_chunk)",
+        "add_weighted_into": "per-column sums on views (C: an omp simd loop in fb_chunk)",
+    },
+    "chunk": {
+        "_buffer": "a 64-byte aligned block buffer (C: aligned arrays on the stack)",
+    },
+    "dispatch": {
+        "_fast_pass": "the parallel loop over chunks (C: the prange loop of fast_pass in "
+                      "kernels/cython_kernels.pyx)",
+        "read_only": "read-only views: writable and read-only inputs share one compilation",
+        "fast_pass": "the Python entry; its twin is fast_pass in kernels/cython_kernels.pyx",
+    },
+}
+
+# kernels/numba/llvm.py: Numba-only intrinsics (C has each from its compiler).
+LLVM_ONLY = {
+    "JIT": "the jit options of every kernel function",
+    "INLINE": "the same, inlined in Numba's IR",
+    "bits_f32": "bit cast (C: fb_bits_f32 by memcpy)",
+    "from_bits_f32": "bit cast (C: fb_from_bits_f32)",
+    "bits_f64": "bit cast (C: fb_bits_f64)",
+    "from_bits_f64": "bit cast (C: fb_from_bits_f64)",
+    "fma": "llvm.fma (C: __builtin_fma, FB_FMA)",
+    "prefer_wide_vectors": "LLVM's prefer-vector-width=512 for a function (C: gcc's target "
+                           "attribute)",
+    "prefetch_block": "llvm.prefetch over the next block's streams (C: fb_prefetch_block, "
+                      "__builtin_prefetch)",
+    "add_lanes": "lane sums kept in vector registers (C: gcc keeps the omp simd sums there)",
+    "multiply_lanes": "lane products kept in vector registers (C: as add_lanes)",
+}
+
+# A function definition at the start of a line: `FB_INLINE T FB_NAME(fb_x)(`, `static T fb_x(`...
+_C_DEFINITION = re.compile(
+    r"^(?:FB_INLINE|static)\b[^;=\n]*?\b(?:(?:FB_NAME|FB_V)\((fb_\w+)\)|(fb_\w+))\s*\(", re.M)
+
+
+def c_functions(header):
+    """The functions a C header defines, in order."""
+    return [a or b for a, b in _C_DEFINITION.findall((KERNELS / "c" / header).read_text())]
+
+
+def _is_overload(node):
+    """An @overload implementation: it is named by its stub, which is listed instead."""
+    return any(isinstance(d, ast.Call) and getattr(d.func, "id", "") == "overload"
+               for d in node.decorator_list)
+
+
+def numba_functions(module):
+    """The functions a Numba module defines, in order (module-level intrinsics built by a call, as
+    llvm.py's bit casts, included)."""
+    names = []
+    for node in ast.parse((KERNELS / "numba" / module).read_text()).body:
+        if isinstance(node, ast.FunctionDef) and not _is_overload(node):
+            names.append(node.name)
+        elif (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
+              and getattr(node.value.func, "id", "") in ("_bitcast", "dict")):
+            names.extend(t.id for t in node.targets)
+    return names
+
+
+def twin(c_name):
+    """The Numba name of a C function: fb_name -> name."""
+    assert c_name.startswith("fb_"), c_name
+    return c_name[3:]
+
+
+@pytest.mark.parametrize("name", PAIRS)
+def test_twin_files_define_the_same_functions_in_the_same_order(name):
+    c = [twin(f) for f in c_functions(f"{name}.h") if f not in C_ONLY[name]]
+    numba = [f for f in numba_functions(f"{name}.py") if f not in NUMBA_ONLY[name]]
+    assert c == numba
+
+
+@pytest.mark.parametrize("name", PAIRS)
+def test_language_specific_lists_are_current(name):
+    """Every listed function exists; every private Numba helper is listed; a listed C function
+    really has no twin (its Numba name is not used on the other side)."""
+    c = c_functions(f"{name}.h")
+    numba = numba_functions(f"{name}.py")
+    assert set(C_ONLY[name]) <= set(c)
+    assert set(NUMBA_ONLY[name]) <= set(numba)
+    assert {f for f in numba if f.startswith("_")} <= set(NUMBA_ONLY[name])
+    assert not {twin(f) for f in C_ONLY[name]} & set(numba)
+    assert all(reason.strip() for reason in (*C_ONLY[name].values(), *NUMBA_ONLY[name].values()))
+
+
+def test_every_header_and_module_is_paired():
+    headers = {p.name for p in (KERNELS / "c").glob("*.h")}
+    assert headers == {f"{name}.h" for name in PAIRS} | set(C_ONLY_FILES)
+    modules = {p.name for p in (KERNELS / "numba").glob("*.py")}
+    assert modules == {f"{name}.py" for name in PAIRS} | {"llvm.py", "general.py", "__init__.py"}
+
+
+def test_no_numba_module_imports_a_siblings_private_names():
+    found = []
+    for module in sorted((KERNELS / "numba").glob("*.py")):
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level > 0:
+                found += [(module.name, a.name) for a in node.names if a.name.startswith("_")]
+    assert not found
+
+
+def test_llvm_module_lists_its_intrinsics():
+    public = [f for f in numba_functions("llvm.py") if not f.startswith("_")]
+    assert set(public) == set(LLVM_ONLY)
+
+
+# The general pass: kernels/cython_kernels.pyx (up to its fast-path part) <-> kernels/numba/general.py,
+# same names. Functions of one side only, and why:
+CYTHON_GENERAL_ONLY = {
+    "run_chunk": "the rows of one chunk (Numba's _bce_pass has that loop in its prange body)",
+    "_label_operand": "labels in a dtype of the fused label type, converted if need be",
+    "_same_weight_dtype": "both weights in one dtype of the fused weight type",
+    "_after_fork_in_child": "GNU OpenMP cannot start threads in a child forked after it ran",
+}
+NUMBA_GENERAL_ONLY = {}
+_PYX_DEFINITION = re.compile(r"^(?:cdef|cpdef|def)\s+(?:inline\s+)?(?:[\w\[\]:, ]+\s+)?(\w+)\(", re.M)
+
+
+def test_general_pass_twins():
+    pyx = (KERNELS / "cython_kernels.pyx").read_text()
+    general = pyx[:pyx.index("# Fast path")]
+    cython = [f for f in _PYX_DEFINITION.findall(general) if f not in CYTHON_GENERAL_ONLY]
+    numba = [f for f in numba_functions("general.py") if f not in NUMBA_GENERAL_ONLY]
+    assert cython == numba
+
+
+@pytest.mark.parametrize("name", PAIRS)
+def test_twin_files_name_each_other(name):
+    """The header comment of each twin file names its twin."""
+    c_text = (KERNELS / "c" / f"{name}.h").read_text()
+    numba_text = (KERNELS / "numba" / f"{name}.py").read_text()
+    assert f"kernels/numba/{name}.py" in c_text[:600]
+    assert f"kernels/c/{name}.h" in numba_text[:600]
