@@ -7,8 +7,10 @@
  * x86-64 baseline (SSE2); no -march=native, so a build runs on any x86-64. v4 and v3 use explicit
  * fused multiply-adds at the same places, so they give the same bits as each other and as the
  * Numba backend (llvm.fma there); the baseline has no FMA instruction and rounds the products
- * separately. The build uses -ffp-contract=off (no fusion of the compiler's own) and no
- * -ffast-math (NaN and inf handling must stay exact). */
+ * separately. On aarch64 one variant is compiled, for NEON with exact FMA (part of every ARMv8
+ * CPU): the bits of v4 and v3 (`make check-aarch64` compares them under qemu). The build uses
+ * -ffp-contract=off (no fusion of the compiler's own) and no -ffast-math (NaN and inf handling
+ * must stay exact). */
 #ifndef FB_DISPATCH_H
 #define FB_DISPATCH_H
 
@@ -68,6 +70,20 @@ typedef struct {
 #define FB_FMAF(a, b, c) __builtin_fmaf(a, b, c)
 #define FB_FMA(a, b, c) __builtin_fma(a, b, c)
 #include "variant.h"
+
+#elif defined(__aarch64__) && !defined(FB_SINGLE_VARIANT)
+/* aarch64: FMA (fmadd, and fmla on NEON vectors) is part of every ARMv8-A CPU, so one variant with
+ * exact fused multiply-adds at the same places as v4/v3 gives their bits; the compiler vectorises
+ * it for NEON (128-bit: 2 float64 lanes) without a target attribute. */
+#define FB_AARCH64_VARIANT 1
+
+#define FB_V(name) name##_a64
+#define FB_TARGET
+#define FB_F64_LANES 2
+#define FB_EXACT_FMA 1
+#define FB_FMAF(a, b, c) __builtin_fmaf(a, b, c)
+#define FB_FMA(a, b, c) __builtin_fma(a, b, c)
+#include "variant.h"
 #endif
 
 #define FB_V(name) name##_base
@@ -102,6 +118,12 @@ static const char *fb_select(const char *forced)
     if (v3) {
         fb_chunk_f32_impl = fb_chunk_f32_v3; fb_chunk_f64_impl = fb_chunk_f64_v3;
         fb_variant_name = "x86-64-v3 (AVX2, FMA)";
+        return fb_variant_name;
+    }
+#elif defined(FB_AARCH64_VARIANT)
+    if (forced == NULL || strcmp(forced, "base") != 0) {
+        fb_chunk_f32_impl = fb_chunk_f32_a64; fb_chunk_f64_impl = fb_chunk_f64_a64;
+        fb_variant_name = "aarch64 (NEON, FMA)";
         return fb_variant_name;
     }
 #else
