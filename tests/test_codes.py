@@ -15,6 +15,7 @@ C_INTERNAL = {
     "F64_LANES": "float64 values per vector register of an instruction-set variant",
     "EXACT_FMA": "whether a variant's FB_FMA rounds once",
     "MULTI_VARIANT": "whether the build has the v4 and v3 variants",
+    "AARCH64_VARIANT": "whether the build has the aarch64 variant (NEON, FMA)",
     "FORM_HARD": "a form of fb_loss_block (Numba passes booleans)",
     "FORM_SOFT": "a form of fb_loss_block",
     "FORM_LOGIT": "a form of fb_loss_block",
