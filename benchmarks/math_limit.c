@@ -13,7 +13,7 @@
  *                            then the factors 1 + e into 64 float64 lane products and the rest
  *                            into 16 float64 lane sums (one loop mixing the float32 and float64
  *                            widths runs at half the speed with gcc 12);
- *   chunk kernel, log      - fastbce's own chunk kernel (kernels/fastbce_chunk.h), with a
+ *   chunk kernel, log      - fastbce's own chunk kernel (kernels/c/chunk.h), with a
  *                            logarithm per element (eps below the product path's 2^-28);
  *   chunk kernel, product  - the same kernel on its product path (eps = 1e-7): -log of a product
  *                            of the probabilities, one logarithm per lane and chunk;
@@ -24,9 +24,9 @@
  *                            chunks of 256,000 elements as fastbce cuts them by group).
  * The variant is the one fastbce picks for this CPU (AVX-512 or AVX2; fb_select).
  * Build and run (N elements, T threads):
- *   gcc -O3 -fopenmp -ffp-contract=off -fno-trapping-math -Ikernels benchmarks/math_limit.c -o /tmp/math_limit
+ *   gcc -O3 -fopenmp -ffp-contract=off -fno-trapping-math -Ikernels benchmarks/math_limit.c -o /tmp/math_limit -lm
  *   OMP_NUM_THREADS=T /tmp/math_limit N */
-#include "fastbce_simd.h"
+#include "c/dispatch.h"
 #include <stdio.h>
 #include <time.h>
 #include <omp.h>
@@ -44,7 +44,7 @@ static double hard_##V(const float *p, const float *y, int64_t n) {             
         for (int k = 0; k < 16; k++)                                                             \
             acc[k] += (double)fb_nll_hard_f32_##V(p[g+k], y[g+k], 1e-7f, 1-1e-7f, 16.1f, 1e-7f, 1e-7f, 16.1f); \
     }                                                                                            \
-    return fb_lane_sum(acc);                                                                     \
+    return fb_lane_sum_##V(acc);                                                                 \
 }                                                                                                \
 __attribute__((target(TARGET), noinline))                                                        \
 static double soft_##V(const float *p, const float *y, int64_t n) {                              \
@@ -54,7 +54,7 @@ static double soft_##V(const float *p, const float *y, int64_t n) {             
         for (int k = 0; k < 16; k++)                                                             \
             acc[k] += (double)fb_nll_soft_f32_##V(p[g+k], y[g+k], 1.0f - y[g+k], 1e-7f, 1-1e-7f, 16.1f, 1e-7f, 1e-7f, 16.1f); \
     }                                                                                            \
-    return fb_lane_sum(acc);                                                                     \
+    return fb_lane_sum_##V(acc);                                                                 \
 }                                                                                                \
 __attribute__((target(TARGET), noinline))                                                        \
 static double exp_##V(const float *x, const float *y, int64_t n) {                               \
@@ -64,7 +64,7 @@ static double exp_##V(const float *x, const float *y, int64_t n) {              
         _Pragma("omp simd")                                                                      \
         for (int k = 0; k < 16; k++) acc[k] += (double)fb_exp_abs_f32_##V(x[g+k]);               \
     }                                                                                            \
-    return fb_lane_sum(acc);                                                                     \
+    return fb_lane_sum_##V(acc);                                                                 \
 }                                                                                                \
 __attribute__((target(TARGET), noinline))                                                        \
 static double logit_product_##V(const float *x, const float *y, int64_t n) {                     \
@@ -88,9 +88,9 @@ static double logit_product_##V(const float *x, const float *y, int64_t n) {    
             _Pragma("omp simd")                                                                  \
             for (int k = 0; k < 16; k++) acc[k] += (double)lb[g+k];                              \
         }                                                                                        \
-        fb_split(m, e, 64);                                                                      \
+        fb_split_##V(m, e, 64);                                                                  \
     }                                                                                            \
-    return fb_lane_sum(acc) + fb_lanes_log_product_##V(m, e);                                    \
+    return fb_lane_sum_##V(acc) + fb_lanes_log_product_##V(m, e);                                \
 }
 MATH_ONLY(v4, "arch=x86-64-v4")
 MATH_ONLY(v3, "arch=x86-64-v3")
@@ -102,7 +102,7 @@ __attribute__((noinline)) static double read_only(const float *p, const float *y
 #pragma omp simd
         for (int k = 0; k < 16; k++) acc[k] += (double)p[g+k] + (double)y[g+k];
     }
-    return fb_lane_sum(acc);
+    return fb_lane_sum_base(acc);
 }
 
 typedef double (*loop_fn)(const float *, const float *, int64_t);
