@@ -15,12 +15,14 @@ _COMMON_DOC = """
     y_true : array (n_samples,) or (n_samples, n_labels)
         Labels in [0, 1]: float16/32/64 (soft labels allowed), bool, or integers that are 0 or 1.
     y_pred : array of the same shape, float16/32/64
-        Probabilities (clipped to [eps, 1-eps]) or, with ``from_logits=True``, logits (any value,
-        ±inf included).
+        Probabilities (clipped to [eps, 1-eps] rounded to y_pred's dtype) or, with
+        ``from_logits=True``, logits (any value, ±inf included).
     from_logits : bool
         Treat ``y_pred`` as logits: loss = pw·y·softplus(-x) + (1-y)·softplus(x), computed stably.
     eps : float in (0, 0.5)
-        Clipping of probabilities (Keras uses 1e-7; scikit-learn the dtype's machine epsilon).
+        Clipping of probabilities to [eps, 1 - eps], both bounds rounded to y_pred's dtype as Keras
+        and scikit-learn clip (float16 predictions: the float32 bounds); the rounded bounds must
+        satisfy 0 < lo < hi < 1. Keras uses 1e-7; scikit-learn the dtype's machine epsilon.
     sample_weight : array broadcastable to y_pred, optional
         Non-negative finite weights w; loss element = w·l.
     pos_weight : array broadcastable to y_pred, optional
@@ -96,7 +98,7 @@ def bce_grad(y_true, y_pred, *, from_logits=False, eps=1e-7, sample_weight=None,
 
     It is the exact derivative of the value ``bce`` returns: ``w·dl/dp`` scaled by ``1/Σw`` of the
     reduced axis for ``reduction="mean"``; with probabilities, the derivative of the clipped loss
-    (0 where p is outside [eps, 1-eps]). Returns an array of y_pred's shape and output dtype.
+    (0 where p is outside the rounded bounds [eps, 1-eps]). Returns an array of y_pred's shape and output dtype.
 
     Parameters
     ----------{parameters}"""

@@ -150,7 +150,7 @@ def run_pass(plan, backend, n_threads, *, want_grad=False, out=None, n_stats=2, 
                     plan.y, plan.p, plan.w, plan.pw, plan.mask, plan.groups, row_scale, col_scale, sums,
                     flags, None if loss_out is None else plan.as_2d(loss_out),
                     None if grad is None else plan.as_2d(grad),
-                    PassOptions(plan.y_half, plan.p_half, plan.from_logits, plan.eps, plan.smoothing,
+                    PassOptions(plan.y_half, plan.p_half, plan.from_logits, *plan.clip, plan.smoothing,
                                 plan.nan_mode, plan.gamma, plan.alpha, plan.mode, rows_per_chunk),
                     threads)
         bad = int(np.bitwise_or.reduce(flags))

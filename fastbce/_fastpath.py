@@ -33,8 +33,8 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _BYTE_LABELS = (np.dtype(np.bool_), np.dtype(np.uint8), np.dtype(np.int8))
 # Group ids read in place; other integer dtypes are converted to int64 first.
 _GROUP_IDS = (np.dtype(np.int32), np.dtype(np.int64))
-# Smallest eps whose clipping keeps every logarithm argument a normal number.
-_MIN_EPS = {np.dtype(np.float32): float(np.finfo(np.float32).tiny),
+# Smallest lower clip bound that keeps every logarithm argument a normal number.
+_MIN_CLIP = {np.dtype(np.float32): float(np.finfo(np.float32).tiny),
             np.dtype(np.float64): float(np.finfo(np.float64).tiny)}
 # pos_weight (besides 0) and label smoothing in this range keep the coefficients of the terms
 # (pos_weight·(y(1-s) + s/2) of a 0/1 label) normal numbers of the prediction dtype; others (a
@@ -59,27 +59,14 @@ class FastPass:
     mode: int
     logits: bool
     nan_mode: int
-    clip: tuple  # (lo, hi): p < lo is clipped to eps, p > hi to 1 - eps (values of p's dtype)
-    eps: float
+    clip: tuple  # (lo, hi): p is clipped to [lo, hi], eps and 1 - eps rounded to p's dtype
     smoothing: float  # label smoothing: y·(1 - smoothing) + smoothing/2 (after the range check)
     focal: tuple  # focal loss (γ, α, n), n = γ if an integer <= 7 else -1; None: plain BCE
-    nll: tuple  # losses at the clip bounds: -log q, -log(1-q) for q = eps, then for q = 1 - eps
+    nll: tuple  # losses at the clip bounds: -log q, -log(1-q) for q = lo, then for q = hi
 
 
 def _is_scalar(view):
     return all(stride == 0 for stride in view.strides)
-
-
-def _clip_bounds(eps, dtype):
-    """(lo, hi) of p's dtype with p < eps ⟺ p < lo and p > 1 - eps ⟺ p > hi (both in float64)."""
-    t = dtype.type
-    lo = t(eps)
-    if float(lo) < eps:  # compared in float64 (a Python float next to a float32 would be rounded)
-        lo = np.nextafter(lo, t(1))
-    hi = t(1.0 - eps)
-    if float(hi) > 1.0 - eps:
-        hi = np.nextafter(hi, t(0))
-    return float(lo), float(hi)
 
 
 def fast_pass_arguments(plan, kernel, n_stats, grad):
@@ -91,7 +78,7 @@ def fast_pass_arguments(plan, kernel, n_stats, grad):
     if plan.y_half or plan.p_half:
         return None
     p, y = plan.p, plan.y
-    if p.dtype not in _MIN_EPS or plan.eps < _MIN_EPS[p.dtype]:
+    if p.dtype not in _MIN_CLIP or plan.clip[0] < _MIN_CLIP[p.dtype]:
         return None
     gamma_n = int(plan.gamma) if plan.gamma in range(8) else -1
     if gamma_n < 0 and p.dtype == np.float64:
@@ -134,11 +121,12 @@ def fast_pass_arguments(plan, kernel, n_stats, grad):
     if plan.mode == MODE_GROUPS:
         groups = plan.groups if plan.groups.dtype in _GROUP_IDS else plan.groups.astype(np.int64)
         groups = np.ascontiguousarray(groups)  # read in place by address
-    q_hi = 1.0 - plan.eps  # rounded as the general kernel rounds it
-    nll = (-np.log(plan.eps), -np.log1p(-plan.eps), -np.log(q_hi), -np.log1p(-q_hi))
+    lo, hi = plan.clip  # eps and 1 - eps rounded to p's dtype, as the general kernel clips
+    with np.errstate(divide="ignore"):  # from logits the bounds are unused (hi may be 1)
+        nll = (-np.log(lo), -np.log1p(-lo), -np.log(hi), -np.log1p(-hi))
     return FastPass(y=y, p=p, w=w, weight=weight, pos_w=pos_w, mask=mask, groups=groups,
                     mode=plan.mode, logits=plan.from_logits, nan_mode=plan.nan_mode,
-                    clip=_clip_bounds(plan.eps, p.dtype), eps=plan.eps, smoothing=plan.smoothing,
+                    clip=plan.clip, smoothing=plan.smoothing,
                     focal=(plan.gamma, plan.alpha, gamma_n)
                     if plan.gamma != 0.0 or plan.alpha >= 0.0 else None,
                     nll=tuple(map(float, nll)))
@@ -159,7 +147,7 @@ def run_fast_pass(kernel, fast, rows_per_chunk, n_cols, sums, flags, grad, row_f
     chunk_elems = rows_per_chunk * n_cols
     options = FastOptions(
         mode=fast.mode, ncols=n_cols, row0=0, chunk_elems=chunk_elems, logits=fast.logits,
-        nan_mode=fast.nan_mode, clip=fast.clip, eps=fast.eps, smoothing=fast.smoothing,
+        nan_mode=fast.nan_mode, clip=fast.clip, smoothing=fast.smoothing,
         focal=fast.focal, nll=fast.nll, grad_scale=grad_scale, want_loss=want_value)
 
     def run(parts, rows, grad_part):

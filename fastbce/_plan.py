@@ -23,6 +23,8 @@ from ._kernels import (
 REDUCTIONS = ("mean", "sum", "none")
 _FLOATS = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 NAN_POLICIES = {"propagate": NAN_PROPAGATE, "raise": NAN_RAISE, "omit": NAN_OMIT}
+# Where 1 - eps rounds to 1 in the dtype the bounds are rounded to (round to nearest, ties to even)
+_MIN_EPS_NOTE = {"float32": "2**-25 (3.0e-8)", "float64": "2**-54 (5.6e-17)"}
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class Plan:
     p_half: bool
     from_logits: bool
     eps: float
+    clip: tuple  # (lo, hi): probabilities are clipped to [lo, hi] (clip_bounds of eps and y_pred's dtype)
     smoothing: float
     nan_mode: int
     reduction: str
@@ -105,6 +108,15 @@ def _weight_operand(value, name, shape, hint=""):
     if array.dtype not in (np.float32, np.float64):
         array = np.broadcast_to(np.asarray(value, dtype=np.float32 if array.dtype == np.float16 else np.float64), shape)
     return array
+
+
+def clip_bounds(eps, dtype):
+    """(lo, hi) = eps and 1 - eps rounded to the prediction's dtype, as float64 values: probabilities
+    are clipped to [lo, hi]. float16 predictions take the float32 bounds (they are computed in
+    float32 by the frameworks); float64 ones eps and 1 - eps as float64 gives them."""
+    t = np.float64 if np.dtype(dtype) == np.float64 else np.float32
+    eps = float(eps)  # 1 - eps in float64, also for an eps given as a NumPy float32
+    return float(t(eps)), float(t(1.0 - eps))
 
 
 def _check_option(value, name, choices):
@@ -189,6 +201,14 @@ def make_plan(y_true, y_pred, *, from_logits, eps, sample_weight, pos_weight, la
         groups = np.zeros(1, np.intp)
         mode, n_slots = {None: (MODE_ALL, 1), 0: (MODE_COLS, shape[-1]), 1: (MODE_ROWS, n_rows)}[axis]
 
+    clip = clip_bounds(eps, y_pred.dtype)
+    if not from_logits and not 0.0 < clip[0] < clip[1] < 1.0:
+        t = "float64" if y_pred.dtype == np.float64 else "float32"
+        raise ValueError(f"eps={eps!r} does not fit y_pred's dtype {y_pred.dtype}: probabilities are "
+                         f"clipped to [eps, 1 - eps] rounded to {t}, which gives [{clip[0]!r}, "
+                         f"{clip[1]!r}]; both bounds must lie strictly between 0 and 1 "
+                         f"(for {t}, eps > {_MIN_EPS_NOTE[t]})")
+
     y_half = y_true.dtype == np.float16
     p_half = y_pred.dtype == np.float16
     as_2d = (lambda a: a[:, None]) if y_pred.ndim == 1 else (lambda a: a)
@@ -197,6 +217,7 @@ def make_plan(y_true, y_pred, *, from_logits, eps, sample_weight, pos_weight, la
         p=as_2d(y_pred.view(np.uint16) if p_half else y_pred),
         w=as_2d(w), pw=as_2d(pw), mask=as_2d(mask_view), groups=groups,
         y_half=bool(y_half), p_half=bool(p_half), from_logits=bool(from_logits), eps=float(eps),
+        clip=clip,
         smoothing=float(label_smoothing), nan_mode=NAN_POLICIES[nan_policy], reduction=reduction,
         mode=mode, n_slots=n_slots, shape=shape,
         out_dtype=np.dtype(np.float64 if y_pred.dtype == np.float64 else np.float32),

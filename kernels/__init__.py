@@ -55,7 +55,8 @@ class PassOptions(NamedTuple):
     y_half: bool  # labels arrive as the uint16 bits of float16
     p_half: bool  # predictions arrive as the uint16 bits of float16
     from_logits: bool
-    eps: float  # probabilities are clipped to [eps, 1 - eps]
+    clip_lo: float  # probabilities are clipped to [clip_lo, clip_hi]: eps and 1 - eps rounded
+    clip_hi: float  # to the prediction's dtype (fastbce/_plan.py clip_bounds)
     smoothing: float  # label smoothing: y·(1 - smoothing) + smoothing/2
     nan_mode: int  # NAN_*
     gamma: float  # focal loss: γ (0 with α < 0: plain BCE)
@@ -73,10 +74,9 @@ class FastOptions(NamedTuple):
     chunk_elems: int  # elements per chunk (whole rows)
     logits: bool
     nan_mode: int  # NAN_*
-    clip: tuple  # (lo, hi): p < lo is clipped to eps, p > hi to 1 - eps (values of p's dtype)
-    eps: float
+    clip: tuple  # (lo, hi): p is clipped to [lo, hi], eps and 1 - eps rounded to p's dtype
     smoothing: float  # label smoothing: y·(1 - smoothing) + smoothing/2
     focal: tuple  # focal loss (γ, α, n), n = γ if an integer <= 7 else -1; None: plain BCE
-    nll: tuple  # losses at the clip bounds: -log q, -log(1-q) for q = eps, then for q = 1 - eps
+    nll: tuple  # losses at the clip bounds: -log q, -log(1-q) for q = lo, then for q = hi
     grad_scale: float  # factor of every gradient element (with row or column factors: times them)
     want_loss: bool  # False: only the gradient, Σw and the checks

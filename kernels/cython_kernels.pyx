@@ -96,10 +96,10 @@ ctypedef (double, double, double, double, double, double, double) terms_t
 ctypedef (int, double, double, double, double, double, double, double, double) element_t
 
 
-cdef inline terms_t prob_terms(double p, double eps) noexcept nogil:
-    """-log q, -log(1-q), their derivatives in p (0 where clipped), q, 1-q, dq/dp; q = clip(p, eps, 1-eps)."""
-    cdef double q = min(max(p, eps), 1.0 - eps)
-    cdef double inside = 1.0 if eps <= p <= 1.0 - eps else 0.0
+cdef inline terms_t prob_terms(double p, double lo, double hi) noexcept nogil:
+    """-log q, -log(1-q), their derivatives in p (0 where clipped), q, 1-q, dq/dp; q = clip(p, lo, hi)."""
+    cdef double q = min(max(p, lo), hi)
+    cdef double inside = 1.0 if lo <= p <= hi else 0.0
     return -log(q), -log1p(-q), -inside / q, inside / (1.0 - q), q, 1.0 - q, inside
 
 
@@ -115,7 +115,7 @@ cdef inline terms_t logit_terms(double x) noexcept nogil:
 
 
 cdef inline element_t weighted_element(
-        double y, double v, double w, double pos_weight, bint from_logits, double eps,
+        double y, double v, double w, double pos_weight, bint from_logits, double lo, double hi,
         double keep, double shift, int nan_mode, double gamma, double alpha) noexcept nogil:
     """One unmasked element: (error bits, counted, w, w·loss, w·dloss/dv, w·y, w·q, w·positive
     part, w·negative part); the formulas of weighted_element in kernels/numba/general.py."""
@@ -143,7 +143,7 @@ cdef inline element_t weighted_element(
     if from_logits:
         nll_pos, nll_neg, d_pos, d_neg, q, q_bar, dq = logit_terms(v)
     else:
-        nll_pos, nll_neg, d_pos, d_neg, q, q_bar, dq = prob_terms(v, eps)
+        nll_pos, nll_neg, d_pos, d_neg, q, q_bar, dq = prob_terms(v, lo, hi)
     a = pos_weight * y
     b = 1.0 - y
     positive = a * nll_pos if a != 0.0 else 0.0
@@ -173,7 +173,8 @@ cdef struct pass_options:
     bint y_half
     bint p_half
     bint from_logits
-    double eps
+    double clip_lo
+    double clip_hi
     double smoothing
     int nan_mode
     double gamma
@@ -200,7 +201,7 @@ cdef int run_chunk(
     # the options as locals: a store into sums could alias them, and they would be read again
     cdef bint y_half = o.y_half, p_half = o.p_half, from_logits = o.from_logits
     cdef bint write_loss = o.write_loss, write_grad = o.write_grad
-    cdef double eps = o.eps, gamma = o.gamma, alpha = o.alpha
+    cdef double clip_lo = o.clip_lo, clip_hi = o.clip_hi, gamma = o.gamma, alpha = o.alpha
     cdef int nan_mode = o.nan_mode, mode = o.mode
     for i in range(start, stop):
         row_slot = 0
@@ -221,7 +222,7 @@ cdef int run_chunk(
                 continue
             bits, counted, weight, loss, grad, wy, wq, positive, negative = weighted_element(
                 as_double(y[i, j], y_half), as_double(p[i, j], p_half), w[i, j], pw[i, j],
-                from_logits, eps, keep, shift, nan_mode, gamma, alpha)
+                from_logits, clip_lo, clip_hi, keep, shift, nan_mode, gamma, alpha)
             bad = bad | bits
             slot = j if mode == FB_MODE_COLS else row_slot
             sums[k, slot, 0] += loss
@@ -252,8 +253,8 @@ def _bce_pass(const label_t[:, :] y, const pred_t[:, :] p, const weight_t[:, :] 
             raise TypeError("element outputs are float64 only for float64 predictions")
     elif pred_t is double:
         raise TypeError("element outputs are float64 for float64 predictions")
-    (o.y_half, o.p_half, o.from_logits, o.eps, o.smoothing, o.nan_mode, o.gamma, o.alpha, o.mode,
-     o.rows_per_chunk) = options
+    (o.y_half, o.p_half, o.from_logits, o.clip_lo, o.clip_hi, o.smoothing, o.nan_mode, o.gamma,
+     o.alpha, o.mode, o.rows_per_chunk) = options
     o.write_loss, o.write_grad = write_loss, write_grad
     for chunk in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
         flags[chunk] = run_chunk(
@@ -335,7 +336,7 @@ cdef extern from "c/dispatch.h" nogil:
         const uint8_t *mask
         int logits
         int nan_mode
-        double clip_lo, clip_hi, eps, q_hi, lo_pos, lo_neg, hi_pos, hi_neg
+        double clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg
         void *grad
         double grad_scale
         const double *col_scale
@@ -390,7 +391,6 @@ def fast_pass(y, p, w, pos_w, mask, groups, row_scale, col_scale, double[:, :, :
     a.logits = options.logits
     a.nan_mode = options.nan_mode
     a.clip_lo, a.clip_hi = options.clip
-    a.eps, a.q_hi = options.eps, 1.0 - options.eps
     a.keep, a.shift = 1.0 - options.smoothing, 0.5 * options.smoothing
     a.focal = focal is not None
     a.gamma, a.alpha, a.gamma_n = (0.0, -1.0, -1) if focal is None else focal

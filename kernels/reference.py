@@ -32,10 +32,10 @@ def _not_finite_or_negative(values):
     return ~((values >= 0.0) & (values < np.inf))
 
 
-def prob_terms(p, eps):
-    """-log q, -log(1-q), their derivatives in p (0 where clipped), q, 1-q, dq/dp; q = clip(p, eps, 1-eps)."""
-    q = np.clip(p, eps, 1.0 - eps)
-    inside = ((p >= eps) & (p <= 1.0 - eps)).astype(np.float64)
+def prob_terms(p, lo, hi):
+    """-log q, -log(1-q), their derivatives in p (0 where clipped), q, 1-q, dq/dp; q = clip(p, lo, hi)."""
+    q = np.clip(p, lo, hi)
+    inside = ((p >= lo) & (p <= hi)).astype(np.float64)
     return -np.log(q), -np.log1p(-q), -inside / q, inside / (1.0 - q), q, 1.0 - q, inside
 
 
@@ -49,9 +49,10 @@ def logit_terms(x):
             sigmoid_x, sigmoid_x, sigmoid_minus_x, sigmoid_x * sigmoid_minus_x)
 
 
-def element_terms(y, v, pos_weight, from_logits, eps, gamma, alpha):
+def element_terms(y, v, pos_weight, from_logits, lo, hi, gamma, alpha):
     """(loss, dloss/dv, q, positive part, negative part) of every element; see the Numba kernel."""
-    nll_pos, nll_neg, d_pos, d_neg, q, q_bar, dq = logit_terms(v) if from_logits else prob_terms(v, eps)
+    nll_pos, nll_neg, d_pos, d_neg, q, q_bar, dq = (logit_terms(v) if from_logits
+                                                    else prob_terms(v, lo, hi))
     a = pos_weight * y
     b = 1.0 - y
     positive = np.where(a != 0.0, a * nll_pos, 0.0)
@@ -73,7 +74,7 @@ def bce_pass(y, p, w, pw, mask, groups, row_scale, col_scale, sums, flags, loss_
              options, n_threads):
     """Same contract as the compiled ``bce_pass``; ``options.rows_per_chunk`` and ``n_threads`` are
     unused (everything is summed into chunk 0)."""
-    y_half, p_half, from_logits, eps, smoothing, nan_mode, gamma, alpha, mode, _ = options
+    y_half, p_half, from_logits, lo, hi, smoothing, nan_mode, gamma, alpha, mode, _ = options
     shape = p.shape
     y = _as_float64(y, y_half, shape)
     p = _as_float64(p, p_half, shape)
@@ -102,7 +103,7 @@ def bce_pass(y, p, w, pw, mask, groups, row_scale, col_scale, sums, flags, loss_
         if bad:
             return
         y = y * (1.0 - smoothing) + 0.5 * smoothing
-        loss, grad, q, positive, negative = element_terms(y, p, pw, from_logits, eps, gamma, alpha)
+        loss, grad, q, positive, negative = element_terms(y, p, pw, from_logits, lo, hi, gamma, alpha)
         weighted = [np.where(counted, w * term, 0.0) for term in (loss, 1.0, y, q, positive, negative)]
         stats = (weighted[:2] + [counted.astype(np.float64)] + weighted[2:])[:sums.shape[2]]
         grad = np.where(counted, w * grad, 0.0) * row_scale[:, None] * col_scale[None, :]

@@ -22,6 +22,14 @@ def out_dtype(y_pred):
     return np.dtype(np.float64) if np.asarray(y_pred).dtype == np.float64 else np.dtype(np.float32)
 
 
+def clip_bounds(eps, dtype):
+    """The clip bounds of probabilities of ``dtype``: eps and 1 - eps (formed in float64) rounded
+    to the prediction's dtype, as Keras and scikit-learn clip in it; float16 predictions take the
+    float32 bounds. Returned as float64 values."""
+    wide = np.float64 if np.dtype(dtype) == np.float64 else np.float32
+    return float(wide(float(eps))), float(wide(1.0 - float(eps)))
+
+
 def _f64(a):
     return np.asarray(a).astype(np.float64)  # exact for float16/32, bool and 0/1 integers
 
@@ -33,6 +41,7 @@ def _softplus(t):
 def elements(y_true, y_pred, *, from_logits=False, eps=1e-7, sample_weight=None, pos_weight=None,
              label_smoothing=0.0, mask=None, nan_policy="propagate"):
     """Per element, in float64: (counted weight w, w·loss, w·dloss/dy_pred, w·|size of grad terms|)."""
+    lo, hi = clip_bounds(eps, np.asarray(y_pred).dtype)
     x = _f64(y_pred)
     shape = x.shape
     y = _f64(y_true)
@@ -55,9 +64,9 @@ def elements(y_true, y_pred, *, from_logits=False, eps=1e-7, sample_weight=None,
             pos_term = pos * np.exp(-_softplus(x))  # pw·y·σ(-x)
             grad = neg_term - pos_term
         else:
-            q = np.clip(x, eps, 1.0 - eps)
+            q = np.clip(x, lo, hi)
             loss = -(pos * np.log(q) + neg * np.log1p(-q))
-            inside = (x >= eps) & (x <= 1.0 - eps)  # inclusive, like torch.clamp's gradient
+            inside = (x >= lo) & (x <= hi)  # inclusive, like torch.clamp's gradient
             neg_term = np.where(inside, neg / (1.0 - q), 0.0)
             pos_term = np.where(inside, pos / q, 0.0)
             grad = neg_term - pos_term

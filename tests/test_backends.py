@@ -65,11 +65,12 @@ def _workload(rng):
     weight = rng.random((n_rows, 1))
     soft = (0.05 + 0.9 * y).astype(np.float32)
     p = 1 / (1 + np.exp(-x))
+    p64 = p.astype(np.float64)  # eps = 1e-12 needs float64 predictions (1 - 1e-12 is 1 in float32)
     calls = [
         lambda b: fastbce.bce(y, x, from_logits=True, backend=b),
         lambda b: fastbce.bce(soft, x, from_logits=True, backend=b),
         lambda b: fastbce.bce(soft, p, backend=b),
-        lambda b: fastbce.bce(y, p, eps=1e-12, backend=b),
+        lambda b: fastbce.bce(y, p64, eps=1e-12, backend=b),
         lambda b: fastbce.bce(soft, p, sample_weight=weight, backend=b),
         lambda b: fastbce.bce_grad(y, x, from_logits=True, sample_weight=weight, backend=b),
         lambda b: fastbce.bce(y, x, from_logits=True, axis=0, sample_weight=weight, backend=b),

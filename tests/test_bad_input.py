@@ -51,6 +51,11 @@ CHECKED_BEFORE_KERNEL = [
     # 1 - eps rounds to 1: the backends disagreed (inf, a finite mean, and a SystemError from
     # a division by zero in the Numba general kernel)
     ("eps-below-2**-54", lambda y, p: (y, p, {"eps": 1e-17}), ValueError, r"eps .* rounds to 1"),
+    # the bounds are rounded to y_pred's dtype: 1 - 1e-8 is 1 in float32 (float16: the float32 bounds)
+    ("eps-1e-8-float32", lambda y, p: (y, p.astype(np.float32), {"eps": 1e-8}), ValueError,
+     r"eps=1e-08 does not fit y_pred's dtype float32: .* rounded to float32, which gives \[9.99999993922529e-09, 1.0\]"),
+    ("eps-1e-8-float16", lambda y, p: (y, p.astype(np.float16), {"eps": 1e-8}), ValueError,
+     r"eps=1e-08 does not fit y_pred's dtype float16: .* rounded to float32"),
     ("eps-negative", lambda y, p: (y, p, {"eps": -1e-7}), ValueError, r"eps"),
     ("eps-nan", lambda y, p: (y, p, {"eps": float("nan")}), ValueError, r"eps"),
     ("eps-str", lambda y, p: (y, p, {"eps": "1e-7"}), (ValueError, TypeError), r"eps"),

@@ -33,6 +33,66 @@ def test_probabilities_at_and_beyond_the_bounds(backend, p_dtype):
     assert grad[6] == pytest.approx(-2.0, rel=1e-14)
 
 
+# The clip bounds of eps = 1e-7 and 0.1, rounded to float32 (float32 and float16 predictions) and
+# to float64: [float32(eps), float32(1 - eps)] and [eps, 1 - eps]
+ROUNDED_BOUNDS = {
+    (1e-7, np.float32): (1.0000000116860974e-07, 1.0 - 2.0 ** -23),
+    (0.1, np.float32): (0.10000000149011612, 0.8999999761581421),
+    (1e-7, np.float64): (1e-7, 0.9999999),
+    (0.1, np.float64): (0.1, 0.9),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("eps", [1e-7, 0.1])
+def test_clip_bounds_are_rounded_to_the_prediction_dtype(backend, dtype, eps):
+    """p is clipped to [lo, hi] = [eps, 1 - eps] rounded to y_pred's dtype (float16: the float32
+    bounds): the loss beyond a bound is the loss at the rounded bound, the gradient is 0 beyond it
+    and the derivative at and inside it. p = 0 and 1 are clipped, and so are the neighbours of the
+    bounds outside them; element losses, gradients and sums (the fast path for float32/float64)."""
+    lo, hi = ROUNDED_BOUNDS[eps, np.float64 if dtype == np.float64 else np.float32]
+    t = np.dtype(dtype).type
+    near_lo, near_hi = t(lo), t(hi)  # the neighbours of the bounds among p's dtype's values
+    below_lo = near_lo if float(near_lo) < lo else np.nextafter(near_lo, t(0))
+    at_lo = near_lo if float(near_lo) >= lo else np.nextafter(near_lo, t(1))
+    at_hi = near_hi if float(near_hi) <= hi else np.nextafter(near_hi, t(0))
+    above_hi = near_hi if float(near_hi) > hi else np.nextafter(near_hi, t(1))
+    p = np.array([0.0, below_lo, at_lo, 0.5, at_hi, above_hi, 1.0], dtype)
+    assert float(p[1]) < lo <= float(p[2]) and float(p[4]) <= hi < float(p[5])
+    p64 = p.astype(np.float64)
+    q = np.clip(p64, lo, hi)
+    inside = (p64 >= lo) & (p64 <= hi)
+    assert list(inside) == [False, False, True, True, True, False, False]
+    rtol = 1e-12 if dtype == np.float64 else 1e-6
+    for label, want_loss, want_grad in ((1, -np.log(q), np.where(inside, -1.0 / q, 0.0)),
+                                        (0, -np.log1p(-q), np.where(inside, 1.0 / (1.0 - q), 0.0))):
+        y = np.full(p.shape, label, dtype)
+        np.testing.assert_allclose(fastbce.bce(y, p, eps=eps, reduction="none", backend=backend),
+                                   want_loss, rtol=rtol)
+        np.testing.assert_allclose(fastbce.bce_grad(y, p, eps=eps, reduction="none", backend=backend),
+                                   want_grad, rtol=rtol)
+        y8 = np.full(p.shape, label, np.uint8)  # the fast path's labels
+        assert fastbce.bce(y8, p, eps=eps, reduction="sum", backend=backend) == pytest.approx(
+            want_loss.sum(), rel=rtol)
+    if eps == 1e-7 and dtype != np.float64:
+        # a confident wrong prediction costs -log(2^-23) = 15.94 (not -log(1e-7) = 16.12)
+        loss = fastbce.bce(np.zeros(1, np.uint8), np.ones(1, dtype), reduction="sum", backend=backend)
+        assert loss == pytest.approx(23 * np.log(2.0), rel=1e-6)
+
+
+def test_eps_rule_follows_the_prediction_dtype(backend):
+    """The rounded bounds must satisfy 0 < lo < hi < 1: eps = 1e-8 is valid for float64 predictions
+    only (1 - 1e-8 rounds to 1 in float32); from logits eps is not used."""
+    y = np.array([0, 1], np.uint8)
+    assert fastbce.bce(y, np.array([1.0, 0.0]), eps=1e-8, backend=backend) == pytest.approx(
+        -np.log(1e-8), rel=1e-7)  # q = 1 - eps rounded: 1 - q is 1e-8 to 1e-8
+    for dtype in (np.float16, np.float32):
+        with pytest.raises(ValueError, match=r"eps=1e-08 does not fit y_pred's dtype"):
+            fastbce.bce(y, np.array([1.0, 0.0], dtype), eps=1e-8, backend=backend)
+        assert fastbce.bce(y, np.array([-3.0, 3.0], dtype), eps=1e-8, from_logits=True,
+                           backend=backend) == pytest.approx(np.log1p(np.exp(-3.0)), rel=1e-6)
+
+
 def test_exactly_eps_in_every_float_dtype(backend):
     """eps = 2**-10 is exact in float16/32/64: p = eps and p = 1 - eps lie inside the clip range."""
     eps = 2.0 ** -10

@@ -18,6 +18,7 @@ import pytest
 
 import fastbce
 from conftest import COMPILED_BACKENDS
+from oracle import clip_bounds
 from test_focal import focal_elements
 from fastbce import _backends
 from fastbce._kernels import ROW_PRODUCT_COLS
@@ -79,9 +80,9 @@ def _element_losses(y, v, backend, **options):
 
 
 def _prob_reference(y, p, wide):
-    """-[y·log q + (1-y)·log(1-q)], q = p clipped to [eps, 1 - eps] with 1 - eps rounded to
-    float64 (as fastbce clips every dtype), evaluated in `wide`."""
-    q = np.clip(p.astype(wide), wide(EPS), wide(1.0 - EPS))
+    """-[y·log q + (1-y)·log(1-q)], q = p clipped to [eps, 1 - eps] rounded to p's dtype,
+    evaluated in `wide`."""
+    q = np.clip(p.astype(wide), *map(wide, clip_bounds(EPS, p.dtype)))
     y = y.astype(wide)
     pos = np.where(y != 0, -y * np.log(q), 0)
     neg = np.where(y != 1, -(1 - y) * np.log1p(-q), 0)
@@ -505,8 +506,8 @@ def test_instruction_set_variants_agree():
 # ---- the product path: Σ loss = -log Π q for float32 probabilities with 0/1 labels -----------------
 
 def _reference_sum(y, p, eps):
-    """Σ loss in float64 (clip in float64, log / log1p)."""
-    q = np.clip(p.astype(np.float64), eps, 1.0 - eps)
+    """Σ loss in float64 (clip to the bounds of p's dtype, log / log1p)."""
+    q = np.clip(p.astype(np.float64), *clip_bounds(eps, p.dtype))
     return -np.sum(np.where(y.astype(bool), np.log(q), np.log1p(-q)), axis=0)
 
 
@@ -538,24 +539,25 @@ def test_long_products_do_not_underflow(compiled_backend):
         p = np.zeros(shape, np.float32)
         y = np.ones(shape, np.uint8)
         got = fastbce.bce(y, p, axis=axis, backend=compiled_backend, reduction="sum")
-        np.testing.assert_allclose(got, -np.log(EPS) * (p.size if axis is None else shape[axis]),
+        lo = clip_bounds(EPS, p.dtype)[0]
+        np.testing.assert_allclose(got, -np.log(lo) * (p.size if axis is None else shape[axis]),
                                    rtol=1e-12)
 
 
-@pytest.mark.parametrize("eps", [2.0 ** -28, 1e-9, 1e-4, 0.2])
+@pytest.mark.parametrize("eps", [2.0 ** -24, 1e-7, 1e-4, 0.2])
 def test_product_path_against_the_reference(compiled_backend, eps, rng):
     """Random probabilities across every binade, the clip bounds, 0 and 1, per-label and
     per-sample sums: within 1e-9 of the float64 value. With soft labels in some blocks (those take
-    the logarithm per element) and for eps = 1e-9 (below the product path's 2^-28): within the
-    documented 1e-6. Cython and Numba: the same bits."""
+    the logarithm per element): within the documented 1e-6. Cython and Numba: the same bits.
+    (float32 predictions need eps > 2^-25, so their lower bound is always >= 2^-28 here.)"""
     n = 600_000
     p = np.concatenate([rng.permutation(_probabilities(np.dtype(np.float32), n, rng))[:n - 6],
                         np.array([0, 1, eps, 1 - eps, eps / 2, 1 - eps / 2], np.float32)])
     rng.shuffle(p)
     y = (rng.random(n) < 0.5).astype(np.float32)
     soft = np.where(np.arange(n) // 700 % 5 == 0, rng.random(n), y).astype(np.float32)
-    for labels, rtol in ((y, 1e-6 if eps < 2.0 ** -28 else 1e-9), (soft, 1e-6)):
-        q = np.clip(p.astype(np.float64), eps, 1 - eps)
+    for labels, rtol in ((y, 1e-9), (soft, 1e-6)):
+        q = np.clip(p.astype(np.float64), *clip_bounds(eps, p.dtype))
         want = -(labels * np.log(q) + (1 - labels) * np.log1p(-q))
         got = fastbce.bce(labels, p, eps=eps, backend=compiled_backend, reduction="sum")
         assert got == pytest.approx(want.sum(), rel=rtol)
@@ -596,10 +598,12 @@ def test_unchecked_blocks_errors_and_nan(compiled_backend, dtype, form, rng):
     """The loss loops run a block without checks first and again checked when it holds a NaN or
     a probability outside [0, 1] (fb_loss_block's `clean`, kernels/c/blocks.h): wherever the bad element is, NaN
     propagates there only (every other loss keeps its bits), raises or is left out, and a bad
-    prediction raises. Forms off the product path: soft labels, hard labels with eps < 2^-28,
-    soft labels from logits."""
+    prediction raises. Forms off the product path: soft labels, hard labels with eps < 2^-28
+    (float64; float32 predictions need eps > 2^-25, and their hard labels take the product path
+    for whole sums), soft labels from logits."""
     n = 3000  # several blocks
-    logits, eps = form == "logits", 1e-10 if form == "hard" else 1e-7
+    logits = form == "logits"
+    eps = 1e-10 if form == "hard" and np.dtype(dtype) == np.float64 else 1e-7
     y = (rng.random(n) < 0.5).astype(dtype)
     if form != "hard":
         y = (0.8 * y + 0.1 * rng.random(n)).astype(dtype)
@@ -748,12 +752,13 @@ POS_WEIGHT_ULP_BOUND = 4  # the issue's bound: a·l rounds once more than l (mea
 
 def _term_losses(v, wide, logits):
     """The losses of the positive and the negative term in `wide`: softplus(-x), softplus(x), or
-    -log q, -log(1-q) with q = p clipped to [eps, 1 - eps]."""
+    -log q, -log(1-q) with q = p clipped to [eps, 1 - eps] rounded to p's dtype."""
+    lo, hi = clip_bounds(EPS, v.dtype)
     v = v.astype(wide)
     if logits:
         softplus = np.log1p(np.exp(-np.abs(v)))
         return np.maximum(-v, 0) + softplus, np.maximum(v, 0) + softplus
-    q = np.clip(v, wide(EPS), wide(1.0 - EPS))
+    q = np.clip(v, wide(lo), wide(hi))
     return -np.log(q), -np.log1p(-q)
 
 

@@ -15,6 +15,7 @@ import pytest
 
 import fastbce
 from conftest import BACKENDS, COMPILED_BACKENDS
+from oracle import clip_bounds
 
 SHAPE = (6, 4)
 # (reduction, axis) combinations every value/gradient check runs through
@@ -39,6 +40,7 @@ def focal_elements(y, v, *, gamma, alpha, from_logits=False, eps=1e-7, pos_weigh
     """(loss, dloss/dv) per element in float64. 1-p_t, (1-p_t)^γ and the derivative of the
     modulation are evaluated through logarithms: finite wherever the limit is, even when 1-p_t
     underflows. At v = ±inf the derivative of the modulation times CE is its limit, 0."""
+    lo, hi = clip_bounds(eps, np.asarray(v).dtype)
     v = np.asarray(v, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64) * (1.0 - label_smoothing) + 0.5 * label_smoothing
     pw = np.broadcast_to(np.asarray(1.0 if pos_weight is None else pos_weight, np.float64), v.shape)
@@ -49,8 +51,8 @@ def focal_elements(y, v, *, gamma, alpha, from_logits=False, eps=1e-7, pos_weigh
             d_nll_pos, d_nll_neg = -np.exp(log_q_bar), np.exp(log_q)  # d/dx -log σ(x), -log σ(-x)
             log_dq = log_q + log_q_bar  # log σ'(x)
         else:
-            q = np.clip(v, eps, 1.0 - eps)
-            inside = (v >= eps) & (v <= 1.0 - eps)
+            q = np.clip(v, lo, hi)
+            inside = (v >= lo) & (v <= hi)
             log_q, log_q_bar = np.log(q), np.log1p(-q)
             d_nll_pos, d_nll_neg = np.where(inside, -1.0 / q, 0.0), np.where(inside, 1.0 / (1.0 - q), 0.0)
             log_dq = np.where(inside, 0.0, -np.inf)

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 import fastbce
 from conftest import BACKENDS, COMPILED_BACKENDS
+from oracle import clip_bounds
 
 FIELDS = ["count", "weight_sum", "positive_rate", "mean_prediction", "log_loss",
           "normalized_entropy", "calibration", "log_loss_positives", "log_loss_negatives"]
@@ -35,6 +36,7 @@ def _divide(numerator, denominator):
 def expected_score(y, v, *, from_logits=False, eps=1e-7, sample_weight=None, mask=None,
                    nan_policy="propagate", groups=None, n_groups=None, axis=None):
     """{field: float or array} of the report, from per-element float64 terms and plain sums."""
+    lo, hi = clip_bounds(eps, np.asarray(v).dtype)
     y = np.asarray(y, np.float64)
     v = np.asarray(v, np.float64)
     shape = v.shape
@@ -47,7 +49,7 @@ def expected_score(y, v, *, from_logits=False, eps=1e-7, sample_weight=None, mas
             q = 1.0 / (1.0 + np.exp(-v))
             nll_pos, nll_neg = np.logaddexp(0.0, -v), np.logaddexp(0.0, v)
         else:
-            q = np.clip(v, eps, 1.0 - eps)
+            q = np.clip(v, lo, hi)
             nll_pos, nll_neg = -np.log(q), -np.log1p(-q)
         # y·(-log q) and (1-y)·(-log(1-q)); a zero coefficient drops the term (logits ±inf), but
         # NaN propagates into both parts (0·NaN = NaN, as a weight of 0 does not hide a NaN)

@@ -123,13 +123,13 @@ FB_INLINE int FB_NAME(fb_recheck)(const fb_args *a, const FB_T *P, int64_t b0, i
 }
 
 /* Product path, one block: the probability of the observed class q = p (y = 1) or 1 - p (y = 0),
- * p clamped to [eps, 1 - eps] in float64 (1 - p is exact there for float32 p when eps >= 2^-28),
+ * p clamped to [clip_lo, clip_hi] (1 - p is exact there for float32 p when clip_lo >= 2^-28),
  * into qbuf; for float64 p, q = qbuf + qlo exactly (qlo: the rounding of 1 - p); returns 0 when
  * some p is outside [0, 1] or NaN (q is then NaN or meaningless). */
 FB_INLINE int FB_NAME(fb_q_block)(const fb_args *a, const FB_T *P, const FB_T *ybuf, double *qbuf,
                                   double *qlo, int64_t n)
 {
-    const double q_lo = a->eps, q_hi = a->q_hi;
+    const double q_lo = a->clip_lo, q_hi = a->clip_hi;
     int ok = 1;
 #pragma omp simd reduction(&:ok)
     for (int64_t k = 0; k < n; k++) {

@@ -33,7 +33,7 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
     const int has_coef = a->pos_w != NULL || a->shift != 0.0 || a->focal;
     const int use_w = a->w_kind != FB_W_NONE || a->mask != NULL || a->nan_mode == FB_NAN_OMIT
                       || has_coef;
-    /* Product path: float32 predictions, no weights or mask, eps >= 2^-28 (probabilities), one sum
+    /* Product path: float32 predictions, no weights or mask, clip_lo >= 2^-28 (probabilities), one sum
      * for all, per column, or per row or group of rows of >= FB_ROW_PRODUCT_COLS columns (with or
      * without the gradient, which is computed as elsewhere). In a block whose labels are all 0 or
      * 1, the logarithms are not computed: the q of each element (from logits: 1 + exp(-|x|), whose
@@ -46,7 +46,7 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
      * stays a normal number.
      * A split only moves a power of two from m into e, and a normal product rounds the same at
      * any scale. Relative error of Σ loss <= 2^-53 · (factors) / Σ loss ~ 1e-16 / (mean loss
-     * >= eps): below 1e-7 for eps >= 2^-28. float64 predictions take it for one sum
+     * >= clip_lo): below 1e-7 for clip_lo >= 2^-28. float64 predictions take it for one sum
      * of all (probabilities), compensated: q = hi + lo exactly (fb_q_block), and the roundings of
      * a lane's products are carried beside it (fb_fold_rounding): the sum is then within a few
      * ulp of each lane's loss, as a logarithm per element. That needs an exact FMA (not the
@@ -57,7 +57,7 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
                                && a->n_slots * 8 <= stop - start;
     const int by_product = (sizeof(FB_T) == 4 || (FB_EXACT_FMA && a->mode == FB_MODE_ALL && !a->logits))
                            && !use_w && a->want_loss
-                           && (a->logits || a->eps >= 0x1p-28)
+                           && (a->logits || a->clip_lo >= 0x1p-28)
                            && (a->mode == FB_MODE_ALL || a->mode == FB_MODE_COLS
                                || ncols >= FB_ROW_PRODUCT_COLS || group_products);
     /* the product path in prod_m lanes (not by column, not one product per group) */

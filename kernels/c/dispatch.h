@@ -34,9 +34,9 @@ typedef struct {
     const uint8_t *mask;        /* 1 = counted; NULL: every element */
     int logits;
     int nan_mode;
-    double clip_lo, clip_hi;    /* p < clip_lo is clipped to eps, p > clip_hi to 1 - eps */
-    double eps, q_hi;           /* eps and 1 - eps in float64 (the product path clamps p to them) */
-    /* losses of a clipped p: q = eps (lo) or q = 1 - eps (hi), for y = 1 (pos) and y = 0 (neg) */
+    /* p is clipped to [clip_lo, clip_hi]: eps and 1 - eps rounded to p's type (values of it) */
+    double clip_lo, clip_hi;
+    /* losses of a clipped p: q = clip_lo (lo) or clip_hi (hi), for y = 1 (pos) and y = 0 (neg) */
     double lo_pos, lo_neg, hi_pos, hi_neg; /* -log q and -log(1 - q) at each bound */
     void *grad;                 /* NULL: no gradient */
     double grad_scale;          /* factor of every gradient element (1/Σw for a mean) */

@@ -5,7 +5,7 @@
  * *_f32_<variant>) and for double (*_f64_<variant>). */
 
 /* -log of the probability of the observed class, hard label y in {0, 1}, p clipped to
- * [eps, 1-eps]: -log q (y = 1) or -log(1 - q) (y = 0). 1 - p is hi + lo exactly. */
+ * [clip_lo, clip_hi]: -log q (y = 1) or -log(1 - q) (y = 0). 1 - p is hi + lo exactly. */
 FB_INLINE FB_T FB_NAME(fb_nll_hard)(FB_T p, FB_T y, FB_T clip_lo, FB_T clip_hi, FB_T lo_pos,
                                     FB_T lo_neg, FB_T hi_pos, FB_T hi_neg)
 {
@@ -52,7 +52,7 @@ FB_INLINE FB_T FB_NAME(fb_nll_logit)(FB_T x, FB_T a, FB_T b, FB_T e, int has_coe
     return lin + (has_coef ? (a + b) * log1p_e : log1p_e);
 }
 
-/* dl/dp in float64 (before weights): (p - y) / (p(1 - p)) inside [eps, 1-eps], else 0; with
+/* dl/dp in float64 (before weights): (p - y) / (p(1 - p)) inside [clip_lo, clip_hi], else 0; with
  * coefficients a, b (has_coef, fb_coef_*): -a/p + b/(1-p) = (b·p - a·(1-p)) / (p(1 - p)). */
 FB_INLINE double FB_NAME(fb_grad_prob)(FB_T p, FB_T y, double a, double b, FB_T clip_lo,
                                        FB_T clip_hi, int has_coef)
@@ -112,7 +112,7 @@ FB_INLINE double FB_NAME(fb_focal)(const fb_args *a, FB_T v, FB_T y, double pw, 
         ce = FB_V(fb_nll_logit_f64)(vd, pos, neg, e, 1);
         g = FB_V(fb_grad_logit_f64)(vd, pos, neg, e);
     } else {
-        const double q_lo = a->eps, q_hi = a->q_hi; /* read unconditionally: no masked load */
+        const double q_lo = a->clip_lo, q_hi = a->clip_hi; /* read unconditionally: no masked load */
         q = vd < q_lo ? q_lo : vd;
         q = q > q_hi ? q_hi : q;
         q_bar = 1.0 - q;

@@ -375,7 +375,7 @@ def grad_logit_hard(p, n, ybuf, ebuf, grad, scale):
 
 
 @njit(**INLINE)
-def focal_loop(p, n, ybuf, mbuf, wbuf, pbuf, sbuf, coef, lbuf, gout, clip_lo, clip_hi, eps, nll,
+def focal_loop(p, n, ybuf, mbuf, wbuf, pbuf, sbuf, coef, lbuf, gout, clip_lo, clip_hi, nll,
                 gamma_alpha, omit, logits, by_squaring, want_loss):
     """Focal losses (0 unless want_loss) into lbuf and gradients into gout, in one pass; logits and
     by_squaring are constants at each call site (one loop per form)."""
@@ -383,7 +383,7 @@ def focal_loop(p, n, ybuf, mbuf, wbuf, pbuf, sbuf, coef, lbuf, gout, clip_lo, cl
         pv = p[k]
         yv = ybuf[k]
         on = mbuf[k] != 0
-        l, g = focal(pv, yv, pbuf[k], coef, clip_lo, clip_hi, eps, nll, gamma_alpha, logits,
+        l, g = focal(pv, yv, pbuf[k], coef, clip_lo, clip_hi, nll, gamma_alpha, logits,
                      by_squaring)
         l = _element_value(as_type_of(pv, l), pv, yv, on, omit)
         lbuf[k] = l if want_loss else as_type_of(pv, 0.0)
@@ -391,7 +391,7 @@ def focal_loop(p, n, ybuf, mbuf, wbuf, pbuf, sbuf, coef, lbuf, gout, clip_lo, cl
 
 
 @njit(**JIT)
-def focal_block(p, n, ybuf, mbuf, wbuf, pbuf, sbuf, coef, lbuf, gout, clip_lo, clip_hi, eps, nll,
+def focal_block(p, n, ybuf, mbuf, wbuf, pbuf, sbuf, coef, lbuf, gout, clip_lo, clip_hi, nll,
                  gamma_alpha, omit, logits, want_loss, p64, y64):
     """Focal losses and gradients of a block; the arguments are runtime values (no literal), so
     that it is compiled once per prediction dtype. The loop reads the predictions and labels from
@@ -402,16 +402,16 @@ def focal_block(p, n, ybuf, mbuf, wbuf, pbuf, sbuf, coef, lbuf, gout, clip_lo, c
         p64[k] = p[k]
         y64[k] = ybuf[k]
     if logits and gamma_alpha[2] >= 0:
-        focal_loop(p64, n, y64, mbuf, wbuf, pbuf, sbuf, coef, lbuf, gout, clip_lo, clip_hi, eps,
+        focal_loop(p64, n, y64, mbuf, wbuf, pbuf, sbuf, coef, lbuf, gout, clip_lo, clip_hi,
                     nll, gamma_alpha, omit, True, True, want_loss)
     elif logits:
-        focal_loop(p64, n, y64, mbuf, wbuf, pbuf, sbuf, coef, lbuf, gout, clip_lo, clip_hi, eps,
+        focal_loop(p64, n, y64, mbuf, wbuf, pbuf, sbuf, coef, lbuf, gout, clip_lo, clip_hi,
                     nll, gamma_alpha, omit, True, False, want_loss)
     elif gamma_alpha[2] >= 0:
-        focal_loop(p64, n, y64, mbuf, wbuf, pbuf, sbuf, coef, lbuf, gout, clip_lo, clip_hi, eps,
+        focal_loop(p64, n, y64, mbuf, wbuf, pbuf, sbuf, coef, lbuf, gout, clip_lo, clip_hi,
                     nll, gamma_alpha, omit, False, True, want_loss)
     else:
-        focal_loop(p64, n, y64, mbuf, wbuf, pbuf, sbuf, coef, lbuf, gout, clip_lo, clip_hi, eps,
+        focal_loop(p64, n, y64, mbuf, wbuf, pbuf, sbuf, coef, lbuf, gout, clip_lo, clip_hi,
                     nll, gamma_alpha, omit, False, False, want_loss)
 
 

@@ -69,7 +69,7 @@ def chunk(y, p, w, pos_w, mask, g32, g64, grad, col_scale, row_scale, sums, o, g
     (see _fast_pass)."""
     has_w, has_pw, has_mask, g_i32, has_grad = o.has_w, o.has_pw, o.has_mask, o.g_i32, o.has_grad
     mode, ncols, row0, logits, nan_mode, f32 = o.mode, o.ncols, o.row0, o.logits, o.nan_mode, o.f32
-    clip_lo, clip_hi, eps, smoothing = o.clip_lo, o.clip_hi, o.eps, o.smoothing
+    clip_lo, clip_hi, smoothing = o.clip_lo, o.clip_hi, o.smoothing
     nll = (o.lo_pos, o.lo_neg, o.hi_pos, o.hi_neg)
     scale, has_col_scale, has_row_scale = o.scale, o.has_col_scale, o.has_row_scale
     want_loss = o.want_loss
@@ -112,14 +112,15 @@ def chunk(y, p, w, pos_w, mask, g32, g64, grad, col_scale, row_scale, sums, o, g
     # the chunk's elements (their logarithms are taken at the chunk end)
     group_products = mode == MODE_GROUPS and ncols == 1 and n_slots * 8 <= stop - start
     by_product = ((f32 or (mode == MODE_ALL and not logits)) and not use_w and want_loss
-                  and (logits or eps >= 2.0 ** -28)
+                  and (logits or clip_lo >= 2.0 ** -28)
                   and (mode == MODE_ALL or mode == MODE_COLS or ncols >= ROW_PRODUCT_COLS
                       or group_products))
     # product path by group: each group's product (times 2^grp_e), loss sum (logits), count
     grp = np.zeros((n_slots if by_product and group_products else 0, 3))
     grp[:, 0] = 1.0
     grp_e = np.zeros(grp.shape[0], np.int64)
-    q_hi = 1.0 - eps
+    q_lo = np.float64(clip_lo)  # the product path clamps p to the clip bounds in float64
+    q_hi = np.float64(clip_hi)
     # the product path in prod_m lanes (not by column, not one product per group)
     lane_products = by_product and mode != MODE_COLS and not group_products
     rows_since_split = 0
@@ -176,9 +177,9 @@ def chunk(y, p, w, pos_w, mask, g32, g64, grad, col_scale, row_scale, sums, o, g
         if product and logits and not q_first:  # a hard block after one that is not
             ok = q_block_logit(pb, yb, n, ybuf, qbuf, lbuf, ebuf)[0]
         elif product and not logits and f32:
-            ok = q_block(pb, n, ybuf, eps, q_hi, qbuf)
+            ok = q_block(pb, n, ybuf, q_lo, q_hi, qbuf)
         elif product and not logits:
-            ok = q_block_compensated(pb, n, ybuf, eps, q_hi, qbuf, qlo)
+            ok = q_block_compensated(pb, n, ybuf, q_lo, q_hi, qbuf, qlo)
         ok &= product  # the elements of a block off the product path are checked below
         if not (soft_first and soft):  # else the soft losses computed above
             clean = unchecked and not product and loss_block(
@@ -227,7 +228,7 @@ def chunk(y, p, w, pos_w, mask, g32, g64, grad, col_scale, row_scale, sums, o, g
         if gamma_alpha is not None:
             # focal losses and gradient in one pass (the gradient into ebuf when there is none)
             focal_block(pb, n, ybuf, mbuf, wbuf, pbuf, sbuf, coef, lbuf,
-                         grad[b0:b0 + n] if has_grad else ebuf, clip_lo, clip_hi, eps, nll,
+                         grad[b0:b0 + n] if has_grad else ebuf, clip_lo, clip_hi, nll,
                          gamma_alpha, omit, logits, want_loss, qbuf, y64)  # no product path here
         if mode == MODE_ALL:
             if product and not f32:

@@ -20,7 +20,7 @@ F32 = np.float32
 class _Options(NamedTuple):
     """The scalars of a fast pass as the Numba kernel takes them: with a flag for each optional
     array, which is passed as a dummy when absent (so that one compilation serves calls with and
-    without it), and the clip bounds in the prediction dtype."""
+    without it), and the clip bounds as values of the prediction dtype."""
 
     mode: int
     ncols: int
@@ -31,7 +31,6 @@ class _Options(NamedTuple):
     f32: bool  # float32 predictions
     clip_lo: float
     clip_hi: float
-    eps: float
     smoothing: float
     lo_pos: float  # the losses at the clip bounds (FastOptions.nll): flat, as a parallel loop
     lo_neg: float  # takes no tuple inside a tuple
@@ -106,7 +105,7 @@ def fast_pass(y, p, w, pos_w, mask, groups, row_scale, col_scale, sums, flags, g
         mode=int(options.mode), ncols=int(options.ncols), row0=int(options.row0),
         chunk_elems=int(options.chunk_elems), logits=bool(options.logits),
         nan_mode=int(options.nan_mode), f32=p.dtype == F32, clip_lo=t(options.clip[0]),
-        clip_hi=t(options.clip[1]), eps=float(options.eps), smoothing=float(options.smoothing),
+        clip_hi=t(options.clip[1]), smoothing=float(options.smoothing),
         lo_pos=float(options.nll[0]), lo_neg=float(options.nll[1]), hi_pos=float(options.nll[2]),
         hi_neg=float(options.nll[3]), scale=float(options.grad_scale),
         want_loss=bool(options.want_loss), has_w=w is not None, has_pw=pos_w is not None,

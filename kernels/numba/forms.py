@@ -14,7 +14,7 @@ from .math import as_type_of, exp_neg_f64, exp_neg_typed, log_typed, one_like, p
 
 @njit(**INLINE)
 def nll_hard(p, y, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg):
-    """-log q (y = 1) or -log(1 - q) (y = 0), q = clip(p, eps, 1-eps); 1 - p as hi + lo."""
+    """-log q (y = 1) or -log(1 - q) (y = 0), q = clip(p, clip_lo, clip_hi); 1 - p as hi + lo."""
     one = one_like(p)
     zero = one - one
     hi0 = one - p
@@ -65,7 +65,7 @@ def nll_logit(x, a, b, e, has_coef):
 
 @njit(**INLINE)
 def grad_prob(p, y, a, b, clip_lo, clip_hi, has_coef):
-    """dl/dp in float64: (p - y) / (p(1 - p)) inside [eps, 1-eps], else 0; with coefficients
+    """dl/dp in float64: (p - y) / (p(1 - p)) inside [clip_lo, clip_hi], else 0; with coefficients
     (has_coef) -a/p + b/(1-p) = (b·p - a·(1-p)) / (p(1 - p))."""
     pd = np.float64(p)
     yd = np.float64(y)
@@ -132,7 +132,7 @@ def nll_as_type_of(x, nll):
 
 
 @njit(**INLINE)
-def focal(v, y, pw, coef, clip_lo, clip_hi, eps, nll, gamma_alpha, logits, by_squaring):
+def focal(v, y, pw, coef, clip_lo, clip_hi, nll, gamma_alpha, logits, by_squaring):
     """(focal loss, its derivative) of one element in float64: α_t·(1-p_t)^γ·CE with the
     coefficients a = pw·y', b = 1 - y' of the smoothed label y', the general kernel's formula
     in the same order;
@@ -152,8 +152,10 @@ def focal(v, y, pw, coef, clip_lo, clip_hi, eps, nll, gamma_alpha, logits, by_sq
         ce = nll_logit(vd, pos, neg, e, True)
         g = grad_logit(vd, pos, neg, e)
     else:
-        q = eps if vd < eps else vd
-        q = 1.0 - eps if q > 1.0 - eps else q
+        q_lo = np.float64(clip_lo)
+        q_hi = np.float64(clip_hi)
+        q = q_lo if vd < q_lo else vd
+        q = q_hi if q > q_hi else q
         q_bar = 1.0 - q
         dq = 0.0 if (vd < clip_lo) | (vd > clip_hi) else 1.0
         ce = nll_soft(vd, pos, neg, np.float64(clip_lo), np.float64(clip_hi), nll[0], nll[1],

@@ -53,11 +53,12 @@ def as_double(array, i, j, is_half):
 
 
 @njit(cache=True)
-def prob_terms(p, eps):
-    """Per-form math for a probability p, with q = clip(p, eps, 1-eps): the negative log-likelihoods
-    -log q and -log(1-q), their derivatives in p (0 where p is clipped), q, 1-q and dq/dp."""
-    q = min(max(p, eps), 1.0 - eps)
-    inside = 1.0 if eps <= p <= 1.0 - eps else 0.0
+def prob_terms(p, lo, hi):
+    """Per-form math for a probability p, with q = clip(p, lo, hi) (the bounds: eps and 1 - eps
+    rounded to the prediction's dtype): the negative log-likelihoods -log q and -log(1-q), their
+    derivatives in p (0 where p is clipped; at the bounds, the derivative), q, 1-q and dq/dp."""
+    q = min(max(p, lo), hi)
+    inside = 1.0 if lo <= p <= hi else 0.0
     return -math.log(q), -math.log1p(-q), -inside / q, inside / (1.0 - q), q, 1.0 - q, inside
 
 
@@ -76,7 +77,8 @@ def logit_terms(x):
 
 
 @njit(cache=True)
-def weighted_element(y, v, w, pos_weight, from_logits, eps, keep, shift, nan_mode, gamma, alpha):
+def weighted_element(y, v, w, pos_weight, from_logits, lo, hi, keep, shift, nan_mode, gamma,
+                     alpha):
     """One unmasked element: (error bits, counted, w, w·loss, w·dloss/dv, w·y, w·q, w·positive part,
     w·negative part). Loss = α_t·(1-p_t)^γ·(pw·y·(-log q) + (1-y)·(-log(1-q))) with y smoothed,
     p_t = q·y + (1-q)·(1-y), α_t = α·y + (1-α)·(1-y) (α < 0: no α factor; γ = 0, α < 0: plain BCE).
@@ -103,7 +105,7 @@ def weighted_element(y, v, w, pos_weight, from_logits, eps, keep, shift, nan_mod
     if from_logits:
         nll_pos, nll_neg, d_pos, d_neg, q, q_bar, dq = logit_terms(v)
     else:
-        nll_pos, nll_neg, d_pos, d_neg, q, q_bar, dq = prob_terms(v, eps)
+        nll_pos, nll_neg, d_pos, d_neg, q, q_bar, dq = prob_terms(v, lo, hi)
     a = pos_weight * y
     b = 1.0 - y
     positive = a * nll_pos if a != 0.0 else 0.0
@@ -164,8 +166,8 @@ def _bce_pass(y, p, w, pw, mask, groups, row_scale, col_scale, sums, flags, loss
                     continue
                 bits, counted, weight, loss, grad, wy, wq, positive, negative = weighted_element(
                     as_double(y, i, j, o.y_half), as_double(p, i, j, o.p_half),
-                    np.float64(w[i, j]), np.float64(pw[i, j]), o.from_logits, o.eps, keep, shift,
-                    o.nan_mode, o.gamma, o.alpha)
+                    np.float64(w[i, j]), np.float64(pw[i, j]), o.from_logits, o.clip_lo, o.clip_hi,
+                    keep, shift, o.nan_mode, o.gamma, o.alpha)
                 bad |= bits
                 slot = j if mode == MODE_COLS else row_slot
                 sums[k, slot, 0] += loss
