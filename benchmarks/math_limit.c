@@ -14,8 +14,8 @@
  *                            into 16 float64 lane sums (one loop mixing the float32 and float64
  *                            widths runs at half the speed with gcc 12);
  *   chunk kernel, log      - fastbce's own chunk kernel (kernels/c/chunk.h), with a
- *                            logarithm per element (eps below the product path's 2^-28);
- *   chunk kernel, product  - the same kernel on its product path (eps = 1e-7): -log of a product
+ *                            logarithm per element (clip_lo below the product path's 2^-28);
+ *   chunk kernel, product  - the same kernel on its product path (clip_lo = 1e-7): -log of a product
  *                            of the probabilities, one logarithm per lane and chunk;
  *   chunk kernel, logits   - the same kernel from logits (product path);
  *   group scatter only     - the product path's scatter by group (fb_scatter_products) alone:
@@ -137,10 +137,10 @@ int main(int argc, char **argv){
   }
   int64_t gchunk = 256000, nchg = n / gchunk; /* fastbce's chunks by group: 256 elements per group */
   fb_args a = {0};
-  a.y=Y; a.y_kind=FB_Y_F32; a.p=P; a.clip_lo=1e-7; a.clip_hi=1-1e-7; a.lo_pos=16.1; a.lo_neg=1e-7; a.hi_pos=1e-7; a.hi_neg=16.1;
+  a.y=Y; a.y_kind=FB_Y_F32; a.p=P; a.clip_lo=1e-9; a.clip_hi=1-1e-7; a.lo_pos=16.1; a.lo_neg=1e-7; a.hi_pos=1e-7; a.hi_neg=16.1;
   a.keep=1; a.grad_scale=1; a.want_loss=1; a.mode=FB_MODE_ALL; a.ncols=1; a.n_slots=1; a.alpha=-1;
   double *s = calloc(nch*2, 8); a.sums = s;
-  fb_args b = a; b.eps = 1e-7; b.q_hi = 1 - 1e-7; /* a.eps = 0: no product path */
+  fb_args b = a; b.clip_lo = 1e-7; /* a.clip_lo < 2^-28: no product path */
   fb_args c = b; c.p = X; c.logits = 1;
   fb_args d = b; d.mode = FB_MODE_GROUPS; d.groups = G; d.g_kind = FB_G_I32; d.n_slots = 1000;
   double *gs = calloc(nchg * 2 * 1000, 8); d.sums = gs;
