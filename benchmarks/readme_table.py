@@ -19,6 +19,8 @@ import json
 import sys
 from pathlib import Path
 
+from fastbce.bench.report import format_rate, format_ratio
+
 START = "<!-- speed-table:start -->"
 END = "<!-- speed-table:end -->"
 
@@ -43,19 +45,6 @@ TITLES = {
     "focal": "focal loss, logits",
 }
 CYTHON, NUMBA, NUMPY, TORCH = "fastbce[cython]", "fastbce[numba]", "numpy", "torch"
-
-
-def _rate_text(rate):
-    if rate is None:
-        return "—"
-    m = rate / 1e6
-    return f"{m:,.0f}" if m >= 100 else f"{m:,.1f}" if m >= 1 else f"{m:.3f}"
-
-
-def _ratio_text(ratio):
-    if ratio is None:
-        return "—"
-    return f"{ratio:,.0f}×" if ratio >= 100 else f"{ratio:.1f}×" if ratio >= 1 else f"{ratio:.2f}×"
 
 
 class _Rates:
@@ -124,25 +113,25 @@ def render(result_set, readme_dir="."):
     for op in ops:
         ceiling = [rates.get("ceiling", op, t) for t in threads]
         cells = [f"`{op}` {TITLES[op]}" if op in TITLES else f"`{op}`",
-                 _per_threads(_rate_text(c) for c in ceiling)]
+                 _per_threads(format_rate(c) for c in ceiling)]
         for name in (CYTHON, NUMBA):
             values = []
             for rate, ceil in zip((rates.get(name, op, t) for t in threads), ceiling):
                 fraction = f" ({rate / ceil:.0%})" if rate and ceil else ""
-                values.append(_rate_text(rate) + fraction)
+                values.append(format_rate(rate) + fraction)
             cells.append(_per_threads(values))
         others = {}
         for name in (NUMPY, TORCH):
             others[name] = [rates.get(name, op, t) for t in threads]
             if name == NUMPY and not rates.threaded.get(NUMPY, False):
-                cells.append(_rate_text(rates.get(NUMPY, op, 1)))
+                cells.append(format_rate(rates.get(NUMPY, op, 1)))
             else:
-                cells.append(_per_threads(_rate_text(r) for r in others[name]))
+                cells.append(_per_threads(format_rate(r) for r in others[name]))
         for name in (NUMPY, TORCH):
             ratios = []
             for t, other in zip(threads, others[name]):
                 mine = rates.get(CYTHON, op, t)
-                ratios.append(_ratio_text(mine / other) if mine and other else "—")
+                ratios.append(format_ratio(mine / other) if mine and other else "—")
             cells.append(_per_threads(ratios))
         lines.append("| " + " | ".join(cells) + " |")
     layers = sorted({i["numba_threading_layer"] for i in results.get("info", [])

@@ -45,14 +45,14 @@ class Results:
         return None
 
 
-def _fmt_rate(rate):
+def format_rate(rate):
     if rate is None:
         return "—"
     m = rate / 1e6
     return f"{m:,.0f}" if m >= 100 else f"{m:,.1f}" if m >= 1 else f"{m:.3f}"
 
 
-def _fmt_ratio(ratio):
+def format_ratio(ratio):
     if ratio is None:
         return "—"
     return f"{ratio:,.0f}×" if ratio >= 100 else f"{ratio:.1f}×" if ratio >= 1 else f"{ratio:.2f}×"
@@ -130,7 +130,7 @@ def markdown_report(results):
             row = f"| {op} | ceiling ({ceiling_label(op)}) |"
             for t in threads:
                 rate, _ = r.rate("ceiling", op, size_, t)
-                row += f" {_fmt_rate(rate)} | 100% | |"
+                row += f" {format_rate(rate)} | 100% | |"
             out.append(row)
             for name in contenders:
                 rates = [r.rate(name, op, size_, t) for t in threads]
@@ -142,8 +142,8 @@ def markdown_report(results):
                     ceiling, _ = r.rate("ceiling", op, size_, t)
                     ref, _ = r.rate(reference, op, size_, t)
                     fraction = f"{rate / ceiling:.0%}" if rate and ceiling else "—"
-                    ratio = _fmt_ratio(ref / rate) if rate and ref else "—"
-                    row += f" {_fmt_rate(rate)}{'†' if borrowed else ''} | {fraction} | {ratio} |"
+                    ratio = format_ratio(ref / rate) if rate and ref else "—"
+                    row += f" {format_rate(rate)}{'†' if borrowed else ''} | {fraction} | {ratio} |"
                 out.append(row)
         return out + [""]
 
