@@ -1,10 +1,12 @@
 """Data files in record batches for ``fastbce score``: Parquet, CSV, Arrow IPC, ``.npy``, ``.npz``.
 
-Parquet is streamed with ``ParquetFile.iter_batches``, CSV with pyarrow's streaming CSV reader and
-Arrow IPC files batch by batch, so memory stays bounded by the batch (or row group) size whatever
-the file size. ``.npy`` files are memory-mapped (a structured array: one column per field);
-``.npz`` members are read into memory whole, since NumPy cannot memory-map inside a zip archive.
-Batches hold pyarrow Arrays or NumPy views, which the fastbce API reads without copies.
+Parquet is streamed with ``ParquetFile.iter_batches`` (decoding the columns on pyarrow's threads)
+and CSV with pyarrow's streaming CSV reader, so memory stays bounded by the batch size whatever
+the file size. Arrow IPC files are memory-mapped: their record batches are views of the mapping
+(decompressed batch by batch if the file is compressed). ``.npy`` files are memory-mapped too (a
+structured array: one column per field); ``.npz`` members are read into memory whole, since NumPy
+cannot memory-map inside a zip archive. Batches hold pyarrow Arrays or NumPy views, which the
+fastbce API reads without copies.
 """
 
 from dataclasses import dataclass
@@ -73,7 +75,8 @@ def _ipc(path):
     _pyarrow()
     import pyarrow as pa
 
-    reader = pa.ipc.open_file(path)  # read batch by batch, not memory-mapped
+    # memory-mapped: an uncompressed record batch is a view of the file's pages, read where it lies
+    reader = pa.ipc.open_file(pa.memory_map(path))
 
     def batches(columns, batch_rows):
         record_batches = (reader.get_batch(i).select(columns) for i in range(reader.num_record_batches))

@@ -12,6 +12,8 @@ import math
 import re
 import sys
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,28 +118,69 @@ def score_file(path, *, y_true=None, y_pred=None, weight=None, group_by=None, la
     group_values = None if group_by is None else _group_values(data, group_by, batch_rows)
     columns = list(dict.fromkeys([c for pair in labels.values() for c in pair]
                                  + [c for c in (weight, group_by) if c]))
+    # Each batch is scored on one thread, up to `workers` batches side by side, while this thread
+    # reads the next ones (pyarrow decodes on its own threads): reading and scoring overlap, and no
+    # kernel waits at a barrier for a thread the reader holds. The batches' sums are added in file
+    # order, the additions of a single Accumulator fed batch by batch. A file of one batch gets the
+    # kernel's threads instead.
+    workers = resolve_num_threads(threads)
+    kernel_threads = threads if data.num_rows is not None and data.num_rows <= batch_rows else 1
     accumulators, rows = None, 0
-    with tqdm(total=data.num_rows, unit=" rows", unit_scale=True, file=sys.stderr,
-              disable=quiet or not sys.stderr.isatty()) as bar:
-        for batch in data.batches(columns, batch_rows):
-            first_y = batch[columns[0]]
-            if len(first_y) == 0:
-                continue
-            if accumulators is None:  # 2-D columns (.npz) are reported per label
-                per_label = getattr(first_y, "ndim", 1) == 2 and group_by is None
-                accumulators = [Accumulator(from_logits=from_logits, axis=0 if per_label else None,
-                                            n_groups=None if group_by is None else len(group_values),
-                                            n_threads=threads, backend=backend) for _ in labels]
-            groups = None
-            if group_by is not None:
-                import pyarrow.compute as pc
 
-                groups = pc.index_in(_arrow(batch[group_by]), value_set=group_values)  # null → masked
-            for accumulator, (true_column, pred_column) in zip(accumulators, labels.values()):
-                accumulator.update(batch[true_column], batch[pred_column],
-                                   sample_weight=None if weight is None else batch[weight], groups=groups)
-            rows += len(first_y)
-            bar.update(len(first_y))
+    def score_batch(batch):
+        """(one accumulator per label, rows) of a batch; (None, 0) for an empty batch."""
+        first_y = batch[columns[0]]
+        if len(first_y) == 0:
+            return None, 0
+        per_label = getattr(first_y, "ndim", 1) == 2 and group_by is None  # 2-D columns (.npz)
+        scored = [Accumulator(from_logits=from_logits, axis=0 if per_label else None,
+                              n_groups=None if group_by is None else len(group_values),
+                              n_threads=kernel_threads, backend=backend) for _ in labels]
+        groups = None
+        if group_by is not None:
+            import pyarrow.compute as pc
+
+            groups = pc.index_in(_arrow(batch[group_by]), value_set=group_values)  # null → masked
+        for accumulator, (true_column, pred_column) in zip(scored, labels.values()):
+            accumulator.update(batch[true_column], batch[pred_column],
+                               sample_weight=None if weight is None else batch[weight], groups=groups)
+        return scored, len(first_y)
+
+    def batches():
+        """The file's batches, then the reading error if there is one: it is raised in file order,
+        after the errors of the batches read before it."""
+        try:
+            yield from data.batches(columns, batch_rows)
+        except Exception as error:
+            yield error
+
+    def add(item):
+        nonlocal accumulators, rows
+        if isinstance(item, Exception):
+            raise item
+        scored, n = item.result()
+        if scored is None:
+            return
+        if accumulators is None:
+            accumulators = scored
+        else:
+            for accumulator, batch_accumulator in zip(accumulators, scored):
+                accumulator.merge(batch_accumulator)
+        rows += n
+        bar.update(n)
+
+    pool, pending = ThreadPoolExecutor(workers, thread_name_prefix="fastbce-score"), deque()
+    try:
+        with tqdm(total=data.num_rows, unit=" rows", unit_scale=True, file=sys.stderr,
+                  disable=quiet or not sys.stderr.isatty()) as bar:
+            for batch in batches():
+                pending.append(batch if isinstance(batch, Exception) else pool.submit(score_batch, batch))
+                if len(pending) > workers:
+                    add(pending.popleft())
+            while pending:
+                add(pending.popleft())
+    finally:  # on an error: the batches not started are dropped, those started finish
+        pool.shutdown(cancel_futures=True)
     if accumulators is None:
         raise ValueError(f"{path} has no rows")
     totals = np.concatenate([accumulator.result().totals for accumulator in accumulators])
