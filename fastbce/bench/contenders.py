@@ -9,6 +9,7 @@ import importlib.util
 import numpy as np
 
 from .._backends import cython_available, resolve_backend
+from .files import fastbce_score, numpy_formula, polars_query
 from .operations import FOCAL_ALPHA, FOCAL_GAMMA, N_GROUPS, OPERATIONS
 
 EPS = 1e-7  # probability clipping of the NumPy/JAX formulas (fastbce's default, Keras' epsilon)
@@ -67,6 +68,7 @@ class Fastbce(Contender):
             "value_and_grad": "bce_value_and_grad(y, x, from_logits=True)",
             "value_and_grad_out": "bce_value_and_grad(y, x, from_logits=True, out=g)",
             "focal": f"focal_bce(y, x, gamma={FOCAL_GAMMA:g}, alpha={FOCAL_ALPHA:g}, from_logits=True)",
+            "file": "_report.score_file(path, quiet=True)",
         }
         self.calls = {op: f"fastbce.{call[:-1]}, backend={backend!r})" for op, call in self.calls.items()}
 
@@ -99,6 +101,8 @@ class Fastbce(Contender):
             "grad": lambda: fastbce.bce_grad(d["y"], d["x"], from_logits=True, **kw),
             "value_and_grad": lambda: fastbce.bce_value_and_grad(d["y"], d["x"], from_logits=True, **kw),
         }
+        if op == "file":  # the function of `fastbce score`, on a Parquet file of the data
+            return fastbce_score(d["parquet"], threads, self.backend)
         if op in ("grad_out", "value_and_grad_out"):  # the output allocated here, outside the timed call
             out = np.empty_like(d["x"])
             function = fastbce.bce_grad if op == "grad_out" else fastbce.bce_value_and_grad
@@ -135,6 +139,7 @@ class NumPy(Contender):
         "grad": "(1/(1+exp(-x)) - y) / n",
         "value_and_grad": "e = exp(-|x|): loss from log1p(e), gradient from σ(x) via e",
         "focal": "α_t·(1-p_t)^γ·CE with σ(x) and the stable logits CE, .mean()",
+        "file": "pyarrow.parquet.read_table, ChunkedArray.to_numpy, the mean's formula, y.mean(), p.mean()",
     }
 
     def op_mean(self, d, threads):
@@ -197,6 +202,9 @@ class NumPy(Contender):
             alpha_t = FOCAL_ALPHA * y + (1 - FOCAL_ALPHA) * (1 - y)
             return float((alpha_t * (1 - p_t) ** FOCAL_GAMMA * ce).mean())
         return run
+
+    def op_file(self, d, threads):
+        return numpy_formula(d["parquet"], _np_prob_losses)
 
 
 class Torch(Contender):
@@ -520,9 +528,21 @@ class TensorFlow(Contender):
         return self._compile(lambda y, x: loss(y, x), d, "y", "x")
 
 
+class Polars(Contender):
+    """polars on the ``file`` operation: a lazy query over the Parquet file."""
+
+    name = "polars"
+    modules = ("polars",)
+    distributions = ("polars",)
+    calls = {"file": "scan_parquet(path).select(log_loss=clipped formula .mean(), y.mean(), p.mean()).collect()"}
+
+    def op_file(self, d, threads):
+        return polars_query(d["parquet"], EPS)
+
+
 CONTENDERS = {c.name: c for c in (
     Fastbce("numba"), Fastbce("cython"), Fastbce("numpy"), NumPy(), Torch(), Sklearn(), Jax(),
-    TensorFlow(),
+    TensorFlow(), Polars(),
 )}
 
 

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._synthetic import make_default_data
+from .files import parquet_file
 
 N_LABELS = 100  # columns of the 2-D operations
 N_GROUPS = 1000  # groups of the per-group operation
@@ -44,6 +45,8 @@ OPERATIONS = {op.name: op for op in (
     Operation("value_and_grad_out", "value_and_grad into a preallocated array (out=)", ("y", "x"),
               writes=True),
     Operation("focal", f"mean focal loss, logits, γ={FOCAL_GAMMA:g}, α={FOCAL_ALPHA:g}", ("y", "x")),
+    Operation("file", "`fastbce score` of a Parquet file of uint8 labels and float32 predictions "
+              "(elements = rows)", ("yu8", "p")),
 )}
 MEASURED_OPS = tuple(name for name, op in OPERATIONS.items() if not op.unavailable)
 
@@ -84,6 +87,7 @@ class BenchData(dict):
         "p64": lambda d: d["p"].astype(np.float64),
         "y2f": lambda d: np.asfortranarray(d["y2"]),
         "p2f": lambda d: np.asfortranarray(d["p2"]),
+        "parquet": lambda d: parquet_file(d),  # the path of a file of yu8 and p (bench/files.py)
     }
 
     def __missing__(self, key):

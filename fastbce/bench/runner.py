@@ -22,6 +22,7 @@ from .._backends import load_backend
 from .._threads import available_cores, set_num_threads
 from .ceiling import make_ceiling
 from .contenders import CONTENDERS, Unsupported, reference_name
+from .files import DATA_DIR
 from .operations import FIRST_CALL_SIZE, input_bytes, make_data
 from .report import write_outputs
 
@@ -298,7 +299,7 @@ MODES = {
 
 def _versions():
     names = ["fastbce", "numpy", "numba", "llvmlite", "tbb", "torch", "scikit-learn", "jax", "jaxlib",
-             "optax", "tensorflow-cpu", "tensorflow", "keras", "threadpoolctl"]
+             "optax", "tensorflow-cpu", "tensorflow", "keras", "threadpoolctl", "pyarrow", "polars"]
     versions = {}
     for name in names:
         try:
@@ -399,7 +400,7 @@ def run(*, sizes, ops, contenders, threads, budget, min_repeats, memory_size, ou
                       "startup": name != "ceiling" and (t == last.get(name) or job.get("cold_cache")),
                       "memory_size": memory_size if name != "ceiling" and t == last.get(name)
                       and not job.get("cold_cache") else None}
-            env = {}
+            env = {DATA_DIR: tmpdir}  # the data files of the `file` operation, shared by the workers
             if job.get("cold_cache"):
                 config.update(cold_cache=True, startup_only=True)
                 env["NUMBA_CACHE_DIR"] = os.path.join(tmpdir, "cold-numba-cache")
