@@ -224,3 +224,188 @@ def test_demo_scores_its_data_through_a_parquet_file():
     row = result.stdout.splitlines()[-1].split()
     assert row[0] == "(all)" and int(row[1]) == 50_000
     assert float(row[5]) == pytest.approx(loss, rel=1e-5)  # the table prints 6 digits
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring in record batches, in process: the same sums as one Accumulator fed batch by batch
+# ---------------------------------------------------------------------------------------------
+
+from fastbce._files import open_data  # noqa: E402
+from fastbce._report import score_file  # noqa: E402
+
+LABEL_DTYPES = [np.bool_, np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64,
+                np.uint64, np.float16, np.float32, np.float64]
+PRED_DTYPES = [np.float16, np.float32, np.float64]
+
+
+def _sequential(path, batch_rows, y_true="y_true", y_pred="y_pred", **options):
+    """The totals of one Accumulator fed the file's batches in order, on one thread."""
+    accumulator = fastbce.Accumulator(n_threads=1, **options)
+    for batch in open_data(path).batches([y_true, y_pred], batch_rows):
+        if len(batch[y_true]):
+            accumulator.update(batch[y_true], batch[y_pred])
+    return accumulator.totals
+
+
+def _scores_in_memory(rng, n, label_dtype=np.uint8, pred_dtype=np.float32):
+    y = (rng.random(n) < 0.4).astype(label_dtype)
+    p = rng.random(n).astype(pred_dtype)
+    return y, p
+
+
+@pytest.mark.parametrize("pred_dtype", PRED_DTYPES)
+@pytest.mark.parametrize("label_dtype", LABEL_DTYPES)
+def test_every_dtype_scored_in_batches_equals_the_sequential_and_in_memory_report(
+        tmp_path, label_dtype, pred_dtype):
+    rng = np.random.default_rng(1)
+    y, p = _scores_in_memory(rng, 5_000, label_dtype, pred_dtype)
+    path = tmp_path / "scores.parquet"
+    pq.write_table(pa.table({"y_true": y, "y_pred": p}), path, row_group_size=1_700)
+    for threads in (1, 2):
+        report = score_file(path, batch_rows=600, threads=threads, quiet=True)
+        assert report.rows == 5_000
+        # bit for bit: batches scored side by side add up in file order
+        assert np.array_equal(report.overall.totals, _sequential(path, 600))
+    _assert_report({name: getattr(report.overall, name) for name in fastbce._score.FIELDS},
+                   fastbce.score(y, p))
+    # a file of one batch is one kernel call: the in-memory report, bit for bit
+    whole = score_file(path, batch_rows=10_000, quiet=True)
+    assert np.array_equal(whole.overall.totals, fastbce.score(y, p).totals)
+
+
+@pytest.mark.parametrize("row_group_size, batch_rows", [
+    (50_000, 1_000_000), (50_000, 7_777), (4_096, 1_000), (1_000, 4_096), (999, 999), (3_000, 1)])
+def test_one_row_group_and_many_any_batch_size(tmp_path, row_group_size, batch_rows):
+    rng = np.random.default_rng(2)
+    y, p = _scores_in_memory(rng, 12_345)
+    n = 12_345 if batch_rows > 1 else 40  # batches of one row: a small file
+    path = tmp_path / "scores.parquet"
+    pq.write_table(pa.table({"y_true": y[:n], "y_pred": p[:n]}), path, row_group_size=row_group_size)
+    report = score_file(path, batch_rows=batch_rows, quiet=True)
+    assert report.rows == n
+    assert np.array_equal(report.overall.totals, _sequential(path, batch_rows))
+    _assert_report({name: getattr(report.overall, name) for name in fastbce._score.FIELDS},
+                   fastbce.score(y[:n], p[:n]))
+
+
+def test_nulls_are_skipped_and_nan_propagates(tmp_path):
+    rng = np.random.default_rng(3)
+    y, p = _scores_in_memory(rng, 9_000)
+    null_y, null_p = rng.random(9_000) < 0.05, rng.random(9_000) < 0.05
+    path = tmp_path / "nulls.parquet"
+    pq.write_table(pa.table({"y_true": pa.array(y, mask=null_y), "y_pred": pa.array(p, mask=null_p)}),
+                   path, row_group_size=2_000)
+    report = score_file(path, batch_rows=1_500, quiet=True)
+    assert report.overall.count == (~null_y & ~null_p).sum()
+    assert np.array_equal(report.overall.totals, _sequential(path, 1_500))
+    _assert_report({name: getattr(report.overall, name) for name in fastbce._score.FIELDS},
+                   fastbce.score(y, p, mask=~null_y & ~null_p))
+    # NaN is a value, not a null: the default nan_policy="propagate" of the in-memory report
+    p_nan = p.copy()
+    p_nan[4_321] = np.nan
+    pq.write_table(pa.table({"y_true": y, "y_pred": p_nan}), path, row_group_size=2_000)
+    report = score_file(path, batch_rows=1_500, quiet=True)
+    assert np.isnan(report.overall.log_loss) and np.isnan(fastbce.score(y, p_nan).log_loss)
+    assert np.array_equal(report.overall.totals, _sequential(path, 1_500), equal_nan=True)
+    assert report.overall.positive_rate == pytest.approx(fastbce.score(y, p_nan).positive_rate, rel=1e-12)
+
+
+def test_csv_and_ipc_with_empty_batches(tmp_path, frame):
+    y, p, w = frame["y_true"], frame["y_pred"], frame["weight"]
+    path = tmp_path / "empties.arrow"
+    schema = pa.schema([("y_true", pa.uint8()), ("y_pred", pa.float32())])
+    with pa.ipc.new_file(path, schema) as writer:  # uncompressed: batches are views of the mapping
+        for start, stop in [(0, 0), (0, 7_000), (7_000, 7_000), (7_000, 7_000), (7_000, N), (N, N)]:
+            writer.write_batch(pa.record_batch([y[start:stop], p[start:stop]], schema=schema))
+    report = score_file(path, batch_rows=3_000, quiet=True)
+    assert report.rows == N
+    assert np.array_equal(report.overall.totals, _sequential(path, 3_000))
+    _assert_report({name: getattr(report.overall, name) for name in fastbce._score.FIELDS},
+                   fastbce.score(y, p))
+    path = tmp_path / "weighted.csv"
+    pacsv.write_csv(pa.table({"y_true": y, "y_pred": p, "weight": w}), path)
+    report = score_file(path, weight="weight", batch_rows=2_500, quiet=True)
+    read = pacsv.read_csv(path)
+    _assert_report({name: getattr(report.overall, name) for name in fastbce._score.FIELDS},
+                   fastbce.score(y, read["y_pred"].to_numpy(), sample_weight=read["weight"].to_numpy()))
+
+
+def test_groups_and_labels_scored_side_by_side_are_bit_identical(files):
+    for options in ({"group_by": "segment"}, {"label_cols": "y_true_*"}, {"weight": "weight"}):
+        reports = [score_file(files["parquet"], batch_rows=1_000, threads=t, quiet=True, **options)
+                   for t in (1, 2)]
+        assert np.array_equal(reports[0].overall.totals, reports[1].overall.totals), options
+        if reports[0].per is not None:
+            assert np.array_equal(reports[0].per.totals, reports[1].per.totals), options
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors in the reader or a scorer: raised, in file order, with every thread joined
+# ---------------------------------------------------------------------------------------------
+
+
+def _scoring_threads():
+    import threading
+
+    return [thread for thread in threading.enumerate() if thread.name.startswith("fastbce-score")]
+
+
+def _failing_reader(monkeypatch, fail_after):
+    """open_data whose batches raise OSError after ``fail_after`` batches."""
+    import fastbce._report as report
+
+    def open_failing(path):
+        data = open_data(path)
+        batches = data.batches
+
+        def failing(columns, batch_rows):
+            for i, batch in enumerate(batches(columns, batch_rows)):
+                if i == fail_after:
+                    raise OSError("disk on fire")
+                yield batch
+        data.batches = failing
+        return data
+
+    monkeypatch.setattr(report, "open_data", open_failing)
+
+
+@pytest.mark.parametrize("fail_after", [0, 1, 5])
+def test_a_reading_error_propagates_and_the_threads_are_joined(files, monkeypatch, fail_after):
+    _failing_reader(monkeypatch, fail_after)
+    with pytest.raises(OSError, match="disk on fire"):
+        score_file(files["parquet"], batch_rows=1_000, threads=2, quiet=True)
+    assert _scoring_threads() == []
+
+
+def test_a_scoring_error_propagates_first_in_file_order(tmp_path, monkeypatch):
+    rng = np.random.default_rng(4)
+    y, p = _scores_in_memory(rng, 10_000)
+    p[6_500] = 1.5  # in the 7th batch of 1,000 rows
+    path = tmp_path / "bad.parquet"
+    pq.write_table(pa.table({"y_true": y, "y_pred": p}), path)
+    for threads in (1, 2):
+        with pytest.raises(ValueError, match=r"y_pred has probabilities outside \[0, 1\]"):
+            score_file(path, batch_rows=1_000, threads=threads, quiet=True)
+        assert _scoring_threads() == []
+    # a reading error after the bad batch comes second: the scoring error is raised
+    _failing_reader(monkeypatch, fail_after=7)
+    with pytest.raises(ValueError, match=r"y_pred has probabilities outside \[0, 1\]"):
+        score_file(path, batch_rows=1_000, threads=2, quiet=True)
+    assert _scoring_threads() == []
+
+
+def test_a_corrupt_row_group_exits_2_without_hanging(tmp_path):
+    rng = np.random.default_rng(5)
+    y, p = _scores_in_memory(rng, 40_000)
+    path = tmp_path / "corrupt.parquet"
+    pq.write_table(pa.table({"y_true": y, "y_pred": p}), path, row_group_size=10_000,
+                   compression="snappy")
+    metadata = pq.ParquetFile(path).metadata
+    column = metadata.row_group(2).column(1)  # the predictions of the third row group
+    data = bytearray(path.read_bytes())
+    start = column.data_page_offset + 64
+    data[start:start + 2_000] = rng.integers(0, 256, 2_000, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    result = _run("score", path, "--batch-rows", "5000")  # subprocess with a timeout of 120 s
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"fastbce: error: cannot read {path}: ") and "Traceback" not in result.stderr
