@@ -409,3 +409,23 @@ def test_a_corrupt_row_group_exits_2_without_hanging(tmp_path):
     result = _run("score", path, "--batch-rows", "5000")  # subprocess with a timeout of 120 s
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith(f"fastbce: error: cannot read {path}: ") and "Traceback" not in result.stderr
+
+
+def test_the_bench_file_row_reads_the_data_it_was_given(monkeypatch, tmp_path):
+    from fastbce import bench
+    from fastbce.bench import files as bench_files
+
+    data = bench.make_data(20_000)
+    table = pq.read_table(data["parquet"])  # a file of its own, outside a run
+    assert table.column_names == ["y_true", "y_pred"] and table.num_rows == 20_000
+    assert np.array_equal(table["y_true"].to_numpy(), data["yu8"])
+    assert np.array_equal(table["y_pred"].to_numpy(), data["p"])
+    assert bench.make_ceiling("file", data, 1)().num_rows == 20_000
+    assert bench.ceiling_label("file") == "pyarrow read_table of the 2 columns"
+    monkeypatch.setenv(bench_files.DATA_DIR, str(tmp_path))  # a run: one file per size, shared
+    first, second = bench.make_data(20_000)["parquet"], bench.make_data(20_000)["parquet"]
+    assert first == second == tmp_path / "scores-20000.parquet"
+    got = bench.CONTENDERS[bench.reference_name()].make("file", data, 2)()  # the auto backend
+    expected = fastbce.score(data["yu8"], data["p"])
+    assert got == pytest.approx(
+        (expected.log_loss, expected.positive_rate, expected.mean_prediction), rel=1e-12)
