@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastbce
-from fastbce import _api, _quick
+from fastbce import _api, _plan, _quick
 
 FUNCTIONS = (fastbce.bce, fastbce.bce_grad, fastbce.bce_value_and_grad)
 VALUES = [0.0, 1.0, 0.5, 0.25, 1e-30, 1 - 1e-7, -0.5, 1.5, np.nan, np.inf, 1e4, -3.0]
@@ -23,6 +23,8 @@ def _outcome(function, args, kwargs):
         result = function(*args, **kwargs)
     except (ValueError, TypeError) as error:
         return "error", (type(error), str(error))
+    if isinstance(result, fastbce.ScoreResult):
+        return "value", (result.totals.tobytes(), repr(result.to_dict()))
     parts = result if isinstance(result, tuple) else (result,)
     return "value", [(type(part), np.asarray(part).dtype, np.asarray(part).shape,
                       np.asarray(part).tobytes()) for part in parts]
@@ -41,6 +43,7 @@ def _both_paths(monkeypatch, function, args, kwargs):
         quick = _outcome(function, args, kwargs)
     with monkeypatch.context() as patch:
         patch.setattr(_api, "quick_pass", lambda *a: None)
+        patch.setattr(_plan, "_common_plan", lambda *a: None)
         full = _outcome(function, args, kwargs)
     return quick, full, any(taken)
 
@@ -95,6 +98,17 @@ def test_same_outcome_as_full_path(monkeypatch, call, which, out):
     assert np.array_equal(y, y0, equal_nan=True) and np.array_equal(p, p0, equal_nan=True)
 
 
+@settings(max_examples=150, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(call=calls())
+def test_score_same_outcome_as_full_path(monkeypatch, call):
+    """score, through the common-case plan (fastbce/_plan.py) and the one-slot report."""
+    y, p, kwargs = call
+    kwargs = {k: v for k, v in kwargs.items() if k not in ("reduction", "label_smoothing")}
+    quick, full, _ = _both_paths(monkeypatch, fastbce.score, (y, p), kwargs)
+    assert quick == full
+
+
 @pytest.mark.parametrize("backend", ["cython", "numba"])
 @pytest.mark.parametrize("function", FUNCTIONS)
 @pytest.mark.parametrize("n", [1000, 3 * 32768 + 5])
@@ -117,3 +131,21 @@ def test_uncommon_cases_take_full_path(monkeypatch):
                          ((y, p), {"nan_policy": "omit"})):
         quick, full, taken = _both_paths(monkeypatch, fastbce.bce, args, kwargs)
         assert not taken and quick == full
+
+
+SUMS = [0.0, 1.0, 3.0, 0.5, 1e-300, 2.5e-320, 1e300, np.inf, np.nan, 7.25, 1 / 3]
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(st.lists(st.sampled_from(SUMS), min_size=7, max_size=7), st.sampled_from([0, 1, 5, 10**9]))
+def test_overall_score_fields_as_per_label(sums, count):
+    """ScoreResult of one slot (Python floats) gives the values, types and bits of the same slot
+    computed by the array formulas of per-label results."""
+    from fastbce._score import COUNT, FIELDS, ScoreResult
+    sums[COUNT] = float(count)
+    totals = np.array([sums])
+    overall, per_label = ScoreResult(totals), ScoreResult(totals.copy(), "label")
+    for name in FIELDS:
+        a, b = getattr(overall, name), getattr(per_label, name)[0].item()
+        assert type(a) is type(b) and (a == b or (a != a and b != b)), name
+        assert np.signbit(a) == np.signbit(b), name
