@@ -189,6 +189,11 @@ def test_bench_command_writes_table_plot_and_json(tmp_path):
     assert "| mean | **fastbce[numba]** |" in text and "| grad | numpy |" in text
     assert "## Start-up time and peak extra memory" in text
     assert "fastbce bench --sizes 1000 2000" in text
+    small = {(s["contender"], s["call"]) for s in results["small"]}  # call time, 1,000 elements
+    assert small == {("fastbce[numba]", "bce"), ("fastbce[numba]", "bce_grad"),
+                     ("fastbce[numba]", "score"), ("numpy", "bce"), ("numpy", "bce_grad")}
+    assert all(s["seconds"] > 0 for s in results["small"])
+    assert "| contender | bce | bce_grad | score |" in text and "| numpy | " in text
     config = results["meta"]["fastbce_config"]  # fastbce.show_config() of the run
     assert config == fastbce.show_config(mode="dicts")
     assert (f"Numba threading layer {config['numba threading layer']}, concurrent Numba calls "
