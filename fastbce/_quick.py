@@ -17,7 +17,7 @@ from ._config import fork_safe_threads, launch_guard
 from ._engine import _FLAG_MESSAGES, chunking
 from ._kernels import MODE_ALL, NAN_PROPAGATE, NAN_RAISE, FastOptions
 from ._plan import clip_bounds
-from ._threads import _check_count, resolve_num_threads
+from ._threads import resolve_num_threads
 
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
@@ -103,12 +103,7 @@ def quick_pass(y_true, y_pred, from_logits, eps, nan_policy, reduction, n_thread
     if not hasattr(kernel, "fast_pass"):
         return None
     rows_per_chunk, n_chunks = chunking(n_rows, n_cols, MODE_ALL, 1)
-    if n_chunks == 1:
-        if n_threads is not None:
-            _check_count(n_threads, "n_threads")
-        threads = 1
-    else:
-        threads = fork_safe_threads(backend, min(resolve_num_threads(n_threads), n_chunks))
+    threads = fork_safe_threads(backend, min(resolve_num_threads(n_threads), n_chunks))
     view = labels[y_true.dtype]
     if view is not None:
         y_true = y_true.view(view)  # int8 -1 becomes 255: still outside [0, 1]

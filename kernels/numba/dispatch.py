@@ -72,7 +72,7 @@ def read_only(*arrays):
     for a in arrays:
         if a.flags.writeable:
             a = a.view()
-            a.flags.writeable = False
+            a.setflags(write=False)
         views.append(a)
     return views
 
@@ -82,6 +82,8 @@ _NO_MASK, _NO_G32, _NO_G64, _NO_SCALE = read_only(
     np.ones(1, np.uint8), np.zeros(1, np.int32), np.zeros(1, np.int64), np.ones(1))
 _NO_SCALE_OUT = np.ones(1)  # col_scale and row_scale are passed writable (one type for both)
 _NO_GRAD = {np.dtype(np.float32): np.empty(1, np.float32), np.dtype(np.float64): np.empty(1)}
+# (FastOptions, prediction type, which arrays are absent) -> the options tuple of _fast_pass
+_options_cache = {}
 
 
 def fast_pass(y, p, w, pos_w, mask, groups, row_scale, col_scale, sums, flags, grad, options,
@@ -102,17 +104,29 @@ def fast_pass(y, p, w, pos_w, mask, groups, row_scale, col_scale, sums, flags, g
     g32 = groups if g_i32 else _NO_G32
     g64 = _NO_G64 if groups is None or g_i32 else groups
     numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
+    y, p = read_only(y, p)
     # without weights, a dummy of p's type (with focal loss, float64 as the weights then)
     no_w = _NO_SCALE if gamma_alpha is not None else p
-    y, p, w_in, pos_w_in, mask_in, g32, g64 = read_only(
-        y, p, no_w if w is None else w, _NO_SCALE if pos_w is None else pos_w,
-        _NO_MASK if mask is None else mask, g32, g64)
-    clip, nll = options.clip, options.nll
-    o = (int(options.mode), int(options.ncols), int(options.row0), int(options.chunk_elems),
-         bool(options.logits), int(options.nan_mode), p.dtype == F32, t(clip[0]), t(clip[1]),
-         float(options.smoothing), float(nll[0]), float(nll[1]), float(nll[2]), float(nll[3]),
-         float(options.grad_scale), bool(options.want_loss), w is not None, pos_w is not None,
-         mask is not None, g_i32, grad is not None, col_scale is not None, row_scale is not None)
+    w_in = no_w if w is None else read_only(w)[0]  # the dummies are read-only already
+    pos_w_in = _NO_SCALE if pos_w is None else read_only(pos_w)[0]
+    mask_in = _NO_MASK if mask is None else read_only(mask)[0]
+    if groups is not None:
+        g32, g64 = read_only(g32, g64)
+    key = (options, t, w is None, pos_w is None, mask is None, g_i32, grad is None,
+           col_scale is None, row_scale is None)
+    # a zero grad_scale is not looked up: -0.0 and 0.0 are one key, and the sign is a bit of the result
+    o = _options_cache.get(key) if options.grad_scale != 0.0 else None
+    if o is None:
+        clip, nll = options.clip, options.nll
+        o = (int(options.mode), int(options.ncols), int(options.row0), int(options.chunk_elems),
+             bool(options.logits), int(options.nan_mode), t is F32, t(clip[0]), t(clip[1]),
+             float(options.smoothing), float(nll[0]), float(nll[1]), float(nll[2]),
+             float(nll[3]), float(options.grad_scale), bool(options.want_loss), w is not None,
+             pos_w is not None, mask is not None, g_i32, grad is not None,
+             col_scale is not None, row_scale is not None)
+        if len(_options_cache) >= 256:
+            _options_cache.clear()
+        _options_cache[key] = o
     _fast_pass(y, p, w_in, pos_w_in, mask_in, g32, g64, _NO_GRAD[p.dtype] if grad is None else grad,
                _NO_SCALE_OUT if col_scale is None else col_scale,
                _NO_SCALE_OUT if row_scale is None else row_scale, sums, flags, o, gamma_alpha)
