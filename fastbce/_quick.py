@@ -14,7 +14,7 @@ import numpy as np
 from . import _engine
 from ._backends import resolve_backend
 from ._config import fork_safe_threads, launch_guard
-from ._engine import _FLAG_MESSAGES, chunking
+from ._engine import FLAG_MESSAGES, chunking
 from ._kernels import MODE_ALL, NAN_PROPAGATE, NAN_RAISE, FastOptions
 from ._plan import clip_bounds
 from ._threads import resolve_num_threads
@@ -126,7 +126,7 @@ def quick_pass(y_true, y_pred, from_logits, eps, nan_policy, reduction, n_thread
                          None if grad is None else grad.reshape(-1), options, threads)
     bad = int(flags[0]) if n_chunks == 1 else int(np.bitwise_or.reduce(flags))
     if bad:
-        raise ValueError("; ".join(message for bit, message in _FLAG_MESSAGES if bad & bit))
+        raise ValueError("; ".join(message for bit, message in FLAG_MESSAGES if bad & bit))
     if not want_value:
         return None, grad
     if n_chunks == 1:
