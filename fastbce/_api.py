@@ -2,6 +2,7 @@
 
 from ._engine import run_pass, value_of
 from ._plan import make_plan
+from ._quick import quick_pass
 
 
 def _run(plan, backend, n_threads, *, want_grad, out=None, want_value=True):
@@ -44,10 +45,16 @@ _COMMON_DOC = """
 """
 
 
+def _plain(sample_weight, pos_weight, label_smoothing, mask, axis):
+    """Whether a call has none of the options the common-case path leaves to the full path."""
+    return (sample_weight is None and pos_weight is None and mask is None and axis is None
+            and type(label_smoothing) is float and label_smoothing == 0.0)
+
+
 def _plan(arguments):
     """The Plan of a public function's arguments (its ``locals()``)."""
     return make_plan(**{name: value for name, value in arguments.items()
-                        if name not in ("n_threads", "backend", "out")})
+                        if name not in ("n_threads", "backend", "out", "done")})
 
 
 _RETURNS_VALUE = """
@@ -87,6 +94,12 @@ def bce(y_true, y_pred, *, from_logits=False, eps=1e-7, sample_weight=None, pos_
 
     Parameters
     ----------{parameters}"""
+    if groups is None and n_groups is None and _plain(sample_weight, pos_weight, label_smoothing,
+                                                      mask, axis):
+        done = quick_pass(y_true, y_pred, from_logits, eps, nan_policy, reduction, n_threads,
+                          backend, True, False, None)
+        if done is not None:
+            return done[0]
     return _run(_plan(locals()), backend, n_threads, want_grad=False)[0]
 
 
@@ -102,6 +115,11 @@ def bce_grad(y_true, y_pred, *, from_logits=False, eps=1e-7, sample_weight=None,
 
     Parameters
     ----------{parameters}"""
+    if _plain(sample_weight, pos_weight, label_smoothing, mask, axis):
+        done = quick_pass(y_true, y_pred, from_logits, eps, nan_policy, reduction, n_threads,
+                          backend, False, True, out)
+        if done is not None:
+            return done[1]
     return _run(_plan(locals()), backend, n_threads, want_grad=True, out=out, want_value=False)[1]
 
 
@@ -113,6 +131,11 @@ def bce_value_and_grad(y_true, y_pred, *, from_logits=False, eps=1e-7, sample_we
 
     Parameters
     ----------{parameters}"""
+    if _plain(sample_weight, pos_weight, label_smoothing, mask, axis):
+        done = quick_pass(y_true, y_pred, from_logits, eps, nan_policy, reduction, n_threads,
+                          backend, True, True, out)
+        if done is not None:
+            return done
     return _run(_plan(locals()), backend, n_threads, want_grad=True, out=out)
 
 

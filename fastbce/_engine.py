@@ -34,7 +34,7 @@ PARTIAL_SUMS_BUDGET = 1 << 25
 # group) stay below 1/128 of the 8 bytes per element it reads.
 GROUP_CHUNK_ELEMENTS_PER_GROUP = 256
 
-_FLAG_MESSAGES = (
+FLAG_MESSAGES = (
     (FLAG_LABEL, "y_true has values outside [0, 1] (integer labels must be 0 or 1)"),
     (FLAG_PRED, "y_pred has probabilities outside [0, 1] (pass from_logits=True for logits)"),
     (FLAG_NAN, "y_true or y_pred contains NaN and nan_policy='raise'"),
@@ -155,7 +155,7 @@ def run_pass(plan, backend, n_threads, *, want_grad=False, out=None, n_stats=2, 
                     threads)
         bad = int(np.bitwise_or.reduce(flags))
         if bad:
-            raise ValueError("; ".join(message for bit, message in _FLAG_MESSAGES if bad & bit))
+            raise ValueError("; ".join(message for bit, message in FLAG_MESSAGES if bad & bit))
         # Pairwise sum over the chunks (a contiguous axis): fixed order, so bit-identical for any
         # thread count, and a rounding error that grows with log(chunks) rather than with their number.
         return np.ascontiguousarray(np.moveaxis(sums, 0, -1)).sum(axis=-1)

@@ -27,12 +27,13 @@ NAN_POLICIES = {"propagate": NAN_PROPAGATE, "raise": NAN_RAISE, "omit": NAN_OMIT
 _MIN_EPS_NOTE = {"float32": "2**-25 (3.0e-8)", "float64": "2**-54 (5.6e-17)"}
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Plan:
     """Inputs as 2-D (rows, columns) views without copies, plus the options the kernels need.
 
     A 1-D input of length n is seen as n rows of one column. Weights, pos_weight and mask are
-    broadcast views (stride 0 where they repeat); float16 arrays are viewed as uint16 bits.
+    broadcast views (stride 0 where they repeat); float16 arrays are viewed as uint16 bits. Not
+    frozen: a frozen dataclass sets each field through object.__setattr__ (µs per call).
     """
 
     y: np.ndarray
@@ -154,9 +155,79 @@ def _check_groups(groups, n_groups, n_rows, axis, reduction):
     return groups, int(n_groups)
 
 
+# Native dtypes of the common-case plan (every other dtype takes the full checks).
+_COMMON_PREDS = {np.dtype(t) for t in (np.float16, np.float32, np.float64)}
+_COMMON_LABELS = _COMMON_PREDS | {np.dtype(t) for t in (np.bool_, np.int8, np.uint8, np.int16,
+                                                        np.uint16, np.int32, np.uint32, np.int64,
+                                                        np.uint64)}
+# (eps, prediction dtype, from_logits) -> clip bounds of the values make_plan accepts
+_common_clips = {}
+# 2-D shape -> (weights, pos_weight, mask) as the broadcast views make_plan gives (read-only)
+_common_views = {}
+_NO_GROUPS = np.zeros(1, np.intp)
+_NO_GROUPS.flags.writeable = False
+_MAX_CACHED = 64
+
+
+def _common_plan(y_true, y_pred, from_logits, eps, sample_weight, pos_weight, label_smoothing,
+                 mask, nan_policy, reduction, axis, groups, n_groups, gamma, alpha):
+    """The Plan of a common call (NumPy arrays of native dtypes, no weights, pos_weight, mask,
+    groups, smoothing or focal loss, axis None), as the full checks below would give it, in a few
+    cheap steps; None for any other call (tests/test_quick.py compares the two)."""
+    if (type(y_pred) is not np.ndarray or type(y_true) is not np.ndarray or sample_weight is not None
+            or pos_weight is not None or mask is not None or groups is not None
+            or n_groups is not None or axis is not None or alpha is not None
+            or not (from_logits is False or from_logits is True) or type(gamma) is not float
+            or gamma != 0.0 or type(label_smoothing) is not float or label_smoothing != 0.0
+            or type(nan_policy) is not str or type(reduction) is not str
+            or nan_policy not in NAN_POLICIES or reduction not in REDUCTIONS):
+        return None
+    dtype, shape = y_pred.dtype, y_pred.shape
+    if (dtype not in _COMMON_PREDS or y_true.dtype not in _COMMON_LABELS
+            or y_true.shape != shape or not 0 < len(shape) < 3 or y_pred.size == 0):
+        return None
+    key = (eps, dtype, from_logits)
+    clip = _common_clips.get(key)
+    if clip is None:
+        if type(eps) is not float or not 0.0 < eps < 0.5 or 1.0 - eps == 1.0:
+            return None
+        clip = clip_bounds(eps, dtype)
+        if not from_logits and not 0.0 < clip[0] < clip[1] < 1.0:
+            return None
+        if len(_common_clips) < _MAX_CACHED:
+            _common_clips[key] = clip
+    shape_2d = shape if len(shape) == 2 else (shape[0], 1)
+    views = _common_views.get(shape_2d)
+    if views is None:
+        views = (np.broadcast_to(np.float64(1.0), shape_2d), np.broadcast_to(np.float64(1.0), shape_2d),
+                 np.broadcast_to(np.True_, shape_2d))
+        if len(_common_views) >= _MAX_CACHED:
+            _common_views.clear()
+        _common_views[shape_2d] = views
+    y_half = y_true.dtype == np.float16
+    p_half = dtype == np.float16
+    if y_half:
+        y_true = y_true.view(np.uint16)
+    if p_half:
+        y_pred = y_pred.view(np.uint16)
+    if len(shape) == 1:
+        y_true, y_pred = y_true[:, None], y_pred[:, None]
+    return Plan(y=y_true, p=y_pred, w=views[0], pw=views[1], mask=views[2], groups=_NO_GROUPS,
+                y_half=y_half, p_half=p_half, from_logits=from_logits, eps=eps, clip=clip,
+                smoothing=0.0, nan_mode=NAN_POLICIES[nan_policy], reduction=reduction,
+                mode=MODE_ALL, n_slots=1, shape=shape,
+                out_dtype=np.dtype(np.float64 if dtype == np.float64 else np.float32),
+                has_weights=False)
+
+
 def make_plan(y_true, y_pred, *, from_logits, eps, sample_weight, pos_weight, label_smoothing,
               mask, nan_policy, reduction, axis, groups=None, n_groups=None, gamma=0.0, alpha=None):
     """Check every argument and return the :class:`Plan`, or raise ValueError/TypeError."""
+    plan = _common_plan(y_true, y_pred, from_logits, eps, sample_weight, pos_weight,
+                        label_smoothing, mask, nan_policy, reduction, axis, groups, n_groups, gamma,
+                        alpha)
+    if plan is not None:
+        return plan
     if not isinstance(gamma, (float, int, np.floating, np.integer)) or not 0.0 <= gamma < np.inf:
         raise ValueError(f"gamma must be a finite number >= 0, got {gamma!r}")
     if alpha is not None and (not isinstance(alpha, (float, int, np.floating, np.integer))

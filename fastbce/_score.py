@@ -6,6 +6,8 @@ or per label) seven float64 statistics: Σw·l, Σw, count, Σw·y, Σw·q, Σw�
 figure is a ratio of these sums, so partial results merge exactly by addition.
 """
 
+import math
+
 import numpy as np
 
 from ._engine import run_pass
@@ -45,6 +47,9 @@ class ScoreResult:
     def __init__(self, totals, index_name=None):
         self.totals = totals  # (n_slots, 7) float64 sums
         self.index_name = index_name  # None (overall), "group" or "label"
+        if index_name is None:  # one slot: in Python floats, the same values at a tenth of the cost
+            self._set_overall(*totals[0].tolist())
+            return
         weight = totals[:, WEIGHT]
         positive_rate = _ratio(totals[:, WEIGHTED_Y], weight)
         log_loss = _ratio(totals[:, LOSS], weight)
@@ -62,6 +67,27 @@ class ScoreResult:
         }
         for name, value in values.items():
             setattr(self, name, value.item() if index_name is None else value)
+
+    def _set_overall(self, loss, weight, count, weighted_y, weighted_q, positive, negative):
+        """The fields of one slot from its seven sums, as the array formulas above give them."""
+        def ratio(numerator, denominator):
+            return numerator / denominator if denominator > 0 else math.nan
+
+        positive_rate = ratio(weighted_y, weight)
+        log_loss = ratio(loss, weight)
+        self.mean_prediction = ratio(weighted_q, weight)
+        # -(r·log r + (1-r)·log(1-r)) with NumPy's log and log1p, as _entropy
+        entropy = -((float(positive_rate * np.log(positive_rate)) if positive_rate > 0 else 0.0)
+                    + (float((1 - positive_rate) * np.log1p(-positive_rate))
+                       if positive_rate < 1 else 0.0))
+        self.count = int(count)
+        self.weight_sum = weight
+        self.positive_rate = positive_rate
+        self.log_loss = log_loss
+        self.normalized_entropy = ratio(log_loss, entropy)
+        self.calibration = ratio(self.mean_prediction, positive_rate)
+        self.log_loss_positives = ratio(positive, weighted_y)
+        self.log_loss_negatives = ratio(negative, weight - weighted_y)
 
     def to_dict(self):
         """{field: float (overall) or array (per group / label)} with the keys of ``FIELDS``."""

@@ -189,6 +189,11 @@ def test_bench_command_writes_table_plot_and_json(tmp_path):
     assert "| mean | **fastbce[numba]** |" in text and "| grad | numpy |" in text
     assert "## Start-up time and peak extra memory" in text
     assert "fastbce bench --sizes 1000 2000" in text
+    small = {(s["contender"], s["call"]) for s in results["small"]}  # call time, 1,000 elements
+    assert small == {("fastbce[numba]", "bce"), ("fastbce[numba]", "bce_grad"),
+                     ("fastbce[numba]", "score"), ("numpy", "bce"), ("numpy", "bce_grad")}
+    assert all(s["seconds"] > 0 for s in results["small"])
+    assert "| contender | bce | bce_grad | score |" in text and "| numpy | " in text
     config = results["meta"]["fastbce_config"]  # fastbce.show_config() of the run
     assert config == fastbce.show_config(mode="dicts")
     assert (f"Numba threading layer {config['numba threading layer']}, concurrent Numba calls "
@@ -198,3 +203,21 @@ def test_bench_command_writes_table_plot_and_json(tmp_path):
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = struct.unpack(">II", png[16:24])
     assert width >= 600 and height >= 400
+
+
+def test_report_small_calls_and_cold_starts():
+    """The call-time table (bce, bce_grad, score at 1,000 elements against NumPy's formula) and
+    the Numba first call per operation with an empty cache."""
+    results = _synthetic_results()
+    results["small"] = [{"contender": "fastbce[numba]", "call": call, "size": 1000, "seconds": s}
+                        for call, s in (("bce", 6e-6), ("bce_grad", 8e-6), ("score", 2.4e-5))]
+    results["small"].append({"contender": "numpy", "call": "bce", "size": 1000, "seconds": 1.2e-5})
+    results["startup"] += [{"contender": "fastbce[numba]", "numpy_import_s": 0.1, "import_s": 0.5,
+                            "first_call_s": s, "first_op": op, "cold_cache": True}
+                           for op, s in (("mean", 38.04), ("grad", 39.0))]
+    text = bench.markdown_report(results)
+    assert "| fastbce[numba] | 6.0 (0.50×) | 8.0 (0.67×) | 24.0 (2.00×) |" in text
+    assert "| numpy | 12.0 (1.00×) | — | — |" in text
+    assert "| mean | 38.0 |" in text and "| grad | 39.0 |" in text
+    assert "(38.04 cold cache)" not in bench.markdown_report(_synthetic_results())
+    assert "(38.04 cold cache)" in text

@@ -73,6 +73,9 @@ def add_arguments(parser):
     parser.add_argument("--memory-size", type=int, help="elements for the memory measurement (0: skip)")
     parser.add_argument("--no-cold-cache", action="store_true",
                         help="skip the fastbce first call with an empty Numba cache")
+    parser.add_argument("--cold-ops", nargs="+", choices=MEASURED_OPS,
+                        help="operations whose first Numba call is timed with an empty cache, each "
+                             "in a fresh process (default: mean, grad, focal; --quick: mean)")
 
 
 def bench_command(args, argv):
@@ -91,7 +94,8 @@ def bench_command(args, argv):
         contenders=list(args.contenders or CONTENDERS), threads=threads,
         budget=settings["budget"], min_repeats=settings["min_repeats"],
         memory_size=memory_size or None, output_dir=args.output_dir,
-        command=shlex.join(["fastbce", *argv]), cold_cache=not args.no_cold_cache, mode=mode)
+        command=shlex.join(["fastbce", *argv]), cold_cache=not args.no_cold_cache, mode=mode,
+        cold_ops=tuple(args.cold_ops or (("mean",) if args.quick else ("mean", "grad", "focal"))))
     return 0
 
 

@@ -6,6 +6,7 @@ import statistics
 
 import numpy as np
 
+from .calls import SMALL_CALLS
 from .ceiling import ceiling_label
 from .operations import FIRST_CALL_SIZE, OPERATIONS
 
@@ -160,8 +161,38 @@ def markdown_report(results):
                              else f"{seconds * 1e6:,.1f}")
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
+    # Call time of bce, bce_grad and score at FIRST_CALL_SIZE elements (fastbce/bench/calls.py).
+    small = {(s["contender"], s["call"]): s["seconds"] for s in results.get("small", [])}
+    if small:
+        anchor = small.get(("numpy", "bce"))
+        lines += [f"## Call time at {FIRST_CALL_SIZE:,} elements: bce, bce_grad, score (µs)", "",
+                  "float32 probabilities and 0/1 labels, the worker with the most threads; NumPy: "
+                  "the clipped formula and its gradient, PyTorch: `F.binary_cross_entropy` and "
+                  "`autograd.grad`. In brackets: time over NumPy's clipped formula (bce).", "",
+                  "| contender | " + " | ".join(SMALL_CALLS) + " |", "| --- |" + " ---: |" * len(SMALL_CALLS)]
+        for name in contenders:
+            if not any((name, call) in small for call in SMALL_CALLS):
+                continue
+            cells = []
+            for call in SMALL_CALLS:
+                seconds = small.get((name, call))
+                cells.append("—" if seconds is None else f"{seconds * 1e6:,.1f}" + (
+                    f" ({seconds / anchor:.2f}×)" if anchor else ""))
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append("")
+    # First call per operation, empty Numba cache, each in a fresh process.
+    cold_calls = [s for s in results["startup"] if s["cold_cache"]]
+    if cold_calls:
+        lines += ["## Numba cold start: first call per operation, empty cache, fresh process", "",
+                  f"Import excluded; the operation on {FIRST_CALL_SIZE:,} elements, compiling every "
+                  "kernel it needs (`NUMBA_CACHE_DIR` set to an empty folder).", "",
+                  "| operation | first call (s) |", "| --- | ---: |"]
+        lines += [f"| {s['first_op']} | {s['first_call_s']:.1f} |" for s in cold_calls]
+        lines.append("")
     # Startup and memory.
-    startup = {(s["contender"], s["cold_cache"]): s for s in results["startup"]}
+    startup = {}
+    for s in results["startup"]:  # the first cold-cache call (mean) beside the warm one
+        startup.setdefault((s["contender"], s["cold_cache"]), s)
     memory = {(m["contender"], m["op"]): m for m in results["memory"]}
     if startup or memory:
         msize = meta.get("memory_size")

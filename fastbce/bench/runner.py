@@ -21,6 +21,7 @@ import time
 from .._backends import load_backend
 from .._threads import available_cores, set_num_threads
 from .ceiling import make_ceiling
+from .calls import small_calls
 from .contenders import CONTENDERS, Unsupported, reference_name
 from .files import DATA_DIR
 from .operations import FIRST_CALL_SIZE, input_bytes, make_data
@@ -161,9 +162,9 @@ def _emit(record):
     sys.stdout.flush()
 
 
-def _first_call(contender, ops, data, threads):
+def _first_call(contender, ops, data, threads, first=("mean", "mean_logits")):
     """Prepare and run the contender's first supported operation; returns its name."""
-    for op in dict.fromkeys(("mean", "mean_logits", *ops)):
+    for op in dict.fromkeys((*first, *ops)):
         try:
             function = contender.make(op, data, threads)
         except Unsupported:
@@ -182,12 +183,18 @@ def worker(config, numpy_import_s, import_s):
     if contender is not None and config.get("startup"):
         data = make_data(FIRST_CALL_SIZE, config["seed"])
         start = time.perf_counter()
-        op = _first_call(contender, config["ops"], data, threads)
+        op = (_first_call(contender, [], data, threads, (config["cold_op"],)) if config.get("cold_op")
+              else _first_call(contender, config["ops"], data, threads))
         _emit({"kind": "startup", "contender": name, "numpy_import_s": numpy_import_s,
                "import_s": import_s, "first_call_s": time.perf_counter() - start, "first_op": op,
                "cold_cache": bool(config.get("cold_cache"))})
         if config.get("startup_only"):
             return
+        # the call time of small calls (fastbce/bench/calls.py), on the same arrays
+        for call, function in small_calls(contender, data, threads).items():
+            seconds, _, _ = time_call(function, config["budget"], config["min_repeats"])
+            _emit({"kind": "small", "contender": name, "call": call, "size": FIRST_CALL_SIZE,
+                   "seconds": seconds})
     data = None
     for size in config["sizes"]:
         data = None
@@ -345,7 +352,7 @@ def _load():
 
 
 def run(*, sizes, ops, contenders, threads, budget, min_repeats, memory_size, output_dir, command,
-        seed=0, cold_cache=True, mode="custom"):
+        seed=0, cold_cache=True, mode="custom", cold_ops=("mean",)):
     """Measure, then write BENCHMARKS.md, BENCHMARKS.png and BENCHMARKS.json into output_dir.
     Returns the results dictionary."""
     from tqdm import tqdm
@@ -360,7 +367,8 @@ def run(*, sizes, ops, contenders, threads, budget, min_repeats, memory_size, ou
         "min_repeats": min_repeats, "memory_size": memory_size, "seed": seed, "reference": reference,
         "thread_waiting": {name: os.environ[name] for name in _WAIT_VARIABLES if name in os.environ},
         "contenders": {}},
-        "timings": [], "skips": [], "errors": [], "startup": [], "memory": [], "info": [], "workers": []}
+        "timings": [], "skips": [], "errors": [], "startup": [], "memory": [], "info": [], "workers": [],
+        "small": []}
     runnable = []
     for name in contenders:
         contender = CONTENDERS[name]
@@ -380,9 +388,10 @@ def run(*, sizes, ops, contenders, threads, budget, min_repeats, memory_size, ou
             elif t == min(threads):  # once, on one thread, whatever thread counts were asked for
                 jobs.append((name, 1, {}))
     last = {name: max(t for n, t, _ in jobs if n == name) for name in runnable}
-    if cold_cache and "fastbce[numba]" in runnable:
-        jobs.append(("fastbce[numba]", max(threads), {"cold_cache": True}))
-    expected = {(name, t, bool(job.get("cold_cache"))): 1 if job.get("cold_cache") else len(sizes) * len(ops)
+    if cold_cache and "fastbce[numba]" in runnable:  # a fresh process per operation, empty cache
+        for op in cold_ops:
+            jobs.append(("fastbce[numba]", max(threads), {"cold_cache": True, "cold_op": op}))
+    expected = {(name, t, job.get("cold_op")): 1 if job.get("cold_cache") else len(sizes) * len(ops)
                 for name, t, job in jobs}
     total, done = sum(expected.values()), 0
     print(f"fastbce bench: {len(runnable)} contenders + ceiling, {len(ops)} operations, sizes "
@@ -402,8 +411,8 @@ def run(*, sizes, ops, contenders, threads, budget, min_repeats, memory_size, ou
                       and not job.get("cold_cache") else None}
             env = {DATA_DIR: tmpdir}  # the data files of the `file` operation, shared by the workers
             if job.get("cold_cache"):
-                config.update(cold_cache=True, startup_only=True)
-                env["NUMBA_CACHE_DIR"] = os.path.join(tmpdir, "cold-numba-cache")
+                config.update(cold_cache=True, startup_only=True, cold_op=job["cold_op"])
+                env["NUMBA_CACHE_DIR"] = os.path.join(tmpdir, f"cold-numba-cache-{job['cold_op']}")
             progress.set_description(f"{name} ×{t}" + (" cold cache" if job.get("cold_cache") else ""))
             started = time.perf_counter()
             for record in _spawn_worker(config, t, progress, tmpdir, env):
@@ -414,11 +423,11 @@ def run(*, sizes, ops, contenders, threads, budget, min_repeats, memory_size, ou
                 if kind == "startup" and job.get("cold_cache"):
                     progress.update(1)
                 key = {"time": "timings", "skip": "skips", "error": "errors", "crash": "errors",
-                       "startup": "startup", "memory": "memory", "info": "info"}[kind]
+                       "startup": "startup", "memory": "memory", "info": "info", "small": "small"}[kind]
                 results[key].append(record)
             results["workers"].append({"contender": name, "threads": t, "cold_cache": bool(job.get("cold_cache")),
                                        "seconds": round(time.perf_counter() - started, 2)})
-            done += expected[(name, t, bool(job.get("cold_cache")))]
+            done += expected[(name, t, job.get("cold_op"))]
             if progress.n < done:  # a worker that crashed or skipped ahead
                 progress.n = done
                 progress.refresh()

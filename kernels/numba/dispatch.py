@@ -48,11 +48,14 @@ class _Options(NamedTuple):
 
 
 @njit(parallel=True, **JIT)
-def _fast_pass(y, p, w, pos_w, mask, g32, g64, grad, col_scale, row_scale, sums, flags, o,
+def _fast_pass(y, p, w, pos_w, mask, g32, g64, grad, col_scale, row_scale, sums, flags, options,
                gamma_alpha):
-    """The chunks in parallel. gamma_alpha (focal loss) is an argument of its own, not a field of
-    o: when it is None, Numba prunes the focal-loss branches at compile time."""
+    """The chunks in parallel. options: the fields of _Options as a plain tuple (Numba types a
+    tuple of scalars in its C dispatcher, a named tuple in Python: about 10 µs per call).
+    gamma_alpha (focal loss) is an argument of its own: when it is None, Numba prunes the
+    focal-loss branches at compile time."""
     prefer_wide_vectors()
+    o = _Options(*options)
     n = p.shape[0]
     chunk_elems = o.chunk_elems
     for c in prange(flags.shape[0]):
@@ -62,20 +65,25 @@ def _fast_pass(y, p, w, pos_w, mask, g32, g64, grad, col_scale, row_scale, sums,
                          np.int64(c))  # int64 when typed, uint64 in the gufunc: one compile
 
 
-# Dummies for absent arrays: the kernel's types stay the same with or without them.
-_NO_MASK = np.ones(1, np.uint8)
-_NO_G32 = np.zeros(1, np.int32)
-_NO_G64 = np.zeros(1, np.int64)
-_NO_SCALE = np.ones(1)
-
-
 def read_only(*arrays):
     """Read-only views: Numba compiles a specialisation per argument type, and a writable and a
     read-only array are two types; inputs passed read-only always need one."""
-    views = [a.view() for a in arrays]
-    for view in views:
-        view.flags.writeable = False
+    views = []
+    for a in arrays:
+        if a.flags.writeable:
+            a = a.view()
+            a.setflags(write=False)
+        views.append(a)
     return views
+
+
+# Dummies for absent arrays: the kernel's types stay the same with or without them.
+_NO_MASK, _NO_G32, _NO_G64, _NO_SCALE = read_only(
+    np.ones(1, np.uint8), np.zeros(1, np.int32), np.zeros(1, np.int64), np.ones(1))
+_NO_SCALE_OUT = np.ones(1)  # col_scale and row_scale are passed writable (one type for both)
+_NO_GRAD = {np.dtype(np.float32): np.empty(1, np.float32), np.dtype(np.float64): np.empty(1)}
+# (FastOptions, prediction type, which arrays are absent) -> the options tuple of _fast_pass
+_options_cache = {}
 
 
 def fast_pass(y, p, w, pos_w, mask, groups, row_scale, col_scale, sums, flags, grad, options,
@@ -96,22 +104,29 @@ def fast_pass(y, p, w, pos_w, mask, groups, row_scale, col_scale, sums, flags, g
     g32 = groups if g_i32 else _NO_G32
     g64 = _NO_G64 if groups is None or g_i32 else groups
     numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
+    y, p = read_only(y, p)
     # without weights, a dummy of p's type (with focal loss, float64 as the weights then)
     no_w = _NO_SCALE if gamma_alpha is not None else p
-    y, p, w_in, pos_w_in, mask_in, g32, g64 = read_only(
-        y, p, no_w if w is None else w, _NO_SCALE if pos_w is None else pos_w,
-        _NO_MASK if mask is None else mask, g32, g64)
-    o = _Options(
-        mode=int(options.mode), ncols=int(options.ncols), row0=int(options.row0),
-        chunk_elems=int(options.chunk_elems), logits=bool(options.logits),
-        nan_mode=int(options.nan_mode), f32=p.dtype == F32, clip_lo=t(options.clip[0]),
-        clip_hi=t(options.clip[1]), smoothing=float(options.smoothing),
-        lo_pos=float(options.nll[0]), lo_neg=float(options.nll[1]), hi_pos=float(options.nll[2]),
-        hi_neg=float(options.nll[3]), scale=float(options.grad_scale),
-        want_loss=bool(options.want_loss), has_w=w is not None, has_pw=pos_w is not None,
-        has_mask=mask is not None, g_i32=g_i32, has_grad=grad is not None,
-        has_col_scale=col_scale is not None, has_row_scale=row_scale is not None)
-    _fast_pass(y, p, w_in, pos_w_in, mask_in, g32, g64,
-               np.empty(1, p.dtype) if grad is None else grad,
-               _NO_SCALE if col_scale is None else col_scale,
-               _NO_SCALE if row_scale is None else row_scale, sums, flags, o, gamma_alpha)
+    w_in = no_w if w is None else read_only(w)[0]  # the dummies are read-only already
+    pos_w_in = _NO_SCALE if pos_w is None else read_only(pos_w)[0]
+    mask_in = _NO_MASK if mask is None else read_only(mask)[0]
+    if groups is not None:
+        g32, g64 = read_only(g32, g64)
+    key = (options, t, w is None, pos_w is None, mask is None, g_i32, grad is None,
+           col_scale is None, row_scale is None)
+    # a zero grad_scale is not looked up: -0.0 and 0.0 are one key, and the sign is a bit of the result
+    o = _options_cache.get(key) if options.grad_scale != 0.0 else None
+    if o is None:
+        clip, nll = options.clip, options.nll
+        o = (int(options.mode), int(options.ncols), int(options.row0), int(options.chunk_elems),
+             bool(options.logits), int(options.nan_mode), t is F32, t(clip[0]), t(clip[1]),
+             float(options.smoothing), float(nll[0]), float(nll[1]), float(nll[2]),
+             float(nll[3]), float(options.grad_scale), bool(options.want_loss), w is not None,
+             pos_w is not None, mask is not None, g_i32, grad is not None,
+             col_scale is not None, row_scale is not None)
+        if len(_options_cache) >= 256:
+            _options_cache.clear()
+        _options_cache[key] = o
+    _fast_pass(y, p, w_in, pos_w_in, mask_in, g32, g64, _NO_GRAD[p.dtype] if grad is None else grad,
+               _NO_SCALE_OUT if col_scale is None else col_scale,
+               _NO_SCALE_OUT if row_scale is None else row_scale, sums, flags, o, gamma_alpha)

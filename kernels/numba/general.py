@@ -25,6 +25,7 @@ from .. import (
     MODE_ROWS,
     NAN_OMIT,
     NAN_RAISE,
+    PassOptions,
 )
 from .dispatch import read_only
 
@@ -131,10 +132,12 @@ def weighted_element(y, v, w, pos_weight, from_logits, lo, hi, keep, shift, nan_
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def _bce_pass(y, p, w, pw, mask, groups, row_scale, col_scale, sums, flags, loss_out, grad_out, o,
-              write_loss, write_grad):
-    """The chunks in parallel; o: a kernels.PassOptions, write_loss/write_grad: whether loss_out
-    and grad_out are real outputs (else placeholders of the same type: one compilation)."""
+def _bce_pass(y, p, w, pw, mask, groups, row_scale, col_scale, sums, flags, loss_out, grad_out,
+              options, write_loss, write_grad):
+    """The chunks in parallel; options: the fields of a kernels.PassOptions as a plain tuple (see
+    dispatch._fast_pass), write_loss/write_grad: whether loss_out and grad_out are real outputs
+    (else placeholders of the same type: one compilation)."""
+    o = PassOptions(*options)
     n_rows, n_cols = p.shape
     n_slots = sums.shape[1]
     score_stats = sums.shape[2] > 2
@@ -198,5 +201,5 @@ def bce_pass(y, p, w, pw, mask, groups, row_scale, col_scale, sums, flags, loss_
     y, p, w, pw, mask, groups = read_only(y, p, w, pw, mask, groups)
     _bce_pass(y, p, w, pw, mask, groups, row_scale, col_scale, sums, flags,
               placeholder if loss_out is None else loss_out,
-              placeholder if grad_out is None else grad_out, options,
+              placeholder if grad_out is None else grad_out, tuple(options),
               loss_out is not None, grad_out is not None)
