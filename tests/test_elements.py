@@ -7,7 +7,15 @@ import pytest
 
 import fastbce
 from conftest import COMPILED_BACKENDS
+from fastbce._elements import new_output
+from fastbce._engine import run_elements
+from fastbce._kernels import ELEMENT_LOSS
+from fastbce._plan import make_plan
 
+# The option matrix runs on one compiled backend (the Cython one when built): each form and dtype
+# costs Numba a compilation, and test_backends_agree_bit_for_bit_for_any_thread_count checks
+# that Numba gives the same bits.
+ONE_BACKEND = "cython" if "cython" in COMPILED_BACKENDS else "numba"
 EPS32, EPS64 = np.finfo(np.float32).eps, np.finfo(np.float64).eps
 
 
@@ -42,12 +50,24 @@ OPTIONS = [
 ]
 
 
+def _numba_losses(y, v, logits, kw, n_threads):
+    """Element losses on the Numba element kernel (fastbce.bce takes the general kernel there)."""
+    gamma, alpha = kw.pop("gamma", 0.0), kw.pop("alpha", None)
+    plan = make_plan(y, v, from_logits=logits, eps=1e-7, reduction="none", axis=None, gamma=gamma,
+                     alpha=alpha, **{k: kw.get(k, d) for k, d in (
+                         ("sample_weight", None), ("pos_weight", None), ("label_smoothing", 0.0),
+                         ("mask", None), ("nan_policy", "propagate"))})
+    return run_elements(plan, "numba", n_threads, ELEMENT_LOSS, [new_output(plan)])[0]
+
+
 def _call(y, v, backend, logits, options, rng, n_threads=None):
     kw = dict(options)
     if kw.get("sample_weight") == "rows":
         kw["sample_weight"] = np.random.default_rng(1).random(y.shape[0]).astype(np.float32) * 2
     if kw.get("mask") is True:
         kw["mask"] = np.random.default_rng(2).random(y.shape) < 0.8
+    if backend == "numba":
+        return _numba_losses(y, v, logits, kw, n_threads)
     focal = "gamma" in kw
     function = fastbce.focal_bce if focal else fastbce.bce
     return function(y, v, from_logits=logits, reduction="none", backend=backend,
@@ -63,13 +83,13 @@ def test_element_losses_match_the_reference(options, logits, dtype, rng):
         v[7] = np.nan
     want = _call(y, v, "numpy", logits, options, rng)
     out_dtype = np.float64 if dtype == np.float64 else np.float32
-    got = _call(y, v, "cython" if "cython" in COMPILED_BACKENDS else "numba", logits, options, rng)
+    got = _call(y, v, ONE_BACKEND, logits, options, rng)
     assert got.dtype == out_dtype and got.shape == v.shape
     _assert_near(got, want.astype(np.float64), out_dtype, 4 if out_dtype == np.float32 else 32)
 
 
-@pytest.mark.parametrize("options", OPTIONS[:2] + OPTIONS[4:6], ids=["plain", "pw", "mask", "focal"])
-@pytest.mark.parametrize("logits", [False, True])
+@pytest.mark.parametrize("options, logits", [({}, False), ({}, True), (OPTIONS[5], True)],
+                         ids=["probabilities", "logits", "focal"])
 def test_backends_agree_bit_for_bit_for_any_thread_count(options, logits, rng):
     if len(COMPILED_BACKENDS) < 2:
         pytest.skip("needs both compiled backends")
@@ -81,7 +101,8 @@ def test_backends_agree_bit_for_bit_for_any_thread_count(options, logits, rng):
 
 
 @pytest.mark.parametrize("layout", ["fortran", "strided", "reversed", "per_column_weights"])
-def test_layouts_and_broadcasts(layout, compiled_backend, rng):
+def test_layouts_and_broadcasts(layout, rng):
+    backend = ONE_BACKEND
     y = (rng.random((300, 7)) < 0.4).astype(np.float64)
     p = rng.random((300, 7))
     kw = {}
@@ -95,40 +116,43 @@ def test_layouts_and_broadcasts(layout, compiled_backend, rng):
         kw = dict(pos_weight=np.linspace(0.5, 3, 7).astype(np.float32),
                   sample_weight=rng.random((300, 1)), mask=rng.random(7) < 0.7)
     want = fastbce.bce(y, p, reduction="none", backend="numpy", **kw)
-    got = fastbce.bce(y, p, reduction="none", backend=compiled_backend, **kw)
+    got = fastbce.bce(y, p, reduction="none", backend=backend, **kw)
     assert got.flags.f_contiguous == (layout == "fortran")
     _assert_near(got, want, np.float64, 8)
     contiguous = fastbce.bce(np.ascontiguousarray(y), np.ascontiguousarray(p), reduction="none",
-                             backend=compiled_backend, **kw)
+                             backend=backend, **kw)
     assert np.array_equal(got, contiguous)
 
 
 @pytest.mark.parametrize("y_dtype", [np.bool_, np.uint8, np.int8, np.int64, np.float16, np.float64])
-def test_label_dtypes(y_dtype, compiled_backend, rng):
+def test_label_dtypes(y_dtype, rng):
+    backend = ONE_BACKEND
     y = rng.random(1000) < 0.3
     p = rng.random(1000).astype(np.float32)
-    want = fastbce.bce(y.astype(np.float32), p, reduction="none", backend=compiled_backend)
+    want = fastbce.bce(y.astype(np.float32), p, reduction="none", backend=backend)
     assert np.array_equal(fastbce.bce(y.astype(y_dtype), p, reduction="none",
-                                      backend=compiled_backend), want)
+                                      backend=backend), want)
 
 
-def test_nan_policies(compiled_backend, rng):
+def test_nan_policies(rng):
+    backend = ONE_BACKEND
     y, p = _data(rng, 100, np.float32, False)
     p[[3, 50]] = np.nan
     y[60] = np.nan
-    got = fastbce.bce(y, p, reduction="none", backend=compiled_backend)
+    got = fastbce.bce(y, p, reduction="none", backend=backend)
     assert np.isnan(got[[3, 50, 60]]).all() and not np.isnan(np.delete(got, [3, 50, 60])).any()
-    omitted = fastbce.bce(y, p, reduction="none", nan_policy="omit", backend=compiled_backend)
+    omitted = fastbce.bce(y, p, reduction="none", nan_policy="omit", backend=backend)
     assert (omitted[[3, 50, 60]] == 0).all()
     assert np.array_equal(np.delete(omitted, [3, 50, 60]), np.delete(got, [3, 50, 60]))
     with pytest.raises(ValueError, match="NaN"):
-        fastbce.bce(y, p, reduction="none", nan_policy="raise", backend=compiled_backend)
+        fastbce.bce(y, p, reduction="none", nan_policy="raise", backend=backend)
 
 
 @pytest.mark.parametrize("bad, match", [
     ({"y": 2.0}, "y_true"), ({"p": 1.5}, "y_pred"), ({"w": -1.0}, "sample_weight"),
     ({"pw": np.inf}, "pos_weight")])
-def test_bad_values_raise_naming_the_argument(bad, match, compiled_backend, rng):
+def test_bad_values_raise_naming_the_argument(bad, match, rng):
+    backend = ONE_BACKEND
     y, p = _data(rng, 100, np.float32, False)
     w, pw = np.ones(100, np.float32), np.ones(100)
     arrays = {"y": y, "p": p, "w": w, "pw": pw}
@@ -136,20 +160,22 @@ def test_bad_values_raise_naming_the_argument(bad, match, compiled_backend, rng)
     arrays[key][10] = value
     before = {k: a.copy() for k, a in arrays.items()}
     with pytest.raises(ValueError, match=match):
-        fastbce.bce(y, p, sample_weight=w, pos_weight=pw, reduction="none", backend=compiled_backend)
+        fastbce.bce(y, p, sample_weight=w, pos_weight=pw, reduction="none", backend=backend)
     assert all(np.array_equal(before[k], arrays[k]) for k in arrays)
 
 
-def test_masked_bad_values_are_not_checked(compiled_backend, rng):
+def test_masked_bad_values_are_not_checked(rng):
+    backend = ONE_BACKEND
     y, p = _data(rng, 100, np.float32, False)
     y[5] = 3.0
     mask = np.ones(100, bool)
     mask[5] = False
-    got = fastbce.bce(y, p, mask=mask, reduction="none", backend=compiled_backend)
+    got = fastbce.bce(y, p, mask=mask, reduction="none", backend=backend)
     assert got[5] == 0
 
 
-def test_torch_parity(compiled_backend, rng):
+def test_torch_parity(rng):
+    backend = ONE_BACKEND
     torch = pytest.importorskip("torch")
     F = torch.nn.functional
     y = (rng.random((2000, 5)) < 0.3).astype(np.float32)
@@ -157,9 +183,9 @@ def test_torch_parity(compiled_backend, rng):
     pw = np.linspace(0.5, 4, 5).astype(np.float32)
     want = F.binary_cross_entropy_with_logits(torch.from_numpy(x), torch.from_numpy(y),
                                               pos_weight=torch.from_numpy(pw), reduction="none")
-    got = fastbce.bce(y, x, from_logits=True, pos_weight=pw, reduction="none", backend=compiled_backend)
+    got = fastbce.bce(y, x, from_logits=True, pos_weight=pw, reduction="none", backend=backend)
     np.testing.assert_allclose(got, want.numpy(), rtol=2e-6, atol=1e-6)
     p = rng.uniform(1e-3, 1 - 1e-3, (2000, 5)).astype(np.float32)
     want = F.binary_cross_entropy(torch.from_numpy(p), torch.from_numpy(y), reduction="none")
-    got = fastbce.bce(y, p, reduction="none", backend=compiled_backend)
+    got = fastbce.bce(y, p, reduction="none", backend=backend)
     np.testing.assert_allclose(got, want.numpy(), rtol=2e-6, atol=1e-6)

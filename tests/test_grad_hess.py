@@ -6,7 +6,11 @@ import numpy as np
 import pytest
 
 import fastbce
-from conftest import BACKENDS, COMPILED_BACKENDS
+from conftest import COMPILED_BACKENDS
+
+# Most checks run on the reference and one compiled backend (each form and dtype costs Numba a
+# compilation); test_backends_agree_bit_for_bit checks that Numba gives the same bits.
+ONE_BACKEND = "cython" if "cython" in COMPILED_BACKENDS else "numba"
 
 GAMMAS = (0.0, 0.5, 1.0, 2.0, 5.0)
 
@@ -27,7 +31,7 @@ def _term_scale(y, x, gamma, alpha, pw=1.0):
     g_scale, h_scale = b * q + a * (1 - q), (a + b) * q * (1 - q)
     if gamma is None:
         return g_scale, h_scale
-    ce = a * np.logaddexp(0, -x) + b * np.logaddexp(0, x)
+    ce = np.where(a != 0, a * np.logaddexp(0, -x), 0) + np.where(b != 0, b * np.logaddexp(0, x), 0)
     z = y * (1 - q) + b * q
     f = (1.0 if alpha is None else alpha * y + (1 - alpha) * b) * z ** gamma
     r = np.where(z > 0, q * (1 - q) / np.where(z > 0, z, 1), 0)
@@ -36,6 +40,7 @@ def _term_scale(y, x, gamma, alpha, pw=1.0):
     return f * g_scale + d_f * ce, d2_f * ce + 2 * d_f * g_scale + f * h_scale
 
 
+@pytest.mark.filterwarnings("ignore:invalid value")  # the scale at x = inf (inf·0): exact there
 @pytest.mark.parametrize("gamma", (None,) + GAMMAS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
 def test_matches_the_float64_reference(gamma, dtype, rng):
@@ -44,14 +49,13 @@ def test_matches_the_float64_reference(gamma, dtype, rng):
     x = (rng.standard_normal(n) * 6).astype(dtype)
     x[:6] = [0, -1e4, 1e4, 40, -40, np.inf] if dtype != np.float16 else [0, -1e4, 1e4, 40, -40, 8]
     alpha = 0.25 if gamma == 2.0 else None
-    backend = COMPILED_BACKENDS[-1]
-    got = _grad_hess(y, x, gamma, alpha, backend=backend)
+    got = _grad_hess(y, x, gamma, alpha, backend=ONE_BACKEND)
     want = _grad_hess(y, x, gamma, alpha, backend="numpy")
     out = np.float64 if dtype == np.float64 else np.float32
     eps = np.finfo(out).eps
     for g, w, scale in zip(got, want, _term_scale(y, x, gamma, alpha)):
         assert g.dtype == out
-        assert (np.abs(g - w) <= 4 * eps * (np.abs(w) + scale) + 1e-300).all()
+        assert ((g == w) | (np.abs(g - w) <= 4 * eps * (np.abs(w) + scale) + 1e-300)).all()
 
 
 @pytest.mark.parametrize("gamma", (None,) + GAMMAS)
@@ -70,10 +74,9 @@ def test_central_differences_of_the_loss(gamma, rng):
     np.testing.assert_allclose(g, (loss(x + h) - loss(x - h)) / (2 * h), rtol=1e-6, atol=1e-9)
     g_plus, g_minus = _grad_hess(y, x + h, gamma, **kw)[0], _grad_hess(y, x - h, gamma, **kw)[0]
     np.testing.assert_allclose(hess, (g_plus - g_minus) / (2 * h), rtol=1e-6, atol=1e-9)
-    for backend in COMPILED_BACKENDS:
-        compiled = _grad_hess(y, x, gamma, **dict(kw, backend=backend))
-        np.testing.assert_allclose(compiled[0], g, rtol=1e-12, atol=1e-14)
-        np.testing.assert_allclose(compiled[1], hess, rtol=1e-12, atol=1e-14)
+    compiled = _grad_hess(y, x, gamma, **dict(kw, backend=ONE_BACKEND))
+    np.testing.assert_allclose(compiled[0], g, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(compiled[1], hess, rtol=1e-12, atol=1e-14)
 
 
 # Logits away from the zero of the focal Hessian (where no relative bound can hold)
@@ -81,22 +84,29 @@ _EXTREMES = (-1e4, -300.0, -30.0, -8.0, -1.0, -0.1, 0.0, 0.4, 2.0, 10.0, 50.0, 7
 
 
 def _mp_derivatives(y, x, gamma):
+    """The gradient and Hessian formulas (README) at 60 digits, σ(±x) and softplus(±x) without
+    cancellation for any |x| (central differences of the loss cannot resolve e^-300 beside 300)."""
     mpmath.mp.dps = 60
     y, x = mpmath.mpf(y), mpmath.mpf(x)
-
-    def loss(v):
-        p = 1 / (1 + mpmath.exp(-v))
-        ce = -(y * mpmath.log(p) + (1 - y) * mpmath.log(1 - p))
-        z = y * (1 - p) + (1 - y) * p
-        return ce if gamma is None else z ** gamma * ce
-    return float(mpmath.diff(loss, x, 1)), float(mpmath.diff(loss, x, 2))
+    b = 1 - y
+    q, q_bar = 1 / (1 + mpmath.exp(-x)), 1 / (1 + mpmath.exp(x))
+    s = q * q_bar
+    g, h = b * q - y * q_bar, s
+    if gamma is None:
+        return float(g), float(h)
+    ce = y * mpmath.log1p(mpmath.exp(-x)) + b * mpmath.log1p(mpmath.exp(x))
+    z = y * q_bar + b * q
+    f, c, r = z ** gamma, b - y, s / z
+    d_f = gamma * f * c * r
+    d2_f = gamma * f * c * ((gamma - 1) * c * r * r + r * (q_bar - q))
+    return float(f * g + d_f * ce), float(d2_f * ce + 2 * d_f * g + f * h)
 
 
 @pytest.mark.parametrize("gamma", (None, 0.5, 1.0, 2.0, 5.0))
 def test_extremes_against_mpmath(gamma):
     x = np.array(_EXTREMES * 2)
     y = np.repeat([1.0, 0.0], len(_EXTREMES))
-    for backend in BACKENDS:
+    for backend in ("numpy", ONE_BACKEND):
         got_g, got_h = _grad_hess(y, x, gamma, backend=backend)
         for k in range(x.size):
             want_g, want_h = _mp_derivatives(y[k], x[k], gamma)
@@ -105,8 +115,7 @@ def test_extremes_against_mpmath(gamma):
                     backend, x[k], y[k], got, want)
 
 
-@pytest.mark.parametrize("gamma", [None, 2.0, 1.5])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("gamma, dtype", [(None, np.float32), (2.0, np.float32), (1.5, np.float64)])
 def test_backends_agree_bit_for_bit(gamma, dtype, rng):
     if len(COMPILED_BACKENDS) < 2:
         pytest.skip("needs both compiled backends")
@@ -120,7 +129,8 @@ def test_backends_agree_bit_for_bit(gamma, dtype, rng):
         assert all(np.array_equal(a, b) for a, b in zip(results[0], other))
 
 
-def test_hessian_of_bce_is_non_negative_and_focal_has_negative_regions(compiled_backend):
+def test_hessian_of_bce_is_non_negative_and_focal_has_negative_regions():
+    compiled_backend = ONE_BACKEND
     x = np.linspace(-20, 20, 4001)
     y = np.ones_like(x)
     assert (fastbce.bce_grad_hess(y, x, backend=compiled_backend)[1] >= 0).all()
@@ -128,7 +138,8 @@ def test_hessian_of_bce_is_non_negative_and_focal_has_negative_regions(compiled_
     assert (hess[x < -2.8] < 0).all() and (hess[x > -2.78] >= 0).all()
 
 
-def test_masks_nan_and_out(compiled_backend, rng):
+def test_masks_nan_and_out(rng):
+    compiled_backend = ONE_BACKEND
     y = (rng.random(100) < 0.5).astype(np.float32)
     x = rng.standard_normal(100).astype(np.float32)
     x[3] = np.nan

@@ -178,8 +178,8 @@ def focal_grad_hess(x, y, pw, coef, gamma_alpha, by_squaring):
     r = s / z if z > 0.0 else 0.0
     d_f = gamma * f * c * r
     d2_f = gamma * f * c * ((gamma - 1.0) * c * r * r + r * (q_bar - q))
-    gr = f * g + d_f * ce
-    hr = d2_f * ce + 2.0 * d_f * g + f * h
+    gr = f * g + (d_f * ce if d_f != 0.0 else 0.0)  # CE = inf (x = ±inf) where f' = 0
+    hr = (d2_f * ce if d2_f != 0.0 else 0.0) + 2.0 * d_f * g + f * h
     return (0.0 if f == 0.0 else gr), (0.0 if f == 0.0 else hr)
 
 
