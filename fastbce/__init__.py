@@ -12,6 +12,7 @@ from ._api import (
     focal_bce_grad,
     focal_bce_value_and_grad,
 )
+from ._api import bce_grad_hess, focal_bce_grad_hess
 from ._config import show_config
 from ._score import Accumulator, ScoreResult, score
 from ._threads import get_num_threads, set_num_threads
@@ -20,4 +21,5 @@ __version__ = "0.1.0"
 __all__ = [
     "bce", "bce_grad", "bce_value_and_grad", "focal_bce", "focal_bce_grad", "focal_bce_value_and_grad",
     "score", "Accumulator", "ScoreResult", "get_num_threads", "set_num_threads", "show_config",
+    "bce_grad_hess", "focal_bce_grad_hess",
 ]

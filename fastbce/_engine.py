@@ -9,6 +9,7 @@ import numpy as np
 
 from ._backends import load_backend, resolve_backend
 from ._config import fork_safe_threads, launch_guard
+from ._elements import new_output, run_element_pass
 from ._fastpath import fast_pass_arguments, run_fast_pass
 from ._kernels import (
     FLAG_GROUP,
@@ -17,6 +18,7 @@ from ._kernels import (
     FLAG_POS_WEIGHT,
     FLAG_PRED,
     FLAG_WEIGHT,
+    ELEMENT_LOSS,
     MODE_ALL,
     MODE_COLS,
     MODE_GROUPS,
@@ -121,6 +123,9 @@ def run_pass(plan, backend, n_threads, *, want_grad=False, out=None, n_stats=2, 
     """Run one kernel pass. Returns (totals, element losses or None, gradient or None); totals has
     one row per slot: Σw·l, Σw, then (n_stats=7) count, Σw·y, Σw·q, Σw·positive, Σw·negative part.
     With want_value=False the caller needs only the gradient and Σw (the fast path skips the loss)."""
+    if plan.reduction == "none" and not want_grad and n_stats == 2:  # fastbce/_elements.py
+        loss = new_output(plan)
+        return None, run_element_pass(plan, backend, n_threads, ELEMENT_LOSS, [loss], _FLAG_MESSAGES)[0], None
     backend = resolve_backend(backend)
     kernel = load_backend(backend)
     threads = resolve_num_threads(n_threads)
@@ -186,3 +191,8 @@ def value_of(plan, totals, loss_out):
         with np.errstate(invalid="ignore", divide="ignore"):
             values = totals[:, 0] / totals[:, 1]
     return float(values[0]) if plan.mode == MODE_ALL else values
+
+
+def run_elements(plan, backend, n_threads, output, outs):
+    """An element pass (fastbce/_elements.py) reporting this module's error messages."""
+    return run_element_pass(plan, backend, n_threads, output, outs, _FLAG_MESSAGES)

@@ -80,3 +80,24 @@ class FastOptions(NamedTuple):
     nll: tuple  # losses at the clip bounds: -log q, -log(1-q) for q = lo, then for q = hi
     grad_scale: float  # factor of every gradient element (with row or column factors: times them)
     want_loss: bool  # False: only the gradient, Σw and the checks
+
+
+# Element passes (``element_pass``): per-element outputs, no reduction.
+ELEMENT_LOSS = 0  # one output: the weighted element losses w·l
+ELEMENT_GRAD_HESS = 1  # two outputs: w·dl/dx and w·d²l/dx² with respect to the logit x
+ELEMENT_CHUNK = 1 << 16  # elements per chunk of an element pass (C order of the 2-D view)
+
+
+class ElementOptions(NamedTuple):
+    """The scalars of one element pass (``element_pass``): no reduction, only error flags."""
+
+    output: int  # ELEMENT_*
+    y_half: bool  # labels arrive as the uint16 bits of float16
+    p_half: bool  # predictions arrive as the uint16 bits of float16
+    from_logits: bool  # always True for ELEMENT_GRAD_HESS
+    clip_lo: float  # probabilities are clipped to [clip_lo, clip_hi] (as PassOptions)
+    clip_hi: float
+    smoothing: float  # label smoothing: y·(1 - smoothing) + smoothing/2
+    nan_mode: int  # NAN_*
+    gamma: float  # focal loss: γ (0 with α < 0: plain BCE)
+    alpha: float  # focal loss: α in [0, 1], or < 0 for no α factor

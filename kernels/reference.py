@@ -7,6 +7,7 @@ size of the input and is single-threaded. All partial sums go into chunk 0.
 import numpy as np
 
 from . import (
+    ELEMENT_LOSS,
     FLAG_GROUP,
     FLAG_LABEL,
     FLAG_NAN,
@@ -70,11 +71,9 @@ def element_terms(y, v, pos_weight, from_logits, lo, hi, gamma, alpha):
     return tuple(np.where(nan, v, t) for t in (loss, grad, q, positive, negative))
 
 
-def bce_pass(y, p, w, pw, mask, groups, row_scale, col_scale, sums, flags, loss_out, grad_out,
-             options, n_threads):
-    """Same contract as the compiled ``bce_pass``; ``options.rows_per_chunk`` and ``n_threads`` are
-    unused (everything is summed into chunk 0)."""
-    y_half, p_half, from_logits, lo, hi, smoothing, nan_mode, gamma, alpha, mode, _ = options
+def _checked(y, p, w, pw, mask, y_half, p_half, from_logits, nan_mode, bad_rows=None):
+    """(y, p, w, pw as float64, counted, error bits) of a pass's inputs: the checks of every
+    counted element; bad_rows (group ids out of range) are flagged and not counted."""
     shape = p.shape
     y = _as_float64(y, y_half, shape)
     p = _as_float64(p, p_half, shape)
@@ -88,8 +87,7 @@ def bce_pass(y, p, w, pw, mask, groups, row_scale, col_scale, sums, flags, loss_
             bad |= FLAG_NAN
         if nan_mode in (NAN_RAISE, NAN_OMIT):
             counted &= ~nan
-        if mode == MODE_GROUPS:
-            bad_rows = (groups < 0) | (groups >= sums.shape[1])
+        if bad_rows is not None:
             if bad_rows.any():
                 bad |= FLAG_GROUP
             counted &= ~bad_rows[:, None]
@@ -99,9 +97,22 @@ def bce_pass(y, p, w, pw, mask, groups, row_scale, col_scale, sums, flags, loss_
                             (FLAG_POS_WEIGHT, _not_finite_or_negative(pw))):
             if (is_bad & counted).any():
                 bad |= bit
-        flags[0] = bad
-        if bad:
-            return
+    return y, p, w, pw, counted, bad
+
+
+def bce_pass(y, p, w, pw, mask, groups, row_scale, col_scale, sums, flags, loss_out, grad_out,
+             options, n_threads):
+    """Same contract as the compiled ``bce_pass``; ``options.rows_per_chunk`` and ``n_threads`` are
+    unused (everything is summed into chunk 0)."""
+    y_half, p_half, from_logits, lo, hi, smoothing, nan_mode, gamma, alpha, mode, _ = options
+    bad_rows = None
+    if mode == MODE_GROUPS:
+        bad_rows = (groups < 0) | (groups >= sums.shape[1])
+    y, p, w, pw, counted, flags[0] = _checked(y, p, w, pw, mask, y_half, p_half, from_logits,
+                                              nan_mode, bad_rows)
+    if flags[0]:
+        return
+    with np.errstate(all="ignore"):
         y = y * (1.0 - smoothing) + 0.5 * smoothing
         loss, grad, q, positive, negative = element_terms(y, p, pw, from_logits, lo, hi, gamma, alpha)
         weighted = [np.where(counted, w * term, 0.0) for term in (loss, 1.0, y, q, positive, negative)]
@@ -123,3 +134,56 @@ def bce_pass(y, p, w, pw, mask, groups, row_scale, col_scale, sums, flags, loss_
             loss_out[...] = stats[0]
         if grad_out is not None:
             grad_out[...] = grad
+
+
+def grad_hess_terms(y, x, pos_weight, gamma, alpha):
+    """(dl/dx, d²l/dx²) of every element with respect to the logit x, in float64. BCE (a = pw·y,
+    b = 1-y, s = σ(x)σ(-x)): g = b·σ(x) - a·σ(-x), h = (a + b)·s. Focal loss f·CE with
+    f = α_t·z^γ, z = 1-p_t = y·σ(-x) + b·σ(x), c = b - y and r = s/z: f' = γ·f·c·r,
+    f'' = γ·f·c·((γ-1)·c·r² + r·(σ(-x) - σ(x))), FL' = f·g + f'·CE, FL'' = f''·CE + 2·f'·g + f·h."""
+    e = np.exp(-np.abs(x))
+    big = 1.0 / (1.0 + e)
+    small = e * big
+    q = np.where(x >= 0.0, big, small)
+    q_bar = np.where(x >= 0.0, small, big)
+    s = big * small
+    a = pos_weight * y
+    b = 1.0 - y
+    grad = b * q - a * q_bar
+    hess = (a + b) * s
+    if gamma != 0.0 or alpha >= 0.0:
+        log_term = np.log1p(e)
+        ce = (np.where(a != 0.0, a * (np.maximum(-x, 0.0) + log_term), 0.0)
+              + np.where(b != 0.0, b * (np.maximum(x, 0.0) + log_term), 0.0))
+        z = y * q_bar + b * q
+        alpha_t = alpha * y + (1.0 - alpha) * b if alpha >= 0.0 else 1.0
+        f = alpha_t * z ** gamma
+        c = b - y
+        r = np.where(z > 0.0, s / np.where(z > 0.0, z, 1.0), 0.0)
+        d_f = gamma * f * c * r
+        d2_f = gamma * f * c * ((gamma - 1.0) * c * r * r + r * (q_bar - q))
+        focal_grad = f * grad + d_f * ce
+        focal_hess = d2_f * ce + 2.0 * d_f * grad + f * hess
+        grad = np.where(f == 0.0, 0.0, focal_grad)
+        hess = np.where(f == 0.0, 0.0, focal_hess)
+    nan = np.isnan(x)
+    return np.where(nan, x, grad), np.where(nan, x, hess)
+
+
+def element_pass(y, p, w, pw, mask, flags, out1, out2, options, n_threads):
+    """Same contract as the compiled ``element_pass``: out1 = w·loss (ELEMENT_LOSS), or out1, out2
+    = w·dl/dx, w·d²l/dx² (ELEMENT_GRAD_HESS); 0 where masked or omitted. Flags go to chunk 0."""
+    o = options
+    y, p, w, pw, counted, flags[0] = _checked(y, p, w, pw, mask, o.y_half, o.p_half, o.from_logits,
+                                              o.nan_mode)
+    if flags[0]:
+        return
+    with np.errstate(all="ignore"):
+        y = y * (1.0 - o.smoothing) + 0.5 * o.smoothing
+        if o.output == ELEMENT_LOSS:
+            loss = element_terms(y, p, pw, o.from_logits, o.clip_lo, o.clip_hi, o.gamma, o.alpha)[0]
+            out1[...] = np.where(counted, w * loss, 0.0)
+        else:
+            grad, hess = grad_hess_terms(y, p, pw, o.gamma, o.alpha)
+            out1[...] = np.where(counted, w * grad, 0.0)
+            out2[...] = np.where(counted, w * hess, 0.0)
