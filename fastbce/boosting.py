@@ -102,6 +102,31 @@ class _Loss:
         function = fastbce.focal_bce if self.loss == "focal" else fastbce.bce
         return function(y_true, y_pred, from_logits=from_logits, sample_weight=weight, **self._options)
 
+    def __repr__(self):
+        shown = {"gamma": self.gamma, "alpha": self.alpha} if self.loss == "focal" else {}
+        for name, default in (("pos_weight", None), ("label_smoothing", 0.0), ("hess_floor", 1e-16),
+                              ("from_logits", True)):
+            value = getattr(self, name, default)
+            if value is not default and not np.array_equal(value, default):
+                shown[name] = value
+        options = "".join(f", {name}={value!r}" for name, value in shown.items())
+        return f"{type(self).__name__}(loss={self.loss!r}{options})"
+
+
+class _Objective(_Loss):
+    def __init__(self, library, loss, gamma, alpha, pos_weight, label_smoothing, hess_floor,
+                 n_threads, backend):
+        super().__init__(library, loss, gamma, alpha, pos_weight, label_smoothing, n_threads, backend)
+        self.hess_floor = _number(hess_floor, "hess_floor", 0.0)
+
+    def grad_hess(self, y_true, raw_score, sample_weight=None):
+        """``(w·dl/dx, max(w·d²l/dx², hess_floor))`` per element, in raw_score's dtype."""
+        y_true, raw_score, weight = self._shaped(y_true, raw_score, sample_weight)
+        function = fastbce.focal_bce_grad_hess if self.loss == "focal" else fastbce.bce_grad_hess
+        grad, hess = function(y_true, raw_score, sample_weight=weight, **self._options)
+        np.maximum(hess, self.hess_floor, out=hess)
+        return grad, hess
+
     def init_score(self, y_true, sample_weight=None):
         """The constant logit b that minimizes the weighted loss Σw·l(y, b): for BCE
         ``log(A/B)`` with ``A = Σw·pw·ỹ``, ``B = Σw·(1-ỹ)`` (ỹ the smoothed label), for focal loss
@@ -109,6 +134,12 @@ class _Loss:
         logit(1e-15)). A float, or one per column for 2-D labels."""
         y_true = np.asarray(y_true, dtype=np.float64)
         weight = np.ones(len(y_true)) if sample_weight is None else np.asarray(sample_weight, np.float64)
+        if weight.ndim != 1:
+            raise ValueError(f"sample_weight must be 1-D (one weight per sample), got {weight.ndim}-D")
+        # labels in [0, 1], weights finite, >= 0 and one per sample: checked (and named) by fastbce
+        fastbce.bce(y_true, np.zeros(y_true.shape), from_logits=True, reduction="sum",
+                    sample_weight=weight[:, None] if y_true.ndim == 2 else weight)
+        weight = np.broadcast_to(weight, y_true.shape[:1])
         if y_true.ndim == 2:
             return np.array([self._init_score(y_true[:, k], weight, k) for k in range(y_true.shape[1])])
         return self._init_score(y_true, weight, None)
@@ -148,31 +179,6 @@ class _Loss:
                 low = middle
             else:
                 high = middle
-
-    def __repr__(self):
-        kind = type(self).__name__
-        options = "" if self.loss == "bce" else f", gamma={self.gamma!r}, alpha={self.alpha!r}"
-        for name in ("pos_weight", "label_smoothing", "hess_floor", "from_logits"):
-            default = {"label_smoothing": 0.0, "hess_floor": 1e-16, "from_logits": True}.get(name)
-            value = getattr(self, name, default)
-            if not (value is default or np.array_equal(value, default)):
-                options += f", {name}={value!r}"
-        return f"{kind}(loss={self.loss!r}{options})"
-
-
-class _Objective(_Loss):
-    def __init__(self, library, loss, gamma, alpha, pos_weight, label_smoothing, hess_floor,
-                 n_threads, backend):
-        super().__init__(library, loss, gamma, alpha, pos_weight, label_smoothing, n_threads, backend)
-        self.hess_floor = _number(hess_floor, "hess_floor", 0.0)
-
-    def grad_hess(self, y_true, raw_score, sample_weight=None):
-        """``(w·dl/dx, max(w·d²l/dx², hess_floor))`` per element, in raw_score's dtype."""
-        y_true, raw_score, weight = self._shaped(y_true, raw_score, sample_weight)
-        function = fastbce.focal_bce_grad_hess if self.loss == "focal" else fastbce.bce_grad_hess
-        grad, hess = function(y_true, raw_score, sample_weight=weight, **self._options)
-        np.maximum(hess, self.hess_floor, out=hess)
-        return grad, hess
 
 
 class LightGBMObjective(_Objective):

@@ -259,6 +259,17 @@ def test_init_score_bounds():
         assert objective.init_score(np.ones(10)) == pytest.approx(bound)
 
 
+@pytest.mark.parametrize("loss", ["bce", "focal"])
+def test_init_score_bad_input(loss):
+    objective = boosting.lightgbm_objective(loss)
+    with pytest.raises(ValueError, match="y_true"):
+        objective.init_score(np.array([0.0, 2.0]))
+    with pytest.raises(ValueError, match="sample_weight"):
+        objective.init_score(np.array([0.0, 1.0]), np.array([1.0, -1.0]))
+    with pytest.raises(ValueError, match="sample_weight"):
+        objective.init_score(np.array([0.0, 1.0]), np.array([1.0, 2.0, 3.0]))
+
+
 def test_objectives_pickle_and_clone():
     from sklearn.base import clone
 
