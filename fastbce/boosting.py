@@ -22,6 +22,7 @@ LightGBM and XGBoost are imported on use (``pip install 'fastbce[boosting]'``).
 import importlib
 import math
 import numbers
+import re
 
 import numpy as np
 
@@ -35,14 +36,25 @@ __all__ = ["lightgbm_objective", "xgboost_objective", "lightgbm_metric", "xgboos
 _LOGIT_BOUND = math.log((1 - 1e-15) / 1e-15)  # LightGBM clips its average label to [1e-15, 1-1e-15]
 
 
+# The first versions that pass the sample weights to a scikit-learn-API custom objective (before,
+# LightGBM applied them itself and XGBoost dropped them).
+_MINIMUM = {"lightgbm": (4, 0), "xgboost": (2, 1)}
+
+
 def _library(module, caller):
     """The imported boosting library, or an ImportError that names the extra."""
+    package = {"lightgbm": "lightgbm", "xgboost": "xgboost-cpu"}[module]
+    minimum = ".".join(map(str, _MINIMUM[module]))
     try:
-        return importlib.import_module(module)
+        library = importlib.import_module(module)
     except ImportError as error:
-        package = {"lightgbm": "lightgbm", "xgboost": "xgboost-cpu"}[module]
-        raise ImportError(f"fastbce.boosting.{caller} needs {package}: "
+        raise ImportError(f"fastbce.boosting.{caller} needs {package} >= {minimum}: "
                           f"pip install 'fastbce[boosting]'") from error
+    version = tuple(int(part) for part in re.findall(r"\d+", library.__version__)[:2])
+    if version < _MINIMUM[module]:
+        raise ImportError(f"fastbce.boosting.{caller} needs {package} >= {minimum}, found "
+                          f"{library.__version__}: pip install 'fastbce[boosting]'")
+    return library
 
 
 def _number(value, name, low, high=math.inf):

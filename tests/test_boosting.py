@@ -319,5 +319,14 @@ def test_bad_factory_specific_arguments(factory):
     ("xgboost_objective", "xgboost", "xgboost-cpu"), ("xgboost_metric", "xgboost", "xgboost-cpu")])
 def test_missing_library_names_the_extra(monkeypatch, factory, module, package):
     monkeypatch.setitem(sys.modules, module, None)  # makes `import module` raise ImportError
-    with pytest.raises(ImportError, match=rf"{package}.*fastbce\[boosting\]"):
+    with pytest.raises(ImportError, match=rf"{package} >= .*fastbce\[boosting\]"):
+        getattr(boosting, factory)()
+
+
+@pytest.mark.parametrize("factory, module, version", [("lightgbm_objective", lgb, "3.3.5"),
+                                                      ("xgboost_metric", xgb, "2.0.3")])
+def test_old_library_version_raises(monkeypatch, factory, module, version):
+    """Older versions handle sample weights of scikit-learn-API objectives otherwise."""
+    monkeypatch.setattr(module, "__version__", version)
+    with pytest.raises(ImportError, match=f"found {version}"):
         getattr(boosting, factory)()
