@@ -86,14 +86,23 @@ class FastOptions(NamedTuple):
 ELEMENT_LOSS = 0  # one output: the weighted element losses w·l
 ELEMENT_GRAD_HESS = 1  # two outputs: w·dl/dx and w·d²l/dx² with respect to the logit x
 ELEMENT_CHUNK = 1 << 16  # elements per chunk of an element pass (C order of the 2-D view)
+# Element passes: the kind of each operand (labels, predictions, weights, mask)
+K_NONE = 0  # absent: weights 1, every element counted
+K_U8 = 1  # bool, uint8 or int8 bytes
+K_F16 = 2  # the uint16 bits of float16
+K_F32 = 3
+K_F64 = 4
 
 
 class ElementOptions(NamedTuple):
-    """The scalars of one element pass (``element_pass``): no reduction, only error flags."""
+    """The scalars of one element pass (``element_pass``): no reduction, only error flags.
+
+    ``element_pass(y, p, w, pw, mask, shape, flags, out1, out2, options, n_threads)`` takes each
+    array as an operand ``(flat, offset, kind, rs, cs)``: element (i, j) of the (rows, cols)
+    ``shape`` is ``flat[offset + i·rs + j·cs]``, of kind K_* (K_NONE: absent, flat None); out2 is
+    None for ELEMENT_LOSS. ``flags`` has one byte per chunk of ELEMENT_CHUNK elements."""
 
     output: int  # ELEMENT_*
-    y_half: bool  # labels arrive as the uint16 bits of float16
-    p_half: bool  # predictions arrive as the uint16 bits of float16
     from_logits: bool  # always True for ELEMENT_GRAD_HESS
     clip_lo: float  # probabilities are clipped to [clip_lo, clip_hi] (as PassOptions)
     clip_hi: float
@@ -101,3 +110,5 @@ class ElementOptions(NamedTuple):
     nan_mode: int  # NAN_*
     gamma: float  # focal loss: γ (0 with α < 0: plain BCE)
     alpha: float  # focal loss: α in [0, 1], or < 0 for no α factor
+    gamma_n: int  # γ when it is an integer <= 7 (z^γ by squaring), else -1
+    nll: tuple  # losses at the clip bounds: -log q, -log(1-q) for q = clip_lo, then q = clip_hi

@@ -418,3 +418,73 @@ def fast_pass(y, p, w, pos_w, mask, groups, row_scale, col_scale, double[:, :, :
             flags[chunk] = fb_chunk_f64(&a, chunk, start, min(n, start + chunk_elems))
         else:
             flags[chunk] = fb_chunk_f32(&a, chunk, start, min(n, start + chunk_elems))
+
+
+# ---- element passes (kernels/c/elements.h) ----------------------------------------------------
+
+cdef extern from "c/dispatch.h" nogil:
+    ctypedef struct fb_operand:
+        const void *base
+        int kind
+        int64_t rs, cs
+    ctypedef struct fb_elements:
+        fb_operand y, p, w, pw, mask
+        void *out1
+        void *out2
+        int64_t o1_rs, o1_cs, o2_rs, o2_cs
+        int64_t ncols
+        int output
+        int focal
+        fb_args f
+    int fb_element_chunk(const fb_elements *e, int64_t start, int64_t stop, int f64)
+    enum:
+        FB_ELEMENT_CHUNK
+
+
+cdef fb_operand _element_operand(operand):
+    """The C operand of an element pass operand (flat, offset, kind, rs, cs)."""
+    cdef fb_operand o
+    flat, offset, kind, rs, cs = operand
+    cdef size_t address = 0
+    if flat is not None:
+        address = _address(flat) + offset * flat.itemsize
+    o.base = <const void *>address
+    o.kind = kind
+    o.rs = rs
+    o.cs = cs
+    return o
+
+
+def element_pass(y, p, w, pw, mask, shape, uint8_t[::1] flags, out1, out2, options,
+                 int n_threads):
+    """Per-element outputs with no reduction (contract: kernels.ElementOptions); the twin of
+    kernels/numba/elements.py's element_pass."""
+    global _openmp_started
+    if _single_threaded:
+        n_threads = 1
+    elif n_threads > 1:
+        _openmp_started = True
+    cdef fb_elements e
+    cdef Py_ssize_t n = shape[0] * shape[1], n_chunks = flags.shape[0], chunk, start
+    cdef int f64 = p[2] == 4  # K_F64
+    e.y, e.p, e.w, e.pw, e.mask = (_element_operand(y), _element_operand(p), _element_operand(w),
+                                   _element_operand(pw), _element_operand(mask))
+    o1 = _element_operand(out1)
+    e.out1, e.o1_rs, e.o1_cs = <void *>o1.base, o1.rs, o1.cs
+    e.out2, e.o2_rs, e.o2_cs = NULL, 0, 0
+    if out2 is not None:
+        o2 = _element_operand(out2)
+        e.out2, e.o2_rs, e.o2_cs = <void *>o2.base, o2.rs, o2.cs
+    e.ncols = shape[1]
+    e.output = options.output
+    e.focal = options.gamma != 0.0 or options.alpha >= 0.0
+    e.f.logits = options.from_logits
+    e.f.nan_mode = options.nan_mode
+    e.f.clip_lo, e.f.clip_hi = options.clip_lo, options.clip_hi
+    e.f.keep, e.f.shift = 1.0 - options.smoothing, 0.5 * options.smoothing
+    e.f.focal = e.focal
+    e.f.gamma, e.f.alpha, e.f.gamma_n = options.gamma, options.alpha, options.gamma_n
+    e.f.lo_pos, e.f.lo_neg, e.f.hi_pos, e.f.hi_neg = options.nll
+    for chunk in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
+        start = chunk * FB_ELEMENT_CHUNK
+        flags[chunk] = fb_element_chunk(&e, start, min(n, start + FB_ELEMENT_CHUNK), f64)

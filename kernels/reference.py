@@ -8,6 +8,8 @@ import numpy as np
 
 from . import (
     ELEMENT_LOSS,
+    K_F16,
+    K_NONE,
     FLAG_GROUP,
     FLAG_LABEL,
     FLAG_NAN,
@@ -170,14 +172,28 @@ def grad_hess_terms(y, x, pos_weight, gamma, alpha):
     return np.where(nan, x, grad), np.where(nan, x, hess)
 
 
-def element_pass(y, p, w, pw, mask, flags, out1, out2, options, n_threads):
-    """Same contract as the compiled ``element_pass``: out1 = w·loss (ELEMENT_LOSS), or out1, out2
-    = w·dl/dx, w·d²l/dx² (ELEMENT_GRAD_HESS); 0 where masked or omitted. Flags go to chunk 0."""
+def _view(operand, shape, fill):
+    """The 2-D view of an element pass operand (kernels.ElementOptions), ``fill`` where absent."""
+    flat, offset, kind, rs, cs = operand
+    if kind == K_NONE:
+        return np.broadcast_to(fill, shape)
+    view = np.lib.stride_tricks.as_strided(flat[offset:], shape, (rs * flat.itemsize, cs * flat.itemsize),
+                                           writeable=flat.flags.writeable)
+    return view.view(np.float16) if kind == K_F16 else view.view(np.bool_) if fill is True else view
+
+
+def element_pass(y, p, w, pw, mask, shape, flags, out1, out2, options, n_threads):
+    """Same contract as the compiled ``element_pass`` (kernels.ElementOptions): out1 = w·loss
+    (ELEMENT_LOSS), or out1, out2 = w·dl/dx, w·d²l/dx² (ELEMENT_GRAD_HESS); 0 where masked or
+    omitted. The error bits go to chunk 0."""
     o = options
-    y, p, w, pw, counted, flags[0] = _checked(y, p, w, pw, mask, o.y_half, o.p_half, o.from_logits,
+    y, p, w, pw, mask = (_view(a, shape, fill) for a, fill in
+                         ((y, 0.0), (p, 0.0), (w, 1.0), (pw, 1.0), (mask, True)))
+    y, p, w, pw, counted, flags[0] = _checked(y, p, w, pw, mask, False, False, o.from_logits,
                                               o.nan_mode)
     if flags[0]:
         return
+    out1 = _view(out1, shape, None)
     with np.errstate(all="ignore"):
         y = y * (1.0 - o.smoothing) + 0.5 * o.smoothing
         if o.output == ELEMENT_LOSS:
@@ -186,4 +202,4 @@ def element_pass(y, p, w, pw, mask, flags, out1, out2, options, n_threads):
         else:
             grad, hess = grad_hess_terms(y, p, pw, o.gamma, o.alpha)
             out1[...] = np.where(counted, w * grad, 0.0)
-            out2[...] = np.where(counted, w * hess, 0.0)
+            _view(out2, shape, None)[...] = np.where(counted, w * hess, 0.0)

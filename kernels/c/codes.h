@@ -46,4 +46,14 @@
 #define FB_GROUP_PRODUCT_MIN 0x1p-900
 #define FB_GROUP_PRODUCT_MAX 0x1p900
 
+/* element passes (elements.h): outputs, chunk size, operand kinds */
+#define FB_ELEMENT_LOSS 0
+#define FB_ELEMENT_GRAD_HESS 1
+#define FB_ELEMENT_CHUNK 65536
+#define FB_K_NONE 0
+#define FB_K_U8 1
+#define FB_K_F16 2
+#define FB_K_F32 3
+#define FB_K_F64 4
+
 #endif

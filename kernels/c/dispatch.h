@@ -150,4 +150,20 @@ static inline int fb_chunk_f64(const fb_args *a, int64_t chunk, int64_t start, i
     return fb_chunk_f64_impl(a, chunk, start, stop);
 }
 
+/* Elements [start, stop) of an element pass (elements.h) on the variant fb_select picked;
+ * returns the error bits. */
+static inline int fb_element_chunk(const fb_elements *e, int64_t start, int64_t stop, int f64)
+{
+#ifdef FB_MULTI_VARIANT
+    if (fb_chunk_f32_impl == fb_chunk_f32_v4)
+        return f64 ? fb_element_chunk_f64_v4(e, start, stop) : fb_element_chunk_f32_v4(e, start, stop);
+    if (fb_chunk_f32_impl == fb_chunk_f32_v3)
+        return f64 ? fb_element_chunk_f64_v3(e, start, stop) : fb_element_chunk_f32_v3(e, start, stop);
+#elif defined(FB_AARCH64_VARIANT)
+    if (fb_chunk_f32_impl == fb_chunk_f32_a64)
+        return f64 ? fb_element_chunk_f64_a64(e, start, stop) : fb_element_chunk_f32_a64(e, start, stop);
+#endif
+    return f64 ? fb_element_chunk_f64_base(e, start, stop) : fb_element_chunk_f32_base(e, start, stop);
+}
+
 #endif

@@ -1,7 +1,7 @@
 /* One instruction-set variant of the C fast path (C only: Numba compiles for the CPU it runs on).
  * dispatch.h includes this file once per variant, with FB_V(name) naming its functions, FB_TARGET
  * its target attribute and FB_FMAF/FB_FMA its multiply-adds. It instantiates the math (math.h)
- * once, then the templates forms.h, blocks.h and chunk.h for float64 and for float32 predictions
+ * once, then the templates forms.h, blocks.h, chunk.h and elements.h for float64 and for float32 predictions
  * (float64 first: focal loss calls its float64 functions for float32 predictions too). Not a
  * header of its own. */
 
@@ -20,6 +20,7 @@
 #include "forms.h"
 #include "blocks.h"
 #include "chunk.h"
+#include "elements.h"
 #undef FB_T
 #undef FB_NAME
 #undef FB_LOG
@@ -36,6 +37,7 @@
 #include "forms.h"
 #include "blocks.h"
 #include "chunk.h"
+#include "elements.h"
 #undef FB_T
 #undef FB_NAME
 #undef FB_LOG

@@ -1,0 +1,329 @@
+/* C element passes: the twin of kernels/numba/elements.py (same functions, same order).
+ * Per-element outputs with no reduction: the weighted loss (reduction="none") or the gradient and
+ * Hessian with respect to the logit (bce_grad_hess). A chunk of flat elements (C order of the 2-D
+ * view) is taken block by block: the block's operands, of any kind, stride or broadcast, are
+ * loaded into buffers, one vectorised loop per form computes the outputs with the forms of
+ * forms.h (the fast path's formulas and accuracy), and they are stored. A template, as forms.h;
+ * the argument record once. */
+
+#ifndef FB_ELEMENTS_SHARED
+#define FB_ELEMENTS_SHARED
+/* An operand: element (i, j) at base[i·rs + j·cs] (strides in elements, 0 where broadcast), of
+ * kind FB_K_*; FB_K_NONE: absent. */
+typedef struct {
+    const void *base;
+    int kind;
+    int64_t rs, cs;
+} fb_operand;
+
+/* Arguments of one element pass. */
+typedef struct {
+    fb_operand y, p, w, pw, mask;
+    void *out1, *out2;          /* FB_ELEMENT_LOSS: out1 = w·loss; GRAD_HESS: out1, out2 = w·g, w·h */
+    int64_t o1_rs, o1_cs, o2_rs, o2_cs;
+    int64_t ncols;
+    int output;                 /* FB_ELEMENT_* */
+    int focal;
+    fb_args f;                  /* the options the forms read (clip, smoothing, focal, nan_mode) */
+} fb_elements;
+
+/* the forms of fb_loss_elements */
+#define FB_EL_HARD 0
+#define FB_EL_SOFT 1
+#define FB_EL_LOGIT 2
+#endif
+
+/* The float32 value of a float16 given as its bits, exactly: the exponent and mantissa shifted
+ * into a float32 and scaled by 2^112 (normal and subnormal halves alike); inf and NaN kept. */
+FB_INLINE float FB_NAME(fb_half)(uint16_t h)
+{
+    int32_t em = h & 0x7fff;
+    float v = fb_from_bits_f32(em << 13) * 0x1p112f;
+    int32_t bits = em >= 0x7c00 ? ((em << 13) | 0x7f800000) : fb_bits_f32(v);
+    return fb_from_bits_f32(bits | (int32_t)((uint32_t)(h & 0x8000) << 16));
+}
+
+/* Offsets of elements [b0, b0 + n) of an operand into idx; returns 1 for a contiguous operand
+ * (idx unused: element b0 + k at base[b0 + k]), 2 for a constant one, else 0. */
+FB_INLINE int FB_NAME(fb_offsets)(const fb_operand *o, int64_t ncols, int64_t b0, int64_t n,
+                                  int64_t *idx)
+{
+    if (o->rs == ncols * o->cs) {
+        if (o->cs == 1)
+            return 1;
+        if (o->cs == 0)
+            return 2;
+        for (int64_t k = 0; k < n; k++) idx[k] = (b0 + k) * o->cs;
+        return 0;
+    }
+    int64_t i = b0 / ncols, j = b0 % ncols;
+    for (int64_t k = 0; k < n; k++) {
+        idx[k] = i * o->rs + j * o->cs;
+        if (++j == ncols) {
+            j = 0;
+            i++;
+        }
+    }
+    return 0;
+}
+
+/* Elements [b0, b0 + n) of an operand as double into buf (any kind but FB_K_NONE). */
+FB_INLINE void FB_NAME(fb_load)(const fb_operand *o, int64_t ncols, int64_t b0, int64_t n,
+                                int64_t *idx, double *buf)
+{
+    int how = FB_NAME(fb_offsets)(o, ncols, b0, n, idx);
+#define FB_LOAD_KIND(TYPE, VALUE) { \
+        const TYPE *s = (const TYPE *)o->base; \
+        if (how == 1) { for (int64_t k = 0; k < n; k++) buf[k] = VALUE(s[b0 + k]); } \
+        else if (how == 2) { double c = VALUE(s[0]); for (int64_t k = 0; k < n; k++) buf[k] = c; } \
+        else { for (int64_t k = 0; k < n; k++) buf[k] = VALUE(s[idx[k]]); } }
+#define FB_AS_DOUBLE(x) ((double)(x))
+#define FB_HALF_DOUBLE(x) ((double)FB_NAME(fb_half)(x))
+    if (o->kind == FB_K_U8) FB_LOAD_KIND(uint8_t, FB_AS_DOUBLE)
+    else if (o->kind == FB_K_F16) FB_LOAD_KIND(uint16_t, FB_HALF_DOUBLE)
+    else if (o->kind == FB_K_F32) FB_LOAD_KIND(float, FB_AS_DOUBLE)
+    else FB_LOAD_KIND(double, FB_AS_DOUBLE)
+#undef FB_HALF_DOUBLE
+#undef FB_AS_DOUBLE
+#undef FB_LOAD_KIND
+}
+
+/* The predictions of a block in FB_T: a pointer into p where it is contiguous and of type FB_T,
+ * else buf filled (float16 decoded; float32 for float16 predictions). */
+FB_INLINE const FB_T *FB_NAME(fb_load_pred)(const fb_operand *o, int64_t ncols, int64_t b0,
+                                            int64_t n, int64_t *idx, FB_T *buf)
+{
+    int how = FB_NAME(fb_offsets)(o, ncols, b0, n, idx);
+    if (o->kind == FB_K_F16) {
+        const uint16_t *s = (const uint16_t *)o->base;
+        if (how == 1)
+            for (int64_t k = 0; k < n; k++) buf[k] = (FB_T)FB_NAME(fb_half)(s[b0 + k]);
+        else
+            for (int64_t k = 0; k < n; k++) buf[k] = (FB_T)FB_NAME(fb_half)(s[how == 2 ? 0 : idx[k]]);
+        return buf;
+    }
+    const FB_T *s = (const FB_T *)o->base;
+    if (how == 1)
+        return s + b0;
+    for (int64_t k = 0; k < n; k++) buf[k] = s[how == 2 ? 0 : idx[k]];
+    return buf;
+}
+
+/* Store a block's output from buf into out (strides rs, cs) unless it was written in place. */
+FB_INLINE void FB_NAME(fb_store)(FB_T *out, int64_t rs, int64_t cs, int64_t ncols, int64_t b0,
+                                 int64_t n, int64_t *idx, const FB_T *buf)
+{
+    fb_operand o = {out, 0, rs, cs};
+    if (FB_NAME(fb_offsets)(&o, ncols, b0, n, idx) == 1)
+        return;
+    for (int64_t k = 0; k < n; k++) out[idx[k]] = buf[k];
+}
+
+/* d²l/dx² of the logit form from e = exp(-|x|), coefficients a, b: (a + b)·σ(x)σ(-x), with
+ * σ(|x|) = 1/(1+e) and σ(-|x|) = e/(1+e). */
+FB_INLINE double FB_NAME(fb_hess_logit)(double a, double b, FB_T e)
+{
+    double ed = (double)e;
+    double big = 1.0 / (1.0 + ed);
+    return (a + b) * ((ed * big) * big);
+}
+
+/* Focal loss from a logit x: its first and second derivatives in x, in float64 (into g, h).
+ * FL = f·CE, f = α_t·z^γ, z = 1-p_t = y'·σ(-x) + b·σ(x), c = b - y', s = σ(x)σ(-x), r = s/z:
+ * f' = γ·f·c·r, f'' = γ·f·c·((γ-1)·c·r² + r·(σ(-x) - σ(x))), FL' = f·g + f'·CE,
+ * FL'' = f''·CE + 2·f'·g + f·h with g, h those of CE (fb_grad_logit, fb_hess_logit); f = 0
+ * gives 0 for both. Only in float64 (FB_T double). */
+FB_INLINE void FB_NAME(fb_focal_grad_hess)(const fb_args *a, double x, double y, double pw,
+                                           int by_squaring, double *g_out, double *h_out)
+{
+    double ys = y * a->keep + a->shift;
+    double pos = pw * ys, neg = FB_V(fb_coef_neg_f64)(a, y);
+    double e = FB_V(fb_exp_abs_f64)(x);
+    double big = 1.0 / (1.0 + e), small = e * big;
+    double q = x >= 0.0 ? big : small;
+    double q_bar = x >= 0.0 ? small : big;
+    double s = big * small;
+    double ce = FB_V(fb_nll_logit_f64)(x, pos, neg, e, 1);
+    double g = FB_V(fb_grad_logit_f64)(x, pos, neg, e);
+    double h = (pos + neg) * s;
+    double z = ys * q_bar + neg * q;
+    double alpha_t = a->alpha >= 0.0 ? a->alpha * ys + (1.0 - a->alpha) * neg : 1.0;
+    double f = alpha_t * FB_V(fb_pow_unit)(z, a->gamma, a->gamma_n, by_squaring);
+    double c = neg - ys;
+    double r = z > 0.0 ? s / z : 0.0;
+    double d_f = a->gamma * f * c * r;
+    double d2_f = a->gamma * f * c * ((a->gamma - 1.0) * c * r * r + r * (q_bar - q));
+    double gr = f * g + d_f * ce;
+    double hr = d2_f * ce + 2.0 * d_f * g + f * h;
+    *g_out = f == 0.0 ? 0.0 : gr;
+    *h_out = f == 0.0 ? 0.0 : hr;
+}
+
+/* The error bits of one element (counted unless masked or a NaN to omit or raise on). */
+FB_INLINE int FB_NAME(fb_element_flags)(const fb_args *a, FB_T p, double y, double w, double pw,
+                                        int on, int isn)
+{
+    const int omit = a->nan_mode == FB_NAN_OMIT, raise = a->nan_mode == FB_NAN_RAISE;
+    int skip = (!on) | (isn & (omit | raise));
+    int bad = (isn & raise & on) ? FB_FLAG_NAN : 0;
+    bad |= (!a->logits & ((p < FB_ZERO) | (p > FB_ONE)) & !skip) ? FB_FLAG_PRED : 0;
+    bad |= (((y < 0.0) | (y > 1.0)) & !skip) ? FB_FLAG_LABEL : 0;
+    bad |= (!((w >= 0.0) & (w < INFINITY)) & !skip) ? FB_FLAG_WEIGHT : 0;
+    bad |= (!((pw >= 0.0) & (pw < INFINITY)) & !skip) ? FB_FLAG_POS_WEIGHT : 0;
+    return bad;
+}
+
+/* The weighted losses of a block into out; returns the error bits. form: FB_EL_HARD (labels
+ * 0 or 1, no smoothing), FB_EL_SOFT, FB_EL_LOGIT (the loss in FB_T, as the fast path), or
+ * focal (fb_focal in float64); has_coef: pos_weight or smoothing (coefficients fb_coef_*). All
+ * but the data are constants at each call site. NaN: 0 when omitted, else NaN; masked: 0. */
+FB_INLINE int FB_NAME(fb_loss_elements)(const fb_args *a, const FB_T *P, const double *ybuf,
+                                        const double *wbuf, const double *pwbuf,
+                                        const uint8_t *mbuf, FB_T *out, int64_t n, int form,
+                                        int has_coef, int focal, int by_squaring)
+{
+    const FB_T clip_lo = (FB_T)a->clip_lo, clip_hi = (FB_T)a->clip_hi;
+    const FB_T lo_pos = (FB_T)a->lo_pos, lo_neg = (FB_T)a->lo_neg;
+    const FB_T hi_pos = (FB_T)a->hi_pos, hi_neg = (FB_T)a->hi_neg;
+    const int omit = a->nan_mode == FB_NAN_OMIT;
+    int bad = 0;
+#pragma omp simd reduction(|:bad)
+    for (int64_t k = 0; k < n; k++) {
+        FB_T p = P[k];
+        double yd = ybuf[k], w = wbuf[k], pw = pwbuf[k];
+        FB_T y = (FB_T)yd;
+        int on = mbuf[k] != 0, isn = (p != p) | (yd != yd);
+        bad |= FB_NAME(fb_element_flags)(a, p, yd, w, pw, on, isn);
+        double l;
+        if (focal) {
+            l = FB_V(fb_focal_f64)(a, (double)p, yd, pw, form == FB_EL_LOGIT, by_squaring, 0);
+        } else {
+            FB_T pos = has_coef ? (FB_T)FB_V(fb_coef_pos_f64)(a, pw, yd) : y;
+            FB_T neg = has_coef ? (FB_T)FB_V(fb_coef_neg_f64)(a, yd) : FB_ONE - y;
+            FB_T lt;
+            if (form == FB_EL_HARD) {
+                lt = FB_NAME(fb_nll_hard)(p, y, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg);
+                lt = has_coef && y != FB_ZERO ? pos * lt : lt;
+            } else if (form == FB_EL_SOFT)
+                lt = FB_NAME(fb_nll_soft)(p, pos, neg, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg);
+            else
+                lt = FB_NAME(fb_nll_logit)(p, pos, neg, FB_NAME(fb_exp_abs)(p), has_coef);
+            l = (double)lt;
+        }
+        double v = isn ? (omit ? 0.0 : (double)p + yd) : w * l;
+        out[k] = (FB_T)(on ? v : 0.0);
+    }
+    return bad;
+}
+
+/* The weighted gradient and Hessian in the logit of a block into g_out, h_out; returns the error
+ * bits. BCE: fb_grad_logit and fb_hess_logit from exp(-|x|) in FB_T; focal: fb_focal_grad_hess.
+ * Constants and NaN, mask as fb_loss_elements. */
+FB_INLINE int FB_NAME(fb_grad_hess_elements)(const fb_args *a, const FB_T *P, const double *ybuf,
+                                             const double *wbuf, const double *pwbuf,
+                                             const uint8_t *mbuf, FB_T *g_out, FB_T *h_out,
+                                             int64_t n, int has_coef, int focal, int by_squaring)
+{
+    const int omit = a->nan_mode == FB_NAN_OMIT;
+    int bad = 0;
+#pragma omp simd reduction(|:bad)
+    for (int64_t k = 0; k < n; k++) {
+        FB_T x = P[k];
+        double yd = ybuf[k], w = wbuf[k], pw = pwbuf[k];
+        int on = mbuf[k] != 0, isn = (x != x) | (yd != yd);
+        bad |= FB_NAME(fb_element_flags)(a, x, yd, w, pw, on, isn);
+        double g, h;
+        if (focal) {
+            FB_V(fb_focal_grad_hess_f64)(a, (double)x, yd, pw, by_squaring, &g, &h);
+        } else {
+            double pos = has_coef ? FB_V(fb_coef_pos_f64)(a, pw, yd) : yd;
+            double neg = has_coef ? FB_V(fb_coef_neg_f64)(a, yd) : 1.0 - yd;
+            FB_T e = FB_NAME(fb_exp_abs)(x);
+            g = FB_NAME(fb_grad_logit)(x, pos, neg, e);
+            h = FB_NAME(fb_hess_logit)(pos, neg, e);
+        }
+        double nan = omit ? 0.0 : (double)x + yd;
+        g = isn ? nan : w * g;
+        h = isn ? nan : w * h;
+        g_out[k] = (FB_T)(on ? g : 0.0);
+        h_out[k] = (FB_T)(on ? h : 0.0);
+    }
+    return bad;
+}
+
+/* Elements [start, stop) of an element pass; returns the error bits. */
+FB_TARGET __attribute__((noinline))
+static int FB_NAME(fb_element_chunk)(const fb_elements *e, int64_t start, int64_t stop)
+{
+    FB_T pbuf[FB_BLOCK] __attribute__((aligned(64)));
+    FB_T o1buf[FB_BLOCK] __attribute__((aligned(64)));
+    FB_T o2buf[FB_BLOCK] __attribute__((aligned(64)));
+    double ybuf[FB_BLOCK] __attribute__((aligned(64)));
+    double wbuf[FB_BLOCK] __attribute__((aligned(64)));
+    double pwbuf[FB_BLOCK] __attribute__((aligned(64)));
+    uint8_t mbuf[FB_BLOCK] __attribute__((aligned(64)));
+    int64_t idx[FB_BLOCK] __attribute__((aligned(64)));
+    const fb_args *a = &e->f;
+    const int64_t ncols = e->ncols;
+    const int grad_hess = e->output == FB_ELEMENT_GRAD_HESS;
+    const int has_coef = e->pw.kind != FB_K_NONE || a->shift != 0.0;
+    const int squaring = a->gamma_n >= 0;
+    FB_T *out1 = (FB_T *)e->out1, *out2 = (FB_T *)e->out2;
+    const fb_operand o1 = {out1, 0, e->o1_rs, e->o1_cs}, o2 = {out2, 0, e->o2_rs, e->o2_cs};
+    int bad = 0;
+    if (e->w.kind == FB_K_NONE)
+        for (int64_t k = 0; k < FB_BLOCK; k++) wbuf[k] = 1.0;
+    if (e->pw.kind == FB_K_NONE)
+        for (int64_t k = 0; k < FB_BLOCK; k++) pwbuf[k] = 1.0;
+    if (e->mask.kind == FB_K_NONE)
+        memset(mbuf, 1, FB_BLOCK);
+    for (int64_t b0 = start; b0 < stop; b0 += FB_BLOCK) {
+        int64_t n = stop - b0 < FB_BLOCK ? stop - b0 : FB_BLOCK;
+        const FB_T *P = FB_NAME(fb_load_pred)(&e->p, ncols, b0, n, idx, pbuf);
+        FB_NAME(fb_load)(&e->y, ncols, b0, n, idx, ybuf);
+        if (e->w.kind != FB_K_NONE)
+            FB_NAME(fb_load)(&e->w, ncols, b0, n, idx, wbuf);
+        if (e->pw.kind != FB_K_NONE)
+            FB_NAME(fb_load)(&e->pw, ncols, b0, n, idx, pwbuf);
+        if (e->mask.kind != FB_K_NONE) {
+            int how = FB_NAME(fb_offsets)(&e->mask, ncols, b0, n, idx);
+            const uint8_t *m = (const uint8_t *)e->mask.base;
+            for (int64_t k = 0; k < n; k++) mbuf[k] = m[how == 1 ? b0 + k : how == 2 ? 0 : idx[k]];
+        }
+        /* outputs in place where contiguous, else through the buffers */
+        FB_T *w1 = o1.rs == ncols * o1.cs && o1.cs == 1 ? out1 + b0 : o1buf;
+        FB_T *w2 = grad_hess && o2.rs == ncols * o2.cs && o2.cs == 1 ? out2 + b0 : o2buf;
+        if (grad_hess) {
+#define FB_GH(coef_, focal_, sq_) \
+            FB_NAME(fb_grad_hess_elements)(a, P, ybuf, wbuf, pwbuf, mbuf, w1, w2, n, coef_, focal_, sq_)
+            if (e->focal)
+                bad |= squaring ? FB_GH(1, 1, 1) : FB_GH(1, 1, 0);
+            else
+                bad |= has_coef ? FB_GH(1, 0, 0) : FB_GH(0, 0, 0);
+#undef FB_GH
+        } else {
+            int soft = a->shift != 0.0;
+            if (!a->logits && !soft && !e->focal)
+                for (int64_t k = 0; k < n; k++) soft |= (ybuf[k] != 0.0) & (ybuf[k] != 1.0);
+#define FB_LE(form, coef_, focal_, sq_) \
+            FB_NAME(fb_loss_elements)(a, P, ybuf, wbuf, pwbuf, mbuf, w1, n, form, coef_, focal_, sq_)
+            if (e->focal) {
+                if (a->logits)
+                    bad |= squaring ? FB_LE(FB_EL_LOGIT, 1, 1, 1) : FB_LE(FB_EL_LOGIT, 1, 1, 0);
+                else
+                    bad |= squaring ? FB_LE(FB_EL_SOFT, 1, 1, 1) : FB_LE(FB_EL_SOFT, 1, 1, 0);
+            } else if (a->logits)
+                bad |= has_coef ? FB_LE(FB_EL_LOGIT, 1, 0, 0) : FB_LE(FB_EL_LOGIT, 0, 0, 0);
+            else if (soft)
+                bad |= has_coef ? FB_LE(FB_EL_SOFT, 1, 0, 0) : FB_LE(FB_EL_SOFT, 0, 0, 0);
+            else
+                bad |= has_coef ? FB_LE(FB_EL_HARD, 1, 0, 0) : FB_LE(FB_EL_HARD, 0, 0, 0);
+#undef FB_LE
+        }
+        if (w1 == o1buf)
+            FB_NAME(fb_store)(out1, o1.rs, o1.cs, ncols, b0, n, idx, o1buf);
+        if (grad_hess && w2 == o2buf)
+            FB_NAME(fb_store)(out2, o2.rs, o2.cs, ncols, b0, n, idx, o2buf);
+    }
+    return bad;
+}
