@@ -175,7 +175,7 @@ class _Objective(_Loss):
 
         def summed_gradient(b):
             grad = fastbce.focal_bce_grad(labels, np.full(labels.shape, b), from_logits=True,
-                                       sample_weight=totals, reduction="sum", **options)
+                                          sample_weight=totals, reduction="sum", **options)
             return float(grad.sum())
 
         low, high = -_LOGIT_BOUND, _LOGIT_BOUND
