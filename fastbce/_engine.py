@@ -123,10 +123,12 @@ def run_pass(plan, backend, n_threads, *, want_grad=False, out=None, n_stats=2, 
     """Run one kernel pass. Returns (totals, element losses or None, gradient or None); totals has
     one row per slot: Σw·l, Σw, then (n_stats=7) count, Σw·y, Σw·q, Σw·positive, Σw·negative part.
     With want_value=False the caller needs only the gradient and Σw (the fast path skips the loss)."""
-    if plan.reduction == "none" and not want_grad and n_stats == 2:  # fastbce/_elements.py
+    backend = resolve_backend(backend)
+    # element losses on the element passes (fastbce/_elements.py); Numba keeps the general kernel
+    # for them: its element kernel compiles once per form and dtype (about a minute each, cold)
+    if plan.reduction == "none" and not want_grad and n_stats == 2 and backend != "numba":
         loss = new_output(plan)
         return None, run_element_pass(plan, backend, n_threads, ELEMENT_LOSS, [loss], _FLAG_MESSAGES)[0], None
-    backend = resolve_backend(backend)
     kernel = load_backend(backend)
     threads = resolve_num_threads(n_threads)
     n_rows, n_cols = plan.p.shape

@@ -164,8 +164,8 @@ def grad_hess_terms(y, x, pos_weight, gamma, alpha):
         r = np.where(z > 0.0, s / np.where(z > 0.0, z, 1.0), 0.0)
         d_f = gamma * f * c * r
         d2_f = gamma * f * c * ((gamma - 1.0) * c * r * r + r * (q_bar - q))
-        focal_grad = f * grad + d_f * ce
-        focal_hess = d2_f * ce + 2.0 * d_f * grad + f * hess
+        focal_grad = f * grad + np.where(d_f != 0.0, d_f * ce, 0.0)  # CE = inf where f' = 0
+        focal_hess = np.where(d2_f != 0.0, d2_f * ce, 0.0) + 2.0 * d_f * grad + f * hess
         grad = np.where(f == 0.0, 0.0, focal_grad)
         hess = np.where(f == 0.0, 0.0, focal_hess)
     nan = np.isnan(x)

@@ -19,6 +19,9 @@ C_INTERNAL = {
     "FORM_HARD": "a form of fb_loss_block (Numba passes booleans)",
     "FORM_SOFT": "a form of fb_loss_block",
     "FORM_LOGIT": "a form of fb_loss_block",
+    "EL_HARD": "a form of fb_loss_elements (Numba: HARD in kernels/numba/elements.py)",
+    "EL_SOFT": "a form of fb_loss_elements",
+    "EL_LOGIT": "a form of fb_loss_elements",
 }
 _DEFINE = re.compile(r"^#define FB_(\w+)[ \t]+(0x[0-9a-fA-F.]+p[-+]?\d+|-?\d+(?:\.\d*)?)\b", re.M)
 

@@ -13,7 +13,7 @@ import pytest
 KERNELS = Path(__file__).resolve().parents[1] / "kernels"
 
 # C header <-> Numba module
-PAIRS = ("math", "forms", "blocks", "chunk", "dispatch")
+PAIRS = ("math", "forms", "blocks", "chunk", "dispatch", "elements")
 # C headers without a Numba twin
 C_ONLY_FILES = {
     "codes.h": "the constants of kernels/__init__.py for C (tests/test_codes.py checks them)",
@@ -48,7 +48,10 @@ C_ONLY = {
         "fb_chunk_f32": "calls the selected variant's chunk kernel; Numba specialises chunk by "
                         "dtype",
         "fb_chunk_f64": "as fb_chunk_f32",
+        "fb_element_chunk": "calls the selected variant's element kernel; Numba's element_chunk "
+                            "is in elements.py",
     },
+    "elements": {},
 }
 
 # Functions of a Numba module without a C twin, and why. A module-private helper (leading
@@ -96,6 +99,12 @@ NUMBA_ONLY = {
                       "kernels/cython_kernels.pyx)",
         "read_only": "read-only views: writable and read-only inputs share one compilation",
         "fast_pass": "the Python entry; its twin is fast_pass in kernels/cython_kernels.pyx",
+    },
+    "elements": {
+        "as_double": "a loaded value as float64, float16 bits decoded (C: macros in fb_load)",
+        "_element_pass": "the parallel loop over chunks (C: the prange loop of element_pass in "
+                         "kernels/cython_kernels.pyx)",
+        "element_pass": "the Python entry; its twin is element_pass in kernels/cython_kernels.pyx",
     },
 }
 

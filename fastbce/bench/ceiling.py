@@ -36,7 +36,13 @@ def _ceiling_kernels():
         for i in prange(a.shape[0]):
             out[i] = a[i] + b[i]
 
-    return read2, read3, read2_write
+    @njit(parallel=True, fastmath=True, nogil=True)
+    def read2_write2(a, b, out1, out2):
+        for i in prange(a.shape[0]):
+            out1[i] = a[i] + b[i]
+            out2[i] = a[i] - b[i]
+
+    return read2, read3, read2_write, read2_write2
 
 
 def make_ceiling(op, data, threads):
@@ -46,9 +52,12 @@ def make_ceiling(op, data, threads):
     import numba
 
     operation = OPERATIONS[op]
-    read2, read3, read2_write = _ceiling_kernels()
+    read2, read3, read2_write, read2_write2 = _ceiling_kernels()
     arrays = [data[key].ravel(order="K") for key in operation.inputs]  # views, also of Fortran order
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    if operation.new_output and operation.outputs == 2:
+        return lambda: read2_write2(arrays[0], arrays[1], np.empty_like(arrays[1]),
+                                    np.empty_like(arrays[1]))
     if operation.new_output:
         return lambda: read2_write(arrays[0], arrays[1], np.empty_like(arrays[1]))
     if operation.writes:
@@ -64,5 +73,6 @@ def ceiling_label(op):
     operation = OPERATIONS[op]
     names = ", ".join(key.rstrip("2") for key in operation.inputs)
     if operation.writes:
-        return f"read {names}, write 1 {'new array' if operation.new_output else 'preallocated'}"
+        return (f"read {names}, write {operation.outputs} "
+                f"{'new array' if operation.new_output else 'preallocated'}{'s' * (operation.outputs > 1)}")
     return f"read {names}"

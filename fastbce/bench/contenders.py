@@ -67,6 +67,10 @@ class Fastbce(Contender):
             "value_and_grad": "bce_value_and_grad(y, x, from_logits=True)",
             "value_and_grad_out": "bce_value_and_grad(y, x, from_logits=True, out=g)",
             "focal": f"focal_bce(y, x, gamma={FOCAL_GAMMA:g}, alpha={FOCAL_ALPHA:g}, from_logits=True)",
+            "elements": "bce(y, p, reduction='none')",
+            "elements_logits": "bce(y, x, from_logits=True, reduction='none')",
+            "grad_hess": "bce_grad_hess(y, x)",
+            "focal_grad_hess": f"focal_bce_grad_hess(y, x, gamma={FOCAL_GAMMA:g}, alpha={FOCAL_ALPHA:g})",
         }
         self.calls = {op: f"fastbce.{call[:-1]}, backend={backend!r})" for op, call in self.calls.items()}
 
@@ -103,6 +107,14 @@ class Fastbce(Contender):
             out = np.empty_like(d["x"])
             function = fastbce.bce_grad if op == "grad_out" else fastbce.bce_value_and_grad
             return lambda: function(d["y"], d["x"], from_logits=True, out=out, **kw)
+        calls.update({
+            "elements": lambda: fastbce.bce(d["y"], d["p"], reduction="none", **kw),
+            "elements_logits": lambda: fastbce.bce(d["y"], d["x"], from_logits=True, reduction="none",
+                                                   **kw),
+            "grad_hess": lambda: fastbce.bce_grad_hess(d["y"], d["x"], **kw),
+            "focal_grad_hess": lambda: fastbce.focal_bce_grad_hess(d["y"], d["x"], gamma=FOCAL_GAMMA,
+                                                                   alpha=FOCAL_ALPHA, **kw),
+        })
         if op == "focal":
             if not hasattr(fastbce, "focal_bce"):
                 raise Unsupported("this fastbce has no focal_bce")
@@ -135,6 +147,10 @@ class NumPy(Contender):
         "grad": "(1/(1+exp(-x)) - y) / n",
         "value_and_grad": "e = exp(-|x|): loss from log1p(e), gradient from σ(x) via e",
         "focal": "α_t·(1-p_t)^γ·CE with σ(x) and the stable logits CE, .mean()",
+        "elements": "the clipped formula, no mean",
+        "elements_logits": "maximum(x, 0) - x·y + log1p(exp(-|x|))",
+        "grad_hess": "s = σ(x) via exp(-|x|); s - y, s·(1-s)",
+        "focal_grad_hess": "the focal gradient and Hessian formulas written out (README)",
     }
 
     def op_mean(self, d, threads):
@@ -198,6 +214,39 @@ class NumPy(Contender):
             return float((alpha_t * (1 - p_t) ** FOCAL_GAMMA * ce).mean())
         return run
 
+    def op_elements(self, d, threads):
+        return lambda: _np_prob_losses(d["y"], d["p"])
+
+    def op_elements_logits(self, d, threads):
+        return lambda: _np_logit_losses(d["y"], d["x"])
+
+    def op_grad_hess(self, d, threads):
+        y, x = d["y"], d["x"]
+
+        def run():
+            e = np.exp(-np.abs(x))
+            s = np.where(x >= 0, 1, e) / (1 + e)
+            return s - y, s * (1 - s)
+        return run
+
+    def op_focal_grad_hess(self, d, threads):
+        y, x = d["y"], d["x"]
+
+        def run():  # f' = γ·f·c·r, f'' = γ·f·c·((γ-1)·c·r² + r·(1-2σ)), r = σ(1-σ)/z
+            e = np.exp(-np.abs(x))
+            ce = np.maximum(x, 0) - x * y + np.log1p(e)
+            s = np.where(x >= 0, 1, e) / (1 + e)
+            g, h = s - y, s * (1 - s)
+            z = y * (1 - s) + (1 - y) * s
+            c = 1 - 2 * y
+            f = (FOCAL_ALPHA * y + (1 - FOCAL_ALPHA) * (1 - y)) * z ** FOCAL_GAMMA
+            r = h / z
+            d_f = FOCAL_GAMMA * f * c * r
+            d2_f = FOCAL_GAMMA * f * c * ((FOCAL_GAMMA - 1) * c * r * r + r * (1 - 2 * s))
+            return f * g + d_f * ce, d2_f * ce + 2 * d_f * g + f * h
+        return run
+
+
 
 class Torch(Contender):
     name = "torch"
@@ -215,7 +264,11 @@ class Torch(Contender):
         "value_and_grad": "the same, keeping the loss",
         "focal": "torchvision.ops.sigmoid_focal_loss's formula written out (torchvision does not "
                  "import beside this torch), .mean()",
+        "elements": "F.binary_cross_entropy(p, y, reduction='none')",
+        "elements_logits": "F.binary_cross_entropy_with_logits(x, y, reduction='none')",
     }
+    unsupported = {"grad_hess": "PyTorch has no per-element Hessian function",
+                   "focal_grad_hess": "PyTorch has no per-element Hessian function"}
 
     def _tensors(self, d, *keys):
         import torch
@@ -309,6 +362,19 @@ class Torch(Contender):
             alpha_t = FOCAL_ALPHA * y + (1 - FOCAL_ALPHA) * (1 - y)
             return (alpha_t * loss).mean()
         return run
+
+    def op_elements(self, d, threads):
+        import torch.nn.functional as F
+
+        y, p = self._tensors(d, "y", "p")
+        return lambda: F.binary_cross_entropy(p, y, reduction="none")
+
+    def op_elements_logits(self, d, threads):
+        import torch.nn.functional as F
+
+        y, x = self._tensors(d, "y", "x")
+        return lambda: F.binary_cross_entropy_with_logits(x, y, reduction="none")
+
 
 
 class Sklearn(Contender):

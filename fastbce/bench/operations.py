@@ -22,6 +22,7 @@ class Operation:
     writes: bool = False  # writes one float per element (a gradient): the ceiling reads and writes
     new_output: bool = False  # returns a new array per call: the ceiling allocates its output too
     unavailable: str = ""  # why the operation cannot be measured yet
+    outputs: int = 1  # arrays written per element when writes (grad_hess: gradient and Hessian)
 
 
 OPERATIONS = {op.name: op for op in (
@@ -44,6 +45,14 @@ OPERATIONS = {op.name: op for op in (
     Operation("value_and_grad_out", "value_and_grad into a preallocated array (out=)", ("y", "x"),
               writes=True),
     Operation("focal", f"mean focal loss, logits, γ={FOCAL_GAMMA:g}, α={FOCAL_ALPHA:g}", ("y", "x")),
+    Operation("elements", "element losses (reduction='none'), probabilities, new array", ("y", "p"),
+              writes=True, new_output=True),
+    Operation("elements_logits", "element losses, logits, new array", ("y", "x"), writes=True,
+              new_output=True),
+    Operation("grad_hess", "bce_grad_hess: gradient + Hessian in the logit, two new arrays",
+              ("y", "x"), writes=True, new_output=True, outputs=2),
+    Operation("focal_grad_hess", f"focal_bce_grad_hess, γ={FOCAL_GAMMA:g}, α={FOCAL_ALPHA:g}, "
+              "two new arrays", ("y", "x"), writes=True, new_output=True, outputs=2),
 )}
 MEASURED_OPS = tuple(name for name, op in OPERATIONS.items() if not op.unavailable)
 

@@ -131,8 +131,8 @@ FB_INLINE double FB_NAME(fb_hess_logit)(double a, double b, FB_T e)
 /* Focal loss from a logit x: its first and second derivatives in x, in float64 (into g, h).
  * FL = f·CE, f = α_t·z^γ, z = 1-p_t = y'·σ(-x) + b·σ(x), c = b - y', s = σ(x)σ(-x), r = s/z:
  * f' = γ·f·c·r, f'' = γ·f·c·((γ-1)·c·r² + r·(σ(-x) - σ(x))), FL' = f·g + f'·CE,
- * FL'' = f''·CE + 2·f'·g + f·h with g, h those of CE (fb_grad_logit, fb_hess_logit); f = 0
- * gives 0 for both. Only in float64 (FB_T double). */
+ * FL'' = f''·CE + 2·f'·g + f·h with g, h those of CE (fb_grad_logit, fb_hess_logit), a term
+ * with CE left out where its factor is 0; f = 0 gives 0 for both. Only in float64. */
 FB_INLINE void FB_NAME(fb_focal_grad_hess)(const fb_args *a, double x, double y, double pw,
                                            int by_squaring, double *g_out, double *h_out)
 {
@@ -153,8 +153,8 @@ FB_INLINE void FB_NAME(fb_focal_grad_hess)(const fb_args *a, double x, double y,
     double r = z > 0.0 ? s / z : 0.0;
     double d_f = a->gamma * f * c * r;
     double d2_f = a->gamma * f * c * ((a->gamma - 1.0) * c * r * r + r * (q_bar - q));
-    double gr = f * g + d_f * ce;
-    double hr = d2_f * ce + 2.0 * d_f * g + f * h;
+    double gr = f * g + (d_f != 0.0 ? d_f * ce : 0.0); /* CE = inf (x = ±inf) where f' = 0 */
+    double hr = (d2_f != 0.0 ? d2_f * ce : 0.0) + 2.0 * d_f * g + f * h;
     *g_out = f == 0.0 ? 0.0 : gr;
     *h_out = f == 0.0 ? 0.0 : hr;
 }

@@ -1,0 +1,402 @@
+"""Numba element passes: the twin of kernels/c/elements.h (same functions, same order).
+
+Per-element outputs with no reduction: the weighted loss (reduction="none") or the gradient and
+Hessian with respect to the logit (bce_grad_hess), block by block over chunks in parallel, with
+the forms of forms.py. Operands arrive as flat arrays with an offset and strides in elements
+(kernels.ElementOptions); the predictions and outputs always pass through the block buffers.
+"""
+
+from typing import NamedTuple
+
+import numba
+import numpy as np
+from numba import njit, prange, types
+from numba.extending import overload
+
+from .. import (
+    BLOCK,
+    ELEMENT_CHUNK,
+    ELEMENT_GRAD_HESS,
+    FLAG_LABEL,
+    FLAG_NAN,
+    FLAG_POS_WEIGHT,
+    FLAG_PRED,
+    FLAG_WEIGHT,
+    K_NONE,
+    NAN_OMIT,
+    NAN_RAISE,
+)
+from .forms import (
+    coef_neg,
+    coef_pos,
+    exp_abs,
+    focal,
+    grad_logit,
+    nll_hard,
+    nll_logit,
+    nll_soft,
+)
+from .llvm import INLINE, JIT, bits_f32, from_bits_f32, prefer_wide_vectors
+from .math import as_type_of, exp_neg_f64, pow_unit
+
+F32 = np.float32
+HARD, SOFT, LOGIT = 0, 1, 2  # the forms of loss_elements (C: FB_EL_*)
+
+
+class _Args(NamedTuple):
+    """The scalars of an element pass as the kernel takes them (C: fb_elements and its fb_args);
+    scalars only, as a parallel loop takes no tuple inside a tuple. The tuples (the losses at the
+    clip bounds, γ and α) and the operands' (offset, rs, cs) rows (an array) are arguments of
+    their own, and the form of the pass is chosen at compile time by arguments that are None or
+    not (Numba prunes the branches of the others)."""
+
+    ncols: int
+    logits: bool
+    nan_mode: int
+    has_w: bool
+    has_pw: bool
+    has_mask: bool
+    clip_lo: float  # float64 (focal loss)
+    clip_hi: float
+    keep: float  # label smoothing: y·keep + shift
+    shift: float
+
+
+@njit(**INLINE)
+def half(h):
+    """The float32 value of a float16 given as its bits, exactly (fb_half)."""
+    em = np.int32(h) & np.int32(0x7fff)
+    v = from_bits_f32(np.int32(em << 13)) * F32(2.0 ** 112)
+    bits = np.int32((em << 13) | 0x7f800000) if em >= 0x7c00 else bits_f32(v)
+    return from_bits_f32(np.int32(bits | np.int32((np.int64(h) & 0x8000) << 16)))
+
+
+@njit(**INLINE)
+def offsets(off, rs, cs, ncols, b0, n, idx):
+    """Offsets of elements [b0, b0 + n) into idx (off added); 1 for a contiguous operand (idx
+    unused), 2 for a constant one, else 0."""
+    if rs == ncols * cs:
+        if cs == 1:
+            return 1
+        if cs == 0:
+            return 2
+        for k in range(n):
+            idx[k] = off + (b0 + k) * cs
+        return 0
+    i = b0 // ncols
+    j = b0 % ncols
+    for k in range(n):
+        idx[k] = off + i * rs + j * cs
+        j += 1
+        if j == ncols:
+            j = 0
+            i += 1
+    return 0
+
+
+def as_double(x):
+    raise NotImplementedError
+
+
+@overload(as_double, inline="always")
+def _as_double_overload(x):
+    """A loaded value as float64; uint16 values are float16 bits."""
+    if x == types.uint16:
+        return lambda x: np.float64(half(x))
+    return lambda x: np.float64(x)
+
+
+@njit(**INLINE)
+def load(flat, meta, ncols, b0, n, idx, buf):
+    """Elements [b0, b0 + n) of an operand as float64 into buf; meta = (offset, rs, cs)."""
+    off, rs, cs = meta[0], meta[1], meta[2]
+    how = offsets(off, rs, cs, ncols, b0, n, idx)
+    if how == 1:
+        for k in range(n):
+            buf[k] = as_double(flat[off + b0 + k])
+    elif how == 2:
+        c = as_double(flat[off])
+        for k in range(n):
+            buf[k] = c
+    else:
+        for k in range(n):
+            buf[k] = as_double(flat[idx[k]])
+
+
+@njit(**INLINE)
+def load_pred(flat, meta, ncols, b0, n, idx, buf):
+    """The predictions of a block into buf, in buf's type (float16 decoded)."""
+    off, rs, cs = meta[0], meta[1], meta[2]
+    how = offsets(off, rs, cs, ncols, b0, n, idx)
+    for k in range(n):
+        at = off + b0 + k if how == 1 else off if how == 2 else idx[k]
+        buf[k] = as_type_of(buf[0], as_double(flat[at]))
+
+
+@njit(**INLINE)
+def store(out, meta, ncols, b0, n, idx, buf):
+    """Store a block's output from buf into out."""
+    off, rs, cs = meta[0], meta[1], meta[2]
+    how = offsets(off, rs, cs, ncols, b0, n, idx)
+    if how == 1:
+        for k in range(n):
+            out[off + b0 + k] = buf[k]
+    else:
+        for k in range(n):
+            out[idx[k]] = buf[k]
+
+
+@njit(**INLINE)
+def hess_logit(a, b, e):
+    """(a + b)·σ(x)σ(-x) from e = exp(-|x|)."""
+    ed = np.float64(e)
+    big = 1.0 / (1.0 + ed)
+    return (a + b) * ((ed * big) * big)
+
+
+@njit(**INLINE)
+def focal_grad_hess(x, y, pw, coef, gamma_alpha, by_squaring):
+    """(FL', FL'') of the focal loss in the logit x, in float64: f' = γ·f·c·r,
+    f'' = γ·f·c·((γ-1)·c·r² + r·(σ(-x) - σ(x))), FL' = f·g + f'·CE, FL'' = f''·CE + 2·f'·g + f·h."""
+    gamma, alpha, n = gamma_alpha
+    ys = y * coef[0] + coef[1]
+    pos = pw * ys
+    neg = coef_neg(coef, y)
+    e = exp_neg_f64(-(-x if x < 0.0 else x))
+    big = 1.0 / (1.0 + e)
+    small = e * big
+    q = big if x >= 0.0 else small
+    q_bar = small if x >= 0.0 else big
+    s = big * small
+    ce = nll_logit(x, pos, neg, e, True)
+    g = grad_logit(x, pos, neg, e)
+    h = (pos + neg) * s
+    z = ys * q_bar + neg * q
+    alpha_t = alpha * ys + (1.0 - alpha) * neg if alpha >= 0.0 else 1.0
+    f = alpha_t * pow_unit(z, gamma, n, by_squaring)
+    c = neg - ys
+    r = s / z if z > 0.0 else 0.0
+    d_f = gamma * f * c * r
+    d2_f = gamma * f * c * ((gamma - 1.0) * c * r * r + r * (q_bar - q))
+    gr = f * g + (d_f * ce if d_f != 0.0 else 0.0)  # CE = inf (x = ±inf) where f' = 0
+    hr = (d2_f * ce if d2_f != 0.0 else 0.0) + 2.0 * d_f * g + f * h
+    return (0.0 if f == 0.0 else gr), (0.0 if f == 0.0 else hr)
+
+
+@njit(**INLINE)
+def element_flags(logits, nan_mode, p, y, w, pw, on, isn):
+    """The error bits of one element."""
+    omit = nan_mode == NAN_OMIT
+    raise_ = nan_mode == NAN_RAISE
+    skip = (not on) | (isn & (omit | raise_))
+    bad = FLAG_NAN if isn & raise_ & on else 0
+    bad |= FLAG_PRED if (not logits) & ((p < 0) | (p > 1)) & (not skip) else 0
+    bad |= FLAG_LABEL if ((y < 0.0) | (y > 1.0)) & (not skip) else 0
+    bad |= FLAG_WEIGHT if (not ((w >= 0.0) & (w < np.inf))) & (not skip) else 0
+    bad |= FLAG_POS_WEIGHT if (not ((pw >= 0.0) & (pw < np.inf))) & (not skip) else 0
+    return bad
+
+
+@njit(**INLINE)
+def loss_elements(o, nll, gamma_alpha, P, ybuf, wbuf, pwbuf, mbuf, out, n, form, has_coef,
+                  is_focal, by_squaring):
+    """The weighted losses of a block into out; returns the error bits (fb_loss_elements)."""
+    t = P[0]
+    coef = (o.keep, o.shift)
+    clip_lo = as_type_of(t, o.clip_lo)
+    clip_hi = as_type_of(t, o.clip_hi)
+    lo_pos = as_type_of(t, nll[0])
+    lo_neg = as_type_of(t, nll[1])
+    hi_pos = as_type_of(t, nll[2])
+    hi_neg = as_type_of(t, nll[3])
+    omit = o.nan_mode == NAN_OMIT
+    bad = 0
+    for k in range(n):
+        p = P[k]
+        yd = ybuf[k]
+        w = wbuf[k]
+        pw = pwbuf[k]
+        y = as_type_of(t, yd)
+        on = mbuf[k] != 0
+        isn = (p != p) | (yd != yd)
+        bad |= element_flags(o.logits, o.nan_mode, p, yd, w, pw, on, isn)
+        if is_focal:
+            l = focal(np.float64(p), yd, pw, coef, o.clip_lo, o.clip_hi, nll, gamma_alpha,
+                      form == LOGIT, by_squaring)[0]
+        else:
+            pos = as_type_of(t, coef_pos(coef, pw, yd)) if has_coef else y
+            neg = as_type_of(t, coef_neg(coef, yd)) if has_coef else as_type_of(t, 1.0) - y
+            if form == HARD:
+                lt = nll_hard(p, y, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg)
+                lt = pos * lt if has_coef and y != 0 else lt
+            elif form == SOFT:
+                lt = nll_soft(p, pos, neg, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg)
+            else:
+                lt = nll_logit(p, pos, neg, exp_abs(p), has_coef)
+            l = np.float64(lt)
+        v = (0.0 if omit else np.float64(p) + yd) if isn else w * l
+        out[k] = as_type_of(t, v if on else 0.0)
+    return bad
+
+
+@njit(**INLINE)
+def grad_hess_elements(o, gamma_alpha, P, ybuf, wbuf, pwbuf, mbuf, g_out, h_out, n, has_coef,
+                       is_focal, by_squaring):
+    """The weighted gradient and Hessian in the logit of a block; returns the error bits."""
+    t = P[0]
+    coef = (o.keep, o.shift)
+    omit = o.nan_mode == NAN_OMIT
+    bad = 0
+    for k in range(n):
+        x = P[k]
+        yd = ybuf[k]
+        w = wbuf[k]
+        pw = pwbuf[k]
+        on = mbuf[k] != 0
+        isn = (x != x) | (yd != yd)
+        bad |= element_flags(True, o.nan_mode, x, yd, w, pw, on, isn)
+        if is_focal:
+            g, h = focal_grad_hess(np.float64(x), yd, pw, coef, gamma_alpha, by_squaring)
+        else:
+            pos = coef_pos(coef, pw, yd) if has_coef else yd
+            neg = coef_neg(coef, yd) if has_coef else 1.0 - yd
+            e = exp_abs(x)
+            g = grad_logit(x, pos, neg, e)
+            h = hess_logit(pos, neg, e)
+        nan = 0.0 if omit else np.float64(x) + yd
+        g = nan if isn else w * g
+        h = nan if isn else w * h
+        g_out[k] = as_type_of(t, g if on else 0.0)
+        h_out[k] = as_type_of(t, h if on else 0.0)
+    return bad
+
+
+@njit(**JIT)
+def element_chunk(y, p, w, pw, mask, out1, out2, o, meta, nll, gamma_alpha, start, stop, gh, fo,
+                  sq, lg, cf):
+    """Elements [start, stop) of an element pass; returns the error bits. The form, None or
+    not: gh the gradient and Hessian (else the losses), fo focal loss, sq γ by squaring, lg
+    logits, cf coefficients (pos_weight or smoothing); meta[i] = (offset, rs, cs) of operand i."""
+    prefer_wide_vectors()
+    pbuf = np.empty(BLOCK, out1.dtype)
+    o1buf = np.empty(BLOCK, out1.dtype)
+    o2buf = np.empty(BLOCK, out1.dtype)
+    ybuf = np.empty(BLOCK)
+    wbuf = np.ones(BLOCK)
+    pwbuf = np.ones(BLOCK)
+    mbuf = np.ones(BLOCK, np.uint8)
+    idx = np.empty(BLOCK, np.int64)
+    ncols = o.ncols
+    bad = 0
+    for b0 in range(start, stop, BLOCK):
+        n = min(stop - b0, BLOCK)
+        load_pred(p, meta[1], ncols, b0, n, idx, pbuf)
+        load(y, meta[0], ncols, b0, n, idx, ybuf)
+        if o.has_w:
+            load(w, meta[2], ncols, b0, n, idx, wbuf)
+        if o.has_pw:
+            load(pw, meta[3], ncols, b0, n, idx, pwbuf)
+        if o.has_mask:
+            off = meta[4, 0]
+            how = offsets(off, meta[4, 1], meta[4, 2], ncols, b0, n, idx)
+            for k in range(n):
+                mbuf[k] = mask[off + b0 + k if how == 1 else off if how == 2 else idx[k]]
+        if gh is not None:
+            if fo is not None:
+                if sq is not None:
+                    bad |= grad_hess_elements(o, gamma_alpha, pbuf, ybuf, wbuf, pwbuf, mbuf, o1buf,
+                                              o2buf, n, True, True, True)
+                else:
+                    bad |= grad_hess_elements(o, gamma_alpha, pbuf, ybuf, wbuf, pwbuf, mbuf, o1buf,
+                                              o2buf, n, True, True, False)
+            elif cf is not None:
+                bad |= grad_hess_elements(o, gamma_alpha, pbuf, ybuf, wbuf, pwbuf, mbuf, o1buf,
+                                          o2buf, n, True, False, False)
+            else:
+                bad |= grad_hess_elements(o, gamma_alpha, pbuf, ybuf, wbuf, pwbuf, mbuf, o1buf,
+                                          o2buf, n, False, False, False)
+            store(out2, meta[6], ncols, b0, n, idx, o2buf)
+        elif fo is not None:
+            if lg is not None:
+                if sq is not None:
+                    bad |= loss_elements(o, nll, gamma_alpha, pbuf, ybuf, wbuf, pwbuf, mbuf, o1buf,
+                                         n, LOGIT, True, True, True)
+                else:
+                    bad |= loss_elements(o, nll, gamma_alpha, pbuf, ybuf, wbuf, pwbuf, mbuf, o1buf,
+                                         n, LOGIT, True, True, False)
+            elif sq is not None:
+                bad |= loss_elements(o, nll, gamma_alpha, pbuf, ybuf, wbuf, pwbuf, mbuf, o1buf, n,
+                                     SOFT, True, True, True)
+            else:
+                bad |= loss_elements(o, nll, gamma_alpha, pbuf, ybuf, wbuf, pwbuf, mbuf, o1buf, n,
+                                     SOFT, True, True, False)
+        elif lg is not None:
+            if cf is not None:
+                bad |= loss_elements(o, nll, gamma_alpha, pbuf, ybuf, wbuf, pwbuf, mbuf, o1buf, n,
+                                     LOGIT, True, False, False)
+            else:
+                bad |= loss_elements(o, nll, gamma_alpha, pbuf, ybuf, wbuf, pwbuf, mbuf, o1buf, n,
+                                     LOGIT, False, False, False)
+        else:
+            soft = o.shift != 0.0
+            for k in range(n):
+                soft |= (ybuf[k] != 0.0) & (ybuf[k] != 1.0)
+            if soft:
+                if cf is not None:
+                    bad |= loss_elements(o, nll, gamma_alpha, pbuf, ybuf, wbuf, pwbuf, mbuf, o1buf,
+                                         n, SOFT, True, False, False)
+                else:
+                    bad |= loss_elements(o, nll, gamma_alpha, pbuf, ybuf, wbuf, pwbuf, mbuf, o1buf,
+                                         n, SOFT, False, False, False)
+            elif cf is not None:
+                bad |= loss_elements(o, nll, gamma_alpha, pbuf, ybuf, wbuf, pwbuf, mbuf, o1buf, n,
+                                     HARD, True, False, False)
+            else:
+                bad |= loss_elements(o, nll, gamma_alpha, pbuf, ybuf, wbuf, pwbuf, mbuf, o1buf, n,
+                                     HARD, False, False, False)
+        store(out1, meta[5], ncols, b0, n, idx, o1buf)
+    return bad
+
+
+@njit(parallel=True, **JIT)
+def _element_pass(y, p, w, pw, mask, out1, out2, flags, o, meta, nll, gamma_alpha, n, gh, fo, sq,
+                  lg, cf):
+    """The chunks in parallel."""
+    prefer_wide_vectors()
+    for c in prange(flags.shape[0]):
+        start = c * ELEMENT_CHUNK
+        flags[c] = element_chunk(y, p, w, pw, mask, out1, out2, o, meta, nll, gamma_alpha, start,
+                                 min(n, start + ELEMENT_CHUNK), gh, fo, sq, lg, cf)
+
+
+_NO_F64 = np.ones(1)
+_NO_U8 = np.ones(1, np.uint8)
+
+
+def element_pass(y, p, w, pw, mask, shape, flags, out1, out2, options, n_threads):
+    """Same contract as the Cython ``element_pass`` (kernels.ElementOptions)."""
+    has_w, has_pw, has_mask = (operand[2] != K_NONE for operand in (w, pw, mask))
+    if out2 is None:
+        out2 = (np.empty(1, out1[0].dtype), 0, out1[2], 0, 0)
+    operands = (y, p, w, pw, mask, out1, out2)
+    meta = np.array([(op[1], op[3], op[4]) for op in operands], np.int64)
+    # weights in float64 (one compilation for both weight dtypes); inputs read-only (one for both)
+    inputs = [y[0], p[0], w[0].astype(np.float64, copy=False) if has_w else _NO_F64,
+              pw[0].astype(np.float64, copy=False) if has_pw else _NO_F64,
+              mask[0] if has_mask else _NO_U8]
+    inputs = [a.view() for a in inputs]
+    for a in inputs:
+        a.flags.writeable = False
+    o = _Args(ncols=int(shape[1]), logits=bool(options.from_logits), nan_mode=int(options.nan_mode),
+              has_w=has_w, has_pw=has_pw, has_mask=has_mask, clip_lo=float(options.clip_lo),
+              clip_hi=float(options.clip_hi), keep=1.0 - options.smoothing,
+              shift=0.5 * options.smoothing)
+    is_focal = options.gamma != 0.0 or options.alpha >= 0.0
+    on = {True: 1, False: None}  # the form: None or not (element_chunk)
+    numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
+    _element_pass(*inputs, out1[0], out2[0], flags, o, meta,
+                  tuple(float(v) for v in options.nll),
+                  (float(options.gamma), float(options.alpha), int(options.gamma_n)),
+                  int(shape[0]) * int(shape[1]), on[options.output == ELEMENT_GRAD_HESS],
+                  on[is_focal], on[options.gamma_n >= 0], on[bool(options.from_logits)],
+                  on[has_pw or options.smoothing != 0.0])
