@@ -19,7 +19,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml setup.py $(wildcard kernels/*.pyx kernels/*.pxd kernels/c/*.h)
 	test -x $(PYTHON) || $(PYTHON_FOR_VENV) -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
-	$(PYTHON) -m pip install --quiet -e '.[test,bench,io,dask]'
+	$(PYTHON) -m pip install --quiet -e '.[test,bench,io,dask,boosting]'
 	touch $@
 
 clean:
