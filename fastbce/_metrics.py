@@ -26,10 +26,7 @@ _SOFT, _NAN, _WEIGHT = 1, 2, 4  # the flags of a rank call (kernels/c/rank.h: FB
 
 
 def _rank_function(backend):
-    module = importlib.import_module(_RANK_MODULES[resolve_backend(backend)])
-    if not hasattr(module, "rank"):  # the C twin is not wired yet: the Numba kernel
-        module = importlib.import_module(_RANK_MODULES["numba"])
-    return module.rank
+    return importlib.import_module(_RANK_MODULES[resolve_backend(backend)]).rank
 
 
 class _Slices(NamedTuple):
