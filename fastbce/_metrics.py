@@ -166,8 +166,9 @@ _RANK_DOC = """
     Returns
     -------
     float, or a float64 array per label or group. A slice with only one class (or all weight on
-    one class) gives NaN. Memory: 8 extra bytes per element for float32 (and float16)
-    predictions, 16 for float64, plus 8 with sample_weight.
+    one class) gives NaN. Memory: 8 extra bytes per element for float32 predictions, 16 for
+    float64, plus 8 with sample_weight; copies of float16 predictions (as float32), of weights
+    that are not contiguous float64, and with groups of the data gathered by group.
 """
 
 

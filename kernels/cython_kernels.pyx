@@ -441,7 +441,7 @@ cdef extern from "c/rank.h" nogil:
     int fb_sign_count(const fb_rank_args *a, int64_t lo, int64_t hi, int64_t *n_neg,
                       int64_t *n_kept)
     void fb_split_block(const fb_rank_args *a, int64_t lo, int64_t hi, void *items,
-                        uint32_t *idx, int64_t at_neg, int64_t at_pos, int64_t spare)
+                        uint32_t *idx, int64_t at_neg, int64_t at_pos, int64_t spare, int dense)
     void fb_histogram(const void *items, int wide, int64_t lo, int64_t hi, int shift,
                       int64_t *counts)
     void fb_scatter(const void *items, const uint32_t *idx, int wide, int64_t lo, int64_t hi,
@@ -482,8 +482,10 @@ cdef tuple _split(const fb_rank_args *a, int64_t[::1] bounds, items, idx, int n_
         pos += counts[b, 1] - counts[b, 0]
     if flags & 5:
         return total_neg, pos, flags
+    cdef int dense = total_neg == 0 and pos == bounds[nb]
     for b in prange(nb, nogil=True, schedule="static", num_threads=n_threads):
-        fb_split_block(a, bounds[b], bounds[b + 1], items_p, idx_p, at[b, 0], at[b, 1], spare)
+        fb_split_block(a, bounds[b], bounds[b + 1], items_p, idx_p, at[b, 0], at[b, 1], spare,
+                       dense)
     return total_neg, pos, flags
 
 

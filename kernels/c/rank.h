@@ -98,10 +98,27 @@ static inline int fb_sign_count(const fb_rank_args *a, int64_t lo, int64_t hi, i
 
 /* The items of the kept elements of [lo, hi): negative predictions from items[at_neg], the others
  * from items[at_pos], with their index in idx (unless NULL). Labels are 0 or 1 here (a NaN label
- * counts as 0: its slice is NaN). A dropped element goes to the spare last slot, items[spare]. */
+ * counts as 0: its slice is NaN). A dropped element goes to the spare last slot, items[spare].
+ * dense: every element is kept and none is negative (a plain map, which vectorises). */
 static inline void fb_split_block(const fb_rank_args *a, int64_t lo, int64_t hi, void *items,
-                                  uint32_t *idx, int64_t at_neg, int64_t at_pos, int64_t spare)
+                                  uint32_t *idx, int64_t at_neg, int64_t at_pos, int64_t spare,
+                                  int dense)
 {
+    if (dense) {
+        for (int64_t i = lo; i < hi; i++) {
+            double y = fb_rank_label(a, i), p = fb_rank_pred(a, i);
+            int neg;
+            uint64_t k = a->p_f64 ? fb_key_f64(p, &neg) : fb_key_f32((float)p, &neg);
+            uint64_t item = (k << 1) | (uint64_t)(y == 1.0);
+            if (a->p_f64)
+                ((uint64_t *)items)[at_pos + i - lo] = item;
+            else
+                ((uint32_t *)items)[at_pos + i - lo] = (uint32_t)item;
+            if (idx != NULL)
+                idx[at_pos + i - lo] = (uint32_t)i;
+        }
+        return;
+    }
     for (int64_t i = lo; i < hi; i++) {
         double y = fb_rank_label(a, i), p = fb_rank_pred(a, i);
         int neg;
@@ -192,16 +209,45 @@ static inline void fb_range_totals(const void *items, const uint32_t *idx, int w
 /* The sorted items [lo, hi) walked down by distinct prediction v, with tp, fp the positive and
  * negative weights at v and TP, FP the weights at or above v (big_tp, big_fp: those above the
  * range): *u2 = Σ fp·(2·TP - tp) (ties count half), *ap = Σ tp·TP/(TP + FP) (precision at each
- * recall step); AUC = U/(P·N), AP = A/P. With curve (3 rows of curve_len), each distinct v's TP,
- * FP and the position of its first item are written from column m; returns the advanced m. */
+ * recall step); AUC = U/(P·N), AP = A/P. Without weights the counts are integers (short
+ * dependency chains). With curve (3 rows of curve_len), each distinct v's TP, FP and the position
+ * of its first item are written from column m; returns the advanced m. */
 static inline int64_t fb_walk(const void *items, const uint32_t *idx, int wide, const double *w,
                               int64_t lo, int64_t hi, double big_tp, double big_fp, double *curve,
                               int64_t curve_len, int64_t m, double *u2_out, double *ap_out)
 {
-    double u2 = 0.0, ap = 0.0, tp = 0.0, fp = 0.0;
+    double u2 = 0.0, ap = 0.0;
+    if (w == NULL) {
+        int64_t n_tp = (int64_t)big_tp, n_fp = (int64_t)big_fp, run_tp = 0, run_fp = 0;
+        for (int64_t i = hi - 1; i >= lo; i--) {
+            uint64_t item = fb_rank_item(items, wide, i);
+            int64_t pos = (int64_t)(item & 1);
+            run_tp += pos;
+            run_fp += 1 - pos;
+            if (i == lo || (fb_rank_item(items, wide, i - 1) >> 1) != (item >> 1)) {
+                n_tp += run_tp;
+                n_fp += run_fp;
+                u2 += (double)run_fp * (double)(2 * n_tp - run_tp);
+                if (run_tp > 0)
+                    ap += (double)run_tp * ((double)n_tp / (double)(n_tp + n_fp));
+                if (curve != NULL) {
+                    curve[m] = (double)n_tp;
+                    curve[curve_len + m] = (double)n_fp;
+                    curve[2 * curve_len + m] = (double)i;
+                }
+                m++;
+                run_tp = 0;
+                run_fp = 0;
+            }
+        }
+        *u2_out = u2;
+        *ap_out = ap;
+        return m;
+    }
+    double tp = 0.0, fp = 0.0;
     for (int64_t i = hi - 1; i >= lo; i--) {
         uint64_t item = fb_rank_item(items, wide, i);
-        double wi = w != NULL ? w[idx[i]] : 1.0;
+        double wi = w[idx[i]];
         double pos = (double)(item & 1);
         tp += wi * pos;
         fp += wi - wi * pos;
