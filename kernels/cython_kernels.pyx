@@ -428,6 +428,9 @@ def fast_pass(y, p, w, pos_w, mask, groups, row_scale, col_scale, double[:, :, :
 from libc.stdint cimport uint32_t
 
 cdef extern from "c/rank.h" nogil:
+    enum:
+        FB_RANK_SOFT
+        FB_RANK_WEIGHT
     ctypedef struct fb_rank_args:
         const void *y
         int y_kind
@@ -480,7 +483,7 @@ cdef tuple _split(const fb_rank_args *a, int64_t[::1] bounds, items, idx, int n_
         at[b, 1] = pos
         neg += counts[b, 0]
         pos += counts[b, 1] - counts[b, 0]
-    if flags & 5:
+    if flags & (FB_RANK_SOFT | FB_RANK_WEIGHT):
         return total_neg, pos, flags
     cdef int dense = total_neg == 0 and pos == bounds[nb]
     for b in prange(nb, nogil=True, schedule="static", num_threads=n_threads):
@@ -608,7 +611,7 @@ def rank(y, p, w, mask, bint omit, bint want_curve, int n_threads):
     items = np.empty(n + 1, np.uint64 if a.p_f64 else np.uint32)
     idx = None if w is None else np.empty(n + 1, np.uint32)
     n_neg, m, flags = _split(&a, bounds, items, idx, n_threads)
-    if flags & 5:
+    if flags & (FB_RANK_SOFT | FB_RANK_WEIGHT):
         return 0.0, 0.0, 0.0, 0.0, flags, None
     tmp = np.empty(max(n_neg, m - n_neg), items.dtype)
     idx_tmp = None if w is None else np.empty(tmp.shape[0], np.uint32)

@@ -71,6 +71,8 @@ class Fastbce(Contender):
             "brier": "brier(y, p)", "calibration": f"calibration_curve(y, p, n_bins={CALIBRATION_BINS})",
         }
         self.calls = {op: f"fastbce.{call[:-1]}, backend={backend!r})" for op, call in self.calls.items()}
+        for op in ("brier", "calibration"):  # NumPy in float64: no backend argument
+            self.calls[op] = self.calls[op].split(", backend=")[0] + ")"
 
     def missing(self):
         if self.backend == "cython":

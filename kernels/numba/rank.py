@@ -67,7 +67,8 @@ def sign_count(y, p, w, has_w, mask, has_mask, omit, lo, hi):
         soft |= keep & (yv != 0) & (yv != 1) & (yv == yv)
         if has_w:
             bad_w |= keep & ~((w[i] >= 0.0) & (w[i] < np.inf))
-    return n_neg, n_kept, np.int64(soft) | np.int64(nan) * 2 | np.int64(bad_w) * 4
+    return (n_neg, n_kept,
+            np.int64(soft) * RANK_SOFT | np.int64(nan) * RANK_NAN | np.int64(bad_w) * RANK_WEIGHT)
 
 
 @njit(**JIT)
@@ -236,7 +237,7 @@ def _split(y, p, f32, w, has_w, mask, has_mask, omit, items, idx, has_idx, bound
         at[b, 1] = pos
         neg += counts[b, 0]
         pos += counts[b, 1] - counts[b, 0]
-    if flags & 5:
+    if flags & (RANK_SOFT | RANK_WEIGHT):
         return total_neg, pos, flags
     for b in prange(nb):
         split_block(y, p, f32, mask, has_mask, omit, bounds[b], bounds[b + 1], items, idx,
@@ -353,7 +354,7 @@ def rank(y, p, w, mask, omit, want_curve, n_threads):
     wv = _NONE_F64 if w is None else w
     n_neg, m, flags = _split(y, p, f32, wv, has_idx, _NONE_U8 if mask is None else mask,
                              mask is not None, omit, items, idx, has_idx, bounds)
-    if flags & 5:
+    if flags & (RANK_SOFT | RANK_WEIGHT):
         return 0.0, 0.0, 0.0, 0.0, flags, None
     tmp = np.empty(max(n_neg, m - n_neg), items.dtype)
     idx_tmp = np.empty(tmp.shape[0] if has_idx else 1, np.uint32)
