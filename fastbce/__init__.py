@@ -14,6 +14,15 @@ from ._api import (
 )
 from ._api import bce_grad_hess, focal_bce_grad_hess
 from ._config import show_config
+from ._metrics import (
+    average_precision,
+    brier,
+    calibration_curve,
+    group_auc,
+    precision_recall_curve,
+    roc_auc,
+    roc_curve,
+)
 from ._score import Accumulator, ScoreResult, score
 from ._threads import get_num_threads, set_num_threads
 
@@ -22,4 +31,6 @@ __all__ = [
     "bce", "bce_grad", "bce_value_and_grad", "focal_bce", "focal_bce_grad", "focal_bce_value_and_grad",
     "score", "Accumulator", "ScoreResult", "get_num_threads", "set_num_threads", "show_config",
     "bce_grad_hess", "focal_bce_grad_hess",
+    "roc_auc", "average_precision", "group_auc", "roc_curve", "precision_recall_curve",
+    "calibration_curve", "brier",
 ]

@@ -13,7 +13,7 @@ import pytest
 KERNELS = Path(__file__).resolve().parents[1] / "kernels"
 
 # C header <-> Numba module
-PAIRS = ("math", "forms", "blocks", "chunk", "dispatch", "elements")
+PAIRS = ("math", "forms", "blocks", "chunk", "dispatch", "elements", "rank")
 # C headers without a Numba twin
 C_ONLY_FILES = {
     "codes.h": "the constants of kernels/__init__.py for C (tests/test_codes.py checks them)",
@@ -52,6 +52,12 @@ C_ONLY = {
                             "is in elements.py",
     },
     "elements": {},
+    "rank": {
+        "fb_rank_label": "a label of any kind as a double (Numba specialises by dtype)",
+        "fb_rank_pred": "a float or double prediction as a double (Numba: by dtype)",
+        "fb_rank_kept": "whether an element is kept (Numba: inline in sign_count, split_block)",
+        "fb_rank_item": "a uint32 or uint64 item (Numba: by dtype)",
+    },
 }
 
 # Functions of a Numba module without a C twin, and why. A module-private helper (leading
@@ -105,6 +111,15 @@ NUMBA_ONLY = {
         "_element_pass": "the parallel loop over chunks (C: the prange loop of element_pass in "
                          "kernels/cython_kernels.pyx)",
         "element_pass": "the Python entry; its twin is element_pass in kernels/cython_kernels.pyx",
+    },
+    "rank": {
+        "_split": "the parallel loop of sign_count and split_block (C: _split in "
+                  "kernels/cython_kernels.pyx)",
+        "_sort": "the parallel radix passes (C: _sort in kernels/cython_kernels.pyx)",
+        "_walk": "the parallel walk over ranges (C: _walk in kernels/cython_kernels.pyx)",
+        "_cuts": "the walk's ranges (Python; its copy is in kernels/cython_kernels.pyx)",
+        "rank": "the Python entry; its twin is rank in kernels/cython_kernels.pyx",
+        "_values": "predictions back from items (Python; copy in kernels/cython_kernels.pyx)",
     },
 }
 

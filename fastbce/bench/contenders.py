@@ -10,7 +10,7 @@ import numpy as np
 
 from .._backends import cython_available, resolve_backend
 from .files import fastbce_score, numpy_formula, polars_query
-from .operations import FOCAL_ALPHA, FOCAL_GAMMA, N_GROUPS, OPERATIONS
+from .operations import CALIBRATION_BINS, FOCAL_ALPHA, FOCAL_GAMMA, N_GROUPS, OPERATIONS
 
 EPS = 1e-7  # probability clipping of the NumPy/JAX formulas (fastbce's default, Keras' epsilon)
 
@@ -73,8 +73,12 @@ class Fastbce(Contender):
             "elements_logits": "bce(y, x, from_logits=True, reduction='none')",
             "grad_hess": "bce_grad_hess(y, x)",
             "focal_grad_hess": f"focal_bce_grad_hess(y, x, gamma={FOCAL_GAMMA:g}, alpha={FOCAL_ALPHA:g})",
+            "roc_auc": "roc_auc(y, p)", "average_precision": "average_precision(y, p)",
+            "brier": "brier(y, p)", "calibration": f"calibration_curve(y, p, n_bins={CALIBRATION_BINS})",
         }
         self.calls = {op: f"fastbce.{call[:-1]}, backend={backend!r})" for op, call in self.calls.items()}
+        for op in ("brier", "calibration"):  # NumPy in float64: no backend argument
+            self.calls[op] = self.calls[op].split(", backend=")[0] + ")"
 
     def missing(self):
         if self.backend == "cython":
@@ -104,6 +108,11 @@ class Fastbce(Contender):
             "per_group": lambda: fastbce.bce(d["y"], d["p"], groups=d["g"], n_groups=N_GROUPS, **kw),
             "grad": lambda: fastbce.bce_grad(d["y"], d["x"], from_logits=True, **kw),
             "value_and_grad": lambda: fastbce.bce_value_and_grad(d["y"], d["x"], from_logits=True, **kw),
+            "roc_auc": lambda: fastbce.roc_auc(d["y"], d["p"], **kw),
+            "average_precision": lambda: fastbce.average_precision(d["y"], d["p"], **kw),
+            # NumPy in float64 whatever the backend (no kernel of its own)
+            "brier": lambda: fastbce.brier(d["y"], d["p"]),
+            "calibration": lambda: fastbce.calibration_curve(d["y"], d["p"], n_bins=CALIBRATION_BINS),
         }
         if op == "file":  # the function of `fastbce score`, on a Parquet file of the data
             return fastbce_score(d["parquet"], threads, self.backend)
@@ -156,7 +165,11 @@ class NumPy(Contender):
         "elements_logits": "maximum(x, 0) - x·y + log1p(exp(-|x|))",
         "grad_hess": "s = σ(x) via exp(-|x|); s - y, s·(1-s)",
         "focal_grad_hess": "the focal gradient and Hessian formulas written out (README)",
+        "brier": "((p - y)**2).mean() in float64",
     }
+
+    def op_brier(self, d, threads):
+        return lambda: float(np.mean((d["p"].astype(np.float64) - d["y"]) ** 2))
 
     def op_mean(self, d, threads):
         return lambda: float(_np_prob_losses(d["y"], d["p"]).mean())
@@ -221,6 +234,7 @@ class NumPy(Contender):
 
     def op_file(self, d, threads):
         return numpy_formula(d["parquet"], _np_prob_losses)
+
     def op_elements(self, d, threads):
         return lambda: _np_prob_losses(d["y"], d["p"])
 
@@ -389,7 +403,14 @@ class Sklearn(Contender):
     threaded = False
     modules = ("sklearn.metrics",)
     distributions = ("scikit-learn",)
-    calls = {"mean": "sklearn.metrics.log_loss(y, p)"}
+    calls = {"mean": "sklearn.metrics.log_loss(y, p)",
+             "roc_auc": "sklearn.metrics.roc_auc_score(y, p)",
+             "average_precision": "sklearn.metrics.average_precision_score(y, p)",
+             "brier": "sklearn.metrics.brier_score_loss(y, p)",
+             "calibration": f"sklearn.calibration.calibration_curve(y, p, n_bins={CALIBRATION_BINS})"}
+    # One call of the ranking metrics takes ~0.45 µs per element here: above this size the
+    # repeats would take minutes, so those rows are skipped with this reason.
+    RANKING_MAX_SIZE = 2 * 10**7
     unsupported = {
         "mean_soft": "log_loss rejects soft labels",
         "mean_logits": "log_loss takes probabilities only",
@@ -406,6 +427,32 @@ class Sklearn(Contender):
         from sklearn.metrics import log_loss
 
         return lambda: log_loss(d["y"], d["p"])
+
+    def _ranking(self, d, function):
+        if d["p"].size > self.RANKING_MAX_SIZE:
+            raise Unsupported(f"not timed above {self.RANKING_MAX_SIZE:.0e} elements (one call "
+                              "takes over 9 s)")
+        return lambda: function(d["y"], d["p"])
+
+    def op_roc_auc(self, d, threads):
+        from sklearn.metrics import roc_auc_score
+
+        return self._ranking(d, roc_auc_score)
+
+    def op_average_precision(self, d, threads):
+        from sklearn.metrics import average_precision_score
+
+        return self._ranking(d, average_precision_score)
+
+    def op_brier(self, d, threads):
+        from sklearn.metrics import brier_score_loss
+
+        return lambda: brier_score_loss(d["y"], d["p"])
+
+    def op_calibration(self, d, threads):
+        from sklearn.calibration import calibration_curve
+
+        return lambda: calibration_curve(d["y"], d["p"], n_bins=CALIBRATION_BINS)
 
 
 class Jax(Contender):
