@@ -13,6 +13,15 @@ from ._api import (
     focal_bce_value_and_grad,
 )
 from ._config import show_config
+from ._metrics import (
+    average_precision,
+    brier,
+    calibration_curve,
+    group_auc,
+    precision_recall_curve,
+    roc_auc,
+    roc_curve,
+)
 from ._score import Accumulator, ScoreResult, score
 from ._threads import get_num_threads, set_num_threads
 
@@ -20,4 +29,6 @@ __version__ = "0.1.0"
 __all__ = [
     "bce", "bce_grad", "bce_value_and_grad", "focal_bce", "focal_bce_grad", "focal_bce_value_and_grad",
     "score", "Accumulator", "ScoreResult", "get_num_threads", "set_num_threads", "show_config",
+    "roc_auc", "average_precision", "group_auc", "roc_curve", "precision_recall_curve",
+    "calibration_curve", "brier",
 ]

@@ -170,3 +170,32 @@ def hist_pass(p, y, w, mask, groups, hist, extra, options, n_threads):
     for offset, values in enumerate((w, wy, w * q)):
         index = slots * options.n_bins + bins
         extra[0, :, 4 + offset::3] += np.bincount(index, values, minlength=n_slots * options.n_bins).reshape(n_slots, -1)
+
+
+def rank(y, p, w, mask, omit, want_curve, n_threads):
+    """Ranking sums of one 1-D slice, the oracle of ``rank`` in kernels/numba/rank.py (same
+    arguments and results): (P, N, 2·U, A, flags, curve) with, per distinct prediction v walked
+    from the top, tp, fp its positive and negative weights and TP, FP those at or above v:
+    2·U = Σ fp·(2·TP - tp), A = Σ tp·TP/(TP + FP); flags 1 soft label, 2 NaN, 4 bad weight."""
+    y = np.asarray(y, np.float64)
+    p = np.asarray(p)
+    w = np.ones(y.shape) if w is None else np.asarray(w, np.float64)
+    nan = np.isnan(y) | np.isnan(p)
+    keep = np.ones(y.shape, bool) if mask is None else mask.astype(bool)
+    if omit:
+        keep &= ~nan
+    y, p, w, nan = y[keep], p[keep], w[keep], nan[keep]
+    flags = (1 * bool(np.any((y != 0) & (y != 1) & ~np.isnan(y))) | 2 * bool(nan.any())
+             | 4 * bool(np.any(~((w >= 0) & (w < np.inf)))))
+    if flags & 5:
+        return 0.0, 0.0, 0.0, 0.0, flags, None
+    values, inverse = np.unique(np.where(np.isnan(p), np.inf, p), return_inverse=True)
+    tp = np.bincount(inverse, w * (y == 1), minlength=values.size)[::-1]
+    fp = np.bincount(inverse, w * (y != 1), minlength=values.size)[::-1]
+    big_tp, big_fp = np.cumsum(tp), np.cumsum(fp)
+    u2 = float(np.sum(fp * (2.0 * big_tp - tp)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        a = float(np.sum(np.where(tp > 0, tp * (big_tp / (big_tp + big_fp)), 0.0)))
+    big_p, big_n = (float(big_tp[-1]), float(big_fp[-1])) if values.size else (0.0, 0.0)
+    curve = (values[::-1].astype(p.dtype), big_tp, big_fp) if want_curve else None
+    return big_p, big_n, u2, a, flags, curve

@@ -1,0 +1,414 @@
+"""Evaluation metrics: exact ROC-AUC and average precision (one sort), group AUC, the ROC and
+precision-recall curves, the calibration curve and the Brier score.
+
+The ranking metrics sort each slice once (kernels/c/rank.h, kernels/numba/rank.py: a parallel
+radix sort of the predictions' order-preserving integer keys with the label in the low bit) and
+walk the distinct predictions from the top, summing in float64. They follow scikit-learn's
+conventions: tied predictions form one threshold (a tied positive-negative pair counts half in
+the AUC), weights multiply each sample, a slice with one class has no AUC (NaN here, where
+scikit-learn raises).
+"""
+
+import importlib
+from typing import NamedTuple
+
+import numpy as np
+
+from ._backends import resolve_backend
+from ._frames import from_frames
+from ._plan import NAN_POLICIES, _as_array, _broadcast, _check_data, _check_groups, _check_option
+from ._plan import _weight_operand, check_axis
+from ._threads import resolve_num_threads
+
+_RANK_MODULES = {"numba": "fastbce._kernels.numba.rank", "cython": "fastbce._kernels.cython_kernels",
+                 "numpy": "fastbce._kernels.reference"}
+_SOFT, _NAN, _WEIGHT = 1, 2, 4  # the flags of a rank call (kernels/c/rank.h: FB_RANK_*)
+
+
+def _rank_function(backend):
+    module = importlib.import_module(_RANK_MODULES[resolve_backend(backend)])
+    if not hasattr(module, "rank"):  # the C twin is not wired yet: the Numba kernel
+        module = importlib.import_module(_RANK_MODULES["numba"])
+    return module.rank
+
+
+class _Slices(NamedTuple):
+    """The 1-D slices of a call, each (y, p, w, mask) ready for a kernel; shape: of the result
+    (None for a scalar)."""
+
+    slices: list
+    shape: tuple
+    omit: bool
+    raise_nan: bool
+
+
+def _labels(y):
+    """Labels as a kernel reads them: uint8 (bool, uint8, int8 as its bits: -1 reads 255, not a
+    0/1 label either), float32 or float64; other dtypes converted."""
+    if y.dtype == np.bool_ or y.dtype == np.int8:
+        return y.view(np.uint8)
+    if y.dtype in (np.uint8, np.float32, np.float64):
+        return y
+    return y.astype(np.float32 if y.dtype == np.float16 else np.float64)
+
+
+def _prepare(y_true, y_pred, sample_weight, mask, nan_policy, from_logits, axis, groups, n_groups):
+    """Check the arguments of a ranking metric and cut the data into 1-D slices."""
+    if not isinstance(from_logits, (bool, np.bool_)):
+        raise TypeError(f"from_logits must be True or False, got {from_logits!r}")
+    _check_option(nan_policy, "nan_policy", tuple(NAN_POLICIES))
+    y_true, y_pred, sample_weight, _, mask, groups = from_frames(
+        y_true, y_pred, sample_weight, None, mask, groups)
+    y_true, y_pred = _check_data(y_true, y_pred)
+    shape = y_pred.shape
+    axis = check_axis(axis, y_pred.ndim)
+    if axis == 1:
+        raise ValueError("axis must be None or 0 (one value per label) for a ranking metric")
+    w = None if sample_weight is None else _weight_operand(sample_weight, "sample_weight", shape)
+    m = None if mask is None else _broadcast(mask, "mask", shape, "b")
+    p = y_pred.astype(np.float32) if y_pred.dtype == np.float16 else y_pred
+    y = _labels(y_true)
+    if p.size >= 2**32 - 1:
+        raise ValueError(f"y_pred has {p.size} elements; a ranking metric takes fewer than 2**32")
+
+    def prepared(yv, pv, wv, mv):
+        return (yv, pv, None if wv is None else np.ascontiguousarray(wv, np.float64),
+                None if mv is None else np.ascontiguousarray(mv).view(np.uint8))
+
+    omit, raise_nan = nan_policy == "omit", nan_policy == "raise"
+    if groups is not None:
+        groups, n_slots = _check_groups(groups, n_groups, shape[0], axis, "mean")
+        if groups.size and (groups.min() < 0 or groups.max() >= n_slots):
+            raise ValueError(f"groups must hold ids in [0, n_groups) = [0, {n_slots})")
+        order = np.argsort(groups, kind="stable")
+        bounds = np.concatenate(([0], np.cumsum(np.bincount(groups, minlength=n_slots))))
+        take = [None if a is None else a[order].reshape(-1) for a in (y, p, w, m)]
+        slices = [prepared(*(None if a is None else a[bounds[g] * (a.size // shape[0]):
+                                                     bounds[g + 1] * (a.size // shape[0])]
+                             for a in take)) for g in range(n_slots)]
+        return _Slices(slices, (n_slots,), omit, raise_nan)
+    if n_groups is not None:
+        raise ValueError("n_groups was given without groups; pass groups (the id of each sample)")
+    if axis == 0:
+        slices = [prepared(y[:, j], p[:, j], None if w is None else w[:, j],
+                           None if m is None else m[:, j]) for j in range(shape[1])]
+        return _Slices(slices, (shape[1],), omit, raise_nan)
+    order = "F" if p.flags.f_contiguous and not p.flags.c_contiguous else "C"
+    flat = [None if a is None else np.ravel(a, order=order) for a in (y, p, w, m)]
+    return _Slices([prepared(*flat)], None, omit, raise_nan)
+
+
+def _rank_sums(s, backend, n_threads, want_curve=False):
+    """Per slice (P, N, 2·U, A, curve) as lists; raises on soft labels, bad weights and (under
+    nan_policy="raise") NaN; a NaN slice under "propagate" has NaN sums."""
+    rank = _rank_function(backend)
+    n_threads = resolve_num_threads(n_threads)
+    out = []
+    for y, p, w, m in s.slices:
+        if p.size == 0:
+            out.append((0.0, 0.0, 0.0, 0.0, None))
+            continue
+        big_p, big_n, u2, a, flags, curve = rank(y, p, w, m, s.omit, want_curve, n_threads)
+        if flags & _SOFT:
+            raise ValueError("y_true must hold hard labels 0 or 1 for a ranking metric (found a "
+                             "value that is neither)")
+        if flags & _WEIGHT:
+            raise ValueError("sample_weight must hold finite weights >= 0")
+        if flags & _NAN:
+            if s.raise_nan:
+                raise ValueError("y_true or y_pred contains NaN (nan_policy='raise')")
+            big_p = big_n = u2 = a = np.nan
+        out.append((big_p, big_n, u2, a, curve))
+    return out
+
+
+def _result(values, s):
+    values = np.array(values, np.float64)
+    return float(values[0]) if s.shape is None else values
+
+
+def _auc_ap(sums):
+    """(ROC-AUC, AP) of one slice's sums: NaN with one class (P = 0 or N = 0)."""
+    big_p, big_n, u2, a = sums[:4]
+    if not (big_p > 0 and big_n > 0):
+        return np.nan, np.nan
+    return u2 / (2.0 * big_p * big_n), a / big_p
+
+
+def ranking(y_true, y_pred, *, sample_weight=None, mask=None, nan_policy="propagate",
+            from_logits=False, axis=None, groups=None, n_groups=None, n_threads=None, backend=None):
+    """``(roc_auc(...), average_precision(...))`` from one sort (same arguments)."""
+    s = _prepare(y_true, y_pred, sample_weight, mask, nan_policy, from_logits, axis, groups,
+                 n_groups)
+    pairs = [_auc_ap(sums) for sums in _rank_sums(s, backend, n_threads)]
+    return _result([a for a, _ in pairs], s), _result([b for _, b in pairs], s)
+
+
+_RANK_DOC = """
+    Parameters
+    ----------
+    y_true : array (n_samples,) or (n_samples, n_labels)
+        Hard labels 0 or 1 (float, bool or integer); any other value raises ValueError.
+    y_pred : array of the same shape, float16/32/64
+        Scores: probabilities, or logits with ``from_logits=True`` (ranked in the logits' own
+        order, so ties are the logits' ties; the value is the same as from their probabilities
+        unless two logits round to one probability).
+    sample_weight : array broadcastable to y_pred, optional
+        Finite weights >= 0 (float64 accumulation); weight 0 takes a sample out.
+    mask : bool array broadcastable to y_pred, optional
+        True = counted.
+    nan_policy : "propagate", "raise" or "omit"
+        NaN in y_true or y_pred gives NaN for its slice, raises ValueError, or leaves it out.
+    axis : None or 0
+        None: one value over all elements; 0: one per label (column) of 2-D input.
+    groups, n_groups :
+        Integer group ids of the samples (rows) and their count: one value per group.
+    n_threads, backend :
+        As for :func:`fastbce.bce`; the result does not depend on the thread count.
+
+    Returns
+    -------
+    float, or a float64 array per label or group. A slice with only one class (or all weight on
+    one class) gives NaN. Memory: 8 extra bytes per element for float32 (and float16)
+    predictions, 16 for float64, plus 8 with sample_weight.
+"""
+
+
+def roc_auc(y_true, y_pred, *, sample_weight=None, mask=None, nan_policy="propagate",
+            from_logits=False, axis=None, groups=None, n_groups=None, n_threads=None, backend=None):
+    """Exact area under the ROC curve, scikit-learn's ``roc_auc_score``: Σ_v fp_v·(TP_>v +
+    tp_v/2) / (P·N) over the distinct predictions v (ties count half), with tp_v, fp_v the
+    positive and negative weights at v and P, N the totals.
+    """
+    s = _prepare(y_true, y_pred, sample_weight, mask, nan_policy, from_logits, axis, groups,
+                 n_groups)
+    return _result([_auc_ap(sums)[0] for sums in _rank_sums(s, backend, n_threads)], s)
+
+
+def average_precision(y_true, y_pred, *, sample_weight=None, mask=None, nan_policy="propagate",
+                      from_logits=False, axis=None, groups=None, n_groups=None, n_threads=None,
+                      backend=None):
+    """Average precision, scikit-learn's ``average_precision_score``: Σ_v (tp_v/P)·TP_v/(TP_v +
+    FP_v) over the distinct predictions v, TP_v and FP_v the weights at or above v (a step
+    function, no interpolation).
+    """
+    s = _prepare(y_true, y_pred, sample_weight, mask, nan_policy, from_logits, axis, groups,
+                 n_groups)
+    return _result([_auc_ap(sums)[1] for sums in _rank_sums(s, backend, n_threads)], s)
+
+
+roc_auc.__doc__ += _RANK_DOC
+average_precision.__doc__ += _RANK_DOC
+
+
+class GroupAUC(NamedTuple):
+    """Result of :func:`group_auc`: the weighted mean ``value``; ``n_used`` groups with both
+    classes, ``n_skipped`` groups with samples of one class only; per group id the ``auc`` (NaN
+    where skipped or empty) and the weight ``c`` it had in the mean."""
+
+    value: float
+    n_used: int
+    n_skipped: int
+    auc: np.ndarray
+    c: np.ndarray
+
+
+def group_auc(y_true, y_pred, groups, *, sample_weight=None, weighting="weight", mask=None,
+              nan_policy="propagate", from_logits=False, n_groups=None, n_threads=None,
+              backend=None):
+    """Group AUC (GAUC): Σ_g c_g·AUC_g / Σ_g c_g over the groups with both classes.
+
+    ``weighting="weight"``: c_g is the group's total sample weight (its number of samples, i.e.
+    impressions, without sample_weight); ``"uniform"``: c_g = 1. Groups whose samples are all of
+    one class are skipped and counted; ids without samples are neither. Other arguments as
+    :func:`roc_auc`. Returns a :class:`GroupAUC` (value NaN when no group has both classes, or
+    when a used group is NaN under ``nan_policy="propagate"``).
+    """
+    _check_option(weighting, "weighting", ("weight", "uniform"))
+    if groups is None:
+        raise ValueError("groups must be given: the group id of each sample")
+    s = _prepare(y_true, y_pred, sample_weight, mask, nan_policy, from_logits, None, groups,
+                 n_groups)
+    sums = _rank_sums(s, backend, n_threads)
+    auc = np.array([_auc_ap(x)[0] for x in sums])
+    total = np.array([x[0] + x[1] for x in sums])
+    nan = np.array([x[0] != x[0] for x in sums], bool)
+    present = np.array([x[1].size > 0 for x in s.slices], bool)
+    used = ~np.isnan(auc) | nan
+    c = np.where(used, total if weighting == "weight" else 1.0, 0.0)
+    n_used = int(used.sum())
+    value = float(np.sum(c[used] * auc[used]) / np.sum(c[used])) if n_used else float("nan")
+    return GroupAUC(value, n_used, int((present & ~used).sum()), auc, c)
+
+
+def _curve_points(y_true, y_pred, sample_weight, mask, nan_policy, from_logits, n_threads,
+                  backend):
+    """(TP, FP, thresholds) of scikit-learn's confusion_matrix_at_thresholds: one point per
+    distinct prediction with non-zero weight, from the top."""
+    if nan_policy not in ("raise", "omit"):
+        raise ValueError(f"nan_policy must be 'raise' or 'omit' for a curve; got {nan_policy!r}")
+    s = _prepare(y_true, y_pred, sample_weight, mask, nan_policy, from_logits, None, None, None)
+    if len(s.slices) and s.slices[0][1].size == 0:
+        raise ValueError("y_pred is empty")
+    big_p, big_n, _, _, curve = _rank_sums(s, backend, n_threads, want_curve=True)[0]
+    values, tps, fps = curve
+    if sample_weight is not None and tps.size:
+        keep = np.diff(tps, prepend=0.0) + np.diff(fps, prepend=0.0) > 0
+        values, tps, fps = values[keep], tps[keep], fps[keep]
+    dtype = np.asarray(y_pred).dtype if hasattr(y_pred, "dtype") else values.dtype
+    return tps, fps, values.astype(dtype if dtype.kind == "f" else values.dtype)
+
+
+def roc_curve(y_true, y_pred, *, sample_weight=None, drop_intermediate=True, mask=None,
+              nan_policy="raise", from_logits=False, n_threads=None, backend=None):
+    """The exact ROC curve, scikit-learn's ``roc_curve`` points: (fpr, tpr, thresholds), one
+    point per distinct prediction (samples of weight 0 left out) after a first point (0, 0) at
+    threshold inf; ``drop_intermediate`` drops the points on a straight segment as scikit-learn
+    does. fpr (tpr) is NaN when there is no negative (positive) weight. 1-D input; nan_policy
+    "raise" or "omit"; thresholds in float64.
+    """
+    tps, fps, thresholds = _curve_points(y_true, y_pred, sample_weight, mask, nan_policy,
+                                         from_logits, n_threads, backend)
+    if drop_intermediate and fps.size > 2:
+        keep = np.concatenate(([True], np.logical_or(np.diff(fps, 2), np.diff(tps, 2)), [True]))
+        tps, fps, thresholds = tps[keep], fps[keep], thresholds[keep]
+    tps, fps = np.concatenate(([0.0], tps)), np.concatenate(([0.0], fps))
+    thresholds = np.concatenate(([np.inf], thresholds.astype(np.float64)))
+    fpr = fps / fps[-1] if fps[-1] > 0 else np.full(fps.shape, np.nan)
+    tpr = tps / tps[-1] if tps[-1] > 0 else np.full(tps.shape, np.nan)
+    return fpr, tpr, thresholds
+
+
+def precision_recall_curve(y_true, y_pred, *, sample_weight=None, drop_intermediate=False,
+                           mask=None, nan_policy="raise", from_logits=False, n_threads=None,
+                           backend=None):
+    """The exact precision-recall curve, scikit-learn's ``precision_recall_curve`` points:
+    (precision, recall, thresholds) by increasing threshold, ending at (1, 0); precision = TP/(TP
+    + FP) (0 where TP + FP = 0), recall = TP/P (1 everywhere without positives); one point per
+    distinct prediction, ``drop_intermediate`` as scikit-learn's. 1-D input, thresholds in
+    y_pred's dtype.
+    """
+    tps, fps, thresholds = _curve_points(y_true, y_pred, sample_weight, mask, nan_policy,
+                                         from_logits, n_threads, backend)
+    if drop_intermediate and fps.size > 2:
+        keep = np.concatenate(([True], np.logical_or(np.diff(tps[:-1]), np.diff(tps[1:])),
+                               [True]))
+        tps, fps, thresholds = tps[keep], fps[keep], thresholds[keep]
+    ps = tps + fps
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(ps != 0, tps / ps, 0.0)
+    recall = tps / tps[-1] if tps[-1] != 0 else np.ones(tps.shape)
+    return (np.concatenate((precision[::-1], [1.0])), np.concatenate((recall[::-1], [0.0])),
+            thresholds[::-1])
+
+
+def _probabilities(y_true, y_pred, sample_weight, mask, nan_policy, from_logits, axis=None):
+    """Checked (y, q, w, mask, axis) for the calibration metrics: float64 probabilities q
+    (σ(x) from logits), labels in [0, 1], w float64 (ones without weights) zeroed where masked
+    or NaN is omitted; kept is the count mask."""
+    if not isinstance(from_logits, (bool, np.bool_)):
+        raise TypeError(f"from_logits must be True or False, got {from_logits!r}")
+    _check_option(nan_policy, "nan_policy", tuple(NAN_POLICIES))
+    y_true, y_pred, sample_weight, _, mask, _ = from_frames(y_true, y_pred, sample_weight, None,
+                                                            mask, None)
+    y_true, y_pred = _check_data(y_true, y_pred)
+    shape = y_pred.shape
+    axis = check_axis(axis, y_pred.ndim)
+    q = y_pred.astype(np.float64)
+    if from_logits:
+        q = np.exp(-np.logaddexp(0.0, -q))
+    y = y_true.astype(np.float64)
+    w = (np.ones(shape) if sample_weight is None
+         else np.array(_weight_operand(sample_weight, "sample_weight", shape), np.float64))
+    keep = np.ones(shape, bool) if mask is None else np.array(_broadcast(mask, "mask", shape, "b"))
+    nan = np.isnan(q) | np.isnan(y)
+    if nan.any():
+        if nan_policy == "raise":
+            raise ValueError("y_true or y_pred contains NaN (nan_policy='raise')")
+        if nan_policy == "omit":
+            keep &= ~nan
+    live = keep & ~nan
+    if np.any(live & ((y < 0) | (y > 1))):
+        raise ValueError("y_true must hold labels in [0, 1]")
+    if np.any(live & ((q < 0) | (q > 1))):
+        raise ValueError("y_pred must hold probabilities in [0, 1] (or logits with "
+                         "from_logits=True)")
+    if np.any(keep & ~((w >= 0) & (w < np.inf))):
+        raise ValueError("sample_weight must hold finite weights >= 0")
+    return y, q, np.where(keep, w, 0.0), keep, axis
+
+
+def brier(y_true, y_pred, *, sample_weight=None, mask=None, nan_policy="propagate",
+          from_logits=False, axis=None, groups=None, n_groups=None):
+    """Brier score Σ w·(q - y)² / Σ w, scikit-learn's ``brier_score_loss``: q the probability (σ(x)
+    from logits), y the label in [0, 1]; float64. Per label (axis=0) or group (groups) as
+    :func:`roc_auc`; NaN where Σ w = 0. Computed with NumPy in float64 (temporaries of the
+    input's size).
+    """
+    y, q, w, keep, axis = _probabilities(y_true, y_pred, sample_weight, mask, nan_policy,
+                                         from_logits, axis)
+    loss = np.where(keep, w * (q - y) ** 2, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if groups is not None:
+            if axis is not None:
+                raise ValueError("groups and axis cannot be combined: groups reduce over whole "
+                                 "samples")
+            groups, n_slots = _check_groups(_as_array(groups, "groups"), n_groups, y.shape[0],
+                                            None, "mean")
+            if groups.min() < 0 or groups.max() >= n_slots:
+                raise ValueError(f"groups must hold ids in [0, n_groups) = [0, {n_slots})")
+            row = lambda a: a.reshape(y.shape[0], -1).sum(axis=1)  # noqa: E731
+            return (np.bincount(groups, row(loss), n_slots)
+                    / np.bincount(groups, row(w), n_slots))
+        if n_groups is not None:
+            raise ValueError("n_groups was given without groups")
+        if axis is None:
+            return float(loss.sum() / w.sum())
+        return loss.sum(axis=0) / w.sum(axis=0)
+
+
+class CalibrationCurve(NamedTuple):
+    """Result of :func:`calibration_curve`, per bin b (n_bins of them): ``edges`` (n_bins + 1),
+    ``count`` (samples), ``weight`` (their weight sum W_b), ``mean_pred`` Σw·q/W_b and
+    ``pos_rate`` Σw·y/W_b (NaN in empty bins)."""
+
+    edges: np.ndarray
+    count: np.ndarray
+    weight: np.ndarray
+    mean_pred: np.ndarray
+    pos_rate: np.ndarray
+
+
+def calibration_curve(y_true, y_pred, *, n_bins=10, strategy="uniform", sample_weight=None,
+                      mask=None, nan_policy="propagate", from_logits=False):
+    """Reliability table: the probabilities binned by ``n_bins`` edges (``"uniform"``:
+    linspace(0, 1); ``"quantile"``: the unweighted percentiles of the predictions), bin b holding
+    (e_b, e_b+1] and the first bin [e_0, e_1], so p = 0 lands in the first bin and p = 1 in the
+    last (scikit-learn's ``searchsorted(edges[1:-1], p)``). On its non-empty bins pos_rate and
+    mean_pred are scikit-learn's ``calibration_curve`` prob_true and prob_pred (with weights:
+    weighted means). NaN under "propagate" makes every bin's means NaN. Computed with NumPy in
+    float64.
+    """
+    _check_option(strategy, "strategy", ("uniform", "quantile"))
+    if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
+        raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
+    y, q, w, keep, _ = _probabilities(y_true, y_pred, sample_weight, mask, nan_policy,
+                                      from_logits)
+    y, q, w, keep = y.ravel(), q.ravel(), w.ravel(), keep.ravel()
+    nan = np.isnan(q[keep]).any() or np.isnan(y[keep]).any()
+    y, q, w = y[keep], q[keep], w[keep]
+    if strategy == "uniform":
+        edges = np.linspace(0.0, 1.0, n_bins + 1)
+    else:
+        finite = q[~np.isnan(q)]
+        edges = (np.percentile(finite, np.linspace(0, 1, n_bins + 1) * 100) if finite.size
+                 else np.full(n_bins + 1, np.nan))
+    bins = np.minimum(np.searchsorted(edges[1:-1], np.where(np.isnan(q), 0.0, q)), n_bins - 1)
+    count = np.bincount(bins, minlength=n_bins)
+    weight = np.bincount(bins, w, n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_pred = np.bincount(bins, w * q, n_bins) / weight
+        pos_rate = np.bincount(bins, w * y, n_bins) / weight
+    if nan:
+        mean_pred[:] = pos_rate[:] = np.nan
+    return CalibrationCurve(edges, count, weight, mean_pred, pos_rate)
