@@ -76,6 +76,9 @@ class ScoreResult:
     (labelled groups), else None.
     """
 
+    hist = None  # an Accumulator's report: the AUC histogram per slot (n_slots, n_buckets, 2)
+    extra = None  # and the extra sums (fastbce/_histogram.py), for plots
+
     def __init__(self, totals, index_name=None, metrics=None, labels=None):
         self.totals = totals  # (n_slots, 7) float64 sums
         self.index_name = index_name  # None (overall), "group" or "label"
@@ -374,4 +377,13 @@ class Accumulator:
             hist = None if hist is None else hist[order]
         grouped = self.settings["n_groups"] or labels is not None
         index_name = "group" if grouped else ("label" if self.settings["axis"] == 0 else None)
-        return ScoreResult(totals, index_name, _metrics(hist, extra, self.settings["n_bins"]), labels)
+        return result_of([totals, hist, extra], self.settings["n_bins"], index_name, labels)
+
+
+def result_of(state, n_bins, index_name=None, labels=None):
+    """The :class:`ScoreResult` of an Accumulator's state [totals, hist, extra] (per slot sums; the
+    sums over slots give the overall report)."""
+    totals, hist, extra = state
+    result = ScoreResult(totals, index_name, _metrics(hist, extra, n_bins), labels)
+    result.hist, result.extra = hist, extra
+    return result
