@@ -230,7 +230,7 @@ class Accumulator:
     The ROC-AUC comes from a histogram per slot of Σw·y and Σw·(1-y) over ``2·(23·2^auc_bits + 1)``
     buckets of the prediction (fastbce/_histogram.py: 2^-auc_bits relative to the distance to 0
     or 1), with ``roc_auc_lower`` and ``roc_auc_upper`` its exact bounds. Memory per slot: 16 bytes
-    per bucket, 754 KB at the default 10 bits (7 bits, 94 KB, with groups); ``auc_bits=0``: no
+    per bucket, 1.5 MB at the default 11 bits (7 bits, 94 KB, with groups); ``auc_bits=0``: no
     histogram (ranking fields NaN). ``threshold`` and ``n_bins`` as :func:`score`.
     """
 

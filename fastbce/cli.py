@@ -96,7 +96,7 @@ def main(argv=None):
                               help="probability at or above which a prediction counts as positive (tp, fp, ...)")
     score_parser.add_argument("--bins", type=_positive, default=15, help="equal-width bins of the ECE")
     score_parser.add_argument("--auc-bits", type=int, default=None,
-                              help="mantissa bits of the AUC histogram's buckets (default 10, 7 with --group-by; 0: none)")
+                              help="mantissa bits of the AUC histogram's buckets (default 11, 7 with --group-by; 0: none)")
     score_parser.add_argument("--plot", metavar="PNG",
                               help=f"draw the reliability diagram, ROC and precision-recall curves (needs matplotlib; "
                                    f"per group the {PLOT_LINES} largest)")
