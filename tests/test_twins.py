@@ -45,6 +45,8 @@ C_ONLY = {
     "chunk": {},
     "histogram": {
         "fb_hist_label": "a label of any kind as a double (Numba reads each array in its dtype)",
+        "fb_hist_rows": "fb_hist_chunk's loop with some arguments as constants (C's way to "
+                        "specialise); Numba's hist_chunk is specialised by type",
     },
     "dispatch": {
         "fb_select": "picks the instruction-set variant at import; Numba compiles for its CPU",

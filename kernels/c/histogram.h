@@ -61,20 +61,23 @@ static inline double fb_hist_label(const void *y, int kind, int64_t at)
     return ((const double *)y)[at];
 }
 
-/* The rows [r0, r1) into this chunk's hist (n_slots, n_buckets, 2) and extra (n_slots, n_extra). */
-static inline void fb_hist_chunk(const fb_hist_args *a, int64_t r0, int64_t r1, double *hist,
-                                 double *extra)
+/* C only: fb_hist_chunk's loop, inlined with some arguments as constants (C's way to specialise;
+ * Numba specialises by type): `flat` is 1-D contiguous p and labels, one column. */
+static inline __attribute__((always_inline)) void
+fb_hist_rows(const fb_hist_args *a, int64_t r0, int64_t r1, double *hist, double *extra,
+             const int flat, const int p_f64, const int y_kind, const int w_f64, const int mode,
+             const int logits)
 {
     for (int64_t i = r0; i < r1; i++) {
-        for (int64_t j = 0; j < a->ncols; j++) {
+        for (int64_t j = 0; j < (flat ? 1 : a->ncols); j++) {
             if (!a->mask[i * a->m_rs + j * a->m_cs])
                 continue;
-            double x = a->p_f64 ? ((const double *)a->p)[i * a->p_rs + j * a->p_cs]
-                                : (double)((const float *)a->p)[i * a->p_rs + j * a->p_cs];
-            double y = fb_hist_label(a->y, a->y_kind, i * a->y_rs + j * a->y_cs);
-            double w = a->w_f64 ? ((const double *)a->w)[i * a->w_rs + j * a->w_cs]
-                                : (double)((const float *)a->w)[i * a->w_rs + j * a->w_cs];
-            int64_t slot = a->mode == FB_MODE_GROUPS ? a->groups[i] : (a->mode == FB_MODE_COLS ? j : 0);
+            int64_t at = flat ? i : i * a->p_rs + j * a->p_cs;
+            double x = p_f64 ? ((const double *)a->p)[at] : (double)((const float *)a->p)[at];
+            double y = fb_hist_label(a->y, y_kind, flat ? i : i * a->y_rs + j * a->y_cs);
+            double w = w_f64 ? ((const double *)a->w)[i * a->w_rs + j * a->w_cs]
+                             : (double)((const float *)a->w)[i * a->w_rs + j * a->w_cs];
+            int64_t slot = mode == FB_MODE_GROUPS ? a->groups[i] : (mode == FB_MODE_COLS ? j : 0);
             double *e = extra + slot * a->n_extra;
             if (isnan(x) || isnan(y)) {
                 if (!a->omit_nan)
@@ -83,7 +86,7 @@ static inline void fb_hist_chunk(const fb_hist_args *a, int64_t r0, int64_t r1, 
             }
             double q, v;
             int high;
-            if (a->logits) {
+            if (logits) {
                 double t = exp(-fabs(x));
                 v = t / (1.0 + t); /* σ(-|x|) */
                 high = x >= 0.0;
@@ -113,4 +116,22 @@ static inline void fb_hist_chunk(const fb_hist_args *a, int64_t r0, int64_t r1, 
             c[2] += w * q;
         }
     }
+}
+
+/* The rows [r0, r1) into this chunk's hist (n_slots, n_buckets, 2) and extra (n_slots, n_extra):
+ * the commonest layouts (1-D contiguous float32 or float64 predictions, byte labels, overall or
+ * by group) by a loop specialised for them, the rest by the general one. */
+static inline void fb_hist_chunk(const fb_hist_args *a, int64_t r0, int64_t r1, double *hist,
+                                 double *extra)
+{
+    int flat = a->ncols == 1 && a->p_rs == 1 && a->y_rs == 1 && a->y_kind == FB_Y_U8
+               && (a->mode == FB_MODE_ALL || a->mode == FB_MODE_GROUPS) && !a->logits;
+    if (flat && !a->p_f64 && a->mode == FB_MODE_ALL && a->w_f64)
+        fb_hist_rows(a, r0, r1, hist, extra, 1, 0, FB_Y_U8, 1, FB_MODE_ALL, 0);
+    else if (flat && a->p_f64 && a->mode == FB_MODE_ALL && a->w_f64)
+        fb_hist_rows(a, r0, r1, hist, extra, 1, 1, FB_Y_U8, 1, FB_MODE_ALL, 0);
+    else if (flat && !a->p_f64 && a->mode == FB_MODE_GROUPS && a->w_f64)
+        fb_hist_rows(a, r0, r1, hist, extra, 1, 0, FB_Y_U8, 1, FB_MODE_GROUPS, 0);
+    else
+        fb_hist_rows(a, r0, r1, hist, extra, 0, a->p_f64, a->y_kind, a->w_f64, a->mode, a->logits);
 }
