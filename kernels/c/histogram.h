@@ -64,8 +64,8 @@ static inline double fb_hist_label(const void *y, int kind, int64_t at)
 /* C only: fb_hist_chunk's loop, inlined with some arguments as constants (C's way to specialise;
  * Numba specialises by type): `flat` is 1-D contiguous p and labels, one column. */
 static inline __attribute__((always_inline)) void fb_hist_rows(
-    const fb_hist_args *a, int64_t r0, int64_t r1, double *hist, double *extra, const int flat, const int p_f64, const int y_kind, const int w_f64, const int mode,
-             const int logits)
+    const fb_hist_args *a, int64_t r0, int64_t r1, double *hist, double *extra, const int flat,
+    const int p_f64, const int y_kind, const int w_f64, const int mode, const int logits)
 {
     for (int64_t i = r0; i < r1; i++) {
         for (int64_t j = 0; j < (flat ? 1 : a->ncols); j++) {
