@@ -27,10 +27,7 @@ _SOFT, _NAN, _WEIGHT = 1, 2, 4  # the flags of a rank call (kernels/c/rank.h: FB
 
 
 def _rank_function(backend):
-    module = importlib.import_module(_RANK_MODULES[resolve_backend(backend)])
-    if not hasattr(module, "rank"):  # the C twin is not wired yet: the Numba kernel
-        module = importlib.import_module(_RANK_MODULES["numba"])
-    return module.rank
+    return importlib.import_module(_RANK_MODULES[resolve_backend(backend)]).rank
 
 
 class _Slices(NamedTuple):
@@ -178,8 +175,9 @@ _RANK_DOC = """
     Returns
     -------
     float, or a float64 array per label or group. A slice with only one class (or all weight on
-    one class) gives NaN. Memory: 8 extra bytes per element for float32 (and float16)
-    predictions, 16 for float64, plus 8 with sample_weight.
+    one class) gives NaN. Memory: 8 extra bytes per element for float32 predictions, 16 for
+    float64, plus 8 with sample_weight; copies of float16 predictions (as float32), of weights
+    that are not contiguous float64, and with groups of the data gathered by group.
 """
 
 

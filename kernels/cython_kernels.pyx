@@ -421,6 +421,227 @@ def fast_pass(y, p, w, pos_w, mask, groups, row_scale, col_scale, double[:, :, :
 
 
 # ---------------------------------------------------------------------------------------------
+# Ranking (kernels/c/rank.h, the twin of kernels/numba/rank.py): exact ROC-AUC and average
+# precision of one slice; fastbce/_metrics.py calls rank.
+# ---------------------------------------------------------------------------------------------
+
+from libc.stdint cimport uint32_t
+
+cdef extern from "c/rank.h" nogil:
+    enum:
+        FB_RANK_SOFT
+        FB_RANK_WEIGHT
+    ctypedef struct fb_rank_args:
+        const void *y
+        int y_kind
+        int64_t y_stride
+        const void *p
+        int p_f64
+        int64_t p_stride
+        const double *w
+        const uint8_t *mask
+        int omit
+    int fb_sign_count(const fb_rank_args *a, int64_t lo, int64_t hi, int64_t *n_neg,
+                      int64_t *n_kept)
+    void fb_split_block(const fb_rank_args *a, int64_t lo, int64_t hi, void *items,
+                        uint32_t *idx, int64_t at_neg, int64_t at_pos, int64_t spare, int dense)
+    void fb_histogram(const void *items, int wide, int64_t lo, int64_t hi, int shift,
+                      int64_t *counts)
+    void fb_scatter(const void *items, const uint32_t *idx, int wide, int64_t lo, int64_t hi,
+                    int shift, int64_t *at, void *out, uint32_t *out_idx)
+    void fb_range_totals(const void *items, const uint32_t *idx, int wide, const double *w,
+                         int64_t lo, int64_t hi, double *tp, double *fp)
+    int64_t fb_walk(const void *items, const uint32_t *idx, int wide, const double *w,
+                    int64_t lo, int64_t hi, double big_tp, double big_fp, double *curve,
+                    int64_t curve_len, int64_t m, double *u2_out, double *ap_out)
+
+WALK_RANGES = 16  # ranges of the walk (kernels/numba/rank.py: the same constant)
+
+
+cdef void* _ptr(array):
+    return <void *><size_t>array.__array_interface__["data"][0] if array is not None else NULL
+
+
+cdef tuple _split(const fb_rank_args *a, int64_t[::1] bounds, items, idx, int n_threads):
+    """The kept elements' items, negative predictions first, over the blocks of bounds in
+    parallel; (negative predictions, kept elements, flags)."""
+    cdef Py_ssize_t nb = bounds.shape[0] - 1, b
+    cdef int64_t[:, ::1] counts = np.zeros((nb, 3), np.int64)
+    cdef int64_t[:, ::1] at = np.zeros((nb, 2), np.int64)
+    cdef void *items_p = _ptr(items)
+    cdef uint32_t *idx_p = <uint32_t *>_ptr(idx)
+    cdef int64_t spare = items.shape[0] - 1
+    for b in prange(nb, nogil=True, schedule="static", num_threads=n_threads):
+        counts[b, 2] = fb_sign_count(a, bounds[b], bounds[b + 1], &counts[b, 0], &counts[b, 1])
+    cdef int64_t neg = 0, pos = 0, flags = 0
+    for b in range(nb):
+        pos += counts[b, 0]
+        flags |= counts[b, 2]
+    cdef int64_t total_neg = pos
+    for b in range(nb):
+        at[b, 0] = neg
+        at[b, 1] = pos
+        neg += counts[b, 0]
+        pos += counts[b, 1] - counts[b, 0]
+    if flags & (FB_RANK_SOFT | FB_RANK_WEIGHT):
+        return total_neg, pos, flags
+    cdef int dense = total_neg == 0 and pos == bounds[nb]
+    for b in prange(nb, nogil=True, schedule="static", num_threads=n_threads):
+        fb_split_block(a, bounds[b], bounds[b + 1], items_p, idx_p, at[b, 0], at[b, 1], spare,
+                       dense)
+    return total_neg, pos, flags
+
+
+def _sort(items, tmp, idx, idx_tmp, int64_t n, int nb, int nbits, int n_threads):
+    """Sorts items[:n] ascending (and idx with them, unless None) by an LSD radix sort, 8 bits a
+    pass; a pass whose digit is the same for every item is skipped. Blocks in parallel."""
+    if n < 2:
+        return
+    cdef int wide = items.dtype.itemsize == 8
+    cdef void *src = _ptr(items)
+    cdef void *dst = _ptr(tmp)
+    cdef uint32_t *isrc = <uint32_t *>_ptr(idx)
+    cdef uint32_t *idst = <uint32_t *>_ptr(idx_tmp)
+    cdef void *swap
+    cdef uint32_t *iswap
+    cdef int64_t[::1] bounds = np.array([n * b // nb for b in range(nb + 1)], np.int64)
+    cdef int64_t[:, ::1] counts = np.zeros((nb, 256), np.int64)
+    cdef int64_t[:, ::1] at = np.zeros((nb, 256), np.int64)
+    cdef Py_ssize_t b, d
+    cdef int shift
+    cdef int64_t start, total
+    cdef bint skip, in_tmp = False
+    for shift in range(0, nbits, 8):
+        for b in prange(nb, nogil=True, schedule="static", num_threads=n_threads):
+            counts[b, :] = 0
+            fb_histogram(src, wide, bounds[b], bounds[b + 1], shift, &counts[b, 0])
+        start = 0
+        skip = False
+        for d in range(256):
+            total = 0
+            for b in range(nb):
+                at[b, d] = start + total
+                total += counts[b, d]
+            skip = skip or total == n
+            start += total
+        if skip:
+            continue
+        for b in prange(nb, nogil=True, schedule="static", num_threads=n_threads):
+            fb_scatter(src, isrc, wide, bounds[b], bounds[b + 1], shift, &at[b, 0], dst, idst)
+        swap = src; src = dst; dst = swap
+        iswap = isrc; isrc = idst; idst = iswap
+        in_tmp = not in_tmp
+    if in_tmp:
+        items[:n] = tmp[:n]
+        if idx is not None:
+            idx[:n] = idx_tmp[:n]
+
+
+def _walk(items, idx, w, int64_t[::1] cuts, int n_threads):
+    """(P, N, 2·U, A) of the sorted items between the cuts: the ranges' totals, then their walks
+    in parallel, summed in range order."""
+    cdef Py_ssize_t nr = cuts.shape[0] - 1, r
+    cdef int wide = items.dtype.itemsize == 8
+    cdef void *items_p = _ptr(items)
+    cdef uint32_t *idx_p = <uint32_t *>_ptr(idx)
+    cdef const double *w_p = <const double *>_ptr(w)
+    cdef double[:, ::1] totals = np.zeros((nr, 2))
+    cdef double[:, ::1] above = np.zeros((nr, 2))
+    cdef double[:, ::1] sums = np.zeros((nr, 2))
+    for r in prange(nr, nogil=True, schedule="static", num_threads=n_threads):
+        fb_range_totals(items_p, idx_p, wide, w_p, cuts[r], cuts[r + 1], &totals[r, 0],
+                        &totals[r, 1])
+    for r in range(nr - 2, -1, -1):
+        above[r, 0] = above[r + 1, 0] + totals[r + 1, 0]
+        above[r, 1] = above[r + 1, 1] + totals[r + 1, 1]
+    for r in prange(nr, nogil=True, schedule="static", num_threads=n_threads):
+        fb_walk(items_p, idx_p, wide, w_p, cuts[r], cuts[r + 1], above[r, 0], above[r, 1], NULL,
+                0, 0, &sums[r, 0], &sums[r, 1])
+    cdef double big_p = 0.0, big_n = 0.0, u2 = 0.0, a = 0.0
+    for r in range(nr - 1, -1, -1):
+        big_p += totals[r, 0]
+        big_n += totals[r, 1]
+        u2 += sums[r, 0]
+        a += sums[r, 1]
+    return big_p, big_n, u2, a
+
+
+def _cuts(items, int64_t m):
+    """WALK_RANGES + 1 cut positions of the sorted items [0, m), each moved down to the first item
+    of its distinct value (a binary search)."""
+    cuts = [m * r // WALK_RANGES for r in range(WALK_RANGES + 1)]
+    for r in range(1, WALK_RANGES):
+        v = int(items[cuts[r]]) >> 1 if cuts[r] < m else -1
+        lo, hi = cuts[r - 1], cuts[r]
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if int(items[mid]) >> 1 < v:
+                lo = mid + 1
+            else:
+                hi = mid
+        cuts[r] = lo
+    return np.array(cuts, np.int64)
+
+
+_RANK_Y_KINDS = {np.dtype(np.uint8): FB_Y_U8, np.dtype(np.float32): FB_Y_F32,
+                 np.dtype(np.float64): FB_Y_F64}
+
+
+def rank(y, p, w, mask, bint omit, bint want_curve, int n_threads):
+    """The twin of kernels/numba/rank.py's rank (same contract): (P, N, 2·U, A, flags, curve) of
+    one 1-D slice; runs with the GIL released."""
+    global _openmp_started
+    if _single_threaded:
+        n_threads = 1
+    elif n_threads > 1:
+        _openmp_started = True
+    cdef Py_ssize_t n = p.shape[0]
+    cdef fb_rank_args a
+    a.y = _ptr(y)
+    a.y_kind = _RANK_Y_KINDS[y.dtype]
+    a.y_stride = y.strides[0] // y.itemsize
+    a.p = _ptr(p)
+    a.p_f64 = p.dtype == np.float64
+    a.p_stride = p.strides[0] // p.itemsize
+    a.w = <const double *>_ptr(w)
+    a.mask = <const uint8_t *>_ptr(mask)
+    a.omit = omit
+    nb = max(1, min(n_threads, n >> 16))
+    bounds = np.array([n * b // nb for b in range(nb + 1)], np.int64)
+    items = np.empty(n + 1, np.uint64 if a.p_f64 else np.uint32)
+    idx = None if w is None else np.empty(n + 1, np.uint32)
+    n_neg, m, flags = _split(&a, bounds, items, idx, n_threads)
+    if flags & (FB_RANK_SOFT | FB_RANK_WEIGHT):
+        return 0.0, 0.0, 0.0, 0.0, flags, None
+    tmp = np.empty(max(n_neg, m - n_neg), items.dtype)
+    idx_tmp = None if w is None else np.empty(tmp.shape[0], np.uint32)
+    for lo, hi in ((0, n_neg), (n_neg, m)):
+        _sort(items[lo:hi], tmp, None if idx is None else idx[lo:hi], idx_tmp, hi - lo,
+              max(1, min(n_threads, (hi - lo) >> 16)), 64 if a.p_f64 else 32, n_threads)
+    del tmp, idx_tmp
+    if not want_curve:
+        return (*_walk(items, idx, w, _cuts(items, m), n_threads), flags, None)
+    curve = np.empty((3, max(m, 1)))
+    cdef double u2, ap
+    cdef double[:, ::1] cv = curve
+    k = fb_walk(_ptr(items), <uint32_t *>_ptr(idx), items.dtype.itemsize == 8,
+                <const double *>_ptr(w), 0, m, 0.0, 0.0, &cv[0, 0], curve.shape[1], 0, &u2, &ap)
+    at = curve[2, :k].astype(np.int64)
+    return (curve[0, k - 1] if k else 0.0, curve[1, k - 1] if k else 0.0, u2, ap, flags,
+            (_values(items[at], at < n_neg, not a.p_f64), curve[0, :k], curve[1, :k]))
+
+
+def _values(items, negative, f32):
+    """The predictions of items (from their key and sign)."""
+    key = items >> 1
+    if f32:
+        bits = np.where(negative, ~key.astype(np.uint32), key.astype(np.uint32))
+        return bits.view(np.float32)
+    bits = np.where(negative, ~key, key)
+    return bits.view(np.float64)
+
+
+# ---------------------------------------------------------------------------------------------
 # Histogram pass of the report (kernels/c/histogram.h, the twin of kernels/numba/histogram.py).
 # ---------------------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import pytest
 KERNELS = Path(__file__).resolve().parents[1] / "kernels"
 
 # C header <-> Numba module
-PAIRS = ("math", "forms", "blocks", "chunk", "dispatch", "histogram")
+PAIRS = ("math", "forms", "blocks", "chunk", "dispatch", "rank", "histogram")
 # C headers without a Numba twin
 C_ONLY_FILES = {
     "codes.h": "the constants of kernels/__init__.py for C (tests/test_codes.py checks them)",
@@ -53,6 +53,12 @@ C_ONLY = {
         "fb_chunk_f32": "calls the selected variant's chunk kernel; Numba specialises chunk by "
                         "dtype",
         "fb_chunk_f64": "as fb_chunk_f32",
+    },
+    "rank": {
+        "fb_rank_label": "a label of any kind as a double (Numba specialises by dtype)",
+        "fb_rank_pred": "a float or double prediction as a double (Numba: by dtype)",
+        "fb_rank_kept": "whether an element is kept (Numba: inline in sign_count, split_block)",
+        "fb_rank_item": "a uint32 or uint64 item (Numba: by dtype)",
     },
 }
 
@@ -106,6 +112,15 @@ NUMBA_ONLY = {
                       "kernels/cython_kernels.pyx)",
         "read_only": "read-only views: writable and read-only inputs share one compilation",
         "fast_pass": "the Python entry; its twin is fast_pass in kernels/cython_kernels.pyx",
+    },
+    "rank": {
+        "_split": "the parallel loop of sign_count and split_block (C: _split in "
+                  "kernels/cython_kernels.pyx)",
+        "_sort": "the parallel radix passes (C: _sort in kernels/cython_kernels.pyx)",
+        "_walk": "the parallel walk over ranges (C: _walk in kernels/cython_kernels.pyx)",
+        "_cuts": "the walk's ranges (Python; its copy is in kernels/cython_kernels.pyx)",
+        "rank": "the Python entry; its twin is rank in kernels/cython_kernels.pyx",
+        "_values": "predictions back from items (Python; copy in kernels/cython_kernels.pyx)",
     },
 }
 

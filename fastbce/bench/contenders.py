@@ -9,7 +9,7 @@ import importlib.util
 import numpy as np
 
 from .._backends import cython_available, resolve_backend
-from .operations import FOCAL_ALPHA, FOCAL_GAMMA, N_GROUPS, OPERATIONS
+from .operations import CALIBRATION_BINS, FOCAL_ALPHA, FOCAL_GAMMA, N_GROUPS, OPERATIONS
 
 EPS = 1e-7  # probability clipping of the NumPy/JAX formulas (fastbce's default, Keras' epsilon)
 
@@ -67,8 +67,12 @@ class Fastbce(Contender):
             "value_and_grad": "bce_value_and_grad(y, x, from_logits=True)",
             "value_and_grad_out": "bce_value_and_grad(y, x, from_logits=True, out=g)",
             "focal": f"focal_bce(y, x, gamma={FOCAL_GAMMA:g}, alpha={FOCAL_ALPHA:g}, from_logits=True)",
+            "roc_auc": "roc_auc(y, p)", "average_precision": "average_precision(y, p)",
+            "brier": "brier(y, p)", "calibration": f"calibration_curve(y, p, n_bins={CALIBRATION_BINS})",
         }
         self.calls = {op: f"fastbce.{call[:-1]}, backend={backend!r})" for op, call in self.calls.items()}
+        for op in ("brier", "calibration"):  # NumPy in float64: no backend argument
+            self.calls[op] = self.calls[op].split(", backend=")[0] + ")"
 
     def missing(self):
         if self.backend == "cython":
@@ -98,6 +102,11 @@ class Fastbce(Contender):
             "per_group": lambda: fastbce.bce(d["y"], d["p"], groups=d["g"], n_groups=N_GROUPS, **kw),
             "grad": lambda: fastbce.bce_grad(d["y"], d["x"], from_logits=True, **kw),
             "value_and_grad": lambda: fastbce.bce_value_and_grad(d["y"], d["x"], from_logits=True, **kw),
+            "roc_auc": lambda: fastbce.roc_auc(d["y"], d["p"], **kw),
+            "average_precision": lambda: fastbce.average_precision(d["y"], d["p"], **kw),
+            # NumPy in float64 whatever the backend (no kernel of its own)
+            "brier": lambda: fastbce.brier(d["y"], d["p"]),
+            "calibration": lambda: fastbce.calibration_curve(d["y"], d["p"], n_bins=CALIBRATION_BINS),
         }
         if op in ("grad_out", "value_and_grad_out"):  # the output allocated here, outside the timed call
             out = np.empty_like(d["x"])
@@ -135,7 +144,11 @@ class NumPy(Contender):
         "grad": "(1/(1+exp(-x)) - y) / n",
         "value_and_grad": "e = exp(-|x|): loss from log1p(e), gradient from σ(x) via e",
         "focal": "α_t·(1-p_t)^γ·CE with σ(x) and the stable logits CE, .mean()",
+        "brier": "((p - y)**2).mean() in float64",
     }
+
+    def op_brier(self, d, threads):
+        return lambda: float(np.mean((d["p"].astype(np.float64) - d["y"]) ** 2))
 
     def op_mean(self, d, threads):
         return lambda: float(_np_prob_losses(d["y"], d["p"]).mean())
@@ -316,7 +329,14 @@ class Sklearn(Contender):
     threaded = False
     modules = ("sklearn.metrics",)
     distributions = ("scikit-learn",)
-    calls = {"mean": "sklearn.metrics.log_loss(y, p)"}
+    calls = {"mean": "sklearn.metrics.log_loss(y, p)",
+             "roc_auc": "sklearn.metrics.roc_auc_score(y, p)",
+             "average_precision": "sklearn.metrics.average_precision_score(y, p)",
+             "brier": "sklearn.metrics.brier_score_loss(y, p)",
+             "calibration": f"sklearn.calibration.calibration_curve(y, p, n_bins={CALIBRATION_BINS})"}
+    # One call of the ranking metrics takes ~0.45 µs per element here: above this size the
+    # repeats would take minutes, so those rows are skipped with this reason.
+    RANKING_MAX_SIZE = 2 * 10**7
     unsupported = {
         "mean_soft": "log_loss rejects soft labels",
         "mean_logits": "log_loss takes probabilities only",
@@ -333,6 +353,32 @@ class Sklearn(Contender):
         from sklearn.metrics import log_loss
 
         return lambda: log_loss(d["y"], d["p"])
+
+    def _ranking(self, d, function):
+        if d["p"].size > self.RANKING_MAX_SIZE:
+            raise Unsupported(f"not timed above {self.RANKING_MAX_SIZE:.0e} elements (one call "
+                              "takes over 9 s)")
+        return lambda: function(d["y"], d["p"])
+
+    def op_roc_auc(self, d, threads):
+        from sklearn.metrics import roc_auc_score
+
+        return self._ranking(d, roc_auc_score)
+
+    def op_average_precision(self, d, threads):
+        from sklearn.metrics import average_precision_score
+
+        return self._ranking(d, average_precision_score)
+
+    def op_brier(self, d, threads):
+        from sklearn.metrics import brier_score_loss
+
+        return lambda: brier_score_loss(d["y"], d["p"])
+
+    def op_calibration(self, d, threads):
+        from sklearn.calibration import calibration_curve
+
+        return lambda: calibration_curve(d["y"], d["p"], n_bins=CALIBRATION_BINS)
 
 
 class Jax(Contender):

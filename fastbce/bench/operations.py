@@ -10,6 +10,7 @@ N_LABELS = 100  # columns of the 2-D operations
 N_GROUPS = 1000  # groups of the per-group operation
 FIRST_CALL_SIZE = 1000  # elements of the first call timed at start-up
 FOCAL_GAMMA, FOCAL_ALPHA = 2.0, 0.25  # the defaults of Keras, torchvision and optax
+CALIBRATION_BINS = 10
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,10 @@ OPERATIONS = {op.name: op for op in (
     Operation("value_and_grad_out", "value_and_grad into a preallocated array (out=)", ("y", "x"),
               writes=True),
     Operation("focal", f"mean focal loss, logits, γ={FOCAL_GAMMA:g}, α={FOCAL_ALPHA:g}", ("y", "x")),
+    Operation("roc_auc", "exact ROC-AUC, probabilities, 0/1 labels", ("y", "p")),
+    Operation("average_precision", "exact average precision (PR-AUC)", ("y", "p")),
+    Operation("brier", "Brier score", ("y", "p")),
+    Operation("calibration", f"calibration curve, {CALIBRATION_BINS} uniform bins", ("y", "p")),
 )}
 MEASURED_OPS = tuple(name for name, op in OPERATIONS.items() if not op.unavailable)
 

@@ -46,7 +46,8 @@ def key_f64(v):
 @njit(**JIT)
 def sign_count(y, p, w, has_w, mask, has_mask, omit, lo, hi):
     """(negative predictions, kept elements, flags) of [lo, hi): kept = in the mask and, under
-    nan_policy "omit", with no NaN label or prediction. Branch-free."""
+    nan_policy "omit", with no NaN label or prediction. Branch-free (bitwise logic), so that the
+    loop vectorises."""
     prefer_wide_vectors()
     n_neg = 0
     n_kept = 0
@@ -54,26 +55,36 @@ def sign_count(y, p, w, has_w, mask, has_mask, omit, lo, hi):
     nan = False
     bad_w = False
     for i in range(lo, hi):
-        yv = np.float64(y[i])
-        pv = np.float64(p[i])
+        yv = y[i]
+        pv = p[i]
         isnan = (yv != yv) | (pv != pv)
-        keep = not (omit and isnan)
+        keep = ~(omit & isnan)
         if has_mask:
-            keep = keep and mask[i] != 0
-        n_kept += keep
-        n_neg += keep and pv < 0.0
-        nan |= keep and isnan
-        soft |= keep and (yv != 0.0) & (yv != 1.0) & (yv == yv)
+            keep &= mask[i] != 0
+        n_kept += np.int64(keep)
+        n_neg += np.int64(keep & (pv < 0))
+        nan |= keep & isnan
+        soft |= keep & (yv != 0) & (yv != 1) & (yv == yv)
         if has_w:
-            bad_w |= keep and not (w[i] >= 0.0 and w[i] < np.inf)
-    return n_neg, n_kept, soft * 1 | nan * 2 | bad_w * 4
+            bad_w |= keep & ~((w[i] >= 0.0) & (w[i] < np.inf))
+    return (n_neg, n_kept,
+            np.int64(soft) * RANK_SOFT | np.int64(nan) * RANK_NAN | np.int64(bad_w) * RANK_WEIGHT)
 
 
 @njit(**JIT)
-def split_block(y, p, f32, mask, has_mask, omit, lo, hi, items, idx, has_idx, at_neg, at_pos):
+def split_block(y, p, f32, mask, has_mask, omit, lo, hi, items, idx, has_idx, at_neg, at_pos,
+                dense):
     """The items of the kept elements of [lo, hi): negative predictions from items[at_neg], the
     others from items[at_pos], with their index in idx when has_idx. Labels are 0 or 1 here (a
-    NaN label counts as 0: its slice is NaN). A dropped element goes to the spare last slot."""
+    NaN label counts as 0: its slice is NaN). A dropped element goes to the spare last slot.
+    dense: every element is kept and none is negative (a plain map, which vectorises)."""
+    if dense:
+        for i in range(lo, hi):
+            k = key_f32(np.float32(p[i]))[0] if f32 else key_f64(np.float64(p[i]))[0]
+            items[at_pos + i - lo] = (k << np.uint64(1)) | np.uint64(y[i] == 1)
+            if has_idx:
+                idx[at_pos + i - lo] = i
+        return
     spare = items.shape[0] - 1
     for i in range(lo, hi):
         yv = y[i]
@@ -144,17 +155,44 @@ def walk(items, idx, has_idx, w, has_w, lo, hi, big_tp, big_fp, curve, m):
     """(2·U, A, m) of the sorted items [lo, hi) walked down by distinct prediction v, with tp, fp
     the positive and negative weights at v and TP, FP the weights at or above v (big_tp, big_fp:
     those above the range): 2·U = Σ fp·(2·TP - tp) (ties count half), A = Σ tp·TP/(TP + FP)
-    (precision at each recall step); AUC = U/(P·N), AP = A/P. With curve (3 rows), each distinct
-    v's TP, FP and the position of its first item are written from column m, which advances."""
+    (precision at each recall step); AUC = U/(P·N), AP = A/P. Without weights the counts are
+    integers (short dependency chains). With curve (3 rows), each distinct v's TP, FP and the
+    position of its first item are written from column m, which advances."""
     u2 = 0.0
     a = 0.0
+    want_curve = curve.shape[1] > 0
+    if not has_w:
+        n_tp = np.int64(big_tp)
+        n_fp = np.int64(big_fp)
+        run_tp = 0
+        run_fp = 0
+        i = hi - 1
+        while i >= lo:
+            item = items[i]
+            pos = np.int64(item & 1)
+            run_tp += pos
+            run_fp += 1 - pos
+            if i == lo or (items[i - 1] >> 1) != (item >> 1):
+                n_tp += run_tp
+                n_fp += run_fp
+                u2 += np.float64(run_fp) * np.float64(2 * n_tp - run_tp)
+                if run_tp > 0:
+                    a += np.float64(run_tp) * (np.float64(n_tp) / np.float64(n_tp + n_fp))
+                if want_curve:
+                    curve[0, m] = n_tp
+                    curve[1, m] = n_fp
+                    curve[2, m] = i
+                m += 1
+                run_tp = 0
+                run_fp = 0
+            i -= 1
+        return u2, a, m
     tp = 0.0
     fp = 0.0
-    want_curve = curve.shape[1] > 0
     i = hi - 1
     while i >= lo:
         item = items[i]
-        wi = w[idx[i]] if has_w else 1.0
+        wi = w[idx[i]]
         pos = np.float64(item & 1)
         tp += wi * pos
         fp += wi - wi * pos
@@ -199,11 +237,11 @@ def _split(y, p, f32, w, has_w, mask, has_mask, omit, items, idx, has_idx, bound
         at[b, 1] = pos
         neg += counts[b, 0]
         pos += counts[b, 1] - counts[b, 0]
-    if flags & 5:
+    if flags & (RANK_SOFT | RANK_WEIGHT):
         return total_neg, pos, flags
     for b in prange(nb):
         split_block(y, p, f32, mask, has_mask, omit, bounds[b], bounds[b + 1], items, idx,
-                    has_idx, at[b, 0], at[b, 1])
+                    has_idx, at[b, 0], at[b, 1], total_neg == 0 and pos == bounds[nb])
     return total_neg, pos, flags
 
 
@@ -316,7 +354,7 @@ def rank(y, p, w, mask, omit, want_curve, n_threads):
     wv = _NONE_F64 if w is None else w
     n_neg, m, flags = _split(y, p, f32, wv, has_idx, _NONE_U8 if mask is None else mask,
                              mask is not None, omit, items, idx, has_idx, bounds)
-    if flags & 5:
+    if flags & (RANK_SOFT | RANK_WEIGHT):
         return 0.0, 0.0, 0.0, 0.0, flags, None
     tmp = np.empty(max(n_neg, m - n_neg), items.dtype)
     idx_tmp = np.empty(tmp.shape[0] if has_idx else 1, np.uint32)
