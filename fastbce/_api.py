@@ -13,7 +13,12 @@ def _run(plan, backend, n_threads, *, want_grad, out=None, want_value=True):
     """(value, gradient or None) of one pass (value None when not wanted)."""
     totals, loss_out, grad = run_pass(plan, backend, n_threads, want_grad=want_grad, out=out,
                                       want_value=want_value)
-    return (value_of(plan, totals, loss_out) if want_value else None), grad
+    value = value_of(plan, totals, loss_out) if want_value else None
+    if value is not None and plan.group_labels is not None:  # labelled groups: a Series by label
+        import pandas as pd
+
+        value = pd.Series(value, index=pd.Index(plan.group_labels, name="group"))
+    return value, grad
 
 
 _COMMON_DOC = """
@@ -67,9 +72,11 @@ _RETURNS_VALUE = """
     float for a full reduction; float64 array per label, sample or group; for ``reduction="none"``
     the weighted element losses as an array of y_pred's dtype (float32 for float16 input).
 """
-_GROUPS_DOC = """    groups : integer array (n_samples,), optional
-        Reduce per group: returns one value per group id in [0, n_groups). int32 and int64 ids
-        are read in place; other integer dtypes are first converted (a copy).
+_GROUPS_DOC = """    groups : array (n_samples,), optional
+        Reduce per group: one value per group id in [0, n_groups) for small non-negative integer
+        ids (int32 and int64 read in place); for strings, categoricals (pandas, Arrow, polars)
+        and integer ids of any other range a pandas Series indexed by the labels (sorted;
+        a Categorical's categories in their order). See fastbce/_groups.py.
     n_groups : int, optional
         Number of groups (default: ``groups.max() + 1``, which costs a pass over ``groups``).
 """

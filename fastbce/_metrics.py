@@ -16,6 +16,7 @@ import numpy as np
 
 from ._backends import resolve_backend
 from ._frames import from_frames
+from ._groups import factorize
 from ._plan import NAN_POLICIES, _as_array, _broadcast, _check_data, _check_groups, _check_option
 from ._plan import _weight_operand, check_axis
 from ._threads import resolve_num_threads
@@ -37,6 +38,7 @@ class _Slices(NamedTuple):
     shape: tuple
     omit: bool
     raise_nan: bool
+    labels: list = None  # labelled groups (fastbce/_groups.py): the label of each slot
 
 
 def _labels(y):
@@ -54,6 +56,9 @@ def _prepare(y_true, y_pred, sample_weight, mask, nan_policy, from_logits, axis,
     if not isinstance(from_logits, (bool, np.bool_)):
         raise TypeError(f"from_logits must be True or False, got {from_logits!r}")
     _check_option(nan_policy, "nan_policy", tuple(NAN_POLICIES))
+    labels = None
+    if groups is not None:
+        groups, n_groups, labels = factorize(groups, n_groups, y_pred)
     y_true, y_pred, sample_weight, _, mask, groups = from_frames(
         y_true, y_pred, sample_weight, None, mask, groups)
     y_true, y_pred = _check_data(y_true, y_pred)
@@ -83,7 +88,7 @@ def _prepare(y_true, y_pred, sample_weight, mask, nan_policy, from_logits, axis,
         slices = [prepared(*(None if a is None else a[bounds[g] * (a.size // shape[0]):
                                                      bounds[g + 1] * (a.size // shape[0])]
                              for a in take)) for g in range(n_slots)]
-        return _Slices(slices, (n_slots,), omit, raise_nan)
+        return _Slices(slices, (n_slots,), omit, raise_nan, labels)
     if n_groups is not None:
         raise ValueError("n_groups was given without groups; pass groups (the id of each sample)")
     if axis == 0:
@@ -121,6 +126,10 @@ def _rank_sums(s, backend, n_threads, want_curve=False):
 
 def _result(values, s):
     values = np.array(values, np.float64)
+    if s.labels is not None:  # labelled groups: a pandas Series indexed by the labels
+        import pandas as pd
+
+        return pd.Series(values, index=pd.Index(s.labels, name="group"))
     return float(values[0]) if s.shape is None else values
 
 

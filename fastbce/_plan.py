@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._frames import from_frames
+from ._groups import factorize
 from ._kernels import (
     MODE_ALL,
     MODE_COLS,
@@ -57,6 +58,7 @@ class Plan:
     has_weights: bool  # sample_weight or mask given
     gamma: float = 0.0  # focal exponent (0: no focal modulation)
     alpha: float = -1.0  # focal class balance α in [0, 1]; negative: no α factor
+    group_labels: list = None  # the label of each group id (fastbce/_groups.py), or None
 
     def as_2d(self, array):
         """A (rows, columns) view of an array of y_pred's shape."""
@@ -245,6 +247,9 @@ def make_plan(y_true, y_pred, *, from_logits, eps, sample_weight, pos_weight, la
     if not isinstance(label_smoothing, (float, int, np.floating)) or not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"label_smoothing must be a number in [0, 1], got {label_smoothing!r}")
 
+    group_labels = None
+    if groups is not None:  # strings, categoricals, ids of any range: dense ids and their labels
+        groups, n_groups, group_labels = factorize(groups, n_groups, y_pred)
     y_true, y_pred, sample_weight, pos_weight, mask, groups = from_frames(
         y_true, y_pred, sample_weight, pos_weight, mask, groups)
     y_true, y_pred = _check_data(y_true, y_pred)
@@ -293,5 +298,5 @@ def make_plan(y_true, y_pred, *, from_logits, eps, sample_weight, pos_weight, la
         mode=mode, n_slots=n_slots, shape=shape,
         out_dtype=np.dtype(np.float64 if y_pred.dtype == np.float64 else np.float32),
         has_weights=sample_weight is not None or mask is not None,
-        gamma=float(gamma), alpha=-1.0 if alpha is None else float(alpha),
+        gamma=float(gamma), alpha=-1.0 if alpha is None else float(alpha), group_labels=group_labels,
     )

@@ -20,7 +20,8 @@ import numpy as np
 
 from ._backends import resolve_backend
 from ._files import open_data
-from ._score import FIELDS, Accumulator, ScoreResult
+from ._histogram import N_BINS
+from ._score import FIELDS, Accumulator, ScoreResult, result_of
 from ._threads import resolve_num_threads
 
 # The columns looked for, in this order, when --y-true or --y-pred is not given.
@@ -100,7 +101,8 @@ class Report:
 
 
 def score_file(path, *, y_true=None, y_pred=None, weight=None, group_by=None, label_cols=None,
-               from_logits=False, threads=None, backend=None, batch_rows=1_000_000, quiet=False):
+               from_logits=False, threshold=0.5, n_bins=N_BINS, auc_bits=None, threads=None,
+               backend=None, batch_rows=1_000_000, quiet=False):
     """Stream a data file through :class:`fastbce.Accumulator` in batches; returns a :class:`Report`."""
     from tqdm import tqdm
 
@@ -135,6 +137,7 @@ def score_file(path, *, y_true=None, y_pred=None, weight=None, group_by=None, la
         per_label = getattr(first_y, "ndim", 1) == 2 and group_by is None  # 2-D columns (.npz)
         scored = [Accumulator(from_logits=from_logits, axis=0 if per_label else None,
                               n_groups=None if group_by is None else len(group_values),
+                              threshold=threshold, n_bins=n_bins, auc_bits=auc_bits,
                               n_threads=kernel_threads, backend=backend) for _ in labels]
         groups = None
         if group_by is not None:
@@ -183,17 +186,20 @@ def score_file(path, *, y_true=None, y_pred=None, weight=None, group_by=None, la
         pool.shutdown(cancel_futures=True)
     if accumulators is None:
         raise ValueError(f"{path} has no rows")
-    totals = np.concatenate([accumulator.result().totals for accumulator in accumulators])
+    # the slots of every accumulator side by side; their sums are the overall report's
+    results = [accumulator.result() for accumulator in accumulators]
+    state = [None if results[0].hist is None else np.concatenate([r.hist for r in results])]
+    state = [np.concatenate([r.totals for r in results]), *state, np.concatenate([r.extra for r in results])]
     per, keys = None, None
     if group_by is not None:
-        per, keys = ScoreResult(totals, "group"), group_values.to_pylist()
+        per, keys = result_of(state, n_bins, "group"), group_values.to_pylist()
     elif label_cols is not None:
-        per, keys = ScoreResult(totals, "label"), list(labels)
+        per, keys = result_of(state, n_bins, "label"), list(labels)
     elif accumulators[0].settings["axis"] == 0:
-        per, keys = ScoreResult(totals, "label"), list(range(len(totals)))
+        per, keys = result_of(state, n_bins, "label"), list(range(len(state[0])))
+    overall = result_of([None if a is None else a.sum(axis=0, keepdims=True) for a in state], n_bins)
     return Report(str(path), rows, time.perf_counter() - start, resolve_backend(backend),
-                  resolve_num_threads(threads), ScoreResult(totals.sum(axis=0, keepdims=True)),
-                  per, keys)
+                  resolve_num_threads(threads), overall, per, keys)
 
 
 def _records(report):
@@ -233,3 +239,65 @@ def format_report(report, output_format):
     return "\n".join([header] + ["  ".join(cell.rjust(width) if i else cell.ljust(width)
                                            for i, (cell, width) in enumerate(zip(row, widths)))
                                  for row in table])
+
+
+# Per group or label, the plot draws the slices of largest weight, at most this many.
+PLOT_LINES = 8
+
+
+def _curves(hist, extra, n_bins):
+    """(ROC (fpr, tpr), PR (recall, precision), reliability (mean prediction, positive rate)) of
+    one slot: the curves through the histogram's buckets, from the top."""
+    pos, neg = hist[::-1, 0], hist[::-1, 1]
+    kept = (pos + neg) > 0
+    tp, fp = np.cumsum(pos[kept]), np.cumsum(neg[kept])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        roc = (np.concatenate(([0.0], fp / fp[-1])), np.concatenate(([0.0], tp / tp[-1])))
+        pr = (tp / tp[-1], tp / (tp + fp))
+        bins = extra[4:].reshape(n_bins, 3)
+        filled = bins[:, 0] > 0
+        reliability = (bins[filled, 2] / bins[filled, 0], bins[filled, 1] / bins[filled, 0])
+    return roc, pr, reliability
+
+
+def plot_report(report, path):
+    """Reliability diagram, ROC and precision-recall curves of a report (from its histograms),
+    overall and per group or label (the PLOT_LINES slices of largest weight), saved to ``path``."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError("--plot needs matplotlib: pip install 'fastbce[plot]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if report.overall.hist is None:
+        raise ValueError("--plot needs the AUC histogram: leave --auc-bits above 0")
+    n_bins = (report.overall.extra.shape[1] - 4) // 3
+    slices = [("all", report.overall.hist[0], report.overall.extra[0])]
+    if report.per is not None:
+        order = np.argsort(-report.per.totals[:, 1], kind="stable")[:PLOT_LINES]
+        slices += [(str(report.keys[i]), report.per.hist[i], report.per.extra[i]) for i in order
+                   if report.per.totals[i, 1] > 0]
+    figure, (reliability, roc, pr) = plt.subplots(1, 3, figsize=(15, 4.8))
+    for k, (name, hist, extra) in enumerate(slices):
+        style = dict(color="black", linewidth=2) if k == 0 else dict(linewidth=1)
+        (fpr, tpr), (recall, precision), (mean_pred, pos_rate) = _curves(hist, extra, n_bins)
+        reliability.plot(mean_pred, pos_rate, marker="o", markersize=3, label=name, **style)
+        roc.plot(fpr, tpr, label=name, **style)
+        pr.plot(recall, precision, label=name, **style)
+    reliability.plot([0, 1], [0, 1], color="grey", linestyle=":")
+    roc.plot([0, 1], [0, 1], color="grey", linestyle=":")
+    overall = report.overall
+    reliability.set(title=f"Reliability ({n_bins} bins, ECE {overall.ece:.4g})",
+                    xlabel="mean prediction", ylabel="positive rate")
+    roc.set(title=f"ROC (AUC {overall.roc_auc:.4f})", xlabel="false positive rate",
+            ylabel="true positive rate")
+    pr.set(title=f"Precision-recall (AP {overall.average_precision:.4f})", xlabel="recall",
+           ylabel="precision")
+    for axes in (reliability, roc, pr):
+        axes.grid(alpha=0.3)
+    pr.legend(fontsize="small", title=None if report.per is None else report.per.index_name)
+    figure.suptitle(report.path)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

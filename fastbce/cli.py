@@ -13,7 +13,7 @@ from ._backends import BACKENDS, resolve_backend
 from ._config import config, format_config
 from .bench import add_arguments as add_bench_arguments
 from .bench import bench_command
-from ._report import Y_PRED_DEFAULTS, Y_TRUE_DEFAULTS, format_report, score_file
+from ._report import PLOT_LINES, Y_PRED_DEFAULTS, Y_TRUE_DEFAULTS, format_report, plot_report, score_file
 from ._synthetic import default_data_file, make_default_data
 from ._threads import resolve_num_threads
 
@@ -31,11 +31,14 @@ def score(args):
     try:
         report = score_file(args.path, y_true=args.y_true, y_pred=args.y_pred, weight=args.weight,
                             group_by=args.group_by, label_cols=args.label_cols,
-                            from_logits=args.from_logits, threads=args.threads, backend=args.backend,
+                            from_logits=args.from_logits, threshold=args.threshold, n_bins=args.bins,
+                            auc_bits=args.auc_bits, threads=args.threads, backend=args.backend,
                             batch_rows=args.batch_rows, quiet=args.quiet)
     except (OSError, NotImplementedError) as error:  # unreadable files: bad input, not a crash
         raise ValueError(f"cannot read {args.path}: {error}") from None
     print(format_report(report, args.format))
+    if args.plot:
+        plot_report(report, args.plot)
     return 0
 
 
@@ -89,6 +92,14 @@ def main(argv=None):
     score_parser.add_argument("--group-by", help="report per distinct value of this column (nulls are skipped)")
     score_parser.add_argument("--label-cols", metavar="PATTERN",
                               help="report per label: label columns matching PATTERN, one * for the label's name (e.g. 'y_true_*')")
+    score_parser.add_argument("--threshold", type=float, default=0.5,
+                              help="probability at or above which a prediction counts as positive (tp, fp, ...)")
+    score_parser.add_argument("--bins", type=_positive, default=15, help="equal-width bins of the ECE")
+    score_parser.add_argument("--auc-bits", type=int, default=None,
+                              help="mantissa bits of the AUC histogram's buckets (default 11, 7 with --group-by; 0: none)")
+    score_parser.add_argument("--plot", metavar="PNG",
+                              help=f"draw the reliability diagram, ROC and precision-recall curves (needs matplotlib; "
+                                   f"per group the {PLOT_LINES} largest)")
     score_parser.add_argument("--format", choices=("table", "json", "csv"), default="table")
     score_parser.add_argument("--threads", type=_positive, default=None, help="default: all cores")
     score_parser.add_argument("--backend", default="auto", choices=BACKENDS)

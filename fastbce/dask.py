@@ -15,8 +15,11 @@ import numpy as np
 
 from . import _api
 from ._engine import reciprocal, run_pass
+from ._groups import DENSE_IDS
+from ._histogram import AUC_BITS, GROUP_AUC_BITS, N_BINS, N_EXTRA, check_bins, check_bits
+from ._histogram import check_threshold, histogram_sums, n_buckets
 from ._plan import check_axis, make_plan
-from ._score import N_STATS, ScoreResult
+from ._score import N_STATS, result_of
 
 __all__ = ["bce", "bce_grad", "score"]
 
@@ -50,26 +53,70 @@ def _operands(y_true, y_pred, sample_weight, pos_weight, mask):
     return operands, ndim
 
 
-def _block_sums(y, p, w, pw, mask, groups, *, shape, n_stats, backend, n_threads, **options):
-    """The float64 partial sums of one block, shaped for its place in the output."""
+def _block_sums(y, p, w, pw, mask, groups, *, shape, n_stats, backend, n_threads, labels=None,
+                report=None, **options):
+    """The float64 partial sums of one block, shaped for its place in the output: the kernel
+    pass's, and with ``report`` (threshold, n_bins, bits) the histogram pass's after them.
+    ``labels``: the sorted group labels, to which the block's group values are mapped."""
     if y.size == 0:
         n_slots = {0: y.shape[1], 1: y.shape[0]}.get(options["axis"], options["n_groups"] or 1)
         return np.zeros((n_slots, n_stats)).reshape(shape)
+    if labels is not None:  # ids of the labels; a null or unknown value is masked
+        import pandas as pd
+        import pyarrow as pa
+
+        ids = labels.get_indexer(pd.Index(groups))
+        groups = pa.array(ids, mask=ids < 0)
     plan = make_plan(y, p, sample_weight=w, pos_weight=pw, mask=mask, groups=groups,
                      reduction="sum", **options)
-    return run_pass(plan, backend, n_threads, n_stats=n_stats)[0].reshape(shape)
+    sums = run_pass(plan, backend, n_threads, n_stats=N_STATS if report else n_stats)[0]
+    if report and options["axis"] != 1:
+        hist, extra = histogram_sums(plan, backend, n_threads, threshold=report[0],
+                                     n_bins=report[1], bits=report[2])
+        sums = np.concatenate([sums, *([] if hist is None else [hist.reshape(len(sums), -1)]), extra], axis=1)
+    return sums.reshape(shape)
+
+
+def _groups(groups, n_groups):
+    """(groups as a 1-D Dask array, n_groups, sorted labels as a pandas Index or None): small
+    non-negative integer ids are used as they are (fastbce/_groups.py); strings, categoricals and
+    other integer ids are labelled by their distinct values, found in a pass over ``groups``."""
+    import pandas as pd
+
+    labels = None
+    if hasattr(groups, "to_dask_array") and not isinstance(groups.dtype, np.dtype):
+        if isinstance(groups.dtype, pd.CategoricalDtype):
+            groups = groups.cat.as_known()
+            labels = pd.Index(groups.cat.categories)
+        groups = groups.astype(object)  # strings and categories as Python objects
+    groups = _as_dask(groups, "groups")
+    if groups.ndim != 1:
+        raise ValueError(f"groups must be 1-D (n_samples,), got shape {groups.shape}")
+    if labels is None and groups.dtype.kind in "iu" and n_groups is None:
+        low, high = (int(v) for v in dask.compute(groups.min(), groups.max()))
+        if low >= 0 and high < max(DENSE_IDS, groups.shape[0]):
+            n_groups = high + 1
+        else:
+            labels = pd.Index(np.unique(da.unique(groups).compute()))
+    elif labels is None and groups.dtype.kind in "OUS":
+        values = pd.unique(da.unique(groups.astype(object)).compute())
+        labels = pd.Index(sorted(v for v in values if v is not None and v == v))
+    if labels is not None:
+        if n_groups is not None:
+            raise ValueError("n_groups applies to integer group ids; labelled groups take their "
+                             "number from the labels: leave n_groups out")
+        n_groups = max(len(labels), 1)
+    return groups, n_groups, labels
 
 
 def _sums(operands, axis, groups, n_groups, n_stats, options):
-    """The per-slot sums, a lazy (n_slots, n_stats) float64 array, and the number of groups."""
+    """The per-slot sums, a lazy (n_slots, n_stats) float64 array, and the group labels (or None)."""
+    labels = None
     if groups is not None:
         if axis is not None:
             raise ValueError("groups and axis cannot be combined: groups reduce over whole samples")
-        groups = _as_dask(groups, "groups")
-        if groups.ndim != 1:
-            raise ValueError(f"groups must be 1-D (n_samples,), got shape {groups.shape}")
-        if n_groups is None:  # as in memory this costs a pass over groups, done here and now
-            n_groups = int(groups.max().compute()) + 1
+        # as in memory, n_groups or the labels cost a pass over groups, done here and now
+        groups, n_groups, labels = _groups(groups, n_groups)
     # Each block gives one row of partial sums per slot; the axes Dask then sums over.
     out_index, adjust, new_axes, shape, summed = {
         None: ("ijks", {"i": 1, "j": 1}, {"k": n_groups or 1, "s": n_stats}, (1, 1, -1, n_stats), (0, 1)),
@@ -79,8 +126,8 @@ def _sums(operands, axis, groups, n_groups, n_stats, options):
     blocks = da.blockwise(
         _block_sums, out_index, *operands, groups, None if groups is None else "i",
         adjust_chunks=adjust, new_axes=new_axes, dtype=np.float64, shape=shape, n_stats=n_stats,
-        axis=axis, n_groups=n_groups, **options)
-    return blocks.sum(axis=summed, dtype=np.float64).reshape(-1, n_stats)
+        axis=axis, n_groups=n_groups, labels=labels, **options)
+    return blocks.sum(axis=summed, dtype=np.float64).reshape(-1, n_stats), labels
 
 
 def _finish(totals, reduction):
@@ -134,8 +181,12 @@ def bce(y_true, y_pred, *, from_logits=False, eps=1e-7, sample_weight=None, pos_
         if groups is not None or axis is not None:
             raise ValueError("reduction='none' takes neither groups nor axis")
         return _elements(operands, ndim, None, False, options)
-    totals = _sums(operands, axis, groups, n_groups, 2, options)
+    totals, labels = _sums(operands, axis, groups, n_groups, 2, options)
     values = totals.map_blocks(_finish, reduction, drop_axis=1, dtype=np.float64)
+    if labels is not None:  # labelled groups: a delayed pandas Series indexed by the labels
+        import pandas as pd
+
+        return dask.delayed(pd.Series)(values, index=labels.rename("group"))
     return values[0] if axis is None and groups is None else values
 
 
@@ -155,20 +206,42 @@ def bce_grad(y_true, y_pred, *, from_logits=False, eps=1e-7, sample_weight=None,
                    nan_policy=nan_policy, n_threads=n_threads, backend=backend)
     scale = None
     if reduction == "mean":
-        weight_sum = _sums(operands, axis, None, None, 2, options)[:, 1]
+        weight_sum = _sums(operands, axis, None, None, 2, options)[0][:, 1]
         scale = weight_sum.map_blocks(reciprocal, dtype=np.float64)
         scale = scale[:, None] if axis == 1 else scale[None, :]  # per sample, per label or (1, 1)
     return _elements(operands, ndim, scale, True, options)
 
 
 def score(y_true, y_pred, *, from_logits=False, eps=1e-7, sample_weight=None, mask=None,
-          nan_policy="propagate", groups=None, n_groups=None, axis=None, n_threads=None,
-          backend=None):
-    """Lazy :func:`fastbce.score`: a ``dask.delayed`` that computes to a :class:`fastbce.ScoreResult`."""
+          nan_policy="propagate", groups=None, n_groups=None, axis=None, threshold=0.5,
+          n_bins=N_BINS, auc_bits=None, n_threads=None, backend=None):
+    """Lazy :func:`fastbce.score`: a ``dask.delayed`` that computes to a :class:`fastbce.ScoreResult`.
+
+    The report of a :class:`fastbce.Accumulator` (its mergeable sums added over the blocks): the
+    ROC-AUC from the histogram, with its bounds; ``auc_bits`` as the Accumulator's. Per sample
+    (``axis=1``) the kernel-pass fields only.
+    """
+    threshold, n_bins = check_threshold(threshold), check_bins(n_bins)
+    bits = check_bits(auc_bits if auc_bits is not None else GROUP_AUC_BITS if groups is not None
+                      else AUC_BITS)
     operands, ndim = _operands(y_true, y_pred, sample_weight, None, mask)
     axis = check_axis(axis, ndim)
+    width = N_STATS + (0 if axis == 1 else 2 * n_buckets(bits) + N_EXTRA + 3 * n_bins)
     options = dict(from_logits=from_logits, eps=eps, label_smoothing=0.0, nan_policy=nan_policy,
-                   n_threads=n_threads, backend=backend)
-    totals = _sums(operands, axis, groups, n_groups, N_STATS, options)
+                   n_threads=n_threads, backend=backend, report=(threshold, n_bins, bits))
+    sums, labels = _sums(operands, axis, groups, n_groups, width, options)
     index_name = "group" if groups is not None else {None: None, 0: "label", 1: "sample"}[axis]
-    return dask.delayed(ScoreResult)(totals, index_name)
+    return dask.delayed(_report)(sums, n_bins, n_buckets(bits), index_name,
+                                 None if labels is None else list(labels))
+
+
+def _report(sums, n_bins, buckets, index_name, labels):
+    """The ScoreResult of the summed blocks: [totals | histogram | extra] per slot."""
+    totals = sums[:, :N_STATS]
+    if sums.shape[1] == N_STATS:  # per sample: no histogram pass
+        from ._score import ScoreResult
+
+        return ScoreResult(np.ascontiguousarray(totals), index_name, None, labels)
+    hist = sums[:, N_STATS:N_STATS + 2 * buckets].reshape(len(sums), buckets, 2) if buckets else None
+    return result_of([np.ascontiguousarray(totals), hist, np.ascontiguousarray(sums[:, N_STATS + 2 * buckets:])],
+                     n_bins, index_name, labels)

@@ -112,3 +112,17 @@ class ElementOptions(NamedTuple):
     alpha: float  # focal loss: α in [0, 1], or < 0 for no α factor
     gamma_n: int  # γ when it is an integer <= 7 (z^γ by squaring), else -1
     nll: tuple  # losses at the clip bounds: -log q, -log(1-q) for q = clip_lo, then q = clip_hi
+
+
+class HistOptions(NamedTuple):
+    """The scalars of one histogram pass (``hist_pass``; fastbce/_histogram.py builds it)."""
+
+    mode: int  # MODE_ALL, MODE_COLS or MODE_GROUPS
+    logits: bool
+    omit_nan: bool  # NaN elements are left out (else counted, and the slot's ranking is NaN)
+    cut: float  # predicted positive: prediction >= cut (the threshold, or its logit)
+    shift: int  # bucket key: the float32 bits of min(q, 1-q) above 2^-24 shifted right by this
+    top: int  # the key of 1/2; buckets 0 .. 2·top + 1
+    n_buckets: int  # 2·top + 2, or 0 for no histogram
+    n_bins: int  # equal-width calibration bins
+    rows_per_chunk: int  # a function of the shape only

@@ -718,3 +718,66 @@ def _values(items, negative, f32):
         return bits.view(np.float32)
     bits = np.where(negative, ~key, key)
     return bits.view(np.float64)
+
+
+# ---------------------------------------------------------------------------------------------
+# Histogram pass of the report (kernels/c/histogram.h, the twin of kernels/numba/histogram.py).
+# ---------------------------------------------------------------------------------------------
+
+cdef extern from "c/histogram.h" nogil:
+    ctypedef struct fb_hist_args:
+        const void *p
+        int64_t p_rs, p_cs
+        int p_f64
+        const void *y
+        int64_t y_rs, y_cs
+        int y_kind
+        const void *w
+        int64_t w_rs, w_cs
+        int w_f64
+        const uint8_t *mask
+        int64_t m_rs, m_cs
+        const int64_t *groups
+        int mode
+        int64_t nrows, ncols
+        int logits, omit_nan
+        double cut
+        int shift
+        int64_t top
+        int64_t n_buckets, n_bins, n_extra
+    void fb_hist_chunk(const fb_hist_args *a, int64_t r0, int64_t r1, double *hist, double *extra)
+
+
+def hist_pass(p, y, w, mask, groups, double[:, :, :, ::1] hist, double[:, :, ::1] extra, options,
+              int n_threads):
+    """The histogram pass over 2-D strided views (see fastbce/_histogram.py for the contract);
+    options: a kernels.HistOptions. The twin of kernels/numba/histogram.py's hist_pass."""
+    global _openmp_started
+    if _single_threaded:
+        n_threads = 1
+    elif n_threads > 1:
+        _openmp_started = True
+    cdef fb_hist_args a
+    a.p = <const void *>_address(p)
+    a.p_rs, a.p_cs = p.strides[0] // p.itemsize, p.strides[1] // p.itemsize
+    a.p_f64 = p.dtype == np.float64
+    a.y = <const void *>_address(y)
+    a.y_rs, a.y_cs = y.strides[0] // y.itemsize, y.strides[1] // y.itemsize
+    a.y_kind = _Y_KINDS[y.dtype]
+    a.w = <const void *>_address(w)
+    a.w_rs, a.w_cs = w.strides[0] // w.itemsize, w.strides[1] // w.itemsize
+    a.w_f64 = w.dtype == np.float64
+    a.mask = <const uint8_t *>_address(mask)
+    a.m_rs, a.m_cs = mask.strides[0], mask.strides[1]
+    a.groups = <const int64_t *>_address(groups)
+    a.mode = options.mode
+    a.nrows, a.ncols = p.shape[0], p.shape[1]
+    a.logits, a.omit_nan, a.cut = options.logits, options.omit_nan, options.cut
+    a.shift, a.top = options.shift, options.top
+    a.n_buckets, a.n_bins, a.n_extra = options.n_buckets, options.n_bins, extra.shape[2]
+    cdef Py_ssize_t rows = options.rows_per_chunk, n = p.shape[0], c, n_chunks = extra.shape[0]
+    cdef Py_ssize_t hist_chunk = hist.shape[1] * hist.shape[2] * 2, extra_chunk = extra.shape[1] * extra.shape[2]
+    cdef double *h = &hist[0, 0, 0, 0]
+    cdef double *e = &extra[0, 0, 0]
+    for c in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
+        fb_hist_chunk(&a, c * rows, min(n, (c + 1) * rows), h + c * hist_chunk, e + c * extra_chunk)

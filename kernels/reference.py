@@ -205,6 +205,53 @@ def element_pass(y, p, w, pw, mask, shape, flags, out1, out2, options, n_threads
             _view(out2, shape, None)[...] = np.where(counted, w * hess, 0.0)
 
 
+def hist_pass(p, y, w, mask, groups, hist, extra, options, n_threads):
+    """Same contract as the compiled ``hist_pass`` (kernels/c/histogram.h states the sums), in
+    float64 NumPy; everything goes into chunk 0."""
+    shape = p.shape
+    x = p.astype(np.float64)
+    y = np.broadcast_to(y, shape).astype(np.float64)
+    w = np.broadcast_to(w, shape).astype(np.float64)
+    slots = {MODE_ALL: np.zeros(shape, np.intp), MODE_COLS: np.broadcast_to(np.arange(shape[1]), shape),
+             MODE_GROUPS: np.broadcast_to(groups[:, None], shape)}[options.mode]
+    counted = np.broadcast_to(mask, shape).astype(bool)
+    nan = counted & (np.isnan(x) | np.isnan(y))
+    n_slots, n_extra = extra.shape[1:]
+    if not options.omit_nan:
+        extra[0, :, 0] += np.bincount(slots[nan], minlength=n_slots)
+    keep = counted & ~nan
+    x, y, w, slots = x[keep], y[keep], w[keep], slots[keep]
+    with np.errstate(over="ignore"):
+        t = np.exp(-np.abs(x))
+    high = x >= (0.0 if options.logits else 0.5)
+    if options.logits:
+        v = t / (1.0 + t)
+        q = np.where(high, 1.0 / (1.0 + t), v)
+    else:
+        q, v = x, np.where(high, 1.0 - x, x)
+
+    def add(column, values):
+        extra[0, :, column] += np.bincount(slots, values, minlength=n_slots)
+
+    wy = w * y
+    wn = w - wy
+    if options.n_buckets:
+        bits = v.astype(np.float32).view(np.int32).astype(np.int64)
+        k = np.where(bits < 0x33800000, 0, (bits - 0x33800000) >> options.shift)
+        index = slots * options.n_buckets + np.where(high, 2 * options.top + 1 - k, k)
+        size = n_slots * options.n_buckets
+        hist[0, ..., 0] += np.bincount(index, wy, minlength=size).reshape(n_slots, -1)
+        hist[0, ..., 1] += np.bincount(index, wn, minlength=size).reshape(n_slots, -1)
+    add(1, w * (q - y) ** 2)
+    above = x >= options.cut
+    add(2, np.where(above, wy, 0.0))
+    add(3, np.where(above, wn, 0.0))
+    bins = np.minimum((q * options.n_bins).astype(np.int64), options.n_bins - 1)
+    for offset, values in enumerate((w, wy, w * q)):
+        index = slots * options.n_bins + bins
+        extra[0, :, 4 + offset::3] += np.bincount(index, values, minlength=n_slots * options.n_bins).reshape(n_slots, -1)
+
+
 def rank(y, p, w, mask, omit, want_curve, n_threads):
     """Ranking sums of one 1-D slice, the oracle of ``rank`` in kernels/numba/rank.py (same
     arguments and results): (P, N, 2·U, A, flags, curve) with, per distinct prediction v walked

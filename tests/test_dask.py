@@ -125,3 +125,25 @@ def test_bad_input(client, data):
     bad = da.from_array(np.where(np.arange(N) == 20_000, 2, y), chunks=10_000)
     with pytest.raises(ValueError, match="y_true has values outside"):  # found by a worker
         client.compute(fdask.bce(bad, dp), sync=True)
+
+
+def test_score_metric_fields_and_labelled_groups(client, data):
+    """The lazy report is the Accumulator's: the same sums, the AUC bounds around the exact AUC;
+    labelled groups (strings, a categorical column) carry their labels."""
+    y, p, w, g, _, _ = data
+    labels = np.array(["x", "y", "z", "v", "w"])[g]
+    dy, dp, dw, dl = (da.from_array(a, chunks=CHUNKINGS["uneven"]) for a in (y, p, w, labels))
+    in_memory = fastbce.Accumulator().update(y, p, w).result()
+    exact = fastbce.score(y, p, sample_weight=w)
+    got = client.compute(fdask.score(dy, dp, sample_weight=dw, threshold=0.3), sync=True)
+    for name in ("brier", "ece", "roc_auc", "roc_auc_lower", "roc_auc_upper", "average_precision"):
+        _close(getattr(got, name), getattr(in_memory, name), 1e-10)
+    assert got.roc_auc_lower <= exact.roc_auc <= got.roc_auc_upper
+    assert got.f1 == pytest.approx(fastbce.score(y, p, sample_weight=w, threshold=0.3).f1, rel=1e-12)
+    per_group = client.compute(fdask.score(dy, dp, groups=dl), sync=True).to_pandas()
+    expected = fastbce.score(y, p, groups=labels).to_pandas()
+    assert list(per_group.index) == list(expected.index) == ["v", "w", "x", "y", "z"]
+    _close(per_group["brier"].to_numpy(), expected["brier"].to_numpy(), 1e-10)
+    frame = dd.from_pandas(pd.DataFrame({"y": y, "p": p, "g": pd.Categorical(labels)}), npartitions=3)
+    by_category = client.compute(fdask.score(frame.y, frame.p, groups=frame.g), sync=True).to_pandas()
+    _close(by_category.loc[list(expected.index), "log_loss"].to_numpy(), expected["log_loss"].to_numpy(), F32_RTOL)

@@ -13,7 +13,7 @@ import pytest
 KERNELS = Path(__file__).resolve().parents[1] / "kernels"
 
 # C header <-> Numba module
-PAIRS = ("math", "forms", "blocks", "chunk", "dispatch", "elements", "rank")
+PAIRS = ("math", "forms", "blocks", "chunk", "dispatch", "elements", "rank", "histogram")
 # C headers without a Numba twin
 C_ONLY_FILES = {
     "codes.h": "the constants of kernels/__init__.py for C (tests/test_codes.py checks them)",
@@ -43,6 +43,11 @@ C_ONLY = {
                              "LLVM IR in the caller)",
     },
     "chunk": {},
+    "histogram": {
+        "fb_hist_label": "a label of any kind as a double (Numba reads each array in its dtype)",
+        "fb_hist_rows": "fb_hist_chunk's loop with some arguments as constants (C's way to "
+                        "specialise); Numba's hist_chunk is specialised by type",
+    },
     "dispatch": {
         "fb_select": "picks the instruction-set variant at import; Numba compiles for its CPU",
         "fb_chunk_f32": "calls the selected variant's chunk kernel; Numba specialises chunk by "
@@ -99,6 +104,11 @@ NUMBA_ONLY = {
     },
     "chunk": {
         "_buffer": "a 64-byte aligned block buffer (C: aligned arrays on the stack)",
+    },
+    "histogram": {
+        "_hist_pass": "the parallel loop over chunks (C: the prange loop of hist_pass in "
+                      "kernels/cython_kernels.pyx)",
+        "hist_pass": "the Python entry; its twin is hist_pass in kernels/cython_kernels.pyx",
     },
     "dispatch": {
         "_fast_pass": "the parallel loop over chunks (C: the prange loop of fast_pass in "

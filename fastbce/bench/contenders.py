@@ -75,10 +75,15 @@ class Fastbce(Contender):
             "focal_grad_hess": f"focal_bce_grad_hess(y, x, gamma={FOCAL_GAMMA:g}, alpha={FOCAL_ALPHA:g})",
             "roc_auc": "roc_auc(y, p)", "average_precision": "average_precision(y, p)",
             "brier": "brier(y, p)", "calibration": f"calibration_curve(y, p, n_bins={CALIBRATION_BINS})",
+            "score": "score(y, p)", "score_sums": "score(y, p, sums_only=True)",
+            "accumulate": "Accumulator().update(y, p)",
+            "accumulate_nohist": "Accumulator(auc_bits=0).update(y, p)",
         }
         self.calls = {op: f"fastbce.{call[:-1]}, backend={backend!r})" for op, call in self.calls.items()}
         for op in ("brier", "calibration"):  # NumPy in float64: no backend argument
             self.calls[op] = self.calls[op].split(", backend=")[0] + ")"
+        self.calls["accumulate"] = f"fastbce.Accumulator(backend={backend!r}).update(y, p)"
+        self.calls["accumulate_nohist"] = f"fastbce.Accumulator(auc_bits=0, backend={backend!r}).update(y, p)"
 
     def missing(self):
         if self.backend == "cython":
@@ -113,6 +118,10 @@ class Fastbce(Contender):
             # NumPy in float64 whatever the backend (no kernel of its own)
             "brier": lambda: fastbce.brier(d["y"], d["p"]),
             "calibration": lambda: fastbce.calibration_curve(d["y"], d["p"], n_bins=CALIBRATION_BINS),
+            "score": lambda: fastbce.score(d["y"], d["p"], **kw),
+            "score_sums": lambda: fastbce.score(d["y"], d["p"], sums_only=True, **kw),
+            "accumulate": lambda: fastbce.Accumulator(**kw).update(d["y"], d["p"]),
+            "accumulate_nohist": lambda: fastbce.Accumulator(auc_bits=0, **kw).update(d["y"], d["p"]),
         }
         if op == "file":  # the function of `fastbce score`, on a Parquet file of the data
             return fastbce_score(d["parquet"], threads, self.backend)

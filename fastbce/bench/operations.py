@@ -61,6 +61,10 @@ OPERATIONS = {op.name: op for op in (
     Operation("average_precision", "exact average precision (PR-AUC)", ("y", "p")),
     Operation("brier", "Brier score", ("y", "p")),
     Operation("calibration", f"calibration curve, {CALIBRATION_BINS} uniform bins", ("y", "p")),
+    Operation("score", "score report: log loss, exact AUC and AP, Brier, ECE, F1", ("y", "p")),
+    Operation("score_sums", "score(sums_only=True): the one-pass sums alone", ("y", "p")),
+    Operation("accumulate", "Accumulator.update with the AUC histogram (11 bits)", ("y", "p")),
+    Operation("accumulate_nohist", "Accumulator.update without it (auc_bits=0)", ("y", "p")),
 )}
 MEASURED_OPS = tuple(name for name, op in OPERATIONS.items() if not op.unavailable)
 
