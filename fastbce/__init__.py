@@ -13,6 +13,20 @@ from ._api import (
     focal_bce_value_and_grad,
 )
 from ._config import show_config
+from ._margin import (
+    dice,
+    dice_grad,
+    dice_value_and_grad,
+    hinge,
+    hinge_grad,
+    hinge_value_and_grad,
+    squared_hinge,
+    squared_hinge_grad,
+    squared_hinge_value_and_grad,
+    tversky,
+    tversky_grad,
+    tversky_value_and_grad,
+)
 from ._score import Accumulator, ScoreResult, score
 from ._threads import get_num_threads, set_num_threads
 
@@ -20,4 +34,7 @@ __version__ = "0.1.0"
 __all__ = [
     "bce", "bce_grad", "bce_value_and_grad", "focal_bce", "focal_bce_grad", "focal_bce_value_and_grad",
     "score", "Accumulator", "ScoreResult", "get_num_threads", "set_num_threads", "show_config",
+    "hinge", "hinge_grad", "hinge_value_and_grad", "squared_hinge", "squared_hinge_grad",
+    "squared_hinge_value_and_grad", "dice", "dice_grad", "dice_value_and_grad", "tversky",
+    "tversky_grad", "tversky_value_and_grad",
 ]

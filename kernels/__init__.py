@@ -80,3 +80,22 @@ class FastOptions(NamedTuple):
     nll: tuple  # losses at the clip bounds: -log q, -log(1-q) for q = lo, then for q = hi
     grad_scale: float  # factor of every gradient element (with row or column factors: times them)
     want_loss: bool  # False: only the gradient, Σw and the checks
+
+
+# Margin and overlap losses (kernels/c/margin.h, kernels/numba/margin.py, fastbce/_margin.py).
+Y_I8 = 3  # label kind: int8 (hinge labels -1, 0, 1)
+LOSS_HINGE = 0
+LOSS_SQUARED_HINGE = 1
+LOSS_OVERLAP = 2  # the soft counts of Dice and Tversky
+MARGIN_STATS = 4  # sums per slot: hinge Σw·l, Σw, 0, 0; overlap Σw·y·p, Σw·y, Σw·p, Σw
+
+
+class MarginOptions(NamedTuple):
+    """The scalars of one margin pass (``margin_pass``)."""
+
+    loss: int  # LOSS_*
+    nan_mode: int  # NAN_*
+    mode: int  # MODE_*
+    row0: int  # index of the first row (row slots of a slab)
+    chunk_elems: int  # elements per chunk (whole rows)
+    want_sums: bool  # False: only the element outputs and the checks
