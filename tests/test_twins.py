@@ -13,7 +13,7 @@ import pytest
 KERNELS = Path(__file__).resolve().parents[1] / "kernels"
 
 # C header <-> Numba module
-PAIRS = ("math", "forms", "blocks", "chunk", "dispatch")
+PAIRS = ("math", "forms", "blocks", "chunk", "dispatch", "margin")
 # C headers without a Numba twin
 C_ONLY_FILES = {
     "codes.h": "the constants of kernels/__init__.py for C (tests/test_codes.py checks them)",
@@ -43,6 +43,7 @@ C_ONLY = {
                              "LLVM IR in the caller)",
     },
     "chunk": {},
+    "margin": {},
     "dispatch": {
         "fb_select": "picks the instruction-set variant at import; Numba compiles for its CPU",
         "fb_chunk_f32": "calls the selected variant's chunk kernel; Numba specialises chunk by "
@@ -96,6 +97,12 @@ NUMBA_ONLY = {
                       "kernels/cython_kernels.pyx)",
         "read_only": "read-only views: writable and read-only inputs share one compilation",
         "fast_pass": "the Python entry; its twin is fast_pass in kernels/cython_kernels.pyx",
+    },
+    "margin": {
+        "_margin_pass": "the parallel loop over chunks (C: the prange loop of margin_pass in "
+                        "kernels/cython_kernels.pyx)",
+        "_read_only": "read-only views: writable and read-only inputs share one compilation",
+        "margin_pass": "the Python entry; its twin is margin_pass in kernels/cython_kernels.pyx",
     },
 }
 

@@ -9,7 +9,7 @@ import importlib.util
 import numpy as np
 
 from .._backends import cython_available, resolve_backend
-from .operations import FOCAL_ALPHA, FOCAL_GAMMA, N_GROUPS, OPERATIONS
+from .operations import FOCAL_ALPHA, FOCAL_GAMMA, N_GROUPS, OPERATIONS, TVERSKY_ALPHA, TVERSKY_BETA
 
 EPS = 1e-7  # probability clipping of the NumPy/JAX formulas (fastbce's default, Keras' epsilon)
 
@@ -67,6 +67,8 @@ class Fastbce(Contender):
             "value_and_grad": "bce_value_and_grad(y, x, from_logits=True)",
             "value_and_grad_out": "bce_value_and_grad(y, x, from_logits=True, out=g)",
             "focal": f"focal_bce(y, x, gamma={FOCAL_GAMMA:g}, alpha={FOCAL_ALPHA:g}, from_logits=True)",
+            "hinge": "hinge(y, x)", "squared_hinge": "squared_hinge(y, x)", "dice": "dice(y, p)",
+            "tversky": f"tversky(y, p, alpha={TVERSKY_ALPHA:g}, beta={TVERSKY_BETA:g})",
         }
         self.calls = {op: f"fastbce.{call[:-1]}, backend={backend!r})" for op, call in self.calls.items()}
 
@@ -108,6 +110,15 @@ class Fastbce(Contender):
                 raise Unsupported("this fastbce has no focal_bce")
             return lambda: fastbce.focal_bce(d["y"], d["x"], gamma=FOCAL_GAMMA, alpha=FOCAL_ALPHA,
                                              from_logits=True, **kw)
+        if op in ("hinge", "squared_hinge", "dice", "tversky"):
+            if not hasattr(fastbce, "hinge"):
+                raise Unsupported("this fastbce has no hinge, Dice or Tversky loss")
+            margin = {"hinge": lambda: fastbce.hinge(d["y"], d["x"], **kw),
+                      "squared_hinge": lambda: fastbce.squared_hinge(d["y"], d["x"], **kw),
+                      "dice": lambda: fastbce.dice(d["y"], d["p"], **kw),
+                      "tversky": lambda: fastbce.tversky(d["y"], d["p"], alpha=TVERSKY_ALPHA,
+                                                         beta=TVERSKY_BETA, **kw)}
+            return margin[op]
         return calls[op]
 
 
@@ -135,10 +146,32 @@ class NumPy(Contender):
         "grad": "(1/(1+exp(-x)) - y) / n",
         "value_and_grad": "e = exp(-|x|): loss from log1p(e), gradient from σ(x) via e",
         "focal": "α_t·(1-p_t)^γ·CE with σ(x) and the stable logits CE, .mean()",
+        "hinge": "maximum(1 - (2y-1)·x, 0).mean()", "squared_hinge": "the same squared",
+        "dice": "1 - 2·Σy·p / (Σy + Σp)", "tversky": "1 - TP / (TP + α·FP + β·FN), soft counts",
     }
 
     def op_mean(self, d, threads):
         return lambda: float(_np_prob_losses(d["y"], d["p"]).mean())
+
+    def op_hinge(self, d, threads):
+        y, x = d["y"], d["x"]
+        return lambda: float(np.maximum(1 - (2 * y - 1) * x, 0).mean(dtype=np.float64))
+
+    def op_squared_hinge(self, d, threads):
+        y, x = d["y"], d["x"]
+        return lambda: float(np.square(np.maximum(1 - (2 * y - 1) * x, 0)).mean(dtype=np.float64))
+
+    def op_dice(self, d, threads):
+        y, p = d["y"], d["p"]
+        return lambda: 1 - 2 * float(np.dot(y, p)) / (float(y.sum(dtype=np.float64)) + float(p.sum(dtype=np.float64)))
+
+    def op_tversky(self, d, threads):
+        y, p = d["y"], d["p"]
+
+        def run():
+            tp, sy, sp = float(np.dot(y, p)), float(y.sum(dtype=np.float64)), float(p.sum(dtype=np.float64))
+            return 1 - tp / (tp + TVERSKY_ALPHA * (sp - tp) + TVERSKY_BETA * (sy - tp))
+        return run
 
     def op_mean_soft(self, d, threads):
         return lambda: float(_np_prob_losses(d["ys"], d["p"]).mean())
@@ -215,7 +248,40 @@ class Torch(Contender):
         "value_and_grad": "the same, keeping the loss",
         "focal": "torchvision.ops.sigmoid_focal_loss's formula written out (torchvision does not "
                  "import beside this torch), .mean()",
+        "hinge": "clamp(1 - (2y-1)·x, min=0).mean() (hinge_embedding_loss is another loss: x for "
+                 "y = 1, max(0, margin - x) for y = -1)",
+        "squared_hinge": "the same squared",
+        "dice": "1 - 2·(y·p).sum() / (y.sum() + p.sum())",
+        "tversky": "1 - TP / (TP + α·FP + β·FN), soft counts",
     }
+
+    def op_hinge(self, d, threads):
+        import torch
+
+        y, x = self._tensors(d, "y", "x")
+        return lambda: torch.clamp(1 - (2 * y - 1) * x, min=0).mean()
+
+    def op_squared_hinge(self, d, threads):
+        import torch
+
+        y, x = self._tensors(d, "y", "x")
+        return lambda: torch.square(torch.clamp(1 - (2 * y - 1) * x, min=0)).mean()
+
+    def op_dice(self, d, threads):
+        import torch
+
+        y, p = self._tensors(d, "y", "p")
+        return lambda: 1 - 2 * torch.dot(y, p) / (y.sum() + p.sum())
+
+    def op_tversky(self, d, threads):
+        import torch
+
+        y, p = self._tensors(d, "y", "p")
+
+        def run():
+            tp, sy, sp = torch.dot(y, p), y.sum(), p.sum()
+            return 1 - tp / (tp + TVERSKY_ALPHA * (sp - tp) + TVERSKY_BETA * (sy - tp))
+        return run
 
     def _tensors(self, d, *keys):
         import torch

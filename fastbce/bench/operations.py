@@ -10,6 +10,7 @@ N_LABELS = 100  # columns of the 2-D operations
 N_GROUPS = 1000  # groups of the per-group operation
 FIRST_CALL_SIZE = 1000  # elements of the first call timed at start-up
 FOCAL_GAMMA, FOCAL_ALPHA = 2.0, 0.25  # the defaults of Keras, torchvision and optax
+TVERSKY_ALPHA, TVERSKY_BETA = 0.3, 0.7  # weights of false positives and false negatives
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,11 @@ OPERATIONS = {op.name: op for op in (
     Operation("value_and_grad_out", "value_and_grad into a preallocated array (out=)", ("y", "x"),
               writes=True),
     Operation("focal", f"mean focal loss, logits, γ={FOCAL_GAMMA:g}, α={FOCAL_ALPHA:g}", ("y", "x")),
+    Operation("hinge", "mean hinge loss, scores (logits), 0/1 labels", ("y", "x")),
+    Operation("squared_hinge", "mean squared hinge loss, scores (logits)", ("y", "x")),
+    Operation("dice", "Dice loss of all elements, probabilities, 0/1 labels", ("y", "p")),
+    Operation("tversky", f"Tversky loss of all elements, α={TVERSKY_ALPHA:g}, β={TVERSKY_BETA:g}",
+              ("y", "p")),
 )}
 MEASURED_OPS = tuple(name for name, op in OPERATIONS.items() if not op.unavailable)
 

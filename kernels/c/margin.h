@@ -41,37 +41,51 @@ typedef struct {
 } fb_margin_args;
 
 /* Hinge loss of label y (checked: -1, 0 or 1) and score x: l = max(0, m), m = 1 - t·x with
- * t = +1 for y = 1, else -1 (squared: l²); *d = dl/dx, -t at the kink m = 0 (TensorFlow's
- * gradient of maximum(m, 0) goes to m on ties), 2·l·(-t) squared. NaN in: NaN out. */
-static inline FB_M_ALWAYS double fb_hinge_terms(double y, double x, int squared, double *d)
+ * t = +1 for y = 1, else -1 (squared: l²). NaN in: NaN out (y - y is 0 or NaN). */
+static inline FB_M_ALWAYS double fb_hinge_loss(double y, double x, int squared)
 {
     const double t = y == 1.0 ? 1.0 : -1.0;
     const double m = 1.0 - t * x;
     const double h = m < 0.0 ? 0.0 : m;
-    const int nan = (y != y) | (x != x);
-    const double l = squared ? h * h : h;
-    const double g = squared ? (-2.0 * t) * h : (m < 0.0 ? 0.0 : -t);
-    *d = nan ? y + x : g;
-    return nan ? y + x : l;
+    return (squared ? h * h : h) + (y - y);
 }
 
-/* Whether an element is counted (mask, nan_policy) and its error bits (*bits): NaN under
- * "raise", bad weights, and for hinge labels other than -1, 0, 1; masked elements unchecked. */
-static inline FB_M_ALWAYS int fb_margin_count(double y, double x, double w, int m, int nan_mode,
-                                              int hinge, int *bits)
+/* dl/dx of fb_hinge_loss: -t where m >= 0 (at the kink m = 0 too: TensorFlow's gradient of
+ * maximum(m, 0) goes to m on ties), else 0; squared 2·max(0, m)·(-t). NaN in: NaN out. */
+static inline FB_M_ALWAYS double fb_hinge_slope(double y, double x, int squared)
 {
-    const int nan = (y != y) | (x != x);
-    const int cnt = m & !(nan & (nan_mode != FB_NAN_PROPAGATE));
+    const double t = y == 1.0 ? 1.0 : -1.0;
+    const double m = 1.0 - t * x;
+    const double h = m < 0.0 ? 0.0 : m;
+    return (squared ? (-2.0 * t) * h : (m < 0.0 ? 0.0 : m == m ? -t : m)) + (y - y);
+}
+
+/* The error bits of an element: NaN under "raise", and where counted (m = 1) a bad weight and,
+ * for hinge, a label other than -1, 0, 1 (a NaN label is nan_policy's); masked: none. */
+static inline FB_M_ALWAYS int fb_margin_bits(double y, double x, double w, double m, int nan_mode,
+                                             int hinge)
+{
+    const int nan = (y != y) | (x != x), counted = m != 0.0;
     const int bad_label = hinge & !((y == 0.0) | (y == 1.0) | (y == -1.0)) & (y == y);
     const int bad_weight = !((w >= 0.0) & (w < __builtin_inf()));
-    *bits = (m & nan & (nan_mode == FB_NAN_RAISE) ? FB_FLAG_NAN : 0)
-            | (cnt & bad_label ? FB_FLAG_LABEL : 0) | (cnt & bad_weight ? FB_FLAG_WEIGHT : 0);
-    return cnt;
+    return (counted & nan & (nan_mode == FB_NAN_RAISE) ? FB_FLAG_NAN : 0)
+           | (counted & bad_label ? FB_FLAG_LABEL : 0) | (counted & bad_weight ? FB_FLAG_WEIGHT : 0);
 }
 
-/* Labels of elements [b0, b0 + n) as float64 into yb. */
-static inline FB_M_ALWAYS void fb_margin_labels(const fb_margin_args *a, int64_t b0, int64_t n,
-                                                double *yb)
+/* 0 for an element fb_margin_bits finds clean, else (mostly) a positive number or NaN: |w| - w,
+ * |y·(y² - 1)| (hinge), x - x + y - y (nan_policy="raise"). The block loop sums it in float64
+ * (arithmetic of one width vectorises) and looks for the bits only in a block where it is not 0;
+ * infinite scores and NaN labels make a block suspect without an error. */
+static inline FB_M_ALWAYS double fb_margin_suspect(double y, double x, double w, int hinge,
+                                                   int raise)
+{
+    const double label = hinge ? __builtin_fabs(y * (y * y - 1.0)) : 0.0;
+    return (__builtin_fabs(w) - w) + label + (raise ? (x - x) + (y - y) : 0.0);
+}
+
+/* Labels and predictions of elements [b0, b0 + n) as float64 into yb and xb. */
+static inline FB_M_ALWAYS void fb_margin_load(const fb_margin_args *a, int64_t b0, int64_t n,
+                                              double *yb, double *xb)
 {
     if (a->y_kind == FB_Y_U8) {
         const uint8_t *y = (const uint8_t *)a->y + b0;
@@ -85,11 +99,17 @@ static inline FB_M_ALWAYS void fb_margin_labels(const fb_margin_args *a, int64_t
     } else {
         memcpy(yb, (const double *)a->y + b0, (size_t)n * sizeof(double));
     }
+    if (a->p_f64) {
+        memcpy(xb, (const double *)a->p + b0, (size_t)n * sizeof(double));
+    } else {
+        const float *p = (const float *)a->p + b0;
+        for (int64_t k = 0; k < n; k++) xb[k] = (double)p[k];
+    }
 }
 
-/* Weights (1 without) into wb and the mask (1 without) into mb. */
+/* Weights (1 without) into wb and the mask as 1.0 / 0.0 (1.0 without) into mb. */
 static inline FB_M_ALWAYS void fb_margin_weights(const fb_margin_args *a, int64_t b0, int64_t n,
-                                                 double *wb, uint8_t *mb)
+                                                 double *wb, double *mb)
 {
     if (a->w_kind == FB_W_F32) {
         const float *w = (const float *)a->w + b0;
@@ -99,10 +119,20 @@ static inline FB_M_ALWAYS void fb_margin_weights(const fb_margin_args *a, int64_
     } else {
         for (int64_t k = 0; k < n; k++) wb[k] = 1.0;
     }
-    if (a->mask != NULL)
-        memcpy(mb, a->mask + b0, (size_t)n);
-    else
-        memset(mb, 1, (size_t)n);
+    if (a->mask != NULL) {
+        const uint8_t *m = a->mask + b0;
+        for (int64_t k = 0; k < n; k++) mb[k] = m[k] ? 1.0 : 0.0;
+    } else {
+        for (int64_t k = 0; k < n; k++) mb[k] = 1.0;
+    }
+}
+
+/* nan_policy="omit": elements with a NaN label or prediction are masked (mb = 0). */
+static inline FB_M_ALWAYS void fb_margin_omit(int64_t n, const double *yb, const double *xb,
+                                              double *mb)
+{
+#pragma omp simd
+    for (int64_t k = 0; k < n; k++) mb[k] = yb[k] == yb[k] ? (xb[k] == xb[k] ? mb[k] : 0.0) : 0.0;
 }
 
 /* The gradient coefficients (c0, c1) of each element's slot into kb0, kb1; a group id out of
@@ -130,43 +160,114 @@ static inline FB_M_ALWAYS int fb_margin_coefs(const fb_margin_args *a, int64_t b
     return bad;
 }
 
-/* The element values of a block: v1 = counted weight (0 if masked or omitted); hinge: v0 = the
- * loss l, v2 = dl/dx (both 0 where not counted); overlap: v0 = p, v2 = w·y (0 where not
- * counted). Returns the error bits. */
-static inline FB_M_ALWAYS int fb_margin_elements(const fb_margin_args *a, int64_t b0, int64_t n,
-                                                 const double *yb, const double *wb,
-                                                 const uint8_t *mb, double *v0, double *v1,
-                                                 double *v2, int p_f64, int loss)
+/* Pairwise sum of FB_LANES lanes in a fixed order. */
+static inline FB_M_ALWAYS double fb_margin_lane_sum(const double *s)
 {
-    const int nan_mode = a->nan_mode;
-    const float *pf = (const float *)a->p + b0;
-    const double *pd = (const double *)a->p + b0;
-    int bad = 0;
-    if (loss == FB_LOSS_OVERLAP) {
-#pragma omp simd reduction(|:bad)
+    const double s0 = (s[0] + s[1]) + (s[2] + s[3]), s1 = (s[4] + s[5]) + (s[6] + s[7]);
+    const double s2 = (s[8] + s[9]) + (s[10] + s[11]), s3 = (s[12] + s[13]) + (s[14] + s[15]);
+    return (s0 + s1) + (s2 + s3);
+}
+
+/* acc[k] += v[g + k] for the groups of FB_LANES elements, the last one from lane 0 on (as
+ * add_lanes of kernels/numba/llvm.py without weights). */
+static inline FB_M_ALWAYS void fb_margin_lanes(double *acc, const double *v, int64_t n)
+{
+    const int64_t full = n - n % FB_LANES;
+    for (int64_t g = 0; g < full; g += FB_LANES) {
+#pragma omp simd
+        for (int q = 0; q < FB_LANES; q++) acc[q] += v[g + q];
+    }
+    for (int64_t q = 0; q < n - full; q++) acc[q] += v[full + q];
+}
+
+/* Σ of a block's suspect values (fb_margin_suspect) in lanes: not 0 when one is not 0. */
+static inline FB_M_ALWAYS double fb_margin_suspect_sum(const double *sb, int64_t n)
+{
+    double acc[FB_LANES] __attribute__((aligned(64))) = {0};
+    fb_margin_lanes(acc, sb, n);
+    return fb_margin_lane_sum(acc);
+}
+
+/* The element values of a block: v1 = counted weight (0 where mb = 0); hinge: v0 = the loss l,
+ * v2 = dl/dx (both 0 where not counted); overlap: v0 = p, v2 = w·y (0 where not counted).
+ * Returns the error bits. */
+static inline FB_M_ALWAYS int fb_margin_elements(const fb_margin_args *a, int64_t n,
+                                                 const double *yb, const double *xb,
+                                                 const double *wb, const double *mb, double *v0,
+                                                 double *v1, double *v2, double *sb, int loss)
+{
+    const int hinge = loss != FB_LOSS_OVERLAP, squared = loss == FB_LOSS_SQUARED_HINGE;
+    const int raise = a->nan_mode == FB_NAN_RAISE;
+    if (!hinge) {
+#pragma omp simd
         for (int64_t k = 0; k < n; k++) {
-            const double x = p_f64 ? pd[k] : (double)pf[k], y = yb[k], w = wb[k];
-            int bits;
-            const int cnt = fb_margin_count(y, x, w, mb[k], nan_mode, 0, &bits);
-            bad |= bits;
-            v0[k] = cnt ? x : 0.0;
-            v1[k] = cnt ? w : 0.0;
-            v2[k] = cnt ? w * y : 0.0;
+            const double x = xb[k], y = yb[k], w = wb[k], counted = mb[k] != 0.0;
+            sb[k] = counted ? fb_margin_suspect(y, x, w, 0, raise) : 0.0;
+            v0[k] = counted ? x : 0.0;
+            v1[k] = counted ? w : 0.0;
+            v2[k] = counted ? w * y : 0.0;
         }
     } else {
-        const int squared = loss == FB_LOSS_SQUARED_HINGE;
-#pragma omp simd reduction(|:bad)
+#pragma omp simd
         for (int64_t k = 0; k < n; k++) {
-            const double x = p_f64 ? pd[k] : (double)pf[k], y = yb[k], w = wb[k];
-            int bits;
-            const int cnt = fb_margin_count(y, x, w, mb[k], nan_mode, 1, &bits);
-            double d;
-            const double l = fb_hinge_terms(y, x, squared, &d);
-            bad |= bits;
-            v0[k] = cnt ? l : 0.0;
-            v1[k] = cnt ? w : 0.0;
-            v2[k] = cnt ? d : 0.0;
+            const double x = xb[k], y = yb[k], w = wb[k], counted = mb[k] != 0.0;
+            sb[k] = counted ? fb_margin_suspect(y, x, w, 1, raise) : 0.0;
+            v0[k] = counted ? fb_hinge_loss(y, x, squared) : 0.0;
+            v1[k] = counted ? w : 0.0;
+            v2[k] = counted ? fb_hinge_slope(y, x, squared) : 0.0;
         }
+    }
+    const double suspect = fb_margin_suspect_sum(sb, n);
+    int bad = 0;
+    for (int64_t k = 0; suspect != 0.0 && k < n; k++)
+        bad |= fb_margin_bits(yb[k], xb[k], wb[k], mb[k], a->nan_mode, hinge);
+    return bad;
+}
+
+/* The plain block: one sum for all, no weights, mask, omitted NaNs or element outputs, labels
+ * and predictions read in place (y_kind FB_Y_U8, FB_Y_F32 or FB_Y_F64). Hinge: v0 = l; overlap:
+ * v0 = y·p, yb = y, xb = p (the terms of the general block with w = 1, hence the same sums).
+ * Returns the error bits. */
+static inline FB_M_ALWAYS int fb_margin_plain(const fb_margin_args *a, int64_t b0, int64_t n,
+                                              double *v0, double *yb, double *xb, double *sb,
+                                              int y_kind, int p_f64, int loss)
+{
+    const int hinge = loss != FB_LOSS_OVERLAP, squared = loss == FB_LOSS_SQUARED_HINGE;
+    const int raise = a->nan_mode == FB_NAN_RAISE;
+    const uint8_t *yu = (const uint8_t *)a->y + b0;
+    const float *yf = (const float *)a->y + b0, *pf = (const float *)a->p + b0;
+    const double *yd = (const double *)a->y + b0, *pd = (const double *)a->p + b0;
+    /* one loop per pair of types, each with its own pointers (a selected load is not vectorised) */
+#define FB_M_PLAIN_LOOP(Y, P) \
+    if (hinge) { \
+        _Pragma("omp simd") \
+        for (int64_t k = 0; k < n; k++) { \
+            const double y = (double)Y[k], x = (double)P[k]; \
+            sb[k] = fb_margin_suspect(y, x, 1.0, 1, raise); \
+            v0[k] = fb_hinge_loss(y, x, squared); \
+        } \
+    } else { \
+        _Pragma("omp simd") \
+        for (int64_t k = 0; k < n; k++) { \
+            const double y = (double)Y[k], x = (double)P[k]; \
+            sb[k] = fb_margin_suspect(y, x, 1.0, 0, raise); \
+            v0[k] = x * y; \
+            yb[k] = y; \
+            xb[k] = x; \
+        } \
+    }
+    if (y_kind == FB_Y_U8 && p_f64) { FB_M_PLAIN_LOOP(yu, pd) }
+    else if (y_kind == FB_Y_U8) { FB_M_PLAIN_LOOP(yu, pf) }
+    else if (y_kind == FB_Y_F32 && p_f64) { FB_M_PLAIN_LOOP(yf, pd) }
+    else if (y_kind == FB_Y_F32) { FB_M_PLAIN_LOOP(yf, pf) }
+    else if (p_f64) { FB_M_PLAIN_LOOP(yd, pd) }
+    else { FB_M_PLAIN_LOOP(yd, pf) }
+#undef FB_M_PLAIN_LOOP
+    const double suspect = fb_margin_suspect_sum(sb, n);
+    int bad = 0;
+    for (int64_t k = 0; suspect != 0.0 && k < n; k++) {
+        const double y = y_kind == FB_Y_U8 ? (double)yu[k] : y_kind == FB_Y_F32 ? (double)yf[k] : yd[k];
+        bad |= fb_margin_bits(y, p_f64 ? pd[k] : (double)pf[k], 1.0, 1.0, a->nan_mode, hinge);
     }
     return bad;
 }
@@ -205,14 +306,6 @@ static inline FB_M_ALWAYS void fb_margin_outputs(const fb_margin_args *a, int64_
             }
         }
     }
-}
-
-/* Pairwise sum of FB_LANES lanes in a fixed order. */
-static inline FB_M_ALWAYS double fb_margin_lane_sum(const double *s)
-{
-    const double s0 = (s[0] + s[1]) + (s[2] + s[3]), s1 = (s[4] + s[5]) + (s[6] + s[7]);
-    const double s2 = (s[8] + s[9]) + (s[10] + s[11]), s3 = (s[12] + s[13]) + (s[14] + s[15]);
-    return (s0 + s1) + (s2 + s3);
 }
 
 /* Elements [k, k + run) of a row from column j on, into lanes by column: acc_a += a·b, acc_b
@@ -260,12 +353,14 @@ FB_M_CLONES __attribute__((noinline))
 static int fb_margin_chunk(const fb_margin_args *a, int64_t chunk, int64_t start, int64_t stop)
 {
     double yb[FB_BLOCK] __attribute__((aligned(64)));
+    double xb[FB_BLOCK] __attribute__((aligned(64)));
     double wb[FB_BLOCK] __attribute__((aligned(64)));
-    uint8_t mb[FB_BLOCK] __attribute__((aligned(64)));
+    double mb[FB_BLOCK] __attribute__((aligned(64)));
     double v0[FB_BLOCK] __attribute__((aligned(64)));
     double v1[FB_BLOCK] __attribute__((aligned(64)));
     double v2[FB_BLOCK] __attribute__((aligned(64)));
     double kb0[FB_BLOCK] __attribute__((aligned(64)));
+    double sb[FB_BLOCK] __attribute__((aligned(64)));
     double kb1[FB_BLOCK] __attribute__((aligned(64)));
     double acc[4][FB_LANES] __attribute__((aligned(64)));
     const int64_t ncols = a->ncols, S = FB_MARGIN_STATS;
@@ -282,27 +377,53 @@ static int fb_margin_chunk(const fb_margin_args *a, int64_t chunk, int64_t start
     }
     for (int64_t k = 0; k < FB_BLOCK; k++) { /* refilled per block with weights or a mask */
         wb[k] = 1.0;
-        mb[k] = 1;
+        mb[k] = 1.0;
     }
     if (want_grad && a->mode == FB_MODE_ALL)
         bad |= fb_margin_coefs(a, 0, FB_BLOCK, kb0, kb1);
+    /* the plain route (fb_margin_plain); the counts Σw are then the number of elements */
+    const int plain = a->mode == FB_MODE_ALL && a->w_kind == FB_W_NONE && a->mask == NULL
+                      && a->nan_mode != FB_NAN_OMIT && a->loss_out == NULL && !want_grad
+                      && a->want_sums && a->y_kind != FB_Y_I8;
+    for (int64_t b0 = start; plain && b0 < stop; b0 += FB_BLOCK) {
+        const int64_t n = stop - b0 < FB_BLOCK ? stop - b0 : FB_BLOCK;
+#define FB_M_PLAIN(y_kind, p_f64) \
+        (overlap ? fb_margin_plain(a, b0, n, v0, yb, xb, sb, y_kind, p_f64, FB_LOSS_OVERLAP) \
+         : a->loss == FB_LOSS_HINGE ? fb_margin_plain(a, b0, n, v0, yb, xb, sb, y_kind, p_f64, FB_LOSS_HINGE) \
+         : fb_margin_plain(a, b0, n, v0, yb, xb, sb, y_kind, p_f64, FB_LOSS_SQUARED_HINGE))
+        if (a->p_f64)
+            bad |= a->y_kind == FB_Y_U8 ? FB_M_PLAIN(FB_Y_U8, 1) : a->y_kind == FB_Y_F32
+                   ? FB_M_PLAIN(FB_Y_F32, 1) : FB_M_PLAIN(FB_Y_F64, 1);
+        else
+            bad |= a->y_kind == FB_Y_U8 ? FB_M_PLAIN(FB_Y_U8, 0) : a->y_kind == FB_Y_F32
+                   ? FB_M_PLAIN(FB_Y_F32, 0) : FB_M_PLAIN(FB_Y_F64, 0);
+#undef FB_M_PLAIN
+        fb_margin_lanes(acc[0], v0, n);
+        if (overlap) {
+            fb_margin_lanes(acc[1], yb, n);
+            fb_margin_lanes(acc[2], xb, n);
+        }
+    }
+    if (plain) {
+        const double count = (double)(stop - start);
+        sums[0] = fb_margin_lane_sum(acc[0]);
+        sums[1] = overlap ? fb_margin_lane_sum(acc[1]) : count;
+        sums[2] = overlap ? fb_margin_lane_sum(acc[2]) : 0.0;
+        sums[3] = overlap ? count : 0.0;
+        return bad;
+    }
     for (int64_t b0 = start; b0 < stop; b0 += FB_BLOCK) {
         const int64_t n = stop - b0 < FB_BLOCK ? stop - b0 : FB_BLOCK;
-        fb_margin_labels(a, b0, n, yb);
-        if (a->w_kind != FB_W_NONE || a->mask != NULL)
+        fb_margin_load(a, b0, n, yb, xb);
+        if (a->w_kind != FB_W_NONE || a->mask != NULL || a->nan_mode == FB_NAN_OMIT)
             fb_margin_weights(a, b0, n, wb, mb);
+        if (a->nan_mode == FB_NAN_OMIT)
+            fb_margin_omit(n, yb, xb, mb);
         if (want_grad && a->mode != FB_MODE_ALL)
             bad |= fb_margin_coefs(a, b0, n, kb0, kb1);
-#define FB_M_ELEMENTS(p_f64, loss) fb_margin_elements(a, b0, n, yb, wb, mb, v0, v1, v2, p_f64, loss)
-        if (a->p_f64)
-            bad |= overlap ? FB_M_ELEMENTS(1, FB_LOSS_OVERLAP)
-                 : a->loss == FB_LOSS_HINGE ? FB_M_ELEMENTS(1, FB_LOSS_HINGE)
-                 : FB_M_ELEMENTS(1, FB_LOSS_SQUARED_HINGE);
-        else
-            bad |= overlap ? FB_M_ELEMENTS(0, FB_LOSS_OVERLAP)
-                 : a->loss == FB_LOSS_HINGE ? FB_M_ELEMENTS(0, FB_LOSS_HINGE)
-                 : FB_M_ELEMENTS(0, FB_LOSS_SQUARED_HINGE);
-#undef FB_M_ELEMENTS
+        bad |= overlap ? fb_margin_elements(a, n, yb, xb, wb, mb, v0, v1, v2, sb, FB_LOSS_OVERLAP)
+             : a->loss == FB_LOSS_HINGE ? fb_margin_elements(a, n, yb, xb, wb, mb, v0, v1, v2, sb, FB_LOSS_HINGE)
+             : fb_margin_elements(a, n, yb, xb, wb, mb, v0, v1, v2, sb, FB_LOSS_SQUARED_HINGE);
         fb_margin_outputs(a, b0, n, v0, v1, v2, kb0, kb1, a->p_f64);
         if (!a->want_sums)
             continue;

@@ -28,7 +28,7 @@ from .. import (
     MODE_COLS,
     MODE_GROUPS,
     MODE_ROWS,
-    NAN_PROPAGATE,
+    NAN_OMIT,
     NAN_RAISE,
 )
 from .llvm import INLINE, JIT, add_lanes, prefer_wide_vectors
@@ -50,43 +50,62 @@ class _Options(NamedTuple):
     g_i32: bool  # group ids are int32 (g32), else int64 (g64)
     has_loss_out: bool
     has_grad_out: bool
+    y_kind_plain: bool  # labels the plain route reads in place: not int8 (fb_margin_chunk)
 
 
 @njit(**INLINE)
-def hinge_terms(y, x, squared):
-    """(l, dl/dx) of the hinge loss: l = max(0, m), m = 1 - t·x, t = +1 for y = 1 else -1
-    (squared: l²); dl/dx = -t at the kink m = 0, as TensorFlow's gradient. NaN in: NaN out."""
+def hinge_loss(y, x, squared):
+    """Hinge loss l = max(0, m), m = 1 - t·x, t = +1 for y = 1 else -1 (squared: l²); NaN in:
+    NaN out (y - y is 0 or NaN)."""
     t = 1.0 if y == 1.0 else -1.0
     m = 1.0 - t * x
     h = 0.0 if m < 0.0 else m
-    nan = (y != y) | (x != x)
-    l = h * h if squared else h
-    g = (-2.0 * t) * h if squared else (0.0 if m < 0.0 else -t)
-    return (y + x if nan else l), (y + x if nan else g)
+    return (h * h if squared else h) + (y - y)
 
 
 @njit(**INLINE)
-def margin_count(y, x, w, m, nan_mode, hinge):
-    """(counted, error bits) of an element: see fb_margin_count."""
-    nan = (y != y) | (x != x)
-    cnt = m & (not (nan & (nan_mode != NAN_PROPAGATE)))
-    bad_label = hinge & (not ((y == 0.0) | (y == 1.0) | (y == -1.0))) & (y == y)
-    bad_weight = not ((w >= 0.0) & (w < np.inf))
-    bits = ((FLAG_NAN if m & nan & (nan_mode == NAN_RAISE) else 0)
-            | (FLAG_LABEL if cnt & bad_label else 0) | (FLAG_WEIGHT if cnt & bad_weight else 0))
-    return cnt, bits
+def hinge_slope(y, x, squared):
+    """dl/dx of hinge_loss: -t where m >= 0 (the kink too, as TensorFlow), else 0; squared
+    2·max(0, m)·(-t). NaN in: NaN out."""
+    t = 1.0 if y == 1.0 else -1.0
+    m = 1.0 - t * x
+    h = 0.0 if m < 0.0 else m
+    if squared:
+        return (-2.0 * t) * h + (y - y)
+    return (0.0 if m < 0.0 else (-t if m == m else m)) + (y - y)
 
 
 @njit(**INLINE)
-def margin_labels(y, b0, n, yb):
-    """Labels of elements [b0, b0 + n) as float64 into yb."""
+def margin_bits(y, x, w, m, nan_mode, hinge):
+    """The error bits of an element (see fb_margin_bits)."""
+    nan = (y != y) or (x != x)
+    counted = m != 0.0
+    bad_label = hinge and not (y == 0.0 or y == 1.0 or y == -1.0) and y == y
+    bad_weight = not (w >= 0.0 and w < np.inf)
+    return ((FLAG_NAN if counted and nan and nan_mode == NAN_RAISE else 0)
+            | (FLAG_LABEL if counted and bad_label else 0)
+            | (FLAG_WEIGHT if counted and bad_weight else 0))
+
+
+@njit(**INLINE)
+def margin_suspect(y, x, w, hinge, raise_):
+    """0 for a clean element, else (mostly) positive or NaN (see fb_margin_suspect)."""
+    label = abs(y * (y * y - 1.0)) if hinge else 0.0
+    return (abs(w) - w) + label + ((x - x) + (y - y) if raise_ else 0.0)
+
+
+@njit(**INLINE)
+def margin_load(y, p, b0, n, yb, xb):
+    """Labels and predictions of elements [b0, b0 + n) as float64 into yb and xb."""
     for k in range(n):
         yb[k] = np.float64(y[b0 + k])
+    for k in range(n):
+        xb[k] = np.float64(p[b0 + k])
 
 
 @njit(**INLINE)
 def margin_weights(w, mask, has_w, has_mask, b0, n, wb, mb):
-    """Weights (1 without) into wb and the mask (1 without) into mb."""
+    """Weights (1 without) into wb and the mask as 1.0 / 0.0 (1.0 without) into mb."""
     if has_w:
         for k in range(n):
             wb[k] = np.float64(w[b0 + k])
@@ -94,9 +113,16 @@ def margin_weights(w, mask, has_w, has_mask, b0, n, wb, mb):
         wb[:n] = 1.0
     if has_mask:
         for k in range(n):
-            mb[k] = mask[b0 + k]
+            mb[k] = 1.0 if mask[b0 + k] else 0.0
     else:
-        mb[:n] = 1
+        mb[:n] = 1.0
+
+
+@njit(**INLINE)
+def margin_omit(n, yb, xb, mb):
+    """nan_policy="omit": elements with a NaN label or prediction are masked (mb = 0)."""
+    for k in range(n):
+        mb[k] = (mb[k] if xb[k] == xb[k] else 0.0) if yb[k] == yb[k] else 0.0
 
 
 @njit(**INLINE)
@@ -122,31 +148,87 @@ def margin_coefs(mode, ncols, row0, g32, g64, g_i32, coef, b0, n, kb0, kb1):
 
 
 @njit(**INLINE)
-def margin_elements(p, b0, n, yb, wb, mb, v0, v1, v2, loss, nan_mode):
+def margin_lane_sum(s):
+    """Pairwise sum of LANES lanes in a fixed order."""
+    s0 = (s[0] + s[1]) + (s[2] + s[3])
+    s1 = (s[4] + s[5]) + (s[6] + s[7])
+    s2 = (s[8] + s[9]) + (s[10] + s[11])
+    s3 = (s[12] + s[13]) + (s[14] + s[15])
+    return (s0 + s1) + (s2 + s3)
+
+
+@njit(**INLINE)
+def margin_lanes(acc, v, n):
+    """acc[k] += v[g + k] over the groups of LANES elements, the last from lane 0 on."""
+    add_lanes(acc, v, None, None, 0, n)
+
+
+@njit(**INLINE)
+def margin_suspect_sum(sb, n):
+    """Σ of a block's suspect values in lanes: not 0 when one is not 0."""
+    acc = np.zeros(LANES)
+    margin_lanes(acc, sb, n)
+    return margin_lane_sum(acc)
+
+
+@njit(**INLINE)
+def margin_elements(n, yb, xb, wb, mb, v0, v1, v2, sb, loss, nan_mode):
     """The element values of a block (see fb_margin_elements); error bits."""
-    bad = 0
-    if loss == LOSS_OVERLAP:
+    hinge = loss != LOSS_OVERLAP
+    squared = loss == LOSS_SQUARED_HINGE
+    raise_ = nan_mode == NAN_RAISE
+    if not hinge:
         for k in range(n):
-            x = np.float64(p[b0 + k])
+            x = xb[k]
             y = yb[k]
             w = wb[k]
-            cnt, bits = margin_count(y, x, w, mb[k] != 0, nan_mode, False)
-            bad |= bits
-            v0[k] = x if cnt else 0.0
-            v1[k] = w if cnt else 0.0
-            v2[k] = w * y if cnt else 0.0
+            counted = mb[k] != 0.0
+            sb[k] = margin_suspect(y, x, w, False, raise_) if counted else 0.0
+            v0[k] = x if counted else 0.0
+            v1[k] = w if counted else 0.0
+            v2[k] = w * y if counted else 0.0
     else:
-        squared = loss == LOSS_SQUARED_HINGE
         for k in range(n):
-            x = np.float64(p[b0 + k])
+            x = xb[k]
             y = yb[k]
             w = wb[k]
-            cnt, bits = margin_count(y, x, w, mb[k] != 0, nan_mode, True)
-            l, d = hinge_terms(y, x, squared)
-            bad |= bits
-            v0[k] = l if cnt else 0.0
-            v1[k] = w if cnt else 0.0
-            v2[k] = d if cnt else 0.0
+            counted = mb[k] != 0.0
+            sb[k] = margin_suspect(y, x, w, True, raise_) if counted else 0.0
+            v0[k] = hinge_loss(y, x, squared) if counted else 0.0
+            v1[k] = w if counted else 0.0
+            v2[k] = hinge_slope(y, x, squared) if counted else 0.0
+    bad = 0
+    if margin_suspect_sum(sb, n) != 0.0:
+        for k in range(n):
+            bad |= margin_bits(yb[k], xb[k], wb[k], mb[k], nan_mode, hinge)
+    return bad
+
+
+@njit(**INLINE)
+def margin_plain(y, p, b0, n, v0, yb, xb, sb, loss, nan_mode):
+    """The plain block (see fb_margin_plain): labels and predictions read in place."""
+    hinge = loss != LOSS_OVERLAP
+    squared = loss == LOSS_SQUARED_HINGE
+    raise_ = nan_mode == NAN_RAISE
+    if hinge:
+        for k in range(n):
+            yk = np.float64(y[b0 + k])
+            xk = np.float64(p[b0 + k])
+            sb[k] = margin_suspect(yk, xk, 1.0, True, raise_)
+            v0[k] = hinge_loss(yk, xk, squared)
+    else:
+        for k in range(n):
+            yk = np.float64(y[b0 + k])
+            xk = np.float64(p[b0 + k])
+            sb[k] = margin_suspect(yk, xk, 1.0, False, raise_)
+            v0[k] = xk * yk
+            yb[k] = yk
+            xb[k] = xk
+    bad = 0
+    if margin_suspect_sum(sb, n) != 0.0:
+        for k in range(n):
+            bad |= margin_bits(np.float64(y[b0 + k]), np.float64(p[b0 + k]), 1.0, 1.0, nan_mode,
+                               hinge)
     return bad
 
 
@@ -161,16 +243,6 @@ def margin_outputs(loss_out, grad_out, has_loss_out, has_grad_out, overlap, b0, 
         for k in range(n):
             g = v1[k] * kb0[k] + v2[k] * kb1[k] if overlap else (v1[k] * v2[k]) * kb0[k]
             grad_out[b0 + k] = 0.0 if v1[k] == 0.0 else g
-
-
-@njit(**INLINE)
-def margin_lane_sum(s):
-    """Pairwise sum of LANES lanes in a fixed order."""
-    s0 = (s[0] + s[1]) + (s[2] + s[3])
-    s1 = (s[4] + s[5]) + (s[6] + s[7])
-    s2 = (s[8] + s[9]) + (s[10] + s[11])
-    s3 = (s[12] + s[13]) + (s[14] + s[15])
-    return (s0 + s1) + (s2 + s3)
 
 
 @njit(**INLINE)
@@ -203,12 +275,14 @@ def margin_chunk(y, p, w, mask, g32, g64, sums, loss_out, grad_out, coef, o, sta
     overlap = loss == LOSS_OVERLAP
     want_grad = o.has_grad_out
     yb = np.empty(BLOCK)
-    wb = np.ones(BLOCK)
-    mb = np.ones(BLOCK, np.uint8)
+    xb = np.empty(BLOCK)
+    wb = np.ones(BLOCK)  # refilled per block with weights or a mask
+    mb = np.ones(BLOCK)
     v0 = np.empty(BLOCK)
     v1 = np.empty(BLOCK)
     v2 = np.empty(BLOCK)
     kb0 = np.zeros(BLOCK)
+    sb = np.empty(BLOCK)
     kb1 = np.zeros(BLOCK)
     acc0 = np.zeros(LANES)
     acc1 = np.zeros(LANES)
@@ -220,14 +294,33 @@ def margin_chunk(y, p, w, mask, g32, g64, sums, loss_out, grad_out, coef, o, sta
     bad = 0
     if want_grad and mode == MODE_ALL:
         bad |= margin_coefs(mode, ncols, row0, g32, g64, o.g_i32, coef, 0, BLOCK, kb0, kb1)
+    # the plain route (fb_margin_plain); the counts Σw are then the number of elements
+    plain = (mode == MODE_ALL and not o.has_w and not o.has_mask and nan_mode != NAN_OMIT
+             and not o.has_loss_out and not want_grad and o.want_sums and o.y_kind_plain)
+    if plain:
+        for b0 in range(start, stop, BLOCK):
+            n = min(stop - b0, BLOCK)
+            bad |= margin_plain(y, p, b0, n, v0, yb, xb, sb, loss, nan_mode)
+            margin_lanes(acc0, v0, n)
+            if overlap:
+                margin_lanes(acc1, yb, n)
+                margin_lanes(acc2, xb, n)
+        count = np.float64(stop - start)
+        sums[c, 0, 0] = margin_lane_sum(acc0)
+        sums[c, 0, 1] = margin_lane_sum(acc1) if overlap else count
+        sums[c, 0, 2] = margin_lane_sum(acc2) if overlap else 0.0
+        sums[c, 0, 3] = count if overlap else 0.0
+        return bad
     for b0 in range(start, stop, BLOCK):
         n = min(stop - b0, BLOCK)
-        margin_labels(y, b0, n, yb)
-        if o.has_w or o.has_mask:
+        margin_load(y, p, b0, n, yb, xb)
+        if o.has_w or o.has_mask or nan_mode == NAN_OMIT:
             margin_weights(w, mask, o.has_w, o.has_mask, b0, n, wb, mb)
+        if nan_mode == NAN_OMIT:
+            margin_omit(n, yb, xb, mb)
         if want_grad and mode != MODE_ALL:
             bad |= margin_coefs(mode, ncols, row0, g32, g64, o.g_i32, coef, b0, n, kb0, kb1)
-        bad |= margin_elements(p, b0, n, yb, wb, mb, v0, v1, v2, loss, nan_mode)
+        bad |= margin_elements(n, yb, xb, wb, mb, v0, v1, v2, sb, loss, nan_mode)
         margin_outputs(loss_out, grad_out, o.has_loss_out, want_grad, overlap, b0, n, v0, v1, v2,
                        kb0, kb1)
         if not o.want_sums:
@@ -333,7 +426,8 @@ def margin_pass(y, p, w, mask, groups, sums, flags, loss_out, grad_out, coef, op
         np.zeros((1, 2)) if coef is None else coef)
     o = _Options(int(options.loss), int(options.nan_mode), int(options.mode), int(p.shape[1]),
                  int(options.row0), int(options.chunk_elems), bool(options.want_sums),
-                 w is not None, mask is not None, g_i32, loss_out is not None, grad_out is not None)
+                 w is not None, mask is not None, g_i32, loss_out is not None, grad_out is not None,
+                 y.dtype != np.int8)
     _margin_pass(y1, p1, w1, m1, g32, g64, sums, flags,
                  out if loss_out is None else loss_out.reshape(-1),
                  out if grad_out is None else grad_out.reshape(-1), coef1, o)
