@@ -283,6 +283,17 @@ def test_any_thread_count_gives_the_same_bits(backend, rng):
         assert _bits(call(backend=backend, n_threads=1)) == _bits(call(backend=backend, n_threads=2)), name
 
 
+@pytest.mark.parametrize("backend", COMPILED_BACKENDS)
+def test_plain_route_gives_the_general_bits(backend, rng):
+    """Without weights or mask a full reduction reads the inputs in place (fb_margin_plain); a mask
+    of all True takes the general block loop: the same sums."""
+    y, x, p, ys = _inputs(rng, 3001, 5)[:4]
+    x[5, -1] = 0.0
+    everything = np.ones(y.shape, bool)
+    for fn, a, b in ((fastbce.hinge, y, x), (fastbce.squared_hinge, y, x), (fastbce.dice, ys, p)):
+        assert fn(a, b, backend=backend) == fn(a, b, mask=everything, backend=backend)
+
+
 def test_inputs_are_not_modified(rng):
     y, x, p, ys, w, mask, groups = _inputs(rng, 300, 3)
     copies = [a.copy() for a in (y, x, p, ys, w, mask, groups)]

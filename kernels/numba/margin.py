@@ -95,25 +95,27 @@ def margin_suspect(y, x, w, hinge, raise_):
 
 
 @njit(**INLINE)
-def margin_load(y, p, b0, n, yb, xb):
-    """Labels and predictions of elements [b0, b0 + n) as float64 into yb and xb."""
+def margin_load(y, p, n, yb, xb):
+    """Labels and predictions of a block (views: index k >= 0, no wraparound code, so that LLVM
+    vectorises the loops) as float64 into yb and xb."""
     for k in range(n):
-        yb[k] = np.float64(y[b0 + k])
+        yb[k] = np.float64(y[k])
     for k in range(n):
-        xb[k] = np.float64(p[b0 + k])
+        xb[k] = np.float64(p[k])
 
 
 @njit(**INLINE)
-def margin_weights(w, mask, has_w, has_mask, b0, n, wb, mb):
-    """Weights (1 without) into wb and the mask as 1.0 / 0.0 (1.0 without) into mb."""
+def margin_weights(w, mask, has_w, has_mask, n, wb, mb):
+    """Weights (1 without) into wb and the mask as 1.0 / 0.0 (1.0 without) into mb (views of the
+    block)."""
     if has_w:
         for k in range(n):
-            wb[k] = np.float64(w[b0 + k])
+            wb[k] = np.float64(w[k])
     else:
         wb[:n] = 1.0
     if has_mask:
         for k in range(n):
-            mb[k] = 1.0 if mask[b0 + k] else 0.0
+            mb[k] = 1.0 if mask[k] else 0.0
     else:
         mb[:n] = 1.0
 
@@ -164,15 +166,16 @@ def margin_lanes(acc, v, n):
 
 
 @njit(**INLINE)
-def margin_suspect_sum(sb, n):
-    """Σ of a block's suspect values in lanes: not 0 when one is not 0."""
-    acc = np.zeros(LANES)
+def margin_suspect_sum(sb, n, acc):
+    """Σ of a block's suspect values in lanes: not 0 when one is not 0 (acc: LANES scratch lanes,
+    passed in: an array made per block costs an allocation)."""
+    acc[:] = 0.0
     margin_lanes(acc, sb, n)
     return margin_lane_sum(acc)
 
 
 @njit(**INLINE)
-def margin_elements(n, yb, xb, wb, mb, v0, v1, v2, sb, loss, nan_mode):
+def margin_elements(n, yb, xb, wb, mb, v0, v1, v2, sb, acc, loss, nan_mode):
     """The element values of a block (see fb_margin_elements); error bits."""
     hinge = loss != LOSS_OVERLAP
     squared = loss == LOSS_SQUARED_HINGE
@@ -198,37 +201,36 @@ def margin_elements(n, yb, xb, wb, mb, v0, v1, v2, sb, loss, nan_mode):
             v1[k] = w if counted else 0.0
             v2[k] = hinge_slope(y, x, squared) if counted else 0.0
     bad = 0
-    if margin_suspect_sum(sb, n) != 0.0:
+    if margin_suspect_sum(sb, n, acc) != 0.0:
         for k in range(n):
             bad |= margin_bits(yb[k], xb[k], wb[k], mb[k], nan_mode, hinge)
     return bad
 
 
 @njit(**INLINE)
-def margin_plain(y, p, b0, n, v0, yb, xb, sb, loss, nan_mode):
-    """The plain block (see fb_margin_plain): labels and predictions read in place."""
+def margin_plain(y, p, n, v0, yb, xb, sb, acc, loss, nan_mode):
+    """The plain block (see fb_margin_plain): labels and predictions read in place (views)."""
     hinge = loss != LOSS_OVERLAP
     squared = loss == LOSS_SQUARED_HINGE
     raise_ = nan_mode == NAN_RAISE
     if hinge:
         for k in range(n):
-            yk = np.float64(y[b0 + k])
-            xk = np.float64(p[b0 + k])
+            yk = np.float64(y[k])
+            xk = np.float64(p[k])
             sb[k] = margin_suspect(yk, xk, 1.0, True, raise_)
             v0[k] = hinge_loss(yk, xk, squared)
     else:
         for k in range(n):
-            yk = np.float64(y[b0 + k])
-            xk = np.float64(p[b0 + k])
+            yk = np.float64(y[k])
+            xk = np.float64(p[k])
             sb[k] = margin_suspect(yk, xk, 1.0, False, raise_)
             v0[k] = xk * yk
             yb[k] = yk
             xb[k] = xk
     bad = 0
-    if margin_suspect_sum(sb, n) != 0.0:
+    if margin_suspect_sum(sb, n, acc) != 0.0:
         for k in range(n):
-            bad |= margin_bits(np.float64(y[b0 + k]), np.float64(p[b0 + k]), 1.0, 1.0, nan_mode,
-                               hinge)
+            bad |= margin_bits(np.float64(y[k]), np.float64(p[k]), 1.0, 1.0, nan_mode, hinge)
     return bad
 
 
@@ -288,6 +290,7 @@ def margin_chunk(y, p, w, mask, g32, g64, sums, loss_out, grad_out, coef, o, sta
     acc1 = np.zeros(LANES)
     acc2 = np.zeros(LANES)
     acc3 = np.zeros(LANES)
+    acc_s = np.zeros(LANES)  # the suspect sums of a block
     n_slots = sums.shape[1]
     slab = 0 if mode == MODE_ROWS else c
     col = np.zeros((4, ncols if mode == MODE_COLS and o.want_sums else 0))
@@ -300,7 +303,8 @@ def margin_chunk(y, p, w, mask, g32, g64, sums, loss_out, grad_out, coef, o, sta
     if plain:
         for b0 in range(start, stop, BLOCK):
             n = min(stop - b0, BLOCK)
-            bad |= margin_plain(y, p, b0, n, v0, yb, xb, sb, loss, nan_mode)
+            bad |= margin_plain(y[b0:b0 + n], p[b0:b0 + n], n, v0, yb, xb, sb, acc_s, loss,
+                                nan_mode)
             margin_lanes(acc0, v0, n)
             if overlap:
                 margin_lanes(acc1, yb, n)
@@ -313,14 +317,15 @@ def margin_chunk(y, p, w, mask, g32, g64, sums, loss_out, grad_out, coef, o, sta
         return bad
     for b0 in range(start, stop, BLOCK):
         n = min(stop - b0, BLOCK)
-        margin_load(y, p, b0, n, yb, xb)
+        margin_load(y[b0:b0 + n], p[b0:b0 + n], n, yb, xb)
         if o.has_w or o.has_mask or nan_mode == NAN_OMIT:
-            margin_weights(w, mask, o.has_w, o.has_mask, b0, n, wb, mb)
+            margin_weights(w[b0:b0 + n] if o.has_w else w, mask[b0:b0 + n] if o.has_mask else mask,
+                           o.has_w, o.has_mask, n, wb, mb)
         if nan_mode == NAN_OMIT:
             margin_omit(n, yb, xb, mb)
         if want_grad and mode != MODE_ALL:
             bad |= margin_coefs(mode, ncols, row0, g32, g64, o.g_i32, coef, b0, n, kb0, kb1)
-        bad |= margin_elements(n, yb, xb, wb, mb, v0, v1, v2, sb, loss, nan_mode)
+        bad |= margin_elements(n, yb, xb, wb, mb, v0, v1, v2, sb, acc_s, loss, nan_mode)
         margin_outputs(loss_out, grad_out, o.has_loss_out, want_grad, overlap, b0, n, v0, v1, v2,
                        kb0, kb1)
         if not o.want_sums:
