@@ -23,6 +23,20 @@ from ._metrics import (
     roc_auc,
     roc_curve,
 )
+from ._margin import (
+    dice,
+    dice_grad,
+    dice_value_and_grad,
+    hinge,
+    hinge_grad,
+    hinge_value_and_grad,
+    squared_hinge,
+    squared_hinge_grad,
+    squared_hinge_value_and_grad,
+    tversky,
+    tversky_grad,
+    tversky_value_and_grad,
+)
 from ._score import Accumulator, ScoreResult, score
 from ._threads import get_num_threads, set_num_threads
 
@@ -33,4 +47,7 @@ __all__ = [
     "bce_grad_hess", "focal_bce_grad_hess",
     "roc_auc", "average_precision", "group_auc", "roc_curve", "precision_recall_curve",
     "calibration_curve", "brier",
+    "hinge", "hinge_grad", "hinge_value_and_grad", "squared_hinge", "squared_hinge_grad",
+    "squared_hinge_value_and_grad", "dice", "dice_grad", "dice_value_and_grad", "tversky",
+    "tversky_grad", "tversky_value_and_grad",
 ]

@@ -126,3 +126,22 @@ class HistOptions(NamedTuple):
     n_buckets: int  # 2·top + 2, or 0 for no histogram
     n_bins: int  # equal-width calibration bins
     rows_per_chunk: int  # a function of the shape only
+
+
+# Margin and overlap losses (kernels/c/margin.h, kernels/numba/margin.py, fastbce/_margin.py).
+Y_I8 = 3  # label kind: int8 (hinge labels -1, 0, 1)
+LOSS_HINGE = 0
+LOSS_SQUARED_HINGE = 1
+LOSS_OVERLAP = 2  # the soft counts of Dice and Tversky
+MARGIN_STATS = 4  # sums per slot: hinge Σw·l, Σw, 0, 0; overlap Σw·y·p, Σw·y, Σw·p, Σw
+
+
+class MarginOptions(NamedTuple):
+    """The scalars of one margin pass (``margin_pass``)."""
+
+    loss: int  # LOSS_*
+    nan_mode: int  # NAN_*
+    mode: int  # MODE_*
+    row0: int  # index of the first row (row slots of a slab)
+    chunk_elems: int  # elements per chunk (whole rows)
+    want_sums: bool  # False: only the element outputs and the checks

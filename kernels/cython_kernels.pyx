@@ -781,3 +781,76 @@ def hist_pass(p, y, w, mask, groups, double[:, :, :, ::1] hist, double[:, :, ::1
     cdef double *e = &extra[0, 0, 0]
     for c in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
         fb_hist_chunk(&a, c * rows, min(n, (c + 1) * rows), h + c * hist_chunk, e + c * extra_chunk)
+
+
+# ---------------------------------------------------------------------------------------------
+# Margin and overlap losses (kernels/c/margin.h, the twin of kernels/numba/margin.py): hinge,
+# squared hinge, and the soft counts of Dice and Tversky. fastbce/_margin.py prepares the arrays.
+# ---------------------------------------------------------------------------------------------
+
+cdef extern from "c/margin.h" nogil:
+    ctypedef struct fb_margin_args:
+        const void *y
+        int y_kind
+        const void *p
+        int p_f64
+        const void *w
+        int w_kind
+        const uint8_t *mask
+        const void *groups
+        int g_kind
+        int loss
+        int nan_mode
+        int mode
+        int want_sums
+        int64_t ncols, row0, n_slots
+        double *sums
+        void *loss_out
+        void *grad_out
+        const double *coef
+    int fb_margin_chunk(const fb_margin_args *a, int64_t chunk, int64_t start, int64_t stop)
+    enum:
+        FB_Y_I8
+
+_MARGIN_Y_KINDS = {np.dtype(np.uint8): FB_Y_U8, np.dtype(np.int8): FB_Y_I8,
+                   np.dtype(np.float32): FB_Y_F32, np.dtype(np.float64): FB_Y_F64}
+
+
+def margin_pass(y, p, w, mask, groups, double[:, :, ::1] sums, uint8_t[::1] flags, loss_out,
+                grad_out, coef, options, int n_threads):
+    """One margin pass over C-contiguous 2-D arrays (fastbce/_margin.py); options: a
+    kernels.MarginOptions. The twin of kernels/numba/margin.py's margin_pass."""
+    global _openmp_started
+    if _single_threaded:
+        n_threads = 1
+    elif n_threads > 1:
+        _openmp_started = True
+    cdef fb_margin_args a
+    cdef Py_ssize_t n = p.size, n_chunks = flags.shape[0], chunk, start
+    cdef Py_ssize_t chunk_elems = options.chunk_elems
+    for array in (y, p, w, mask, groups, loss_out, grad_out, coef):
+        if array is not None and not array.flags.c_contiguous:
+            raise ValueError("margin_pass reads its arrays in place: they must be C-contiguous")
+    a.y = <const void *>_address(y)
+    a.y_kind = _MARGIN_Y_KINDS[y.dtype]
+    a.p = <const void *>_address(p)
+    a.p_f64 = p.dtype == np.float64
+    a.w = NULL if w is None else <const void *>_address(w)
+    a.w_kind = FB_W_NONE if w is None else _W_KINDS[w.dtype]
+    a.mask = NULL if mask is None else <const uint8_t *>_address(mask)
+    a.groups = NULL if groups is None else <const void *>_address(groups)
+    a.g_kind = FB_G_I64 if groups is None else _G_KINDS[groups.dtype]
+    a.loss = options.loss
+    a.nan_mode = options.nan_mode
+    a.mode = options.mode
+    a.want_sums = options.want_sums
+    a.ncols = p.shape[1]
+    a.row0 = options.row0
+    a.n_slots = sums.shape[1]
+    a.sums = &sums[0, 0, 0]
+    a.loss_out = NULL if loss_out is None else <void *>_address(loss_out)
+    a.grad_out = NULL if grad_out is None else <void *>_address(grad_out)
+    a.coef = NULL if coef is None else <const double *>_address(coef)
+    for chunk in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
+        start = chunk * chunk_elems
+        flags[chunk] = fb_margin_chunk(&a, chunk, start, min(n, start + chunk_elems))

@@ -16,11 +16,14 @@ from . import (
     FLAG_POS_WEIGHT,
     FLAG_PRED,
     FLAG_WEIGHT,
+    LOSS_OVERLAP,
+    LOSS_SQUARED_HINGE,
     MODE_ALL,
     MODE_COLS,
     MODE_GROUPS,
     MODE_ROWS,
     NAN_OMIT,
+    NAN_PROPAGATE,
     NAN_RAISE,
 )
 
@@ -279,3 +282,78 @@ def rank(y, p, w, mask, omit, want_curve, n_threads):
     big_p, big_n = (float(big_tp[-1]), float(big_fp[-1])) if values.size else (0.0, 0.0)
     curve = (values[::-1].astype(p.dtype), big_tp, big_fp) if want_curve else None
     return big_p, big_n, u2, a, flags, curve
+
+
+def margin_pass(y, p, w, mask, groups, sums, flags, loss_out, grad_out, coef, options, n_threads):
+    """Same contract as the compiled ``margin_pass`` (kernels/c/margin.h), in float64 NumPy on
+    2-D arrays of any layout; everything into chunk 0 (by rows: each row's slot). Hinge: t = +1
+    for y = 1, else -1, l = max(0, 1 - t·x) (squared: l²), dl/dx = -t at the kink; overlap: the
+    sums Σw·y·p, Σw·y, Σw·p, Σw."""
+    loss, nan_mode, mode, _, _, want_sums = options
+    shape = p.shape
+    n_slots = sums.shape[1]
+    y = y.astype(np.float64)
+    p = p.astype(np.float64)
+    w = np.ones(shape) if w is None else np.broadcast_to(w.astype(np.float64), shape)
+    m = np.ones(shape, bool) if mask is None else np.broadcast_to(mask, shape).astype(bool)
+    overlap = loss == LOSS_OVERLAP
+    bad = 0
+    with np.errstate(all="ignore"):
+        nan = np.isnan(y) | np.isnan(p)
+        counted = m & ~(nan & (nan_mode != NAN_PROPAGATE))
+        if mode == MODE_GROUPS:
+            bad_rows = (groups < 0) | (groups >= n_slots)
+            if bad_rows.any():
+                bad |= FLAG_GROUP
+            counted &= ~bad_rows[:, None]
+        if nan_mode == NAN_RAISE and (m & nan).any():
+            bad |= FLAG_NAN
+        if (counted & _not_finite_or_negative(w)).any():
+            bad |= FLAG_WEIGHT
+        if not overlap and (counted & ~np.isin(y, (-1.0, 0.0, 1.0)) & ~np.isnan(y)).any():
+            bad |= FLAG_LABEL
+        flags[0] = bad
+        if bad:
+            return
+        v1 = np.where(counted, w, 0.0)
+        if overlap:
+            v0 = np.where(counted, p, 0.0)
+            v2 = np.where(counted, w * y, 0.0)
+            stats = (v0 * v2, v2, v0 * v1, v1)
+        else:
+            t = np.where(y == 1.0, 1.0, -1.0)
+            margin = 1.0 - t * p
+            h = np.maximum(margin, 0.0)
+            squared = loss == LOSS_SQUARED_HINGE
+            d = -2.0 * t * h if squared else np.where(margin < 0.0, 0.0, -t)
+            l = h * h if squared else h
+            v0 = np.where(counted, np.where(nan, y + p, l), 0.0)
+            v2 = np.where(counted, np.where(nan, y + p, d), 0.0)
+            zero = np.zeros(shape)
+            stats = (v0 * v1, v1, zero, zero)
+        if grad_out is not None:
+            if mode == MODE_ALL:
+                k = coef[0][None, None, :]
+            elif mode == MODE_COLS:
+                k = coef[None, :, :]
+            elif mode == MODE_ROWS:
+                k = coef[:shape[0], None, :]
+            else:
+                k = np.where(bad_rows[:, None], 0.0, coef[np.clip(groups, 0, n_slots - 1)])[:, None, :]
+            g = v1 * k[..., 0] + v2 * k[..., 1] if overlap else (v1 * v2) * k[..., 0]
+            grad_out[...] = np.where(v1 == 0.0, 0.0, g)
+        if loss_out is not None:
+            loss_out[...] = v0 * v1
+    if not want_sums:
+        return
+    for index, stat in enumerate(stats):
+        if mode == MODE_ALL:
+            sums[0, 0, index] = stat.sum()
+        elif mode == MODE_ROWS:
+            sums[0, :, index] = stat.sum(axis=1)
+        elif mode == MODE_COLS:
+            sums[0, :, index] = stat.sum(axis=0)
+        else:
+            sums[0, :, index] = np.bincount(np.where(bad_rows, 0, groups).astype(np.intp),
+                                            weights=np.where(bad_rows, 0.0, stat.sum(axis=1)),
+                                            minlength=n_slots)

@@ -13,7 +13,7 @@ import pytest
 KERNELS = Path(__file__).resolve().parents[1] / "kernels"
 
 # C header <-> Numba module
-PAIRS = ("math", "forms", "blocks", "chunk", "dispatch", "elements", "rank", "histogram")
+PAIRS = ("math", "forms", "blocks", "chunk", "dispatch", "elements", "rank", "histogram", "margin")
 # C headers without a Numba twin
 C_ONLY_FILES = {
     "codes.h": "the constants of kernels/__init__.py for C (tests/test_codes.py checks them)",
@@ -48,6 +48,7 @@ C_ONLY = {
         "fb_hist_rows": "fb_hist_chunk's loop with some arguments as constants (C's way to "
                         "specialise); Numba's hist_chunk is specialised by type",
     },
+    "margin": {},
     "dispatch": {
         "fb_select": "picks the instruction-set variant at import; Numba compiles for its CPU",
         "fb_chunk_f32": "calls the selected variant's chunk kernel; Numba specialises chunk by "
@@ -130,6 +131,12 @@ NUMBA_ONLY = {
         "_cuts": "the walk's ranges (Python; its copy is in kernels/cython_kernels.pyx)",
         "rank": "the Python entry; its twin is rank in kernels/cython_kernels.pyx",
         "_values": "predictions back from items (Python; copy in kernels/cython_kernels.pyx)",
+    },
+    "margin": {
+        "_margin_pass": "the parallel loop over chunks (C: the prange loop of margin_pass in "
+                        "kernels/cython_kernels.pyx)",
+        "_read_only": "read-only views: writable and read-only inputs share one compilation",
+        "margin_pass": "the Python entry; its twin is margin_pass in kernels/cython_kernels.pyx",
     },
 }
 

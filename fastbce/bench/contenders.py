@@ -10,7 +10,8 @@ import numpy as np
 
 from .._backends import cython_available, resolve_backend
 from .files import fastbce_score, numpy_formula, polars_query
-from .operations import CALIBRATION_BINS, FOCAL_ALPHA, FOCAL_GAMMA, N_GROUPS, OPERATIONS
+from .operations import (CALIBRATION_BINS, FOCAL_ALPHA, FOCAL_GAMMA, N_GROUPS, OPERATIONS,
+                         TVERSKY_ALPHA, TVERSKY_BETA)
 
 EPS = 1e-7  # probability clipping of the NumPy/JAX formulas (fastbce's default, Keras' epsilon)
 
@@ -78,6 +79,8 @@ class Fastbce(Contender):
             "score": "score(y, p)", "score_sums": "score(y, p, sums_only=True)",
             "accumulate": "Accumulator().update(y, p)",
             "accumulate_nohist": "Accumulator(auc_bits=0).update(y, p)",
+            "hinge": "hinge(y, x)", "squared_hinge": "squared_hinge(y, x)", "dice": "dice(y, p)",
+            "tversky": f"tversky(y, p, alpha={TVERSKY_ALPHA:g}, beta={TVERSKY_BETA:g})",
         }
         self.calls = {op: f"fastbce.{call[:-1]}, backend={backend!r})" for op, call in self.calls.items()}
         for op in ("brier", "calibration"):  # NumPy in float64: no backend argument
@@ -142,6 +145,15 @@ class Fastbce(Contender):
                 raise Unsupported("this fastbce has no focal_bce")
             return lambda: fastbce.focal_bce(d["y"], d["x"], gamma=FOCAL_GAMMA, alpha=FOCAL_ALPHA,
                                              from_logits=True, **kw)
+        if op in ("hinge", "squared_hinge", "dice", "tversky"):
+            if not hasattr(fastbce, "hinge"):
+                raise Unsupported("this fastbce has no hinge, Dice or Tversky loss")
+            margin = {"hinge": lambda: fastbce.hinge(d["y"], d["x"], **kw),
+                      "squared_hinge": lambda: fastbce.squared_hinge(d["y"], d["x"], **kw),
+                      "dice": lambda: fastbce.dice(d["y"], d["p"], **kw),
+                      "tversky": lambda: fastbce.tversky(d["y"], d["p"], alpha=TVERSKY_ALPHA,
+                                                         beta=TVERSKY_BETA, **kw)}
+            return margin[op]
         return calls[op]
 
 
@@ -175,6 +187,8 @@ class NumPy(Contender):
         "grad_hess": "s = σ(x) via exp(-|x|); s - y, s·(1-s)",
         "focal_grad_hess": "the focal gradient and Hessian formulas written out (README)",
         "brier": "((p - y)**2).mean() in float64",
+        "hinge": "maximum(1 - (2y-1)·x, 0).mean()", "squared_hinge": "the same squared",
+        "dice": "1 - 2·Σy·p / (Σy + Σp)", "tversky": "1 - TP / (TP + α·FP + β·FN), soft counts",
     }
 
     def op_brier(self, d, threads):
@@ -182,6 +196,26 @@ class NumPy(Contender):
 
     def op_mean(self, d, threads):
         return lambda: float(_np_prob_losses(d["y"], d["p"]).mean())
+
+    def op_hinge(self, d, threads):
+        y, x = d["y"], d["x"]
+        return lambda: float(np.maximum(1 - (2 * y - 1) * x, 0).mean(dtype=np.float64))
+
+    def op_squared_hinge(self, d, threads):
+        y, x = d["y"], d["x"]
+        return lambda: float(np.square(np.maximum(1 - (2 * y - 1) * x, 0)).mean(dtype=np.float64))
+
+    def op_dice(self, d, threads):
+        y, p = d["y"], d["p"]
+        return lambda: 1 - 2 * float(np.dot(y, p)) / (float(y.sum(dtype=np.float64)) + float(p.sum(dtype=np.float64)))
+
+    def op_tversky(self, d, threads):
+        y, p = d["y"], d["p"]
+
+        def run():
+            tp, sy, sp = float(np.dot(y, p)), float(y.sum(dtype=np.float64)), float(p.sum(dtype=np.float64))
+            return 1 - tp / (tp + TVERSKY_ALPHA * (sp - tp) + TVERSKY_BETA * (sy - tp))
+        return run
 
     def op_mean_soft(self, d, threads):
         return lambda: float(_np_prob_losses(d["ys"], d["p"]).mean())
@@ -296,9 +330,42 @@ class Torch(Contender):
                  "import beside this torch), .mean()",
         "elements": "F.binary_cross_entropy(p, y, reduction='none')",
         "elements_logits": "F.binary_cross_entropy_with_logits(x, y, reduction='none')",
+        "hinge": "clamp(1 - (2y-1)·x, min=0).mean() (hinge_embedding_loss is another loss: x for "
+                 "y = 1, max(0, margin - x) for y = -1)",
+        "squared_hinge": "the same squared",
+        "dice": "1 - 2·(y·p).sum() / (y.sum() + p.sum())",
+        "tversky": "1 - TP / (TP + α·FP + β·FN), soft counts",
     }
     unsupported = {"grad_hess": "PyTorch has no per-element Hessian function",
                    "focal_grad_hess": "PyTorch has no per-element Hessian function"}
+
+    def op_hinge(self, d, threads):
+        import torch
+
+        y, x = self._tensors(d, "y", "x")
+        return lambda: torch.clamp(1 - (2 * y - 1) * x, min=0).mean()
+
+    def op_squared_hinge(self, d, threads):
+        import torch
+
+        y, x = self._tensors(d, "y", "x")
+        return lambda: torch.square(torch.clamp(1 - (2 * y - 1) * x, min=0)).mean()
+
+    def op_dice(self, d, threads):
+        import torch
+
+        y, p = self._tensors(d, "y", "p")
+        return lambda: 1 - 2 * torch.dot(y, p) / (y.sum() + p.sum())
+
+    def op_tversky(self, d, threads):
+        import torch
+
+        y, p = self._tensors(d, "y", "p")
+
+        def run():
+            tp, sy, sp = torch.dot(y, p), y.sum(), p.sum()
+            return 1 - tp / (tp + TVERSKY_ALPHA * (sp - tp) + TVERSKY_BETA * (sy - tp))
+        return run
 
     def _tensors(self, d, *keys):
         import torch

@@ -12,6 +12,7 @@ N_GROUPS = 1000  # groups of the per-group operation
 FIRST_CALL_SIZE = 1000  # elements of the first call timed at start-up
 FOCAL_GAMMA, FOCAL_ALPHA = 2.0, 0.25  # the defaults of Keras, torchvision and optax
 CALIBRATION_BINS = 10
+TVERSKY_ALPHA, TVERSKY_BETA = 0.3, 0.7  # weights of false positives and false negatives
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,11 @@ OPERATIONS = {op.name: op for op in (
     Operation("score_sums", "score(sums_only=True): the one-pass sums alone", ("y", "p")),
     Operation("accumulate", "Accumulator.update with the AUC histogram (11 bits)", ("y", "p")),
     Operation("accumulate_nohist", "Accumulator.update without it (auc_bits=0)", ("y", "p")),
+    Operation("hinge", "mean hinge loss, scores (logits), 0/1 labels", ("y", "x")),
+    Operation("squared_hinge", "mean squared hinge loss, scores (logits)", ("y", "x")),
+    Operation("dice", "Dice loss of all elements, probabilities, 0/1 labels", ("y", "p")),
+    Operation("tversky", f"Tversky loss of all elements, α={TVERSKY_ALPHA:g}, β={TVERSKY_BETA:g}",
+              ("y", "p")),
 )}
 MEASURED_OPS = tuple(name for name, op in OPERATIONS.items() if not op.unavailable)
 

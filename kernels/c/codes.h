@@ -56,4 +56,11 @@
 #define FB_K_F32 3
 #define FB_K_F64 4
 
+/* margin and overlap losses (kernels/c/margin.h) */
+#define FB_Y_I8 3           /* label kind: int8 (hinge labels -1, 0, 1) */
+#define FB_LOSS_HINGE 0
+#define FB_LOSS_SQUARED_HINGE 1
+#define FB_LOSS_OVERLAP 2   /* the soft counts of Dice and Tversky */
+#define FB_MARGIN_STATS 4   /* sums per slot of a margin pass */
+
 #endif
