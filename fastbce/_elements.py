@@ -38,6 +38,16 @@ def check_out(out, plan, name="out"):
     return out
 
 
+def element_losses_apply(plan, backend):
+    """Whether element losses (reduction="none") run on an element pass, else on the general
+    kernel: not on Numba (its element kernel compiles once per form and dtype, about a minute
+    each, cold), and not float64 labels with float32 or float16 predictions outside focal loss
+    (the loss forms take the labels in the prediction's type)."""
+    focal = plan.gamma != 0.0 or plan.alpha >= 0.0
+    return backend != "numba" and (focal or plan.out_dtype == np.float64
+                                   or plan.y.dtype != np.float64)
+
+
 def _operand(view, kind, writeable=False):
     """(flat, offset, kind, rs, cs) of a 2-D view: element (i, j) is flat[offset + i·rs + j·cs]
     (strides in elements, 0 where broadcast; a lone row or column's unused stride made

@@ -9,7 +9,7 @@ import numpy as np
 
 from ._backends import load_backend, resolve_backend
 from ._config import fork_safe_threads, launch_guard
-from ._elements import new_output, run_element_pass
+from ._elements import element_losses_apply, new_output, run_element_pass
 from ._fastpath import fast_pass_arguments, run_fast_pass
 from ._kernels import (
     FLAG_GROUP,
@@ -124,9 +124,7 @@ def run_pass(plan, backend, n_threads, *, want_grad=False, out=None, n_stats=2, 
     one row per slot: Σw·l, Σw, then (n_stats=7) count, Σw·y, Σw·q, Σw·positive, Σw·negative part.
     With want_value=False the caller needs only the gradient and Σw (the fast path skips the loss)."""
     backend = resolve_backend(backend)
-    # element losses on the element passes (fastbce/_elements.py); Numba keeps the general kernel
-    # for them: its element kernel compiles once per form and dtype (about a minute each, cold)
-    if plan.reduction == "none" and not want_grad and n_stats == 2 and backend != "numba":
+    if plan.reduction == "none" and not want_grad and n_stats == 2 and element_losses_apply(plan, backend):
         loss = new_output(plan)
         return None, run_element_pass(plan, backend, n_threads, ELEMENT_LOSS, [loss], _FLAG_MESSAGES)[0], None
     kernel = load_backend(backend)
@@ -180,6 +178,9 @@ def run_pass(plan, backend, n_threads, *, want_grad=False, out=None, n_stats=2, 
         # without any NaN, and then the first pass stands
         if changed and (_has_nan(plan.p, plan.p_half) or _has_nan(plan.y, plan.y_half)):
             totals = kernel_pass(kept_rows, kept_cols)
+    if loss_out is not None and want_value and element_losses_apply(plan, backend):
+        # the element losses bce(reduction="none") gives, bit for bit (an element pass)
+        run_element_pass(plan, backend, n_threads, ELEMENT_LOSS, [loss_out], _FLAG_MESSAGES)
     return totals, loss_out, grad
 
 
