@@ -106,7 +106,8 @@ class Fastbce(Contender):
             "average_precision": lambda: fastbce.average_precision(d["y"], d["p"], **kw),
             # NumPy in float64 whatever the backend (no kernel of its own)
             "brier": lambda: fastbce.brier(d["y"], d["p"]),
-            "calibration": lambda: fastbce.calibration_curve(d["y"], d["p"], n_bins=CALIBRATION_BINS),
+            "calibration": lambda: _filled_bins(fastbce.calibration_curve(d["y"], d["p"],
+                                                                          n_bins=CALIBRATION_BINS)),
         }
         if op in ("grad_out", "value_and_grad_out"):  # the output allocated here, outside the timed call
             out = np.empty_like(d["x"])
@@ -118,6 +119,12 @@ class Fastbce(Contender):
             return lambda: fastbce.focal_bce(d["y"], d["x"], gamma=FOCAL_GAMMA, alpha=FOCAL_ALPHA,
                                              from_logits=True, **kw)
         return calls[op]
+
+
+def _filled_bins(table):
+    """(positive rate, mean prediction) of the non-empty bins: scikit-learn's return value."""
+    filled = table.count > 0
+    return table.pos_rate[filled], table.mean_pred[filled]
 
 
 def _np_prob_losses(y, p):
