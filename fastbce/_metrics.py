@@ -15,15 +15,36 @@ from typing import NamedTuple
 import numpy as np
 
 from ._backends import resolve_backend
-from ._frames import from_frames
-from ._groups import factorize
-from ._plan import NAN_POLICIES, _as_array, _broadcast, _check_data, _check_groups, _check_option
-from ._plan import _weight_operand, check_axis
+from ._plan import make_plan
 from ._threads import resolve_num_threads
 
 _RANK_MODULES = {"numba": "fastbce._kernels.numba.rank", "cython": "fastbce._kernels.cython_kernels",
                  "numpy": "fastbce._kernels.reference"}
 _SOFT, _NAN, _WEIGHT = 1, 2, 4  # the flags of a rank call (kernels/c/rank.h: FB_RANK_*)
+
+
+def _check_option(value, name, choices):
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+
+
+def _checked(y_true, y_pred, sample_weight, mask, nan_policy, from_logits, axis, groups,
+             n_groups):
+    """(y, p, w or None, mask or None, axis, groups or None, n_groups, group labels or None)
+    checked as for :func:`fastbce.bce` (its Plan), as views of y_pred's shape; float16 as float16."""
+    plan = make_plan(y_true, y_pred, from_logits=from_logits, eps=1e-7,
+                     sample_weight=sample_weight, pos_weight=None, label_smoothing=0.0,
+                     mask=mask, nan_policy=nan_policy, reduction="mean", axis=axis,
+                     groups=groups, n_groups=n_groups)
+    y = plan.y.view(np.float16) if plan.y_half else plan.y
+    p = plan.p.view(np.float16) if plan.p_half else plan.p
+    as_shape = (lambda a: a.reshape(plan.shape))  # noqa: E731  (a view: (n, 1) -> (n,))
+    axis = None if axis is None or len(plan.shape) == 1 else int(axis) % 2
+    g = None if groups is None else plan.groups
+    if g is not None and g.size and (g.min() < 0 or g.max() >= plan.n_slots):
+        raise ValueError(f"groups must hold ids in [0, n_groups) = [0, {plan.n_slots})")
+    return (as_shape(y), as_shape(p), None if sample_weight is None else as_shape(plan.w),
+            None if mask is None else as_shape(plan.mask), axis, g, plan.n_slots, plan.group_labels)
 
 
 def _rank_function(backend):
@@ -53,21 +74,11 @@ def _labels(y):
 
 def _prepare(y_true, y_pred, sample_weight, mask, nan_policy, from_logits, axis, groups, n_groups):
     """Check the arguments of a ranking metric and cut the data into 1-D slices."""
-    if not isinstance(from_logits, (bool, np.bool_)):
-        raise TypeError(f"from_logits must be True or False, got {from_logits!r}")
-    _check_option(nan_policy, "nan_policy", tuple(NAN_POLICIES))
-    labels = None
-    if groups is not None:
-        groups, n_groups, labels = factorize(groups, n_groups, y_pred)
-    y_true, y_pred, sample_weight, _, mask, groups = from_frames(
-        y_true, y_pred, sample_weight, None, mask, groups)
-    y_true, y_pred = _check_data(y_true, y_pred)
+    y_true, y_pred, w, m, axis, groups, n_slots, labels = _checked(
+        y_true, y_pred, sample_weight, mask, nan_policy, from_logits, axis, groups, n_groups)
     shape = y_pred.shape
-    axis = check_axis(axis, y_pred.ndim)
     if axis == 1:
         raise ValueError("axis must be None or 0 (one value per label) for a ranking metric")
-    w = None if sample_weight is None else _weight_operand(sample_weight, "sample_weight", shape)
-    m = None if mask is None else _broadcast(mask, "mask", shape, "b")
     p = y_pred.astype(np.float32) if y_pred.dtype == np.float16 else y_pred
     y = _labels(y_true)
     if p.size >= 2**32 - 1:
@@ -79,9 +90,6 @@ def _prepare(y_true, y_pred, sample_weight, mask, nan_policy, from_logits, axis,
 
     omit, raise_nan = nan_policy == "omit", nan_policy == "raise"
     if groups is not None:
-        groups, n_slots = _check_groups(groups, n_groups, shape[0], axis, "mean")
-        if groups.size and (groups.min() < 0 or groups.max() >= n_slots):
-            raise ValueError(f"groups must hold ids in [0, n_groups) = [0, {n_slots})")
         order = np.argsort(groups, kind="stable")
         bounds = np.concatenate(([0], np.cumsum(np.bincount(groups, minlength=n_slots))))
         take = [None if a is None else a[order].reshape(-1) for a in (y, p, w, m)]
@@ -89,8 +97,6 @@ def _prepare(y_true, y_pred, sample_weight, mask, nan_policy, from_logits, axis,
                                                      bounds[g + 1] * (a.size // shape[0])]
                              for a in take)) for g in range(n_slots)]
         return _Slices(slices, (n_slots,), omit, raise_nan, labels)
-    if n_groups is not None:
-        raise ValueError("n_groups was given without groups; pass groups (the id of each sample)")
     if axis == 0:
         slices = [prepared(y[:, j], p[:, j], None if w is None else w[:, j],
                            None if m is None else m[:, j]) for j in range(shape[1])]
@@ -313,21 +319,15 @@ def _probabilities(y_true, y_pred, sample_weight, mask, nan_policy, from_logits,
     """Checked (y, q, w, mask, axis) for the calibration metrics: float64 probabilities q
     (σ(x) from logits), labels in [0, 1], w float64 (ones without weights) zeroed where masked
     or NaN is omitted; kept is the count mask."""
-    if not isinstance(from_logits, (bool, np.bool_)):
-        raise TypeError(f"from_logits must be True or False, got {from_logits!r}")
-    _check_option(nan_policy, "nan_policy", tuple(NAN_POLICIES))
-    y_true, y_pred, sample_weight, _, mask, _ = from_frames(y_true, y_pred, sample_weight, None,
-                                                            mask, None)
-    y_true, y_pred = _check_data(y_true, y_pred)
+    y_true, y_pred, w, m, axis, _, _ = _checked(y_true, y_pred, sample_weight, mask,
+                                                nan_policy, from_logits, axis, None, None)
     shape = y_pred.shape
-    axis = check_axis(axis, y_pred.ndim)
     q = y_pred.astype(np.float64)
     if from_logits:
         q = np.exp(-np.logaddexp(0.0, -q))
     y = y_true.astype(np.float64)
-    w = (np.ones(shape) if sample_weight is None
-         else np.array(_weight_operand(sample_weight, "sample_weight", shape), np.float64))
-    keep = np.ones(shape, bool) if mask is None else np.array(_broadcast(mask, "mask", shape, "b"))
+    w = np.ones(shape) if w is None else np.array(w, np.float64)
+    keep = np.ones(shape, bool) if m is None else np.array(m, bool)
     nan = np.isnan(q) | np.isnan(y)
     if nan.any():
         if nan_policy == "raise":
@@ -360,10 +360,8 @@ def brier(y_true, y_pred, *, sample_weight=None, mask=None, nan_policy="propagat
             if axis is not None:
                 raise ValueError("groups and axis cannot be combined: groups reduce over whole "
                                  "samples")
-            groups, n_slots = _check_groups(_as_array(groups, "groups"), n_groups, y.shape[0],
-                                            None, "mean")
-            if groups.min() < 0 or groups.max() >= n_slots:
-                raise ValueError(f"groups must hold ids in [0, n_groups) = [0, {n_slots})")
+            _, _, _, _, _, groups, n_slots = _checked(y_true, y_pred, None, None, nan_policy,
+                                                      from_logits, None, groups, n_groups)
             row = lambda a: a.reshape(y.shape[0], -1).sum(axis=1)  # noqa: E731
             return (np.bincount(groups, row(loss), n_slots)
                     / np.bincount(groups, row(w), n_slots))

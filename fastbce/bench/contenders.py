@@ -120,7 +120,8 @@ class Fastbce(Contender):
             "average_precision": lambda: fastbce.average_precision(d["y"], d["p"], **kw),
             # NumPy in float64 whatever the backend (no kernel of its own)
             "brier": lambda: fastbce.brier(d["y"], d["p"]),
-            "calibration": lambda: fastbce.calibration_curve(d["y"], d["p"], n_bins=CALIBRATION_BINS),
+            "calibration": lambda: _filled_bins(fastbce.calibration_curve(d["y"], d["p"],
+                                                                          n_bins=CALIBRATION_BINS)),
             "score": lambda: fastbce.score(d["y"], d["p"], **kw),
             "score_sums": lambda: fastbce.score(d["y"], d["p"], sums_only=True, **kw),
             "accumulate": lambda: fastbce.Accumulator(**kw).update(d["y"], d["p"]),
@@ -155,6 +156,12 @@ class Fastbce(Contender):
                                                          beta=TVERSKY_BETA, **kw)}
             return margin[op]
         return calls[op]
+
+
+def _filled_bins(table):
+    """(positive rate, mean prediction) of the non-empty bins: scikit-learn's return value."""
+    filled = table.count > 0
+    return table.pos_rate[filled], table.mean_pred[filled]
 
 
 def _np_prob_losses(y, p):
