@@ -445,6 +445,22 @@ def _build():
         add_accumulator(b, S2, ("hard", F64), ("p_nan", F64), 3, {"axis": 0, "nan_policy": "omit"},
                         {"mask": ("mask", np.bool_)})
 
+        # ---- hinge, squared hinge, Dice, Tversky (fastbce/_margin.py): plain and general routes ----
+        add("hinge", b, S1, ("hard", F32), ("x", F32))
+        add("hinge", b, S2, ("hard", F64), ("x", F64), axis=0, sample_weight=("w", F64))
+        add("hinge_grad", b, S2, ("hard", F32), ("x", F32), axis=1, mask=("mask", np.bool_))
+        add("hinge_value_and_grad", b, S1, ("hard", F32), ("x", F32), groups=("groups", np.int64, S1))
+        add("squared_hinge", b, S2, ("hard", F32), ("x", F32), reduction="none")
+        add("squared_hinge_grad", b, S1, ("hard", F64), ("x", F64), reduction="sum")
+        add("squared_hinge_value_and_grad", b, S2, ("hard", F32), ("x", F32), sample_weight=("w", F32))
+        add("dice", b, S1, ("soft", F32), ("p", F32))
+        add("dice_grad", b, S2, ("soft", F64), ("p", F64), axis=1, smooth=1.0)
+        add("dice_value_and_grad", b, S2, ("hard", F32), ("p", F32), axis=0, mask=("mask", np.bool_))
+        add("tversky", b, S1, ("soft", F64), ("p", F64), alpha=0.3, beta=0.7,
+            groups=("groups", np.int32, S1), n_groups=N_GROUPS)
+        add("tversky_grad", b, S2, ("hard", F32), ("p", F32), eps=1e-7)
+        add("tversky_value_and_grad", b, S1, ("soft", F32), ("p", F32), sample_weight=("w", F32))
+
         # ---- fastbce.dask on small Dask arrays (synchronous scheduler) ----
         add("dask.bce", b, S1, ("hard", F32), ("p", F32), chunks=(20_000,))
         add("dask.bce", b, S1, ("soft", F64), ("x", F64), from_logits=True, reduction="sum",
