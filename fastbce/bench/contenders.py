@@ -67,6 +67,8 @@ class Fastbce(Contender):
             "value_and_grad": "bce_value_and_grad(y, x, from_logits=True)",
             "value_and_grad_out": "bce_value_and_grad(y, x, from_logits=True, out=g)",
             "focal": f"focal_bce(y, x, gamma={FOCAL_GAMMA:g}, alpha={FOCAL_ALPHA:g}, from_logits=True)",
+            "score": "score(y, p)", "score_groups": "score(y, p, groups=g, n_groups=G)",
+            "accumulate": "Accumulator(), .update(y[k:k+m], p[k:k+m]) per chunk, .result()",
         }
         self.calls = {op: f"fastbce.{call[:-1]}, backend={backend!r})" for op, call in self.calls.items()}
 
@@ -98,7 +100,19 @@ class Fastbce(Contender):
             "per_group": lambda: fastbce.bce(d["y"], d["p"], groups=d["g"], n_groups=N_GROUPS, **kw),
             "grad": lambda: fastbce.bce_grad(d["y"], d["x"], from_logits=True, **kw),
             "value_and_grad": lambda: fastbce.bce_value_and_grad(d["y"], d["x"], from_logits=True, **kw),
+            "score": lambda: _report_values(fastbce.score(d["y"], d["p"], **kw)),
+            "score_groups": lambda: _report_values(fastbce.score(d["y"], d["p"], groups=d["g"],
+                                                                 n_groups=N_GROUPS, **kw)),
         }
+        if op == "accumulate":
+            y, p = d["y"], d["p"]
+
+            def accumulate():
+                accumulator = fastbce.Accumulator(**kw)
+                for k in range(0, y.size, UPDATE_SIZE):
+                    accumulator.update(y[k:k + UPDATE_SIZE], p[k:k + UPDATE_SIZE])
+                return _report_values(accumulator.result())
+            return accumulate
         if op in ("grad_out", "value_and_grad_out"):  # the output allocated here, outside the timed call
             out = np.empty_like(d["x"])
             function = fastbce.bce_grad if op == "grad_out" else fastbce.bce_value_and_grad
@@ -109,6 +123,12 @@ class Fastbce(Contender):
             return lambda: fastbce.focal_bce(d["y"], d["x"], gamma=FOCAL_GAMMA, alpha=FOCAL_ALPHA,
                                              from_logits=True, **kw)
         return calls[op]
+
+
+def _report_values(result):
+    """The fields of a score report the NumPy contender computes too."""
+    return [result.log_loss, result.positive_rate, result.mean_prediction, result.log_loss_positives,
+            result.log_loss_negatives]
 
 
 def _np_prob_losses(y, p):
@@ -135,10 +155,41 @@ class NumPy(Contender):
         "grad": "(1/(1+exp(-x)) - y) / n",
         "value_and_grad": "e = exp(-|x|): loss from log1p(e), gradient from σ(x) via e",
         "focal": "α_t·(1-p_t)^γ·CE with σ(x) and the stable logits CE, .mean()",
+        "score": "the seven sums of the report from the clipped formula's two parts",
+        "score_groups": "the same sums by bincount(g, weights=...)",
     }
 
     def op_mean(self, d, threads):
         return lambda: float(_np_prob_losses(d["y"], d["p"]).mean())
+
+    @staticmethod
+    def _score_parts(y, p):
+        """(y·(-log q), (1-y)·(-log(1-q)), q) of the clipped formula."""
+        q = np.clip(p, EPS, 1 - EPS)
+        return -(y * np.log(q)), -((1 - y) * np.log1p(-q)), q
+
+    def op_score(self, d, threads):
+        y, p = d["y"], d["p"]
+
+        def run():
+            positive, negative = (np.sum(part, dtype=np.float64) for part in self._score_parts(y, p)[:2])
+            weight, y_sum = float(y.size), np.sum(y, dtype=np.float64)
+            q_sum = np.sum(np.clip(p, EPS, 1 - EPS), dtype=np.float64)
+            return [(positive + negative) / weight, y_sum / weight, q_sum / weight,
+                    positive / y_sum, negative / (weight - y_sum)]
+        return run
+
+    def op_score_groups(self, d, threads):
+        y, p, g = d["y"], d["p"], d["g"]
+
+        def run():
+            positive, negative, q = self._score_parts(y, p)
+            sums = [np.bincount(g, weights=v, minlength=N_GROUPS) for v in (positive, negative, y, q)]
+            count = np.bincount(g, minlength=N_GROUPS)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return [(sums[0] + sums[1]) / count, sums[2] / count, sums[3] / count,
+                        sums[0] / sums[2], sums[1] / (count - sums[2])]
+        return run
 
     def op_mean_soft(self, d, threads):
         return lambda: float(_np_prob_losses(d["ys"], d["p"]).mean())

@@ -10,6 +10,7 @@ N_LABELS = 100  # columns of the 2-D operations
 N_GROUPS = 1000  # groups of the per-group operation
 FIRST_CALL_SIZE = 1000  # elements of the first call timed at start-up
 FOCAL_GAMMA, FOCAL_ALPHA = 2.0, 0.25  # the defaults of Keras, torchvision and optax
+UPDATE_SIZE = 1_000_000  # elements per Accumulator.update of the accumulate operation
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,9 @@ OPERATIONS = {op.name: op for op in (
     Operation("value_and_grad_out", "value_and_grad into a preallocated array (out=)", ("y", "x"),
               writes=True),
     Operation("focal", f"mean focal loss, logits, γ={FOCAL_GAMMA:g}, α={FOCAL_ALPHA:g}", ("y", "x")),
+    Operation("score", "score: the nine report fields, probabilities", ("y", "p")),
+    Operation("score_groups", f"score by {N_GROUPS:,} groups", ("y", "p", "g")),
+    Operation("accumulate", f"Accumulator.update in chunks of {UPDATE_SIZE:,.0f} elements", ("y", "p")),
 )}
 MEASURED_OPS = tuple(name for name, op in OPERATIONS.items() if not op.unavailable)
 

@@ -11,7 +11,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .chunk import chunk
+from .chunk import chunk, score_chunk
 from .llvm import JIT, prefer_wide_vectors
 
 F32 = np.float32
@@ -60,6 +60,18 @@ def _fast_pass(y, p, w, pos_w, mask, g32, g64, grad, col_scale, row_scale, sums,
         flags[c] = chunk(y, p, w, pos_w, mask, g32, g64, grad, col_scale, row_scale, sums, o,
                          gamma_alpha, start, min(n, start + chunk_elems),
                          np.int64(c))  # int64 when typed, uint64 in the gufunc: one compile
+
+
+@njit(parallel=True, **JIT)
+def _score_pass(y, p, w, mask, g32, g64, sums, flags, o):
+    """The chunks of the scoring pass (score_chunk) in parallel."""
+    prefer_wide_vectors()
+    n = p.shape[0]
+    chunk_elems = o.chunk_elems
+    for c in prange(flags.shape[0]):
+        start = c * chunk_elems
+        flags[c] = score_chunk(y, p, w, mask, g32, g64, sums, o, start,
+                               min(n, start + chunk_elems), np.int64(c))
 
 
 # Dummies for absent arrays: the kernel's types stay the same with or without them.
@@ -111,6 +123,9 @@ def fast_pass(y, p, w, pos_w, mask, groups, row_scale, col_scale, sums, flags, g
         want_loss=bool(options.want_loss), has_w=w is not None, has_pw=pos_w is not None,
         has_mask=mask is not None, g_i32=g_i32, has_grad=grad is not None,
         has_col_scale=col_scale is not None, has_row_scale=row_scale is not None)
+    if sums.shape[2] == 7:  # the scoring statistics
+        _score_pass(y, p, w_in, mask_in, g32, g64, sums, flags, o)
+        return
     _fast_pass(y, p, w_in, pos_w_in, mask_in, g32, g64,
                np.empty(1, p.dtype) if grad is None else grad,
                _NO_SCALE if col_scale is None else col_scale,
