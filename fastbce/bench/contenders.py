@@ -9,7 +9,7 @@ import importlib.util
 import numpy as np
 
 from .._backends import cython_available, resolve_backend
-from .operations import FOCAL_ALPHA, FOCAL_GAMMA, N_GROUPS, OPERATIONS
+from .operations import FOCAL_ALPHA, FOCAL_GAMMA, N_GROUPS, OPERATIONS, UPDATE_SIZE
 
 EPS = 1e-7  # probability clipping of the NumPy/JAX formulas (fastbce's default, Keras' epsilon)
 
@@ -68,7 +68,7 @@ class Fastbce(Contender):
             "value_and_grad_out": "bce_value_and_grad(y, x, from_logits=True, out=g)",
             "focal": f"focal_bce(y, x, gamma={FOCAL_GAMMA:g}, alpha={FOCAL_ALPHA:g}, from_logits=True)",
             "score": "score(y, p)", "score_groups": "score(y, p, groups=g, n_groups=G)",
-            "accumulate": "Accumulator(), .update(y[k:k+m], p[k:k+m]) per chunk, .result()",
+            "accumulate": "Accumulator().update(y_chunk, p_chunk)",
         }
         self.calls = {op: f"fastbce.{call[:-1]}, backend={backend!r})" for op, call in self.calls.items()}
 
