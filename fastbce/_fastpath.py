@@ -6,17 +6,17 @@ Numba, twin files) computes the commonest calls with vectorised float32 math
 or for float32 predictions without weights none at all, as -log of a product of probabilities in
 float64 lanes; soft labels: two) or logits, with optional scalar or full sample weights, a scalar
 or per-label pos_weight, label smoothing, focal loss and an optional mask, reduced to a mean or
-sum overall, per label (axis=0), per sample (axis=1) or per group; its gradient, or both fused.
-It keeps the chunking of the general kernel (a function of the shape only) and sums each chunk in
+sum overall, per label (axis=0), per sample (axis=1) or per group; its gradient, or both fused;
+and the seven statistics of the scoring report (n_stats=7: fb_score_chunk / score_chunk). It keeps the chunking of the general kernel (a function of the shape only) and sums each chunk in
 a fixed order in float64, so results do not depend on the thread count.
 
 Fortran-ordered input reduced per label (axis=0) is read in place, as a per-row pass over the
 C-contiguous transposes (the same values to rounding, summed in another order). Inputs in any
 other non-C layout (strided, broadcast, Fortran order for the other reductions or with a
-pos_weight) are copied to C order one slab of whole chunks at a time: the same chunks, hence the
-same bits as C-ordered input, with bounded extra memory (SLAB_ELEMENTS per array). Everything
-else (a pos_weight that varies along samples, focal loss of float64 predictions with γ not an
-integer <= 7, reduction="none", float16, the scoring statistics, float64 labels with float32
+pos_weight, or the scoring statistics) are copied to C order one slab of whole chunks at a time:
+the same chunks, hence the same bits as C-ordered input, with bounded extra memory (SLAB_ELEMENTS
+per array). Everything else (a pos_weight that varies along samples, focal loss of float64
+predictions with γ not an integer <= 7, reduction="none", float16, float64 labels with float32
 predictions) runs the general kernel.
 """
 
@@ -71,8 +71,12 @@ def _is_scalar(view):
 
 def fast_pass_arguments(plan, kernel, n_stats, grad):
     """The :class:`FastPass` of a plan, or None when the general kernel must run it."""
-    if not hasattr(kernel, "fast_pass") or n_stats != 2 or plan.reduction == "none":
+    if not hasattr(kernel, "fast_pass") or n_stats not in (2, 7) or plan.reduction == "none":
         return None
+    if n_stats == 7 and (grad is not None or plan.gamma != 0.0 or plan.alpha >= 0.0
+                         or plan.smoothing != 0.0 or not _is_scalar(plan.pw)
+                         or plan.pw[0, 0] != 1.0):
+        return None  # the scoring pass has none of these
     if grad is not None and plan.mode == MODE_GROUPS:
         return None
     if plan.y_half or plan.p_half:
@@ -163,7 +167,7 @@ def run_fast_pass(kernel, fast, rows_per_chunk, n_cols, sums, flags, grad, row_f
     n_rows = fast.p.shape[0]
     if all(a.flags.c_contiguous for a in arrays) and (grad is None or grad.flags.c_contiguous):
         run(arrays, slice(0, n_rows), None if grad is None else grad.reshape(-1))
-    elif fast.mode == MODE_COLS and fast.pos_w is None and all(
+    elif fast.mode == MODE_COLS and fast.pos_w is None and sums.shape[2] == 2 and all(
             a.flags.f_contiguous for a in arrays) and (grad is None or grad.flags.f_contiguous):
         # Fortran order, one value per label: each label is a contiguous row of the transposes,
         # so this is the per-row pass over them, in place (the same sums to rounding as for C
@@ -189,4 +193,5 @@ def run_fast_pass(kernel, fast, rows_per_chunk, n_cols, sums, flags, grad, row_f
                 grad[rows] = part
     if fast.weight != 1.0:
         with np.errstate(invalid="ignore"):  # a weight of 0 times an infinite loss: NaN, as w·l
-            sums *= fast.weight
+            sums[..., :2] *= fast.weight
+            sums[..., 3:] *= fast.weight  # the scoring statistics: all but the count

@@ -351,6 +351,8 @@ cdef extern from "c/dispatch.h" nogil:
         double *sums
     int fb_chunk_f32(const fb_args *a, int64_t chunk, int64_t start, int64_t stop)
     int fb_chunk_f64(const fb_args *a, int64_t chunk, int64_t start, int64_t stop)
+    int fb_score_f32(const fb_args *a, int64_t chunk, int64_t start, int64_t stop)
+    int fb_score_f64(const fb_args *a, int64_t chunk, int64_t start, int64_t stop)
     const char *fb_select(const char *forced)
 
 # The instruction-set variant of the fast path for this CPU (FASTBCE_SIMD=v4/v3/base forces a
@@ -387,6 +389,7 @@ def fast_pass(y, p, w, pos_w, mask, groups, row_scale, col_scale, double[:, :, :
         _openmp_started = True
     cdef fb_args a
     cdef bint f64 = p.dtype == np.float64
+    cdef bint score = sums.shape[2] == 7  # the scoring statistics (fb_score_chunk)
     cdef Py_ssize_t n = p.shape[0], n_chunks = flags.shape[0], chunk, start
     cdef Py_ssize_t chunk_elems = options.chunk_elems
     focal = options.focal
@@ -423,7 +426,11 @@ def fast_pass(y, p, w, pos_w, mask, groups, row_scale, col_scale, double[:, :, :
     a.sums = &sums[0, 0, 0]
     for chunk in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
         start = chunk * chunk_elems
-        if f64:
+        if score and f64:
+            flags[chunk] = fb_score_f64(&a, chunk, start, min(n, start + chunk_elems))
+        elif score:
+            flags[chunk] = fb_score_f32(&a, chunk, start, min(n, start + chunk_elems))
+        elif f64:
             flags[chunk] = fb_chunk_f64(&a, chunk, start, min(n, start + chunk_elems))
         else:
             flags[chunk] = fb_chunk_f32(&a, chunk, start, min(n, start + chunk_elems))

@@ -54,6 +54,9 @@ C_ONLY = {
         "fb_chunk_f32": "calls the selected variant's chunk kernel; Numba specialises chunk by "
                         "dtype",
         "fb_chunk_f64": "as fb_chunk_f32",
+        "fb_score_f32": "calls the selected variant's scoring chunk kernel; Numba specialises "
+                        "score_chunk by dtype",
+        "fb_score_f64": "as fb_score_f32",
         "fb_element_chunk": "calls the selected variant's element kernel; Numba's element_chunk "
                             "is in elements.py",
     },
@@ -102,6 +105,9 @@ NUMBA_ONLY = {
                                  "fb_chunk)",
         "multiply_into": "per-column products on views (C: an omp simd loop in fb_chunk)",
         "add_weighted_into": "per-column sums on views (C: an omp simd loop in fb_chunk)",
+        "_score_values": "part of fb_score_block: the checks, NaN and counting of an element",
+        "_score_loop": "fb_score_block's loop for one form (C: `form`, a constant of the inlined "
+                       "loop)",
     },
     "chunk": {
         "_buffer": "a 64-byte aligned block buffer (C: aligned arrays on the stack)",
@@ -114,6 +120,7 @@ NUMBA_ONLY = {
     "dispatch": {
         "_fast_pass": "the parallel loop over chunks (C: the prange loop of fast_pass in "
                       "kernels/cython_kernels.pyx)",
+        "_score_pass": "the same for the scoring pass (C: the same prange loop)",
         "read_only": "read-only views: writable and read-only inputs share one compilation",
         "fast_pass": "the Python entry; its twin is fast_pass in kernels/cython_kernels.pyx",
     },

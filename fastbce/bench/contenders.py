@@ -11,7 +11,7 @@ import numpy as np
 from .._backends import cython_available, resolve_backend
 from .files import fastbce_score, numpy_formula, polars_query
 from .operations import (CALIBRATION_BINS, FOCAL_ALPHA, FOCAL_GAMMA, N_GROUPS, OPERATIONS,
-                         TVERSKY_ALPHA, TVERSKY_BETA)
+                         TVERSKY_ALPHA, TVERSKY_BETA, UPDATE_SIZE)
 
 EPS = 1e-7  # probability clipping of the NumPy/JAX formulas (fastbce's default, Keras' epsilon)
 
@@ -77,8 +77,7 @@ class Fastbce(Contender):
             "roc_auc": "roc_auc(y, p)", "average_precision": "average_precision(y, p)",
             "brier": "brier(y, p)", "calibration": f"calibration_curve(y, p, n_bins={CALIBRATION_BINS})",
             "score": "score(y, p)", "score_sums": "score(y, p, sums_only=True)",
-            "accumulate": "Accumulator().update(y, p)",
-            "accumulate_nohist": "Accumulator(auc_bits=0).update(y, p)",
+            "score_groups": "score(y, p, groups=g, n_groups=G)",
             "hinge": "hinge(y, x)", "squared_hinge": "squared_hinge(y, x)", "dice": "dice(y, p)",
             "tversky": f"tversky(y, p, alpha={TVERSKY_ALPHA:g}, beta={TVERSKY_BETA:g})",
         }
@@ -123,12 +122,22 @@ class Fastbce(Contender):
             "calibration": lambda: _filled_bins(fastbce.calibration_curve(d["y"], d["p"],
                                                                           n_bins=CALIBRATION_BINS)),
             "score": lambda: fastbce.score(d["y"], d["p"], **kw),
-            "score_sums": lambda: fastbce.score(d["y"], d["p"], sums_only=True, **kw),
-            "accumulate": lambda: fastbce.Accumulator(**kw).update(d["y"], d["p"]),
-            "accumulate_nohist": lambda: fastbce.Accumulator(auc_bits=0, **kw).update(d["y"], d["p"]),
+            "score_sums": lambda: _report_values(fastbce.score(d["y"], d["p"], sums_only=True, **kw)),
+            "score_groups": lambda: _report_values(fastbce.score(d["y"], d["p"], groups=d["g"],
+                                                                 n_groups=N_GROUPS, **kw)),
         }
         if op == "file":  # the function of `fastbce score`, on a Parquet file of the data
             return fastbce_score(d["parquet"], threads, self.backend)
+        if op in ("accumulate", "accumulate_nohist"):
+            y, p = d["y"], d["p"]
+            settings = {"auc_bits": 0} if op == "accumulate_nohist" else {}
+
+            def accumulate():
+                accumulator = fastbce.Accumulator(**settings, **kw)
+                for k in range(0, y.size, UPDATE_SIZE):
+                    accumulator.update(y[k:k + UPDATE_SIZE], p[k:k + UPDATE_SIZE])
+                return accumulator.result()
+            return accumulate
         if op in ("grad_out", "value_and_grad_out"):  # the output allocated here, outside the timed call
             out = np.empty_like(d["x"])
             function = fastbce.bce_grad if op == "grad_out" else fastbce.bce_value_and_grad
@@ -164,6 +173,12 @@ def _filled_bins(table):
     return table.pos_rate[filled], table.mean_pred[filled]
 
 
+def _report_values(result):
+    """The fields of a score report the NumPy contender computes too."""
+    return [result.log_loss, result.positive_rate, result.mean_prediction, result.log_loss_positives,
+            result.log_loss_negatives]
+
+
 def _np_prob_losses(y, p):
     q = np.clip(p, EPS, 1 - EPS)
     return -(y * np.log(q) + (1 - y) * np.log1p(-q))
@@ -196,6 +211,8 @@ class NumPy(Contender):
         "brier": "((p - y)**2).mean() in float64",
         "hinge": "maximum(1 - (2y-1)·x, 0).mean()", "squared_hinge": "the same squared",
         "dice": "1 - 2·Σy·p / (Σy + Σp)", "tversky": "1 - TP / (TP + α·FP + β·FN), soft counts",
+        "score_sums": "the seven sums of the report from the clipped formula's two parts",
+        "score_groups": "the same sums by bincount(g, weights=...)",
     }
 
     def op_brier(self, d, threads):
@@ -222,6 +239,35 @@ class NumPy(Contender):
         def run():
             tp, sy, sp = float(np.dot(y, p)), float(y.sum(dtype=np.float64)), float(p.sum(dtype=np.float64))
             return 1 - tp / (tp + TVERSKY_ALPHA * (sp - tp) + TVERSKY_BETA * (sy - tp))
+        return run
+
+    @staticmethod
+    def _score_parts(y, p):
+        """(y·(-log q), (1-y)·(-log(1-q)), q) of the clipped formula."""
+        q = np.clip(p, EPS, 1 - EPS)
+        return -(y * np.log(q)), -((1 - y) * np.log1p(-q)), q
+
+    def op_score_sums(self, d, threads):
+        y, p = d["y"], d["p"]
+
+        def run():
+            positive, negative = (np.sum(part, dtype=np.float64) for part in self._score_parts(y, p)[:2])
+            weight, y_sum = float(y.size), np.sum(y, dtype=np.float64)
+            q_sum = np.sum(np.clip(p, EPS, 1 - EPS), dtype=np.float64)
+            return [(positive + negative) / weight, y_sum / weight, q_sum / weight,
+                    positive / y_sum, negative / (weight - y_sum)]
+        return run
+
+    def op_score_groups(self, d, threads):
+        y, p, g = d["y"], d["p"], d["g"]
+
+        def run():
+            positive, negative, q = self._score_parts(y, p)
+            sums = [np.bincount(g, weights=v, minlength=N_GROUPS) for v in (positive, negative, y, q)]
+            count = np.bincount(g, minlength=N_GROUPS)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return [(sums[0] + sums[1]) / count, sums[2] / count, sums[3] / count,
+                        sums[0] / sums[2], sums[1] / (count - sums[2])]
         return run
 
     def op_mean_soft(self, d, threads):

@@ -13,6 +13,7 @@ FIRST_CALL_SIZE = 1000  # elements of the first call timed at start-up
 FOCAL_GAMMA, FOCAL_ALPHA = 2.0, 0.25  # the defaults of Keras, torchvision and optax
 CALIBRATION_BINS = 10
 TVERSKY_ALPHA, TVERSKY_BETA = 0.3, 0.7  # weights of false positives and false negatives
+UPDATE_SIZE = 1_000_000  # elements per Accumulator.update of the accumulate operation
 
 
 @dataclass(frozen=True)
@@ -63,9 +64,11 @@ OPERATIONS = {op.name: op for op in (
     Operation("brier", "Brier score", ("y", "p")),
     Operation("calibration", f"calibration curve, {CALIBRATION_BINS} uniform bins", ("y", "p")),
     Operation("score", "score report: log loss, exact AUC and AP, Brier, ECE, F1", ("y", "p")),
-    Operation("score_sums", "score(sums_only=True): the one-pass sums alone", ("y", "p")),
-    Operation("accumulate", "Accumulator.update with the AUC histogram (11 bits)", ("y", "p")),
-    Operation("accumulate_nohist", "Accumulator.update without it (auc_bits=0)", ("y", "p")),
+    Operation("score_sums", "score(sums_only=True): the nine one-pass fields alone", ("y", "p")),
+    Operation("score_groups", f"score by {N_GROUPS:,} groups", ("y", "p", "g")),
+    Operation("accumulate", f"Accumulator.update in chunks of {UPDATE_SIZE:,.0f} elements, with the "
+              "AUC histogram (11 bits)", ("y", "p")),
+    Operation("accumulate_nohist", "the same without the histogram (auc_bits=0)", ("y", "p")),
     Operation("hinge", "mean hinge loss, scores (logits), 0/1 labels", ("y", "x")),
     Operation("squared_hinge", "mean squared hinge loss, scores (logits)", ("y", "x")),
     Operation("dice", "Dice loss of all elements, probabilities, 0/1 labels", ("y", "p")),

@@ -560,3 +560,121 @@ FB_INLINE void FB_NAME(fb_prefetch_block)(const fb_args *a, int64_t b, int64_t n
         FB_PREFETCH_LINES((const char *)a->groups + b * g_size, n * g_size, 0);
     }
 }
+
+/* Scoring statistics of one block (fb_score_chunk), by `form` (a constant at each call site):
+ * the positive and negative parts of the loss, y·(-log q) and (1-y)·(-log(1-q)), into lbuf and
+ * ebuf (fb_nll_*: a part with a zero coefficient is 0), q (p clipped, or σ(x) in FB_T) into qbuf
+ * and 1 into cbuf for each counted element. A masked element or an omitted NaN counts nothing:
+ * its weight, label, q, parts and cbuf become 0. Another NaN gives NaN parts (and q when p is
+ * NaN), as in the general kernel. Returns the error bits of predictions and NaN (fb_loss_block). */
+FB_INLINE int FB_NAME(fb_score_block)(const fb_args *a, const FB_T *P, FB_T *ybuf,
+                                      const uint8_t *mbuf, double *wbuf, FB_T *lbuf, FB_T *ebuf,
+                                      double *qbuf, double *cbuf, int64_t n, int form)
+{
+    const FB_T clip_lo = (FB_T)a->clip_lo, clip_hi = (FB_T)a->clip_hi;
+    const FB_T lo_pos = (FB_T)a->lo_pos, lo_neg = (FB_T)a->lo_neg;
+    const FB_T hi_pos = (FB_T)a->hi_pos, hi_neg = (FB_T)a->hi_neg;
+    const double q_lo = a->clip_lo, q_hi = a->clip_hi;
+    const int omit = a->nan_mode == FB_NAN_OMIT, raise = a->nan_mode == FB_NAN_RAISE;
+    int bad = 0;
+#pragma omp simd reduction(|:bad)
+    for (int64_t k = 0; k < n; k++) {
+        FB_T p = P[k], y = ybuf[k], lp, ln;
+        int on = mbuf[k] != 0;
+        int isn = (p != p) | (y != y);
+        int skip = (!on) | (isn & (omit | raise));
+        bad |= (form != FB_FORM_LOGIT && ((p < FB_ZERO) | (p > FB_ONE)) && !skip) ? FB_FLAG_PRED : 0;
+        bad |= (isn & raise & on) ? FB_FLAG_NAN : 0;
+        double q;
+        if (form == FB_FORM_LOGIT) {
+            FB_T e = FB_NAME(fb_exp_abs)(p);
+            lp = FB_NAME(fb_nll_logit)(p, y, FB_ZERO, e, 1);
+            ln = FB_NAME(fb_nll_logit)(p, FB_ZERO, FB_ONE - y, e, 1);
+            FB_T s = (p >= FB_ZERO ? FB_ONE : e) / (FB_ONE + e);
+            q = (double)(p != p ? p : s);
+        } else {
+            if (form == FB_FORM_HARD) {
+                FB_T l = FB_NAME(fb_nll_hard)(p, y, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg);
+                lp = y != FB_ZERO ? l : FB_ZERO;
+                ln = y != FB_ZERO ? FB_ZERO : l;
+            } else {
+                lp = FB_NAME(fb_nll_soft)(p, y, FB_ZERO, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg);
+                ln = FB_NAME(fb_nll_soft)(p, FB_ZERO, FB_ONE - y, clip_lo, clip_hi, lo_pos, lo_neg,
+                                          hi_pos, hi_neg);
+            }
+            double pd = (double)p;
+            pd = pd < q_lo ? q_lo : pd;
+            q = pd > q_hi ? q_hi : pd;
+        }
+        lp = isn ? p + y : lp;
+        ln = isn ? p + y : ln;
+        int counted = on & !(isn & omit);
+        lbuf[k] = counted ? lp : FB_ZERO;
+        ebuf[k] = counted ? ln : FB_ZERO;
+        qbuf[k] = counted ? q : 0.0;
+        ybuf[k] = counted ? y : FB_ZERO;
+        wbuf[k] = counted ? wbuf[k] : 0.0;
+        cbuf[k] = counted ? 1.0 : 0.0;
+    }
+    return bad;
+}
+
+/* Scoring statistics of a block of the product path (fb_score_chunk; after fb_q_block* or
+ * fb_q_block_logit: q of the observed class in qbuf, from logits the rest of the loss in lbuf and
+ * exp(-|x|) in ebuf): the factors of the positives' and the negatives' products into fpos and
+ * fneg (1 for the other class), from logits the rest of the loss into lbuf (positives) and ebuf
+ * (negatives), and p clipped (exact: 1 - q of a negative is) or σ(x) into qbuf, as
+ * fb_score_block. */
+FB_INLINE void FB_NAME(fb_score_factors)(const FB_T *X, const FB_T *ybuf, double *qbuf, FB_T *lbuf,
+                                         FB_T *ebuf, double *fpos, double *fneg, int64_t n,
+                                         int logits)
+{
+#pragma omp simd
+    for (int64_t k = 0; k < n; k++) {
+        const int pos = ybuf[k] != FB_ZERO;
+        const double q = qbuf[k];
+        fpos[k] = pos ? q : 1.0;
+        fneg[k] = pos ? 1.0 : q;
+        if (logits) {
+            const FB_T x = X[k], e = ebuf[k], lin = lbuf[k];
+            lbuf[k] = pos ? lin : FB_ZERO;
+            ebuf[k] = pos ? FB_ZERO : lin;
+            qbuf[k] = (double)((x >= FB_ZERO ? FB_ONE : e) / (FB_ONE + e));
+        } else {
+            qbuf[k] = pos ? q : 1.0 - q;
+        }
+    }
+}
+
+/* Scoring statistics of the n elements of a block from element b0 (in rows of ncols) into the
+ * slot of their row (FB_MODE_ROWS) or of its group, in element order: sums[7·slot + s] += Σw, the
+ * count, Σw·y, Σw·q and the weighted parts (stat 0 is formed at the chunk end); a row with a
+ * group id out of range is skipped and gives FB_FLAG_GROUP. */
+FB_TARGET FB_NO_SLP __attribute__((noinline))
+static int FB_NAME(fb_score_scatter)(const fb_args *a, double *sums, int64_t b0, int64_t n,
+                                     const FB_T *ybuf, const double *wbuf, const FB_T *lbuf,
+                                     const FB_T *ebuf, const double *qbuf, const double *cbuf)
+{
+    int bad = 0;
+    const int64_t ncols = a->ncols;
+    int64_t row = b0 / ncols, j = b0 % ncols;
+    for (int64_t k = 0; k < n; k++) {
+        const int64_t slot = a->mode == FB_MODE_ROWS ? a->row0 + row : fb_group(a, row);
+        if ((uint64_t)slot >= (uint64_t)a->n_slots) {
+            bad = FB_FLAG_GROUP;
+        } else {
+            double *s = sums + 7 * slot, w = wbuf[k];
+            s[1] += w;
+            s[2] += cbuf[k];
+            s[3] += (double)ybuf[k] * w;
+            s[4] += qbuf[k] * w;
+            s[5] += (double)lbuf[k] * w;
+            s[6] += (double)ebuf[k] * w;
+        }
+        if (++j == ncols) {
+            j = 0;
+            row++;
+        }
+    }
+    return bad;
+}

@@ -383,3 +383,197 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
     }
     return bad;
 }
+
+/* The scoring pass (a->n_stats 7; fastbce/_score.py): chunk `chunk` = elements [start, stop) as
+ * fb_chunk, its seven statistics per slot into a->sums[chunk, slot, 0..6] (by rows: the row's
+ * slot): Σw·l, Σw, count, Σw·y, Σw·q, Σw·y·(-log q), Σw·(1-y)·(-log(1-q)), with Σw·l formed at
+ * the end as the sum of the last two. No pos_weight, smoothing, focal loss or gradient. One sum
+ * for all with float32 predictions and no weights, mask or omitted NaN takes the product path in
+ * its hard blocks, with one product for the positives and one for the negatives (the parts);
+ * other blocks take a logarithm per element (fb_score_block). Returns the error bits. */
+FB_TARGET __attribute__((noinline))
+static int FB_NAME(fb_score_chunk)(const fb_args *a, int64_t chunk, int64_t start, int64_t stop)
+{
+    FB_T ybuf[FB_BLOCK] __attribute__((aligned(64)));
+    FB_T lbuf[FB_BLOCK] __attribute__((aligned(64)));
+    FB_T ebuf[FB_BLOCK] __attribute__((aligned(64)));
+    double wbuf[FB_BLOCK] __attribute__((aligned(64)));
+    uint8_t mbuf[FB_BLOCK] __attribute__((aligned(64)));
+    double qbuf[FB_BLOCK] __attribute__((aligned(64)));
+    double cbuf[FB_BLOCK] __attribute__((aligned(64)));
+    double fpos[FB_BLOCK] __attribute__((aligned(64)));
+    double fneg[FB_BLOCK] __attribute__((aligned(64)));
+    double acc[7 * FB_LANES] __attribute__((aligned(64))) = {0}; /* lanes of stat s at 16·s */
+    double pos_m[FB_PROD_LANES] __attribute__((aligned(64)));
+    double neg_m[FB_PROD_LANES] __attribute__((aligned(64)));
+    int64_t pos_e[FB_PROD_LANES] __attribute__((aligned(64))) = {0};
+    int64_t neg_e[FB_PROD_LANES] __attribute__((aligned(64))) = {0};
+    const FB_T *P = (const FB_T *)a->p;
+    const int64_t ncols = a->ncols;
+    double *sums = a->sums + (a->mode == FB_MODE_ROWS ? 0 : chunk * a->n_slots * 7);
+    int bad = 0;
+    const int use_w = a->w_kind != FB_W_NONE || a->mask != NULL || a->nan_mode == FB_NAN_OMIT;
+    const int by_product = sizeof(FB_T) == 4 && a->mode == FB_MODE_ALL && !use_w
+                           && (a->logits || a->clip_lo >= 0x1p-28);
+    int64_t blocks_since_split = 0, n_product = 0; /* elements of product blocks: weight 1 each */
+    double *col = NULL; /* per column: the lanes of stat s at s·ncols */
+    if (a->mode == FB_MODE_COLS) {
+        col = (double *)calloc(7 * (size_t)ncols, sizeof(double));
+        if (col == NULL)
+            abort();
+    }
+    for (int k = 0; k < FB_PROD_LANES; k++) pos_m[k] = neg_m[k] = 1.0;
+    if (a->mask == NULL)
+        memset(mbuf, 1, FB_BLOCK);
+    for (int64_t k = 0; k < FB_BLOCK; k++) wbuf[k] = 1.0; /* without weights */
+    for (int64_t b0 = start; b0 < stop; b0 += FB_BLOCK) {
+        int64_t n = stop - b0 < FB_BLOCK ? stop - b0 : FB_BLOCK;
+        int lbad, soft, wbad = 0;
+        const int64_t after = stop - b0 - FB_BLOCK;
+        const int64_t next_n = after <= 0 ? 0 : after < FB_BLOCK ? after : FB_BLOCK;
+        lbad = FB_NAME(fb_load_labels)(a, b0, n, ybuf, &soft);
+        if (next_n > 0) /* in two halves, as in fb_chunk */
+            FB_NAME(fb_prefetch_block)(a, b0 + FB_BLOCK, next_n / 2);
+        if (a->w_kind != FB_W_NONE)
+            wbad = FB_NAME(fb_load_weights)(a, b0, n, wbuf);
+        else if (use_w) /* fb_score_block zeroed the masked or omitted ones */
+            for (int64_t k = 0; k < n; k++) wbuf[k] = 1.0;
+        if (a->mask != NULL)
+            memcpy(mbuf, a->mask + b0, (size_t)n);
+        if (lbad | wbad)
+            bad |= FB_NAME(fb_recheck)(a, P, b0, n, ybuf, mbuf, wbuf, 1);
+        const FB_T *Pb = P + b0;
+        int product = by_product && !(lbad | soft);
+        if (product) {
+            product = a->logits ? FB_NAME(fb_q_block_logit)(Pb, ybuf, qbuf, lbuf, ebuf, n)
+                    : FB_NAME(fb_q_block_inside)(a, Pb, ybuf, qbuf, n)
+                    || FB_NAME(fb_q_block)(a, Pb, ybuf, qbuf, fneg, n); /* fneg: unused qlo */
+        }
+        if (product) {
+            FB_NAME(fb_score_factors)(Pb, ybuf, qbuf, lbuf, ebuf, fpos, fneg, n, a->logits);
+            const int64_t pfull = n - n % FB_PROD_LANES;
+            for (int64_t g = 0; g < pfull; g += FB_PROD_LANES) {
+#pragma omp simd
+                for (int k = 0; k < FB_PROD_LANES; k++) {
+                    pos_m[k] *= fpos[g + k];
+                    neg_m[k] *= fneg[g + k];
+                }
+            }
+            for (int k = 0; k < n - pfull; k++) {
+                pos_m[k] *= fpos[pfull + k];
+                neg_m[k] *= fneg[pfull + k];
+            }
+            if (++blocks_since_split == FB_SPLIT_BLOCKS) { /* as fb_chunk's lane products */
+                FB_V(fb_split)(pos_m, pos_e, FB_PROD_LANES);
+                FB_V(fb_split)(neg_m, neg_e, FB_PROD_LANES);
+                blocks_since_split = 0;
+            }
+            /* weight and count 1 each (n_product), the labels, q and from logits the rest of
+             * the parts in the lanes of their statistics */
+            n_product += n;
+            const int64_t full = n - n % FB_LANES;
+            for (int64_t g = 0; g < full; g += FB_LANES) {
+#pragma omp simd
+                for (int k = 0; k < FB_LANES; k++) {
+                    acc[48 + k] += (double)ybuf[g + k];
+                    acc[64 + k] += qbuf[g + k];
+                }
+            }
+            for (int k = 0; k < n - full; k++) {
+                acc[48 + k] += (double)ybuf[full + k];
+                acc[64 + k] += qbuf[full + k];
+            }
+            for (int64_t g = 0; a->logits && g < full; g += FB_LANES) {
+#pragma omp simd
+                for (int k = 0; k < FB_LANES; k++) {
+                    acc[80 + k] += (double)lbuf[g + k];
+                    acc[96 + k] += (double)ebuf[g + k];
+                }
+            }
+            for (int k = 0; a->logits && k < n - full; k++) {
+                acc[80 + k] += (double)lbuf[full + k];
+                acc[96 + k] += (double)ebuf[full + k];
+            }
+        } else if (a->logits) {
+            bad |= FB_NAME(fb_score_block)(a, Pb, ybuf, mbuf, wbuf, lbuf, ebuf, qbuf, cbuf, n, FB_FORM_LOGIT);
+        } else if (soft) {
+            bad |= FB_NAME(fb_score_block)(a, Pb, ybuf, mbuf, wbuf, lbuf, ebuf, qbuf, cbuf, n, FB_FORM_SOFT);
+        } else {
+            bad |= FB_NAME(fb_score_block)(a, Pb, ybuf, mbuf, wbuf, lbuf, ebuf, qbuf, cbuf, n, FB_FORM_HARD);
+        }
+        if (next_n > 0)
+            FB_NAME(fb_prefetch_block)(a, b0 + FB_BLOCK + next_n / 2, next_n - next_n / 2);
+        if (a->mode == FB_MODE_ALL && !product) { /* product blocks: summed above */
+            /* element k of the chunk into lane k % FB_LANES of each statistic, in element order */
+            const int64_t full = n - n % FB_LANES;
+            for (int64_t g = 0; g < full; g += FB_LANES) {
+#pragma omp simd
+                for (int k = 0; k < FB_LANES; k++) {
+                    const double w = wbuf[g + k];
+                    acc[16 + k] += w;
+                    acc[32 + k] += cbuf[g + k];
+                    acc[48 + k] += (double)ybuf[g + k] * w;
+                    acc[64 + k] += qbuf[g + k] * w;
+                    acc[80 + k] += (double)lbuf[g + k] * w;
+                    acc[96 + k] += (double)ebuf[g + k] * w;
+                }
+            }
+            for (int k = 0; k < n - full; k++) {
+                const double w = wbuf[full + k];
+                acc[16 + k] += w;
+                acc[32 + k] += cbuf[full + k];
+                acc[48 + k] += (double)ybuf[full + k] * w;
+                acc[64 + k] += qbuf[full + k] * w;
+                acc[80 + k] += (double)lbuf[full + k] * w;
+                acc[96 + k] += (double)ebuf[full + k] * w;
+            }
+        } else if (a->mode == FB_MODE_COLS) {
+            /* column j of every row, in row order */
+            int64_t k = 0, j = (b0 - start) % ncols;
+            while (k < n) {
+                int64_t run = n - k < ncols - j ? n - k : ncols - j;
+#pragma omp simd
+                for (int64_t t = 0; t < run; t++) {
+                    const double w = wbuf[k + t];
+                    col[ncols + j + t] += w;
+                    col[2 * ncols + j + t] += cbuf[k + t];
+                    col[3 * ncols + j + t] += (double)ybuf[k + t] * w;
+                    col[4 * ncols + j + t] += qbuf[k + t] * w;
+                    col[5 * ncols + j + t] += (double)lbuf[k + t] * w;
+                    col[6 * ncols + j + t] += (double)ebuf[k + t] * w;
+                }
+                k += run;
+                j = 0;
+            }
+        } else if (a->mode != FB_MODE_ALL) {
+            bad |= FB_NAME(fb_score_scatter)(a, sums, b0, n, ybuf, wbuf, lbuf, ebuf, qbuf, cbuf);
+        }
+    }
+    if (a->mode == FB_MODE_ALL) {
+        FB_V(fb_split)(pos_m, pos_e, FB_PROD_LANES);
+        FB_V(fb_split)(neg_m, neg_e, FB_PROD_LANES);
+        const double pos = FB_V(fb_lane_sum)(acc + 80)
+                           + FB_NAME(fb_product_loss)(a, FB_V(fb_lanes_log_product)(pos_m, pos_e));
+        const double neg = FB_V(fb_lane_sum)(acc + 96)
+                           + FB_NAME(fb_product_loss)(a, FB_V(fb_lanes_log_product)(neg_m, neg_e));
+        sums[1] = FB_V(fb_lane_sum)(acc + 16) + (double)n_product;
+        sums[2] = FB_V(fb_lane_sum)(acc + 32) + (double)n_product;
+        sums[3] = FB_V(fb_lane_sum)(acc + 48);
+        sums[4] = FB_V(fb_lane_sum)(acc + 64);
+        sums[5] = pos;
+        sums[6] = neg;
+        sums[0] = pos + neg;
+    } else if (a->mode == FB_MODE_COLS) {
+        for (int64_t j = 0; j < ncols; j++) {
+            for (int s = 1; s < 7; s++) sums[7 * j + s] = col[s * ncols + j];
+            sums[7 * j] = sums[7 * j + 5] + sums[7 * j + 6];
+        }
+        free(col);
+    } else {
+        /* by group: every slot of the chunk; by row: the chunk's rows */
+        const int64_t first = a->mode == FB_MODE_ROWS ? a->row0 + start / ncols : 0;
+        const int64_t last = a->mode == FB_MODE_ROWS ? a->row0 + stop / ncols : a->n_slots;
+        for (int64_t s = first; s < last; s++) sums[7 * s] = sums[7 * s + 5] + sums[7 * s + 6];
+    }
+    return bad;
+}

@@ -48,7 +48,8 @@ typedef struct {
     int64_t row0;               /* index of the first row (FB_MODE_ROWS slots, row_scale) */
     const void *groups; int g_kind; /* group id of each row (FB_MODE_GROUPS): FB_G_* */
     int64_t n_slots;
-    double *sums;               /* (chunks, n_slots, 2): Σ w·loss, Σ w; (1, n_slots, 2) by rows */
+    double *sums;               /* (chunks, n_slots, 2): Σ w·loss, Σ w; (1, n_slots, 2) by rows;
+                                 * 7 statistics instead of 2 for fb_score_chunk */
 } fb_args;
 
 /* ---- the variants ------------------------------------------------------------------------ */
@@ -97,6 +98,8 @@ typedef struct {
 typedef int (*fb_chunk_fn)(const fb_args *, int64_t, int64_t, int64_t);
 static fb_chunk_fn fb_chunk_f32_impl = fb_chunk_f32_base;
 static fb_chunk_fn fb_chunk_f64_impl = fb_chunk_f64_base;
+static fb_chunk_fn fb_score_f32_impl = fb_score_chunk_f32_base;
+static fb_chunk_fn fb_score_f64_impl = fb_score_chunk_f64_base;
 static const char *fb_variant_name = "x86-64 baseline (no FMA)";
 
 /* Pick the variant for this CPU, or `forced` ("v4", "v3", "base") when the CPU has it; returns
@@ -112,17 +115,20 @@ static const char *fb_select(const char *forced)
     }
     if (v4) {
         fb_chunk_f32_impl = fb_chunk_f32_v4; fb_chunk_f64_impl = fb_chunk_f64_v4;
+        fb_score_f32_impl = fb_score_chunk_f32_v4; fb_score_f64_impl = fb_score_chunk_f64_v4;
         fb_variant_name = "x86-64-v4 (AVX-512, FMA)";
         return fb_variant_name;
     }
     if (v3) {
         fb_chunk_f32_impl = fb_chunk_f32_v3; fb_chunk_f64_impl = fb_chunk_f64_v3;
+        fb_score_f32_impl = fb_score_chunk_f32_v3; fb_score_f64_impl = fb_score_chunk_f64_v3;
         fb_variant_name = "x86-64-v3 (AVX2, FMA)";
         return fb_variant_name;
     }
 #elif defined(FB_AARCH64_VARIANT)
     if (forced == NULL || strcmp(forced, "base") != 0) {
         fb_chunk_f32_impl = fb_chunk_f32_a64; fb_chunk_f64_impl = fb_chunk_f64_a64;
+        fb_score_f32_impl = fb_score_chunk_f32_a64; fb_score_f64_impl = fb_score_chunk_f64_a64;
         fb_variant_name = "aarch64 (NEON, FMA)";
         return fb_variant_name;
     }
@@ -130,6 +136,7 @@ static const char *fb_select(const char *forced)
     (void)forced;
 #endif
     fb_chunk_f32_impl = fb_chunk_f32_base; fb_chunk_f64_impl = fb_chunk_f64_base;
+        fb_score_f32_impl = fb_score_chunk_f32_base; fb_score_f64_impl = fb_score_chunk_f64_base;
 #ifdef FB_MULTI_VARIANT
     fb_variant_name = "x86-64 baseline (SSE2, no FMA)";
 #else
@@ -164,6 +171,17 @@ static inline int fb_element_chunk(const fb_elements *e, int64_t start, int64_t 
         return f64 ? fb_element_chunk_f64_a64(e, start, stop) : fb_element_chunk_f32_a64(e, start, stop);
 #endif
     return f64 ? fb_element_chunk_f64_base(e, start, stop) : fb_element_chunk_f32_base(e, start, stop);
+}
+
+/* The same for the scoring pass (fb_score_chunk: seven statistics per slot). */
+static inline int fb_score_f32(const fb_args *a, int64_t chunk, int64_t start, int64_t stop)
+{
+    return fb_score_f32_impl(a, chunk, start, stop);
+}
+
+static inline int fb_score_f64(const fb_args *a, int64_t chunk, int64_t start, int64_t stop)
+{
+    return fb_score_f64_impl(a, chunk, start, stop);
 }
 
 #endif

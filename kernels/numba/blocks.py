@@ -17,6 +17,8 @@ from .. import (
     FLAG_WEIGHT,
     GROUP_PRODUCT_MAX,
     GROUP_PRODUCT_MIN,
+    MODE_ROWS,
+    NAN_OMIT,
     NAN_PROPAGATE,
     NAN_RAISE,
     PROD_LANES,
@@ -563,3 +565,134 @@ def add_weighted_into(acc_l, acc_w, l, w):
     for t in range(acc_l.shape[0]):
         acc_l[t] += np.float64(l[t]) * w[t]
         acc_w[t] += w[t]
+
+
+@njit(**INLINE)
+def _score_values(pv, yv, on, lp, ln, omit, raise_nan, check_p):
+    """Part of score_block: (error bits, counted, positive part, negative part) of an element
+    whose parts are lp, ln: NaN parts for a NaN, counted unless masked or an omitted NaN."""
+    isn = (pv != pv) | (yv != yv)
+    skip = (not on) | (isn & (omit | raise_nan))
+    bad = FLAG_PRED if check_p & ((pv < 0) | (pv > 1)) & (not skip) else 0
+    bad |= FLAG_NAN if isn & raise_nan & on else 0
+    lp = pv + yv if isn else lp
+    ln = pv + yv if isn else ln
+    return bad, on & (not (isn & omit)), lp, ln
+
+
+@njit(**INLINE)
+def _score_loop(p, n, ybuf, mbuf, wbuf, lbuf, ebuf, qbuf, cbuf, clip_lo, clip_hi, nll, nan_mode,
+                logits, soft):
+    """score_block's loop for one form (logits and soft are constants at each call)."""
+    lo_pos, lo_neg, hi_pos, hi_neg = nll_as_type_of(clip_lo, nll)
+    q_lo = np.float64(clip_lo)
+    q_hi = np.float64(clip_hi)
+    omit = nan_mode == NAN_OMIT
+    raise_nan = nan_mode == NAN_RAISE
+    bad = 0
+    for k in range(n):
+        pv = p[k]
+        yv = ybuf[k]
+        one = one_like(pv)
+        zero = one - one
+        if logits:
+            e = exp_abs(pv)
+            lp = nll_logit(pv, yv, zero, e, True)
+            ln = nll_logit(pv, zero, one - yv, e, True)
+            s = (one if pv >= zero else e) / (one + e)
+            q = np.float64(pv if pv != pv else s)
+        else:
+            if soft:
+                lp = nll_soft(pv, yv, zero, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg)
+                ln = nll_soft(pv, zero, one - yv, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg)
+            else:
+                l = nll_hard(pv, yv, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg)
+                lp = l if yv != zero else zero
+                ln = zero if yv != zero else l
+            pd = np.float64(pv)
+            pd = q_lo if pd < q_lo else pd
+            q = q_hi if pd > q_hi else pd
+        b, counted, lp, ln = _score_values(pv, yv, mbuf[k] != 0, lp, ln, omit, raise_nan,
+                                           not logits)
+        bad |= b
+        lbuf[k] = lp if counted else zero
+        ebuf[k] = ln if counted else zero
+        qbuf[k] = q if counted else 0.0
+        ybuf[k] = yv if counted else zero
+        wbuf[k] = wbuf[k] if counted else 0.0
+        cbuf[k] = 1.0 if counted else 0.0
+    return bad
+
+
+@njit(**JIT)
+def score_block(p, n, ybuf, mbuf, wbuf, lbuf, ebuf, qbuf, cbuf, clip_lo, clip_hi, nll, nan_mode,
+                logits, soft):
+    """Scoring statistics of one block (score_chunk): the positive and negative parts of the
+    loss, y·(-log q) and (1-y)·(-log(1-q)), into lbuf and ebuf, q (p clipped, or σ(x) in p's
+    dtype) into qbuf, 1 into cbuf for each counted element; a masked element or an omitted NaN
+    counts nothing (its weight, label, q, parts and cbuf set to 0), another NaN gives NaN parts
+    (and q when p is NaN). Returns the error bits of predictions and NaN."""
+    prefer_wide_vectors()
+    if logits:
+        return _score_loop(p, n, ybuf, mbuf, wbuf, lbuf, ebuf, qbuf, cbuf, clip_lo, clip_hi, nll,
+                           nan_mode, True, False)
+    if soft:
+        return _score_loop(p, n, ybuf, mbuf, wbuf, lbuf, ebuf, qbuf, cbuf, clip_lo, clip_hi, nll,
+                           nan_mode, False, True)
+    return _score_loop(p, n, ybuf, mbuf, wbuf, lbuf, ebuf, qbuf, cbuf, clip_lo, clip_hi, nll,
+                       nan_mode, False, False)
+
+
+@njit(**JIT)
+def score_factors(x, ybuf, qbuf, lbuf, ebuf, fpos, fneg, n, logits):
+    """Scoring statistics of a block of the product path (after q_block or q_block_logit): the
+    factors of the positives' and negatives' products into fpos and fneg (1 for the other
+    class), from logits the rest of the loss into lbuf (positives) and ebuf (negatives), p
+    clipped or σ(x) into qbuf, as score_block."""
+    prefer_wide_vectors()
+    one = one_like(x[0])
+    zero = one - one
+    for k in range(n):
+        pos = ybuf[k] != zero
+        q = qbuf[k]
+        fpos[k] = q if pos else 1.0
+        fneg[k] = 1.0 if pos else q
+        if logits:
+            xv = x[k]
+            e = ebuf[k]
+            lin = lbuf[k]
+            lbuf[k] = lin if pos else zero
+            ebuf[k] = zero if pos else lin
+            qbuf[k] = np.float64((one if xv >= zero else e) / (one + e))
+        else:
+            qbuf[k] = q if pos else 1.0 - q
+
+
+@njit(**JIT)
+def score_scatter(g32, g64, g_i32, mode, row0, ncols, b0, n, ybuf, wbuf, lbuf, ebuf, qbuf, cbuf,
+                  s):
+    """Scoring statistics of the n elements of a block from element b0 into the slot (row of s)
+    of their row (MODE_ROWS) or its group, in element order: Σw, the count, Σw·y, Σw·q and the
+    weighted parts (stat 0 at the chunk end); a row with a group id out of range is skipped and
+    gives FLAG_GROUP."""
+    bad = 0
+    n_slots = s.shape[0]
+    row = b0 // ncols
+    j = b0 % ncols
+    for k in range(n):
+        slot = row0 + row if mode == MODE_ROWS else group(g32, g64, g_i32, row)
+        if np.uint64(slot) >= np.uint64(n_slots):
+            bad = FLAG_GROUP
+        else:
+            w = wbuf[k]
+            s[slot, 1] += w
+            s[slot, 2] += cbuf[k]
+            s[slot, 3] += np.float64(ybuf[k]) * w
+            s[slot, 4] += qbuf[k] * w
+            s[slot, 5] += np.float64(lbuf[k]) * w
+            s[slot, 6] += np.float64(ebuf[k]) * w
+        j += 1
+        if j == ncols:
+            j = 0
+            row += 1
+    return bad

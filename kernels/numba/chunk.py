@@ -44,6 +44,9 @@ from .blocks import (
     recheck,
     scatter_groups,
     scatter_products,
+    score_block,
+    score_factors,
+    score_scatter,
 )
 from .forms import product_loss
 from .llvm import INLINE, JIT, add_lanes, multiply_lanes, prefer_wide_vectors, prefetch_block
@@ -360,4 +363,148 @@ def chunk(y, p, w, pos_w, mask, g32, g64, grad, col_scale, row_scale, sums, o, g
             loss = product_loss(logits, log_product(grp[j, 0], grp_e[j]))
             sums[c, j, 0] += grp[j, 1] + loss
             sums[c, j, 1] += grp[j, 2]
+    return bad
+
+
+@njit(**JIT)
+def score_chunk(y, p, w, mask, g32, g64, sums, o, start, stop, c):
+    """The scoring pass (sums with 7 statistics; fastbce/_score.py): chunk c = elements [start,
+    stop) as chunk, its seven statistics per slot into sums[c, slot] (by rows: the row's slot):
+    Σw·l, Σw, count, Σw·y, Σw·q, Σw·y·(-log q), Σw·(1-y)·(-log(1-q)), with Σw·l formed at the end
+    as the sum of the last two. One sum for all with float32 predictions and no weights, mask or
+    omitted NaN takes the product path in its hard blocks (a product for the positives and one
+    for the negatives); other blocks a logarithm per element (score_block). Returns the error
+    bits."""
+    has_w, has_mask, g_i32 = o.has_w, o.has_mask, o.g_i32
+    mode, ncols, row0, logits, nan_mode, f32 = o.mode, o.ncols, o.row0, o.logits, o.nan_mode, o.f32
+    clip_lo, clip_hi = o.clip_lo, o.clip_hi
+    nll = (o.lo_pos, o.lo_neg, o.hi_pos, o.hi_neg)
+    prefer_wide_vectors()
+    ybuf = _buffer(BLOCK, p.dtype, 0)
+    lbuf = _buffer(BLOCK, p.dtype, 0)
+    ebuf = _buffer(BLOCK, p.dtype, 0)
+    wbuf = _buffer(BLOCK, np.float64, 1.0)
+    mbuf = _buffer(BLOCK, np.uint8, 1)
+    qbuf = _buffer(BLOCK, np.float64, 0.0)
+    cbuf = _buffer(BLOCK, np.float64, 1.0)
+    fpos = _buffer(BLOCK, np.float64, 1.0)
+    fneg = _buffer(BLOCK, np.float64, 1.0)
+    acc_w = np.zeros(LANES)
+    acc_c = np.zeros(LANES)
+    acc_y = np.zeros(LANES)
+    acc_q = np.zeros(LANES)
+    acc_p = np.zeros(LANES)
+    acc_n = np.zeros(LANES)
+    acc_x = np.zeros(LANES)  # Σw again, unused: add_lanes adds the weights of every statistic
+    pos_m = np.ones(PROD_LANES)
+    neg_m = np.ones(PROD_LANES)
+    pos_e = np.zeros(PROD_LANES, np.int64)
+    neg_e = np.zeros(PROD_LANES, np.int64)
+    lane_logs = np.empty(PROD_LANES)
+    col = np.zeros((7, ncols if mode == MODE_COLS else 0))
+    use_w = has_w or has_mask or nan_mode == NAN_OMIT
+    by_product = f32 and mode == MODE_ALL and not use_w and (logits or clip_lo >= 2.0 ** -28)
+    q_lo = np.float64(clip_lo)
+    q_hi = np.float64(clip_hi)
+    blocks_since_split = 0
+    n_product = 0  # elements of product blocks: weight 1 each
+    bad = 0
+    cs = np.int64(0) if mode == MODE_ROWS else np.int64(c)
+    element_ids = mode == MODE_GROUPS and ncols == 1
+    reads = ((p, True), (y, True), (w, has_w), (mask, has_mask), (g32, element_ids and g_i32),
+             (g64, element_ids and not g_i32))
+    writes = ((p, False),)
+    for b0 in range(start, stop, BLOCK):
+        n = min(BLOCK, stop - b0)
+        next_n = max(0, min(BLOCK, stop - b0 - BLOCK))
+        pb = p[b0:b0 + n]
+        yb = y[b0:b0 + n]
+        lbad, soft = load_labels(yb, n, ybuf)
+        if next_n > 0:  # in two halves, as in chunk
+            prefetch_block(b0 + BLOCK, next_n // 2, reads, writes)
+        wbad = False
+        if has_w:
+            wbad = load_weights(w[b0:b0 + n], n, wbuf)
+        elif use_w:  # score_block zeroed the masked or omitted ones
+            wbuf[:] = 1.0
+        if has_mask:
+            mbuf[:n] = mask[b0:b0 + n]
+        if lbad or wbad:
+            bad |= recheck(yb, pb, has_w, nan_mode, n, mbuf, wbuf)
+        product = by_product and not (lbad or soft)
+        if product and logits:
+            product = q_block_logit(pb, yb, n, ybuf, qbuf, lbuf, ebuf)[0]
+        elif product:
+            product = q_block(pb, n, ybuf, q_lo, q_hi, qbuf)
+        if product:
+            score_factors(pb, ybuf, qbuf, lbuf, ebuf, fpos, fneg, n, logits)
+            multiply_lanes(pos_m, fpos, 0, n)
+            multiply_lanes(neg_m, fneg, 0, n)
+            blocks_since_split += 1
+            if blocks_since_split == SPLIT_BLOCKS:  # as chunk's lane products
+                split(pos_m, pos_e, PROD_LANES)
+                split(neg_m, neg_e, PROD_LANES)
+                blocks_since_split = 0
+            # weight and count 1 each (n_product), the labels, q and from logits the rest of the
+            # parts in the lanes of their statistics
+            n_product += n
+            add_lanes(acc_y, ybuf, None, None, 0, n)
+            add_lanes(acc_q, qbuf, None, None, 0, n)
+            if logits:
+                add_lanes(acc_p, lbuf, None, None, 0, n)
+                add_lanes(acc_n, ebuf, None, None, 0, n)
+        else:
+            bad |= score_block(pb, n, ybuf, mbuf, wbuf, lbuf, ebuf, qbuf, cbuf, clip_lo, clip_hi,
+                               nll, nan_mode, logits, soft)
+        if next_n > 0:
+            prefetch_block(b0 + BLOCK + next_n // 2, next_n - next_n // 2, reads, writes)
+        if mode == MODE_ALL and not product:  # product blocks: summed above
+            # element k of the chunk into lane k % LANES of each statistic, in element order
+            add_lanes(acc_p, lbuf, acc_w, wbuf, 0, n)
+            add_lanes(acc_n, ebuf, acc_x, wbuf, 0, n)
+            add_lanes(acc_y, ybuf, acc_x, wbuf, 0, n)
+            add_lanes(acc_q, qbuf, acc_x, wbuf, 0, n)
+            add_lanes(acc_c, cbuf, None, None, 0, n)
+        elif mode == MODE_COLS:
+            # column j of every row, in row order
+            k = 0
+            j = (b0 - start) % ncols
+            while k < n:
+                run = min(n - k, ncols - j)
+                for t in range(run):
+                    wv = wbuf[k + t]
+                    col[1, j + t] += wv
+                    col[2, j + t] += cbuf[k + t]
+                    col[3, j + t] += np.float64(ybuf[k + t]) * wv
+                    col[4, j + t] += qbuf[k + t] * wv
+                    col[5, j + t] += np.float64(lbuf[k + t]) * wv
+                    col[6, j + t] += np.float64(ebuf[k + t]) * wv
+                k += run
+                j = 0
+        elif mode != MODE_ALL:
+            bad |= score_scatter(g32, g64, g_i32, mode, row0, ncols, b0, n, ybuf, wbuf, lbuf,
+                                 ebuf, qbuf, cbuf, sums[cs])
+    if mode == MODE_ALL:
+        split(pos_m, pos_e, PROD_LANES)
+        split(neg_m, neg_e, PROD_LANES)
+        pos = lane_sum(acc_p) + product_loss(logits, lanes_log_product(pos_m, pos_e, lane_logs))
+        neg = lane_sum(acc_n) + product_loss(logits, lanes_log_product(neg_m, neg_e, lane_logs))
+        sums[c, 0, 1] = lane_sum(acc_w) + np.float64(n_product)
+        sums[c, 0, 2] = lane_sum(acc_c) + np.float64(n_product)
+        sums[c, 0, 3] = lane_sum(acc_y)
+        sums[c, 0, 4] = lane_sum(acc_q)
+        sums[c, 0, 5] = pos
+        sums[c, 0, 6] = neg
+        sums[c, 0, 0] = pos + neg
+    elif mode == MODE_COLS:
+        for j in range(ncols):
+            for s in range(1, 7):
+                sums[c, j, s] = col[s, j]
+            sums[c, j, 0] = sums[c, j, 5] + sums[c, j, 6]
+    else:
+        # by group: every slot of the chunk; by row: the chunk's rows
+        first = row0 + start // ncols if mode == MODE_ROWS else 0
+        last = row0 + stop // ncols if mode == MODE_ROWS else sums.shape[1]
+        for s in range(first, last):
+            sums[cs, s, 0] = sums[cs, s, 5] + sums[cs, s, 6]
     return bad

@@ -11,7 +11,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .chunk import chunk
+from .chunk import chunk, score_chunk
 from .llvm import JIT, prefer_wide_vectors
 
 F32 = np.float32
@@ -63,6 +63,19 @@ def _fast_pass(y, p, w, pos_w, mask, g32, g64, grad, col_scale, row_scale, sums,
         flags[c] = chunk(y, p, w, pos_w, mask, g32, g64, grad, col_scale, row_scale, sums, o,
                          gamma_alpha, start, min(n, start + chunk_elems),
                          np.int64(c))  # int64 when typed, uint64 in the gufunc: one compile
+
+
+@njit(parallel=True, **JIT)
+def _score_pass(y, p, w, mask, g32, g64, sums, flags, options):
+    """The chunks of the scoring pass (score_chunk) in parallel; options as for _fast_pass."""
+    prefer_wide_vectors()
+    o = _Options(*options)
+    n = p.shape[0]
+    chunk_elems = o.chunk_elems
+    for c in prange(flags.shape[0]):
+        start = c * chunk_elems
+        flags[c] = score_chunk(y, p, w, mask, g32, g64, sums, o, start,
+                               min(n, start + chunk_elems), np.int64(c))
 
 
 def read_only(*arrays):
@@ -127,6 +140,9 @@ def fast_pass(y, p, w, pos_w, mask, groups, row_scale, col_scale, sums, flags, g
         if len(_options_cache) >= 256:
             _options_cache.clear()
         _options_cache[key] = o
+    if sums.shape[2] == 7:  # the scoring statistics
+        _score_pass(y, p, w_in, mask_in, g32, g64, sums, flags, o)
+        return
     _fast_pass(y, p, w_in, pos_w_in, mask_in, g32, g64, _NO_GRAD[p.dtype] if grad is None else grad,
                _NO_SCALE_OUT if col_scale is None else col_scale,
                _NO_SCALE_OUT if row_scale is None else row_scale, sums, flags, o, gamma_alpha)
