@@ -67,6 +67,12 @@ def _labels(y, is_half):
     return y.view(np.uint8) if y.dtype in (np.bool_, np.int8) else y.astype(np.uint8)
 
 
+def _strided(array):
+    """The array, copied when a stride is not a multiple of its item size (a field of a
+    structured array): the kernels step through inputs in whole elements."""
+    return np.ascontiguousarray(array) if any(s % array.itemsize for s in array.strides) else array
+
+
 def chunking(n_rows, n_cols, n_slots, buckets, n_extra):
     """(rows per chunk, number of chunks): a function of the shape only, never of the threads."""
     per_chunk = n_slots * (2 * max(buckets, 1) + n_extra) * 8
@@ -97,8 +103,8 @@ def histogram_sums(plan, backend, n_threads, *, threshold, bits, n_bins):
                           _cut(threshold, plan.from_logits), 23 - bits if bits else 0,
                           (_HALF - _LOW) >> (23 - bits) if bits else 0, buckets, n_bins, rows)
     with launch_guard(backend):
-        kernel.hist_pass(p, _labels(plan.y, plan.y_half), plan.w, plan.mask.view(np.uint8), groups,
-                         hist, extra, options, threads)
+        kernel.hist_pass(_strided(p), _strided(_labels(plan.y, plan.y_half)), _strided(plan.w),
+                         _strided(plan.mask).view(np.uint8), groups, hist, extra, options, threads)
     extra = np.ascontiguousarray(np.moveaxis(extra, 0, -1)).sum(axis=-1)
     if not buckets:
         return None, extra

@@ -48,9 +48,9 @@ def _assert_report(got, expected, index=None):
             assert got[name] == pytest.approx(value, rel=1e-10, nan_ok=True), name
         elif name == "roc_auc":
             assert got["roc_auc_lower"] - 1e-12 <= value <= got["roc_auc_upper"] + 1e-12
-            assert got["roc_auc_upper"] - got["roc_auc_lower"] < 1e-3
+            assert got["roc_auc_upper"] - got["roc_auc_lower"] < 5e-3  # 7 bits per group
         elif name == "average_precision":
-            assert got[name] == pytest.approx(value, abs=1e-3)
+            assert got[name] == pytest.approx(value, abs=5e-3)
 
 
 @pytest.fixture(scope="module")

@@ -121,7 +121,7 @@ class Fastbce(Contender):
             "brier": lambda: fastbce.brier(d["y"], d["p"]),
             "calibration": lambda: _filled_bins(fastbce.calibration_curve(d["y"], d["p"],
                                                                           n_bins=CALIBRATION_BINS)),
-            "score": lambda: fastbce.score(d["y"], d["p"], **kw),
+            "score": lambda: fastbce.score(d["y"], d["p"], **kw).roc_auc,  # a number to compare
             "score_sums": lambda: _report_values(fastbce.score(d["y"], d["p"], sums_only=True, **kw)),
             "score_groups": lambda: _report_values(fastbce.score(d["y"], d["p"], groups=d["g"],
                                                                  n_groups=N_GROUPS, **kw)),
@@ -136,7 +136,7 @@ class Fastbce(Contender):
                 accumulator = fastbce.Accumulator(**settings, **kw)
                 for k in range(0, y.size, UPDATE_SIZE):
                     accumulator.update(y[k:k + UPDATE_SIZE], p[k:k + UPDATE_SIZE])
-                return accumulator.result()
+                return accumulator.result().log_loss
             return accumulate
         if op in ("grad_out", "value_and_grad_out"):  # the output allocated here, outside the timed call
             out = np.empty_like(d["x"])
