@@ -14,7 +14,8 @@ README = ROOT / "README.md"
 BENCH_README = ROOT / "benchmarks" / "README.md"
 # Modules of optional extras: a README block that imports one of them is skipped (with every block
 # after it, which may use what it made) when it is not installed.
-OPTIONAL = {"dask", "distributed", "pyarrow", "polars", "pandas", "torch", "jax", "tensorflow"}
+OPTIONAL = {"dask", "distributed", "pyarrow", "polars", "pandas", "torch", "jax", "tensorflow",
+            "lightgbm", "xgboost", "matplotlib"}
 
 
 def _table_module():
