@@ -126,7 +126,7 @@ def run_pass(plan, backend, n_threads, *, want_grad=False, out=None, n_stats=2, 
     backend = resolve_backend(backend)
     if plan.reduction == "none" and not want_grad and n_stats == 2 and element_losses_apply(plan, backend):
         loss = new_output(plan)
-        return None, run_element_pass(plan, backend, n_threads, ELEMENT_LOSS, [loss], _FLAG_MESSAGES)[0], None
+        return None, run_element_pass(plan, backend, n_threads, ELEMENT_LOSS, [loss], FLAG_MESSAGES)[0], None
     kernel = load_backend(backend)
     threads = resolve_num_threads(n_threads)
     n_rows, n_cols = plan.p.shape
@@ -180,7 +180,7 @@ def run_pass(plan, backend, n_threads, *, want_grad=False, out=None, n_stats=2, 
             totals = kernel_pass(kept_rows, kept_cols)
     if loss_out is not None and want_value and element_losses_apply(plan, backend):
         # the element losses bce(reduction="none") gives, bit for bit (an element pass)
-        run_element_pass(plan, backend, n_threads, ELEMENT_LOSS, [loss_out], _FLAG_MESSAGES)
+        run_element_pass(plan, backend, n_threads, ELEMENT_LOSS, [loss_out], FLAG_MESSAGES)
     return totals, loss_out, grad
 
 
@@ -198,4 +198,4 @@ def value_of(plan, totals, loss_out):
 
 def run_elements(plan, backend, n_threads, output, outs):
     """An element pass (fastbce/_elements.py) reporting this module's error messages."""
-    return run_element_pass(plan, backend, n_threads, output, outs, _FLAG_MESSAGES)
+    return run_element_pass(plan, backend, n_threads, output, outs, FLAG_MESSAGES)

@@ -319,8 +319,8 @@ def _probabilities(y_true, y_pred, sample_weight, mask, nan_policy, from_logits,
     """Checked (y, q, w, mask, axis) for the calibration metrics: float64 probabilities q
     (σ(x) from logits), labels in [0, 1], w float64 (ones without weights) zeroed where masked
     or NaN is omitted; kept is the count mask."""
-    y_true, y_pred, w, m, axis, _, _ = _checked(y_true, y_pred, sample_weight, mask,
-                                                nan_policy, from_logits, axis, None, None)
+    y_true, y_pred, w, m, axis, _, _, _ = _checked(y_true, y_pred, sample_weight, mask,
+                                                   nan_policy, from_logits, axis, None, None)
     shape = y_pred.shape
     q = y_pred.astype(np.float64)
     if from_logits:
@@ -360,8 +360,8 @@ def brier(y_true, y_pred, *, sample_weight=None, mask=None, nan_policy="propagat
             if axis is not None:
                 raise ValueError("groups and axis cannot be combined: groups reduce over whole "
                                  "samples")
-            _, _, _, _, _, groups, n_slots = _checked(y_true, y_pred, None, None, nan_policy,
-                                                      from_logits, None, groups, n_groups)
+            _, _, _, _, _, groups, n_slots, _ = _checked(y_true, y_pred, None, None, nan_policy,
+                                                         from_logits, None, groups, n_groups)
             row = lambda a: a.reshape(y.shape[0], -1).sum(axis=1)  # noqa: E731
             return (np.bincount(groups, row(loss), n_slots)
                     / np.bincount(groups, row(w), n_slots))

@@ -765,18 +765,18 @@ def hist_pass(p, y, w, mask, groups, double[:, :, :, ::1] hist, double[:, :, ::1
     elif n_threads > 1:
         _openmp_started = True
     cdef fb_hist_args a
-    a.p = <const void *>_address(p)
+    a.p = <const void *>_ptr(p)
     a.p_rs, a.p_cs = p.strides[0] // p.itemsize, p.strides[1] // p.itemsize
     a.p_f64 = p.dtype == np.float64
-    a.y = <const void *>_address(y)
+    a.y = <const void *>_ptr(y)
     a.y_rs, a.y_cs = y.strides[0] // y.itemsize, y.strides[1] // y.itemsize
     a.y_kind = _Y_KINDS[y.dtype]
-    a.w = <const void *>_address(w)
+    a.w = <const void *>_ptr(w)
     a.w_rs, a.w_cs = w.strides[0] // w.itemsize, w.strides[1] // w.itemsize
     a.w_f64 = w.dtype == np.float64
-    a.mask = <const uint8_t *>_address(mask)
+    a.mask = <const uint8_t *>_ptr(mask)
     a.m_rs, a.m_cs = mask.strides[0], mask.strides[1]
-    a.groups = <const int64_t *>_address(groups)
+    a.groups = <const int64_t *>_ptr(groups)
     a.mode = options.mode
     a.nrows, a.ncols = p.shape[0], p.shape[1]
     a.logits, a.omit_nan, a.cut = options.logits, options.omit_nan, options.cut

@@ -9,7 +9,8 @@ import pytest
 import fastbce
 from conftest import COMPILED_BACKENDS
 from fastbce import _backends
-from fastbce._score import _score_totals
+from fastbce._engine import run_pass
+from fastbce._score import N_STATS, _plan_of
 
 BOUND = {np.dtype(np.float32): 1e-6, np.dtype(np.float64): 1e-12}
 # around a block (512), a lane group (16), a chunk (32,768) and several chunks
@@ -35,7 +36,7 @@ def totals(y, p, backend, n_threads=2, **options):
     settings = dict(from_logits=False, eps=1e-7, sample_weight=None, mask=None,
                     nan_policy="propagate", groups=None, n_groups=None, axis=None)
     settings.update(options)
-    return _score_totals(y, p, n_threads=n_threads, backend=backend, **settings)[0]
+    return run_pass(_plan_of(y, p, **settings), backend, n_threads, n_stats=N_STATS)[0]
 
 
 def _data(rng, n, dtype, form, layout):
