@@ -15,12 +15,12 @@ from typing import NamedTuple
 import numpy as np
 
 from ._backends import resolve_backend
+from ._kernels import RANK_NAN, RANK_SOFT, RANK_WEIGHT
 from ._plan import make_plan
 from ._threads import resolve_num_threads
 
 _RANK_MODULES = {"numba": "fastbce._kernels.numba.rank", "cython": "fastbce._kernels.cython_kernels",
                  "numpy": "fastbce._kernels.reference"}
-_SOFT, _NAN, _WEIGHT = 1, 2, 4  # the flags of a rank call (kernels/c/rank.h: FB_RANK_*)
 
 
 def _check_option(value, name, choices):
@@ -117,12 +117,12 @@ def _rank_sums(s, backend, n_threads, want_curve=False):
             out.append((0.0, 0.0, 0.0, 0.0, None))
             continue
         big_p, big_n, u2, a, flags, curve = rank(y, p, w, m, s.omit, want_curve, n_threads)
-        if flags & _SOFT:
+        if flags & RANK_SOFT:
             raise ValueError("y_true must hold hard labels 0 or 1 for a ranking metric (found a "
                              "value that is neither)")
-        if flags & _WEIGHT:
+        if flags & RANK_WEIGHT:
             raise ValueError("sample_weight must hold finite weights >= 0")
-        if flags & _NAN:
+        if flags & RANK_NAN:
             if s.raise_nan:
                 raise ValueError("y_true or y_pred contains NaN (nan_policy='raise')")
             big_p = big_n = u2 = a = np.nan

@@ -114,6 +114,13 @@ class ElementOptions(NamedTuple):
     nll: tuple  # losses at the clip bounds: -log q, -log(1-q) for q = clip_lo, then q = clip_hi
 
 
+# Ranking (kernels/c/rank.h): the flags of a rank call
+RANK_SOFT = 1  # a kept label that is not 0 or 1 (NaN aside)
+RANK_NAN = 2  # a kept NaN label or prediction
+RANK_WEIGHT = 4  # a kept weight that is negative, inf or NaN
+HIST_EXTRA = 4  # histogram pass: extra sums of a slot before its calibration bins (NaN count, Σw·(q-y)², tp, fp)
+
+
 class HistOptions(NamedTuple):
     """The scalars of one histogram pass (``hist_pass``; fastbce/_histogram.py builds it)."""
 

@@ -23,6 +23,7 @@ output are recorded and checked too.
 
 import functools
 import hashlib
+import inspect
 import json
 import os
 import platform
@@ -203,6 +204,11 @@ def _outputs(function, result):
         return {"value": value, "grad": grad}
     if function.endswith("_grad"):
         return {"grad": result}
+    if function.endswith("grad_hess"):
+        return {"grad": result[0], "hess": result[1]}
+    if isinstance(result, tuple):  # the curves; GroupAUC, CalibrationCurve (named tuples)
+        return dict(zip(getattr(result, "_fields", None) or [f"out{k}" for k in range(len(result))],
+                        result))
     if isinstance(result, fastbce.ScoreResult):
         return result.to_dict()
     return {"value": result}
@@ -231,7 +237,8 @@ def add(function, backend, shape, y, p, lay="C", **options):
         yt, yp = _resolve(shape, y, lay), _resolve(shape, p, lay)
         kwargs = {k: _resolve(shape, v, lay) for k, v in array_options.items()}
         kwargs.update(options)
-        kwargs["backend"] = backend
+        if function.startswith("dask.") or "backend" in inspect.signature(getattr(fastbce, function)).parameters:
+            kwargs["backend"] = backend  # brier and calibration_curve are NumPy: no backend
         if function.startswith("dask."):
             return _run_dask(function[5:], yt, yp, chunks, kwargs)
         if out_order:
@@ -460,6 +467,21 @@ def _build():
             groups=("groups", np.int32, S1), n_groups=N_GROUPS)
         add("tversky_grad", b, S2, ("hard", F32), ("p", F32), eps=1e-7)
         add("tversky_value_and_grad", b, S1, ("soft", F32), ("p", F32), sample_weight=("w", F32))
+
+        # ---- gradient and Hessian for boosting; ranking and calibration metrics ----
+        add("bce_grad_hess", b, S1, ("hard", F32), ("x", F32))
+        add("bce_grad_hess", b, S2, ("soft", F64), ("x", F64), sample_weight=("w", F64),
+            pos_weight=("w", F64, (C2,)))
+        add("focal_bce_grad_hess", b, S1, ("hard", F32), ("x", F32), gamma=2.0, alpha=0.25)
+        add("roc_auc", b, S1, ("hard", F32), ("p", F32))
+        add("roc_auc", b, S2, ("hard", F64), ("p", F64), axis=0, sample_weight=("w", F64))
+        add("average_precision", b, S1, ("hard", F32), ("p", F32), groups=("groups", np.int64, S1),
+            n_groups=N_GROUPS)
+        add("group_auc", b, S1, ("hard", F32), ("p", F32), groups=("groups", np.int64, S1))
+        add("roc_curve", b, S1, ("hard", F32), ("p", F32))
+        add("precision_recall_curve", b, S1, ("hard", F64), ("p", F64), sample_weight=("w", F64))
+        add("calibration_curve", b, S1, ("hard", F32), ("p", F32))
+        add("brier", b, S1, ("hard", F32), ("p", F32))
 
         # ---- fastbce.dask on small Dask arrays (synchronous scheduler) ----
         add("dask.bce", b, S1, ("hard", F32), ("p", F32), chunks=(20_000,))

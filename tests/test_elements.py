@@ -50,14 +50,15 @@ OPTIONS = [
 ]
 
 
-def _numba_losses(y, v, logits, kw, n_threads):
-    """Element losses on the Numba element kernel (fastbce.bce takes the general kernel there)."""
+def _kernel_losses(y, v, logits, kw, n_threads, backend):
+    """Element losses on a compiled backend's element kernel (fastbce.bce takes the general kernel:
+    fastbce/_elements.py element_losses_apply)."""
     gamma, alpha = kw.pop("gamma", 0.0), kw.pop("alpha", None)
     plan = make_plan(y, v, from_logits=logits, eps=1e-7, reduction="none", axis=None, gamma=gamma,
                      alpha=alpha, **{k: kw.get(k, d) for k, d in (
                          ("sample_weight", None), ("pos_weight", None), ("label_smoothing", 0.0),
                          ("mask", None), ("nan_policy", "propagate"))})
-    return run_elements(plan, "numba", n_threads, ELEMENT_LOSS, [new_output(plan)])[0]
+    return run_elements(plan, backend, n_threads, ELEMENT_LOSS, [new_output(plan)])[0]
 
 
 def _call(y, v, backend, logits, options, rng, n_threads=None):
@@ -66,8 +67,8 @@ def _call(y, v, backend, logits, options, rng, n_threads=None):
         kw["sample_weight"] = np.random.default_rng(1).random(y.shape[0]).astype(np.float32) * 2
     if kw.get("mask") is True:
         kw["mask"] = np.random.default_rng(2).random(y.shape) < 0.8
-    if backend == "numba":
-        return _numba_losses(y, v, logits, kw, n_threads)
+    if backend != "numpy":
+        return _kernel_losses(y, v, logits, kw, n_threads, backend)
     focal = "gamma" in kw
     function = fastbce.focal_bce if focal else fastbce.bce
     return function(y, v, from_logits=logits, reduction="none", backend=backend,

@@ -180,7 +180,7 @@ def test_what_takes_the_fast_path(fast_calls, compiled_backend, rng):
     y = (rng.random((40, 5)) < 0.5).astype(np.float32)
     p = rng.random((40, 5)).astype(np.float32)
     kw = dict(backend=compiled_backend)
-    fast = [lambda: fastbce.bce(y, p, **kw), lambda: fastbce.bce(y.astype(bool), p, axis=0, **kw),
+    fast = [lambda: fastbce.score(y, p, **kw), lambda: fastbce.bce(y, p, **kw), lambda: fastbce.bce(y.astype(bool), p, axis=0, **kw),
             lambda: fastbce.bce(y, p, axis=1, sample_weight=p, mask=p > 0.2, **kw),
             lambda: fastbce.bce(y, p, groups=np.arange(40) % 3, **kw),
             lambda: fastbce.bce_grad(y, p, from_logits=True, **kw),
@@ -201,8 +201,7 @@ def test_what_takes_the_fast_path(fast_calls, compiled_backend, rng):
                lambda: fastbce.bce(y.astype(np.float64), p, **kw),  # soft float64 labels, float32 math
                # float64 predictions: (1-p_t)^γ by squaring only
                lambda: fastbce.focal_bce(y, p.astype(np.float64), gamma=1.5, **kw),
-               lambda: fastbce.focal_bce(y, p.astype(np.float64), gamma=8.0, **kw),
-               lambda: fastbce.score(y, p, backend=compiled_backend)]
+               lambda: fastbce.focal_bce(y, p.astype(np.float64), gamma=8.0, **kw)]
     for call in fast:
         fast_calls.clear()
         call()

@@ -63,4 +63,11 @@
 #define FB_LOSS_OVERLAP 2   /* the soft counts of Dice and Tversky */
 #define FB_MARGIN_STATS 4   /* sums per slot of a margin pass */
 
+/* the flags of a rank call (kernels/c/rank.h) */
+#define FB_RANK_SOFT 1      /* a kept label that is not 0 or 1 (NaN aside) */
+#define FB_RANK_NAN 2       /* a kept NaN label or prediction */
+#define FB_RANK_WEIGHT 4    /* a kept weight that is negative, inf or NaN */
+/* histogram pass: extra sums of a slot before its calibration bins (NaN count, Σw·(q-y)², tp, fp) */
+#define FB_HIST_EXTRA 4
+
 #endif

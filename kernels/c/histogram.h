@@ -15,7 +15,6 @@
 
 /* Bits of 2^-24: below it all predictions share the bucket next to 0 (or to 1). */
 #define FB_HIST_LOW 0x33800000
-#define FB_HIST_EXTRA 4 /* NaN count, Σw·(q-y)², tp, fp; then 3 sums per calibration bin */
 
 typedef struct {
     const void *p;

@@ -18,9 +18,6 @@
 
 #include "codes.h"
 
-#define FB_RANK_SOFT 1   /* a kept label that is not 0 or 1 (NaN aside) */
-#define FB_RANK_NAN 2    /* a kept NaN label or prediction */
-#define FB_RANK_WEIGHT 4 /* a kept weight that is negative, inf or NaN */
 
 /* One slice: labels (FB_Y_U8/F32/F64) and predictions (float or double) with element strides,
  * contiguous weights and mask (NULL: none), and whether NaN elements are left out. */

@@ -11,13 +11,11 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from .. import HIST_EXTRA, MODE_COLS, MODE_GROUPS
 from .dispatch import read_only
 from .llvm import INLINE, JIT, bits_f32
 
 HIST_LOW = 0x33800000  # bits of 2^-24 (kernels/c/histogram.h: FB_HIST_LOW)
-HIST_EXTRA = 4
-MODE_COLS = 2
-MODE_GROUPS = 3
 
 
 @njit(**INLINE)

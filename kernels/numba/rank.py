@@ -15,12 +15,10 @@ entry; its twin is ``rank`` in kernels/cython_kernels.pyx.
 import numpy as np
 from numba import njit, prange
 
+from .. import RANK_NAN, RANK_SOFT, RANK_WEIGHT
 from .llvm import JIT, bits_f32, bits_f64, prefer_wide_vectors
 
 # The flags of a split (kernels/c/rank.h: FB_RANK_*).
-RANK_SOFT = 1  # a kept label that is not 0 or 1 (NaN aside)
-RANK_NAN = 2  # a kept NaN label or prediction (nan_policy "propagate" or "raise")
-RANK_WEIGHT = 4  # a kept weight that is negative, inf or NaN
 WALK_RANGES = 16  # ranges of the walk (a constant: the sums do not depend on the threads)
 _LOW63 = np.uint64(0x7FFFFFFFFFFFFFFF)
 
