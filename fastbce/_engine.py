@@ -9,7 +9,7 @@ import numpy as np
 
 from ._backends import load_backend, resolve_backend
 from ._config import fork_safe_threads, launch_guard
-from ._elements import element_losses_apply, new_output, run_element_pass
+from ._elements import check_out, element_losses_apply, new_output, run_element_pass
 from ._fastpath import fast_pass_arguments, run_fast_pass
 from ._kernels import (
     FLAG_GROUP,
@@ -100,25 +100,6 @@ def _grad_scales(plan, totals=None):
     return (scale, ones) if plan.mode == MODE_ROWS else (ones, scale)
 
 
-def _new_output(plan):
-    """An element output (losses, gradient) in y_pred's memory order, as np.empty_like gives."""
-    fortran = plan.p.flags.f_contiguous and not plan.p.flags.c_contiguous
-    return np.empty(plan.shape, plan.out_dtype, order="F" if fortran else "C")
-
-
-def _check_out(out, plan):
-    if out is None:
-        return _new_output(plan)
-    if not isinstance(out, np.ndarray):
-        raise TypeError(f"out must be a NumPy array, got {type(out).__name__}")
-    if out.shape != plan.shape or out.dtype != plan.out_dtype:
-        raise ValueError(f"out must have shape {plan.shape} and dtype {plan.out_dtype}, "
-                         f"got shape {out.shape} and dtype {out.dtype}")
-    if not out.flags.writeable:
-        raise ValueError("out is read-only")
-    return out
-
-
 def run_pass(plan, backend, n_threads, *, want_grad=False, out=None, n_stats=2, want_value=True):
     """Run one kernel pass. Returns (totals, element losses or None, gradient or None); totals has
     one row per slot: Σw·l, Σw, then (n_stats=7) count, Σw·y, Σw·q, Σw·positive, Σw·negative part.
@@ -133,8 +114,8 @@ def run_pass(plan, backend, n_threads, *, want_grad=False, out=None, n_stats=2, 
     rows_per_chunk, n_chunks = chunking(n_rows, n_cols, plan.mode, plan.n_slots)
     threads = min(threads, n_chunks)  # a small input runs on one thread: no wake-up cost
     threads = fork_safe_threads(backend, threads)  # GNU OpenMP after a fork (fastbce/_config.py)
-    loss_out = _new_output(plan) if plan.reduction == "none" else None
-    grad = _check_out(out, plan) if want_grad else None
+    loss_out = new_output(plan) if plan.reduction == "none" else None
+    grad = check_out(out, plan) if want_grad else None
     fast = fast_pass_arguments(plan, kernel, n_stats, grad)  # fastbce/_fastpath.py
 
     def kernel_pass(row_scale, col_scale):
