@@ -57,6 +57,8 @@ def make_ceiling(op, data, threads):
     operation = OPERATIONS[op]
     read2, read3, read2_write, read2_write2 = _ceiling_kernels()
     arrays = [data[key].ravel(order="K") for key in operation.inputs]  # views, also of Fortran order
+    # Numba reads no float16: the same bytes as uint16
+    arrays = [a.view(np.uint16) if a.dtype == np.float16 else a for a in arrays]
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     if operation.new_output and operation.outputs == 2:
         return lambda: read2_write2(arrays[0], arrays[1], np.empty_like(arrays[1]),

@@ -60,7 +60,8 @@ class Fastbce(Contender):
         self.calls = {
             "mean": "bce(y, p)", "mean_u8": "bce(y_uint8, p)", "mean_bool": "bce(y_bool, p)",
             "mean_f64": "bce(y_float64, p_float64)", "mean_soft": "bce(y_soft, p)",
-            "mean_logits": "bce(y, x, from_logits=True)",
+            "mean_logits": "bce(y, x, from_logits=True)", "mean_f16": "bce(y, p_float16)",
+            "strided": "bce(y[::2], p[::2])", "per_sample_pw": "bce(y, p, pos_weight=pw_rows)",
             "weighted": "bce(y, x, from_logits=True, sample_weight=w, pos_weight=pw)",
             "per_label": "bce(y, p, axis=0)", "per_label_f": "bce(y_fortran, p_fortran, axis=0)",
             "per_sample": "bce(y, p, axis=1)", "per_group": "bce(y, p, groups=g, n_groups=G)",
@@ -107,6 +108,9 @@ class Fastbce(Contender):
             "mean_f64": lambda: fastbce.bce(d["y64"], d["p64"], **kw),
             "mean_soft": lambda: fastbce.bce(d["ys"], d["p"], **kw),
             "mean_logits": lambda: fastbce.bce(d["y"], d["x"], from_logits=True, **kw),
+            "mean_f16": lambda: fastbce.bce(d["y"], d["p16"], **kw),
+            "strided": lambda: fastbce.bce(d["y_every2"], d["p_every2"], **kw),
+            "per_sample_pw": lambda: fastbce.bce(d["y2"], d["p2"], pos_weight=d["pw_rows"], **kw),
             "weighted": lambda: fastbce.bce(d["y2"], d["x2"], from_logits=True, sample_weight=d["w2"],
                                             pos_weight=d["pw"], **kw),
             "per_label": lambda: fastbce.bce(d["y2"], d["p2"], axis=0, **kw),
@@ -196,6 +200,8 @@ class NumPy(Contender):
         "mean": "q = clip(p, 1e-7, 1-1e-7); -(y·log q + (1-y)·log1p(-q)).mean()",
         "mean_soft": "same as mean",
         "mean_logits": "(maximum(x, 0) - x·y + log1p(exp(-|x|))).mean()",
+        "mean_f16": "same as mean, float16 p", "strided": "same as mean, on the strided views",
+        "per_sample_pw": "q = clip(p); -(pw·y·log q + (1-y)·log1p(-q)).mean()",
         "weighted": "Σ w·(pw·y·softplus(-x) + (1-y)·softplus(x)) / Σ w",
         "per_label": "clipped formula, .mean(axis=0)",
         "per_sample": "clipped formula, .mean(axis=1)",
@@ -272,6 +278,20 @@ class NumPy(Contender):
 
     def op_mean_soft(self, d, threads):
         return lambda: float(_np_prob_losses(d["ys"], d["p"]).mean())
+
+    def op_mean_f16(self, d, threads):
+        return lambda: float(_np_prob_losses(d["y"], d["p16"]).mean())
+
+    def op_strided(self, d, threads):
+        return lambda: float(_np_prob_losses(d["y_every2"], d["p_every2"]).mean())
+
+    def op_per_sample_pw(self, d, threads):
+        y, p, pw = d["y2"], d["p2"], d["pw_rows"]
+
+        def run():
+            q = np.clip(p, EPS, 1 - EPS)
+            return float((-(pw * y * np.log(q) + (1 - y) * np.log1p(-q))).mean())
+        return run
 
     def op_mean_logits(self, d, threads):
         return lambda: float(_np_logit_losses(d["y"], d["x"]).mean())
@@ -372,6 +392,7 @@ class Torch(Contender):
     calls = {
         "mean": "F.binary_cross_entropy(p, y)", "mean_soft": "F.binary_cross_entropy(p, y_soft)",
         "mean_logits": "F.binary_cross_entropy_with_logits(x, y)",
+        "strided": "F.binary_cross_entropy(p, y) on the strided views (torch.from_numpy)",
         "weighted": "F.binary_cross_entropy_with_logits(x, y, weight=w, pos_weight=pw, "
                     "reduction='sum') / w.sum()",
         "per_label": "F.binary_cross_entropy(p, y, reduction='none').mean(0)",
@@ -435,6 +456,12 @@ class Torch(Contender):
         import torch.nn.functional as F
 
         y, p = self._tensors(d, "ys", "p")
+        return lambda: F.binary_cross_entropy(p, y)
+
+    def op_strided(self, d, threads):
+        import torch.nn.functional as F
+
+        y, p = self._tensors(d, "y_every2", "p_every2")
         return lambda: F.binary_cross_entropy(p, y)
 
     def op_mean_logits(self, d, threads):

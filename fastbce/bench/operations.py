@@ -36,10 +36,15 @@ OPERATIONS = {op.name: op for op in (
     Operation("mean_f64", "mean, float64 probabilities and labels", ("y64", "p64")),
     Operation("mean_soft", "mean BCE, probabilities, soft labels", ("ys", "p")),
     Operation("mean_logits", "mean BCE, logits", ("y", "x")),
+    Operation("mean_f16", "mean, float16 probabilities, float32 labels", ("y", "p16")),
+    Operation("strided", "mean of every second element, y[::2] and p[::2] of 2n-element arrays "
+              "(the ceiling reads n contiguous elements)", ("y", "p")),
     Operation("weighted", f"logits, sample_weight + pos_weight, {N_LABELS} labels", ("y2", "x2", "w2")),
     Operation("per_label", f"per-label mean, (n/{N_LABELS} × {N_LABELS}) matrix", ("y2", "p2")),
     Operation("per_label_f", "per_label, Fortran-ordered matrix", ("y2f", "p2f")),
     Operation("per_sample", "per-sample mean (axis=1) of the same matrix", ("y2", "p2")),
+    Operation("per_sample_pw", f"mean with a pos_weight per sample, shape (n/{N_LABELS}, 1), "
+              f"{N_LABELS} labels", ("y2", "p2")),
     Operation("per_group", f"per-group mean, {N_GROUPS:,} groups", ("y", "p", "g")),
     Operation("grad", "gradient of mean BCE w.r.t. logits, into a new array", ("y", "x"), writes=True,
               new_output=True),
@@ -112,6 +117,10 @@ class BenchData(dict):
         "yb": lambda d: d["y"].astype(np.bool_),
         "y64": lambda d: d["y"].astype(np.float64),
         "p64": lambda d: d["p"].astype(np.float64),
+        "p16": lambda d: d["p"].astype(np.float16),
+        "y_every2": lambda d: _every_second(d["y"]),
+        "p_every2": lambda d: _every_second(d["p"]),
+        "pw_rows": lambda d: np.linspace(0.5, 4.0, d["y2"].shape[0], dtype=np.float32)[:, None],
         "y2f": lambda d: np.asfortranarray(d["y2"]),
         "p2f": lambda d: np.asfortranarray(d["p2"]),
         "parquet": lambda d: parquet_file(d),  # the path of a file of yu8 and p (bench/files.py)
@@ -127,3 +136,10 @@ class BenchData(dict):
 def input_bytes(op, data):
     """Bytes of the inputs an operation reads."""
     return sum(data[key].nbytes for key in OPERATIONS[op].inputs)
+
+
+def _every_second(a):
+    """A view of every second element of a 2n-element array holding ``a`` at the even positions."""
+    wide = np.empty(2 * a.size, a.dtype)
+    wide[::2], wide[1::2] = a, a
+    return wide[::2]
