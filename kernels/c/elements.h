@@ -173,9 +173,35 @@ FB_INLINE int FB_NAME(fb_element_flags)(const fb_args *a, FB_T p, double y, doub
     return bad;
 }
 
+/* The loss with float64 coefficients a, b (pos_weight, label smoothing, float64 labels of FB_T =
+ * float32 predictions): the logarithms in FB_T as fb_nll_soft (logits: fb_nll_logit), the
+ * products and their sum in float64, so that a coefficient below FB_T's range keeps its term
+ * (an infinite one at x = ±inf) instead of rounding to 0. */
+FB_INLINE double FB_NAME(fb_nll_coef)(FB_T p, double a, double b, FB_T clip_lo, FB_T clip_hi,
+                                      FB_T lo_pos, FB_T lo_neg, FB_T hi_pos, FB_T hi_neg,
+                                      int logits)
+{
+    if (logits) {
+        FB_T e = FB_NAME(fb_exp_abs)(p);
+        FB_T hi = FB_ONE + e;
+        FB_T lo = e - (hi - FB_ONE);
+        double c = p >= FB_ZERO ? b : a;
+        double lin = c != 0.0 ? (double)FB_ABS(p) * c : 0.0;
+        return lin + (a + b) * (double)FB_LOG(hi, lo);
+    }
+    FB_T hi0 = FB_ONE - p;
+    FB_T lo0 = (FB_ONE - hi0) - p;
+    FB_T l1 = -FB_LOG(p, FB_ZERO);
+    FB_T l0 = -FB_LOG(hi0, lo0);
+    int clo = p < clip_lo, chi = p > clip_hi;
+    l1 = clo ? lo_pos : (chi ? hi_pos : l1);
+    l0 = clo ? lo_neg : (chi ? hi_neg : l0);
+    return (a != 0.0 ? a * (double)l1 : 0.0) + (b != 0.0 ? b * (double)l0 : 0.0);
+}
+
 /* The weighted losses of a block into out; returns the error bits. form: FB_EL_HARD (labels
  * 0 or 1, no smoothing), FB_EL_SOFT, FB_EL_LOGIT (the loss in FB_T, as the fast path), or
- * focal (fb_focal in float64); has_coef: pos_weight or smoothing (coefficients fb_coef_*). All
+ * focal (fb_focal in float64); has_coef: float64 coefficients (fb_coef_*, fb_nll_coef). All
  * but the data are constants at each call site. NaN: 0 when omitted, else NaN; masked: 0. */
 FB_INLINE int FB_NAME(fb_loss_elements)(const fb_args *a, const FB_T *P, const double *ybuf,
                                         const double *wbuf, const double *pwbuf,
@@ -197,17 +223,22 @@ FB_INLINE int FB_NAME(fb_loss_elements)(const fb_args *a, const FB_T *P, const d
         double l;
         if (focal) {
             l = FB_V(fb_focal_f64)(a, (double)p, yd, pw, form == FB_EL_LOGIT, by_squaring, 0);
-        } else {
-            FB_T pos = has_coef ? (FB_T)FB_V(fb_coef_pos_f64)(a, pw, yd) : y;
-            FB_T neg = has_coef ? (FB_T)FB_V(fb_coef_neg_f64)(a, yd) : FB_ONE - y;
-            FB_T lt;
+        } else if (has_coef) {
+            double pos = FB_V(fb_coef_pos_f64)(a, pw, yd), neg = FB_V(fb_coef_neg_f64)(a, yd);
             if (form == FB_EL_HARD) {
+                l = (double)FB_NAME(fb_nll_hard)(p, y, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg);
+                l = yd != 0.0 ? pos * l : l;
+            } else
+                l = FB_NAME(fb_nll_coef)(p, pos, neg, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos,
+                                         hi_neg, form == FB_EL_LOGIT);
+        } else {
+            FB_T lt;
+            if (form == FB_EL_HARD)
                 lt = FB_NAME(fb_nll_hard)(p, y, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg);
-                lt = has_coef && y != FB_ZERO ? pos * lt : lt;
-            } else if (form == FB_EL_SOFT)
-                lt = FB_NAME(fb_nll_soft)(p, pos, neg, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg);
+            else if (form == FB_EL_SOFT)
+                lt = FB_NAME(fb_nll_soft)(p, y, FB_ONE - y, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg);
             else
-                lt = FB_NAME(fb_nll_logit)(p, pos, neg, FB_NAME(fb_exp_abs)(p), has_coef);
+                lt = FB_NAME(fb_nll_logit)(p, y, FB_ONE - y, FB_NAME(fb_exp_abs)(p), 0);
             l = (double)lt;
         }
         double v = isn ? (omit ? 0.0 : (double)p + yd) : w * l;
@@ -266,7 +297,9 @@ static int FB_NAME(fb_element_chunk)(const fb_elements *e, int64_t start, int64_
     const fb_args *a = &e->f;
     const int64_t ncols = e->ncols;
     const int grad_hess = e->output == FB_ELEMENT_GRAD_HESS;
-    const int has_coef = e->pw.kind != FB_K_NONE || a->shift != 0.0;
+    /* float64 coefficients: pos_weight, smoothing, or float64 labels with float32 predictions */
+    const int has_coef = e->pw.kind != FB_K_NONE || a->shift != 0.0
+                         || (e->y.kind == FB_K_F64 && sizeof(FB_T) == 4);
     const int squaring = a->gamma_n >= 0;
     FB_T *out1 = (FB_T *)e->out1, *out2 = (FB_T *)e->out2;
     const fb_operand o1 = {out1, 0, e->o1_rs, e->o1_cs}, o2 = {out2, 0, e->o2_rs, e->o2_cs};
