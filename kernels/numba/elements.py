@@ -37,7 +37,7 @@ from .forms import (
     nll_logit,
     nll_soft,
 )
-from .llvm import INLINE, JIT, bits_f32, from_bits_f32, prefer_wide_vectors
+from .llvm import INLINE, JIT, bits_f32, fma, from_bits_f32, prefer_wide_vectors
 from .math import as_type_of, exp_neg_f64, log_typed, one_like, pow_unit
 
 F32 = np.float32
@@ -146,11 +146,14 @@ def store(out, meta, ncols, b0, n, idx, buf):
 
 
 @njit(**INLINE)
-def hess_logit(a, b, e):
-    """(a + b)·σ(x)σ(-x) from e = exp(-|x|)."""
+def grad_hess_logit(a, b, x, e):
+    """(dl/dx, d²l/dx²) from e = exp(-|x|): b·σ(x) - a·σ(-x) = (u + v·e)·σ(|x|) and
+    (a + b)·σ(x)σ(-x), one division for both."""
     ed = np.float64(e)
     big = 1.0 / (1.0 + ed)
-    return (a + b) * ((ed * big) * big)
+    right = x >= one_like(x) - one_like(x)
+    g = fma(-a if right else b, ed, b if right else -a) * big
+    return g, (a + b) * ((ed * big) * big)
 
 
 @njit(**INLINE)
@@ -283,6 +286,42 @@ def loss_elements(o, nll, gamma_alpha, P, ybuf, wbuf, pwbuf, mbuf, out, n, lg, s
 
 
 @njit(**JIT)
+def loss_plain(o, nll, P, Y, out, n, lg, soft):
+    """The losses of a block with no weight, pos_weight, mask, smoothing or focal factor, in P's
+    type alone (labels Y in it); the form as loss_elements (fb_loss_plain)."""
+    prefer_wide_vectors()
+    t = P[0]
+    one = one_like(t)
+    zero = one - one
+    clip_lo = as_type_of(t, o.clip_lo)
+    clip_hi = as_type_of(t, o.clip_hi)
+    lo_pos = as_type_of(t, nll[0])
+    lo_neg = as_type_of(t, nll[1])
+    hi_pos = as_type_of(t, nll[2])
+    hi_neg = as_type_of(t, nll[3])
+    omit = o.nan_mode == NAN_OMIT
+    raise_ = o.nan_mode == NAN_RAISE
+    logits = o.logits
+    bad = 0
+    for k in range(n):
+        p = P[k]
+        y = Y[k]
+        isn = (p != p) | (y != y)
+        skip = isn & (omit | raise_)
+        bad |= FLAG_NAN if isn & raise_ else 0
+        bad |= FLAG_PRED if (not logits) & ((p < zero) | (p > one)) & (not skip) else 0
+        bad |= FLAG_LABEL if ((y < zero) | (y > one)) & (not skip) else 0
+        if lg is not None:
+            l = nll_logit(p, y, one - y, exp_abs(p), False)
+        elif soft is not None:
+            l = nll_soft(p, y, one - y, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg)
+        else:
+            l = nll_hard(p, y, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg)
+        out[k] = ((zero if omit else p + y) if isn else l)
+    return bad
+
+
+@njit(**JIT)
 def grad_hess_elements(o, gamma_alpha, P, ybuf, wbuf, pwbuf, mbuf, g_out, h_out, n, cf, fo, sq):
     """The weighted gradient and Hessian in the logit of a block; returns the error bits. The
     form as loss_elements: cf coefficients, fo focal loss, sq γ by squaring."""
@@ -312,9 +351,7 @@ def grad_hess_elements(o, gamma_alpha, P, ybuf, wbuf, pwbuf, mbuf, g_out, h_out,
             else:
                 pos = yd
                 neg = 1.0 - yd
-            e = exp_abs(x)
-            g = grad_logit(x, pos, neg, e)
-            h = hess_logit(pos, neg, e)
+            g, h = grad_hess_logit(pos, neg, x, exp_abs(x))
         nan = 0.0 if omit else np.float64(x) + yd
         g = nan if isn else w * g
         h = nan if isn else w * h
@@ -325,15 +362,16 @@ def grad_hess_elements(o, gamma_alpha, P, ybuf, wbuf, pwbuf, mbuf, g_out, h_out,
 
 @njit(**JIT)
 def element_chunk(y, p, w, pw, mask, out1, out2, o, meta, nll, gamma_alpha, start, stop, gh, pc,
-                  lg, cf, fo, sq):
+                  pl, lg, cf, fo, sq):
     """Elements [start, stop) of an element pass; returns the error bits. The form, None or
     not: gh the gradient and Hessian (else the losses), pc contiguous predictions of the output's
-    type (read in place), and lg, cf, fo, sq as loss_elements; meta[i] = (offset, rs, cs) of
+    type (read in place), pl losses of loss_plain, and lg, cf, fo, sq as loss_elements; meta[i] = (offset, rs, cs) of
     operand i."""
     prefer_wide_vectors()
     pbuf = np.empty(BLOCK, out1.dtype)
     o1buf = np.empty(BLOCK, out1.dtype)
     o2buf = np.empty(BLOCK, out1.dtype)
+    ytbuf = np.empty(BLOCK, out1.dtype)
     ybuf = np.empty(BLOCK)
     wbuf = np.ones(BLOCK)
     pwbuf = np.ones(BLOCK)
@@ -349,7 +387,8 @@ def element_chunk(y, p, w, pw, mask, out1, out2, o, meta, nll, gamma_alpha, star
     bad = 0
     for b0 in range(start, stop, BLOCK):
         n = min(stop - b0, BLOCK)
-        load(y, meta[0], ncols, b0, n, idx, ybuf)
+        if pl is None:
+            load(y, meta[0], ncols, b0, n, idx, ybuf)
         if o.has_w:
             load(w, meta[2], ncols, b0, n, idx, wbuf)
         if o.has_pw:
@@ -370,6 +409,18 @@ def element_chunk(y, p, w, pw, mask, out1, out2, o, meta, nll, gamma_alpha, star
             bad |= grad_hess_elements(o, gamma_alpha, P, ybuf, wbuf, pwbuf, mbuf, w1, w2, n, cf,
                                       fo, sq)
             store(out2, meta[6], ncols, b0, n, idx, o2buf)
+        elif pl is not None:
+            load_pred(y, meta[0], ncols, b0, n, idx, ytbuf)
+            if lg is not None:
+                bad |= loss_plain(o, nll, P, ytbuf, w1, n, lg, None)
+            else:
+                soft = False
+                for k in range(n):
+                    soft |= (ytbuf[k] != 0.0) & (ytbuf[k] != 1.0)
+                if soft:
+                    bad |= loss_plain(o, nll, P, ytbuf, w1, n, None, 1)
+                else:
+                    bad |= loss_plain(o, nll, P, ytbuf, w1, n, None, None)
         elif fo is not None:
             bad |= loss_elements(o, nll, gamma_alpha, P, ybuf, wbuf, pwbuf, mbuf, w1, n, lg, None,
                                  cf, fo, sq)
@@ -390,7 +441,7 @@ def element_chunk(y, p, w, pw, mask, out1, out2, o, meta, nll, gamma_alpha, star
     return bad
 
 
-def _make_pass(gh, pc, lg, cf, fo, sq):
+def _make_pass(gh, pc, pl, lg, cf, fo, sq):
     """The parallel loop over chunks for one form: its flags (None or 1, as element_chunk) are
     constants of the loop, so that element_chunk and the block functions are compiled for that
     form alone (Numba prunes a branch on an argument only when it is None or a constant)."""
@@ -400,7 +451,8 @@ def _make_pass(gh, pc, lg, cf, fo, sq):
         for c in prange(flags.shape[0]):
             start = c * ELEMENT_CHUNK
             flags[c] = element_chunk(y, p, w, pw, mask, out1, out2, o, meta, nll, gamma_alpha,
-                                     start, min(n, start + ELEMENT_CHUNK), gh, pc, lg, cf, fo, sq)
+                                     start, min(n, start + ELEMENT_CHUNK), gh, pc, pl, lg, cf, fo,
+                                     sq)
     return element_pass_form
 
 
@@ -434,7 +486,9 @@ def element_pass(y, p, w, pw, mask, shape, flags, out1, out2, options, n_threads
     coef = has_pw or options.smoothing != 0.0 or (y[2] == K_F64 and out1[2] != K_F64)
     contiguous_p = p[2] == out1[2] and p[4] == 1 and p[3] == shape[1]
     on = {True: 1, False: None}  # the form: None or not (element_chunk)
-    form = (on[options.output == ELEMENT_GRAD_HESS], on[contiguous_p],
+    grad_hess = options.output == ELEMENT_GRAD_HESS
+    plain = not (grad_hess or is_focal or coef or has_w or has_mask)
+    form = (on[grad_hess], on[contiguous_p], on[plain],
             on[bool(options.from_logits)], on[coef], on[is_focal],
             on[is_focal and options.gamma_n >= 0])
     if form not in _PASSES:
