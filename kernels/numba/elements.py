@@ -3,7 +3,9 @@
 Per-element outputs with no reduction: the weighted loss (reduction="none") or the gradient and
 Hessian with respect to the logit (bce_grad_hess), block by block over chunks in parallel, with
 the forms of forms.py. Operands arrive as flat arrays with an offset and strides in elements
-(kernels.ElementOptions); the predictions and outputs always pass through the block buffers.
+(kernels.ElementOptions); contiguous predictions and outputs are used in place, others pass
+through the block buffers. Each form (output, loss form, options) has its own parallel loop
+(_make_pass) and block function, compiled on its first use: no form compiles another's code.
 """
 
 from typing import NamedTuple
@@ -47,8 +49,7 @@ class _Args(NamedTuple):
     """The scalars of an element pass as the kernel takes them (C: fb_elements and its fb_args);
     scalars only, as a parallel loop takes no tuple inside a tuple. The tuples (the losses at the
     clip bounds, γ and α) and the operands' (offset, rs, cs) rows (an array) are arguments of
-    their own, and the form of the pass is chosen at compile time by arguments that are None or
-    not (Numba prunes the branches of the others)."""
+    their own, and the form of the pass is chosen at compile time (_make_pass)."""
 
     ncols: int
     logits: bool
