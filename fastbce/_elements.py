@@ -38,14 +38,6 @@ def check_out(out, plan, name="out"):
     return out
 
 
-def element_losses_apply(plan, backend):
-    """Whether element losses (reduction="none") run on an element pass: not yet, on either
-    backend (the Cython element losses drop an infinite loss that the reference keeps, found by
-    tests/test_properties.py; Numba's loss forms compile for minutes each, cold). The general
-    kernel runs them; grad_hess runs on the element pass."""
-    return False
-
-
 def _operand(view, kind, writeable=False):
     """(flat, offset, kind, rs, cs) of a 2-D view: element (i, j) is flat[offset + i·rs + j·cs]
     (strides in elements, 0 where broadcast; a lone row or column's unused stride made

@@ -9,7 +9,7 @@ import numpy as np
 
 from ._backends import load_backend, resolve_backend
 from ._config import fork_safe_threads, launch_guard
-from ._elements import check_out, element_losses_apply, new_output, run_element_pass
+from ._elements import check_out, new_output, run_element_pass
 from ._fastpath import fast_pass_arguments, run_fast_pass
 from ._kernels import (
     FLAG_GROUP,
@@ -105,7 +105,7 @@ def run_pass(plan, backend, n_threads, *, want_grad=False, out=None, n_stats=2, 
     one row per slot: Σw·l, Σw, then (n_stats=7) count, Σw·y, Σw·q, Σw·positive, Σw·negative part.
     With want_value=False the caller needs only the gradient and Σw (the fast path skips the loss)."""
     backend = resolve_backend(backend)
-    if plan.reduction == "none" and not want_grad and n_stats == 2 and element_losses_apply(plan, backend):
+    if plan.reduction == "none" and not want_grad and n_stats == 2:
         loss = new_output(plan)
         return None, run_element_pass(plan, backend, n_threads, ELEMENT_LOSS, [loss], FLAG_MESSAGES)[0], None
     kernel = load_backend(backend)
@@ -159,7 +159,7 @@ def run_pass(plan, backend, n_threads, *, want_grad=False, out=None, n_stats=2, 
         # without any NaN, and then the first pass stands
         if changed and (_has_nan(plan.p, plan.p_half) or _has_nan(plan.y, plan.y_half)):
             totals = kernel_pass(kept_rows, kept_cols)
-    if loss_out is not None and want_value and element_losses_apply(plan, backend):
+    if loss_out is not None and want_value:
         # the element losses bce(reduction="none") gives, bit for bit (an element pass)
         run_element_pass(plan, backend, n_threads, ELEMENT_LOSS, [loss_out], FLAG_MESSAGES)
     return totals, loss_out, grad

@@ -7,10 +7,6 @@ import pytest
 
 import fastbce
 from conftest import COMPILED_BACKENDS
-from fastbce._elements import new_output
-from fastbce._engine import run_elements
-from fastbce._kernels import ELEMENT_LOSS
-from fastbce._plan import make_plan
 
 # The option matrix runs on one compiled backend (the Cython one when built): each form and dtype
 # costs Numba a compilation, and test_backends_agree_bit_for_bit_for_any_thread_count checks
@@ -50,25 +46,12 @@ OPTIONS = [
 ]
 
 
-def _kernel_losses(y, v, logits, kw, n_threads, backend):
-    """Element losses on a compiled backend's element kernel (fastbce.bce takes the general kernel:
-    fastbce/_elements.py element_losses_apply)."""
-    gamma, alpha = kw.pop("gamma", 0.0), kw.pop("alpha", None)
-    plan = make_plan(y, v, from_logits=logits, eps=1e-7, reduction="none", axis=None, gamma=gamma,
-                     alpha=alpha, **{k: kw.get(k, d) for k, d in (
-                         ("sample_weight", None), ("pos_weight", None), ("label_smoothing", 0.0),
-                         ("mask", None), ("nan_policy", "propagate"))})
-    return run_elements(plan, backend, n_threads, ELEMENT_LOSS, [new_output(plan)])[0]
-
-
 def _call(y, v, backend, logits, options, rng, n_threads=None):
     kw = dict(options)
     if kw.get("sample_weight") == "rows":
         kw["sample_weight"] = np.random.default_rng(1).random(y.shape[0]).astype(np.float32) * 2
     if kw.get("mask") is True:
         kw["mask"] = np.random.default_rng(2).random(y.shape) < 0.8
-    if backend != "numpy":
-        return _kernel_losses(y, v, logits, kw, n_threads, backend)
     focal = "gamma" in kw
     function = fastbce.focal_bce if focal else fastbce.bce
     return function(y, v, from_logits=logits, reduction="none", backend=backend,
@@ -125,8 +108,7 @@ def test_layouts_and_broadcasts(layout, rng):
     assert np.array_equal(got, contiguous)
 
 
-# (float64 labels with float32 predictions take the general kernel: fastbce/_elements.py)
-@pytest.mark.parametrize("y_dtype", [np.bool_, np.uint8, np.int8, np.int64, np.float16])
+@pytest.mark.parametrize("y_dtype", [np.bool_, np.uint8, np.int8, np.int64, np.float16, np.float64])
 def test_label_dtypes(y_dtype, rng):
     backend = ONE_BACKEND
     y = rng.random(1000) < 0.3
@@ -191,3 +173,25 @@ def test_torch_parity(rng):
     want = F.binary_cross_entropy(torch.from_numpy(p), torch.from_numpy(y), reduction="none")
     got = fastbce.bce(y, p, reduction="none", backend=backend)
     np.testing.assert_allclose(got, want.numpy(), rtol=2e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", COMPILED_BACKENDS)
+def test_coefficients_below_the_prediction_range_keep_their_term(backend):
+    """A positive coefficient that is 0 in float32 (a float64 pos_weight of 2.2e-309, found by
+    tests/test_properties.py; a tiny float64 label) times an infinite softplus (x = -inf) is
+    inf, and times a large finite one a float32 number, not 0: the coefficients stay float64."""
+    x = np.array([-np.inf, -np.inf, -3e38, np.inf, 2.0], np.float32)
+    y = np.array([0.9851533, 1.0, 1.0, 0.0, 1.0], np.float32)
+    pos_weight = np.array(2.2250738585072014e-309)
+    got = fastbce.bce(y, x, from_logits=True, pos_weight=pos_weight, reduction="none",
+                      backend=backend)
+    want = fastbce.bce(y, x, from_logits=True, pos_weight=pos_weight, reduction="none",
+                       backend="numpy")
+    assert got[0] == got[1] == np.inf and want[0] == np.inf
+    _assert_near(got, want.astype(np.float64), np.float32, 4)
+    y64 = np.array([1e-300, 1e-300, 1e-45, 0.0], np.float64)  # 0 as float32 labels
+    x = np.array([-np.inf, -1e38, -1e38, 1.0], np.float32)
+    got = fastbce.bce(y64, x, from_logits=True, reduction="none", backend=backend)
+    want = fastbce.bce(y64, x, from_logits=True, reduction="none", backend="numpy")
+    assert got[0] == np.inf and got[2] > 0
+    _assert_near(got, want.astype(np.float64), np.float32, 4)

@@ -126,7 +126,7 @@ NUMBA_ONLY = {
     },
     "elements": {
         "as_double": "a loaded value as float64, float16 bits decoded (C: macros in fb_load)",
-        "_element_pass": "the parallel loop over chunks (C: the prange loop of element_pass in "
+        "_make_pass": "the parallel loop over chunks, one per form (C: the prange loop of element_pass in "
                          "kernels/cython_kernels.pyx)",
         "element_pass": "the Python entry; its twin is element_pass in kernels/cython_kernels.pyx",
     },

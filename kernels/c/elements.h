@@ -88,12 +88,19 @@ FB_INLINE void FB_NAME(fb_load)(const fb_operand *o, int64_t ncols, int64_t b0, 
 #undef FB_LOAD_KIND
 }
 
-/* The predictions of a block in FB_T: a pointer into p where it is contiguous and of type FB_T,
- * else buf filled (float16 decoded; float32 for float16 predictions). */
+/* The predictions (or labels) of a block in FB_T: a pointer into the operand where it is
+ * contiguous and of type FB_T, else buf filled (float16 decoded; any kind converted). */
 FB_INLINE const FB_T *FB_NAME(fb_load_pred)(const fb_operand *o, int64_t ncols, int64_t b0,
                                             int64_t n, int64_t *idx, FB_T *buf)
 {
     int how = FB_NAME(fb_offsets)(o, ncols, b0, n, idx);
+    if (o->kind == (sizeof(FB_T) == 4 ? FB_K_F32 : FB_K_F64)) {
+        const FB_T *s = (const FB_T *)o->base;
+        if (how == 1)
+            return s + b0;
+        for (int64_t k = 0; k < n; k++) buf[k] = s[how == 2 ? 0 : idx[k]];
+        return buf;
+    }
     if (o->kind == FB_K_F16) {
         const uint16_t *s = (const uint16_t *)o->base;
         if (how == 1)
@@ -102,10 +109,14 @@ FB_INLINE const FB_T *FB_NAME(fb_load_pred)(const fb_operand *o, int64_t ncols, 
             for (int64_t k = 0; k < n; k++) buf[k] = (FB_T)FB_NAME(fb_half)(s[how == 2 ? 0 : idx[k]]);
         return buf;
     }
-    const FB_T *s = (const FB_T *)o->base;
-    if (how == 1)
-        return s + b0;
-    for (int64_t k = 0; k < n; k++) buf[k] = s[how == 2 ? 0 : idx[k]];
+    if (o->kind == FB_K_U8) {
+        const uint8_t *s = (const uint8_t *)o->base;
+        for (int64_t k = 0; k < n; k++) buf[k] = (FB_T)s[how == 1 ? b0 + k : how == 2 ? 0 : idx[k]];
+        return buf;
+    }
+    /* float32 labels of float64 predictions (float64 labels of float32 ones take fb_load) */
+    const float *s = (const float *)o->base;
+    for (int64_t k = 0; k < n; k++) buf[k] = (FB_T)s[how == 1 ? b0 + k : how == 2 ? 0 : idx[k]];
     return buf;
 }
 
@@ -119,19 +130,22 @@ FB_INLINE void FB_NAME(fb_store)(FB_T *out, int64_t rs, int64_t cs, int64_t ncol
     for (int64_t k = 0; k < n; k++) out[idx[k]] = buf[k];
 }
 
-/* d²l/dx² of the logit form from e = exp(-|x|), coefficients a, b: (a + b)·σ(x)σ(-x), with
- * σ(|x|) = 1/(1+e) and σ(-|x|) = e/(1+e). */
-FB_INLINE double FB_NAME(fb_hess_logit)(double a, double b, FB_T e)
+/* dl/dx and d²l/dx² of the logit form from e = exp(-|x|), coefficients a, b: b·σ(x) - a·σ(-x)
+ * (fb_grad_logit's numerator, u + v·e rounded once) and (a + b)·σ(x)σ(-x), with σ(|x|) = 1/(1+e)
+ * and σ(-|x|) = e/(1+e): one division for both. Returns the second, the first into *g. */
+FB_INLINE double FB_NAME(fb_grad_hess_logit)(double a, double b, FB_T x, FB_T e, double *g)
 {
     double ed = (double)e;
     double big = 1.0 / (1.0 + ed);
+    int right = x >= FB_ZERO;
+    *g = FB_FMA(right ? -a : b, ed, right ? b : -a) * big;
     return (a + b) * ((ed * big) * big);
 }
 
 /* Focal loss from a logit x: its first and second derivatives in x, in float64 (into g, h).
  * FL = f·CE, f = α_t·z^γ, z = 1-p_t = y'·σ(-x) + b·σ(x), c = b - y', s = σ(x)σ(-x), r = s/z:
  * f' = γ·f·c·r, f'' = γ·f·c·((γ-1)·c·r² + r·(σ(-x) - σ(x))), FL' = f·g + f'·CE,
- * FL'' = f''·CE + 2·f'·g + f·h with g, h those of CE (fb_grad_logit, fb_hess_logit), a term
+ * FL'' = f''·CE + 2·f'·g + f·h with g, h those of CE (fb_grad_logit; (a + b)·s), a term
  * with CE left out where its factor is 0; f = 0 gives 0 for both. Only in float64. */
 FB_INLINE void FB_NAME(fb_focal_grad_hess)(const fb_args *a, double x, double y, double pw,
                                            int by_squaring, double *g_out, double *h_out)
@@ -173,9 +187,35 @@ FB_INLINE int FB_NAME(fb_element_flags)(const fb_args *a, FB_T p, double y, doub
     return bad;
 }
 
+/* The loss with float64 coefficients a, b (pos_weight, label smoothing, float64 labels of FB_T =
+ * float32 predictions): the logarithms in FB_T as fb_nll_soft (logits: fb_nll_logit), the
+ * products and their sum in float64, so that a coefficient below FB_T's range keeps its term
+ * (an infinite one at x = ±inf) instead of rounding to 0. */
+FB_INLINE double FB_NAME(fb_nll_coef)(FB_T p, double a, double b, FB_T clip_lo, FB_T clip_hi,
+                                      FB_T lo_pos, FB_T lo_neg, FB_T hi_pos, FB_T hi_neg,
+                                      int logits)
+{
+    if (logits) {
+        FB_T e = FB_NAME(fb_exp_abs)(p);
+        FB_T hi = FB_ONE + e;
+        FB_T lo = e - (hi - FB_ONE);
+        double c = p >= FB_ZERO ? b : a;
+        double lin = c != 0.0 ? (double)FB_ABS(p) * c : 0.0;
+        return lin + (a + b) * (double)FB_LOG(hi, lo);
+    }
+    FB_T hi0 = FB_ONE - p;
+    FB_T lo0 = (FB_ONE - hi0) - p;
+    FB_T l1 = -FB_LOG(p, FB_ZERO);
+    FB_T l0 = -FB_LOG(hi0, lo0);
+    int clo = p < clip_lo, chi = p > clip_hi;
+    l1 = clo ? lo_pos : (chi ? hi_pos : l1);
+    l0 = clo ? lo_neg : (chi ? hi_neg : l0);
+    return (a != 0.0 ? a * (double)l1 : 0.0) + (b != 0.0 ? b * (double)l0 : 0.0);
+}
+
 /* The weighted losses of a block into out; returns the error bits. form: FB_EL_HARD (labels
  * 0 or 1, no smoothing), FB_EL_SOFT, FB_EL_LOGIT (the loss in FB_T, as the fast path), or
- * focal (fb_focal in float64); has_coef: pos_weight or smoothing (coefficients fb_coef_*). All
+ * focal (fb_focal in float64); has_coef: float64 coefficients (fb_coef_*, fb_nll_coef). All
  * but the data are constants at each call site. NaN: 0 when omitted, else NaN; masked: 0. */
 FB_INLINE int FB_NAME(fb_loss_elements)(const fb_args *a, const FB_T *P, const double *ybuf,
                                         const double *wbuf, const double *pwbuf,
@@ -197,17 +237,22 @@ FB_INLINE int FB_NAME(fb_loss_elements)(const fb_args *a, const FB_T *P, const d
         double l;
         if (focal) {
             l = FB_V(fb_focal_f64)(a, (double)p, yd, pw, form == FB_EL_LOGIT, by_squaring, 0);
-        } else {
-            FB_T pos = has_coef ? (FB_T)FB_V(fb_coef_pos_f64)(a, pw, yd) : y;
-            FB_T neg = has_coef ? (FB_T)FB_V(fb_coef_neg_f64)(a, yd) : FB_ONE - y;
-            FB_T lt;
+        } else if (has_coef) {
+            double pos = FB_V(fb_coef_pos_f64)(a, pw, yd), neg = FB_V(fb_coef_neg_f64)(a, yd);
             if (form == FB_EL_HARD) {
+                l = (double)FB_NAME(fb_nll_hard)(p, y, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg);
+                l = yd != 0.0 ? pos * l : l;
+            } else
+                l = FB_NAME(fb_nll_coef)(p, pos, neg, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos,
+                                         hi_neg, form == FB_EL_LOGIT);
+        } else {
+            FB_T lt;
+            if (form == FB_EL_HARD)
                 lt = FB_NAME(fb_nll_hard)(p, y, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg);
-                lt = has_coef && y != FB_ZERO ? pos * lt : lt;
-            } else if (form == FB_EL_SOFT)
-                lt = FB_NAME(fb_nll_soft)(p, pos, neg, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg);
+            else if (form == FB_EL_SOFT)
+                lt = FB_NAME(fb_nll_soft)(p, y, FB_ONE - y, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg);
             else
-                lt = FB_NAME(fb_nll_logit)(p, pos, neg, FB_NAME(fb_exp_abs)(p), has_coef);
+                lt = FB_NAME(fb_nll_logit)(p, y, FB_ONE - y, FB_NAME(fb_exp_abs)(p), 0);
             l = (double)lt;
         }
         double v = isn ? (omit ? 0.0 : (double)p + yd) : w * l;
@@ -216,8 +261,40 @@ FB_INLINE int FB_NAME(fb_loss_elements)(const fb_args *a, const FB_T *P, const d
     return bad;
 }
 
+/* The losses of a block with no weight, pos_weight, mask, smoothing or focal factor, in FB_T
+ * alone (labels Y in FB_T): the values of fb_loss_elements at w = 1, without its float64
+ * operations. form as fb_loss_elements. */
+FB_INLINE int FB_NAME(fb_loss_plain)(const fb_args *a, const FB_T *P, const FB_T *Y, FB_T *out,
+                                     int64_t n, int form)
+{
+    const FB_T clip_lo = (FB_T)a->clip_lo, clip_hi = (FB_T)a->clip_hi;
+    const FB_T lo_pos = (FB_T)a->lo_pos, lo_neg = (FB_T)a->lo_neg;
+    const FB_T hi_pos = (FB_T)a->hi_pos, hi_neg = (FB_T)a->hi_neg;
+    const int omit = a->nan_mode == FB_NAN_OMIT, raise = a->nan_mode == FB_NAN_RAISE;
+    const int logits = a->logits;
+    int bad = 0;
+#pragma omp simd reduction(|:bad)
+    for (int64_t k = 0; k < n; k++) {
+        FB_T p = P[k], y = Y[k];
+        int isn = (p != p) | (y != y);
+        int skip = isn & (omit | raise);
+        bad |= (isn & raise) ? FB_FLAG_NAN : 0;
+        bad |= (!logits & ((p < FB_ZERO) | (p > FB_ONE)) & !skip) ? FB_FLAG_PRED : 0;
+        bad |= (((y < FB_ZERO) | (y > FB_ONE)) & !skip) ? FB_FLAG_LABEL : 0;
+        FB_T l;
+        if (form == FB_EL_HARD)
+            l = FB_NAME(fb_nll_hard)(p, y, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg);
+        else if (form == FB_EL_SOFT)
+            l = FB_NAME(fb_nll_soft)(p, y, FB_ONE - y, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg);
+        else
+            l = FB_NAME(fb_nll_logit)(p, y, FB_ONE - y, FB_NAME(fb_exp_abs)(p), 0);
+        out[k] = isn ? (omit ? FB_ZERO : p + y) : l;
+    }
+    return bad;
+}
+
 /* The weighted gradient and Hessian in the logit of a block into g_out, h_out; returns the error
- * bits. BCE: fb_grad_logit and fb_hess_logit from exp(-|x|) in FB_T; focal: fb_focal_grad_hess.
+ * bits. BCE: fb_grad_hess_logit from exp(-|x|) in FB_T; focal: fb_focal_grad_hess.
  * Constants and NaN, mask as fb_loss_elements. */
 FB_INLINE int FB_NAME(fb_grad_hess_elements)(const fb_args *a, const FB_T *P, const double *ybuf,
                                              const double *wbuf, const double *pwbuf,
@@ -238,9 +315,7 @@ FB_INLINE int FB_NAME(fb_grad_hess_elements)(const fb_args *a, const FB_T *P, co
         } else {
             double pos = has_coef ? FB_V(fb_coef_pos_f64)(a, pw, yd) : yd;
             double neg = has_coef ? FB_V(fb_coef_neg_f64)(a, yd) : 1.0 - yd;
-            FB_T e = FB_NAME(fb_exp_abs)(x);
-            g = FB_NAME(fb_grad_logit)(x, pos, neg, e);
-            h = FB_NAME(fb_hess_logit)(pos, neg, e);
+            h = FB_NAME(fb_grad_hess_logit)(pos, neg, x, FB_NAME(fb_exp_abs)(x), &g);
         }
         double nan = omit ? 0.0 : (double)x + yd;
         g = isn ? nan : w * g;
@@ -258,6 +333,7 @@ static int FB_NAME(fb_element_chunk)(const fb_elements *e, int64_t start, int64_
     FB_T pbuf[FB_BLOCK] __attribute__((aligned(64)));
     FB_T o1buf[FB_BLOCK] __attribute__((aligned(64)));
     FB_T o2buf[FB_BLOCK] __attribute__((aligned(64)));
+    FB_T ytbuf[FB_BLOCK] __attribute__((aligned(64)));
     double ybuf[FB_BLOCK] __attribute__((aligned(64)));
     double wbuf[FB_BLOCK] __attribute__((aligned(64)));
     double pwbuf[FB_BLOCK] __attribute__((aligned(64)));
@@ -266,8 +342,13 @@ static int FB_NAME(fb_element_chunk)(const fb_elements *e, int64_t start, int64_
     const fb_args *a = &e->f;
     const int64_t ncols = e->ncols;
     const int grad_hess = e->output == FB_ELEMENT_GRAD_HESS;
-    const int has_coef = e->pw.kind != FB_K_NONE || a->shift != 0.0;
+    /* float64 coefficients: pos_weight, smoothing, or float64 labels with float32 predictions */
+    const int has_coef = e->pw.kind != FB_K_NONE || a->shift != 0.0
+                         || (e->y.kind == FB_K_F64 && sizeof(FB_T) == 4);
     const int squaring = a->gamma_n >= 0;
+    /* losses with no weight, pos_weight, mask or focal factor and labels exact in FB_T */
+    const int plain = !grad_hess && !e->focal && !has_coef && e->w.kind == FB_K_NONE
+                      && e->mask.kind == FB_K_NONE;
     FB_T *out1 = (FB_T *)e->out1, *out2 = (FB_T *)e->out2;
     const fb_operand o1 = {out1, 0, e->o1_rs, e->o1_cs}, o2 = {out2, 0, e->o2_rs, e->o2_cs};
     int bad = 0;
@@ -280,7 +361,8 @@ static int FB_NAME(fb_element_chunk)(const fb_elements *e, int64_t start, int64_
     for (int64_t b0 = start; b0 < stop; b0 += FB_BLOCK) {
         int64_t n = stop - b0 < FB_BLOCK ? stop - b0 : FB_BLOCK;
         const FB_T *P = FB_NAME(fb_load_pred)(&e->p, ncols, b0, n, idx, pbuf);
-        FB_NAME(fb_load)(&e->y, ncols, b0, n, idx, ybuf);
+        if (!plain)
+            FB_NAME(fb_load)(&e->y, ncols, b0, n, idx, ybuf);
         if (e->w.kind != FB_K_NONE)
             FB_NAME(fb_load)(&e->w, ncols, b0, n, idx, wbuf);
         if (e->pw.kind != FB_K_NONE)
@@ -301,6 +383,15 @@ static int FB_NAME(fb_element_chunk)(const fb_elements *e, int64_t start, int64_
             else
                 bad |= has_coef ? FB_GH(1, 0, 0) : FB_GH(0, 0, 0);
 #undef FB_GH
+        } else if (plain) {
+            const FB_T *Y = FB_NAME(fb_load_pred)(&e->y, ncols, b0, n, idx, ytbuf);
+            int soft = 0;
+            if (!a->logits)
+                for (int64_t k = 0; k < n; k++) soft |= (Y[k] != FB_ZERO) & (Y[k] != FB_ONE);
+            int form = a->logits ? FB_EL_LOGIT : soft ? FB_EL_SOFT : FB_EL_HARD;
+            bad |= form == FB_EL_LOGIT ? FB_NAME(fb_loss_plain)(a, P, Y, w1, n, FB_EL_LOGIT)
+                 : form == FB_EL_SOFT ? FB_NAME(fb_loss_plain)(a, P, Y, w1, n, FB_EL_SOFT)
+                 : FB_NAME(fb_loss_plain)(a, P, Y, w1, n, FB_EL_HARD);
         } else {
             int soft = a->shift != 0.0;
             if (!a->logits && !soft && !e->focal)

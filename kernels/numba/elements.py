@@ -3,7 +3,9 @@
 Per-element outputs with no reduction: the weighted loss (reduction="none") or the gradient and
 Hessian with respect to the logit (bce_grad_hess), block by block over chunks in parallel, with
 the forms of forms.py. Operands arrive as flat arrays with an offset and strides in elements
-(kernels.ElementOptions); the predictions and outputs always pass through the block buffers.
+(kernels.ElementOptions); contiguous predictions and outputs are used in place, others pass
+through the block buffers. Each form (output, loss form, options) has its own parallel loop
+(_make_pass) and block function, compiled on its first use: no form compiles another's code.
 """
 
 from typing import NamedTuple
@@ -22,6 +24,7 @@ from .. import (
     FLAG_POS_WEIGHT,
     FLAG_PRED,
     FLAG_WEIGHT,
+    K_F64,
     K_NONE,
     NAN_OMIT,
     NAN_RAISE,
@@ -36,19 +39,17 @@ from .forms import (
     nll_logit,
     nll_soft,
 )
-from .llvm import INLINE, JIT, bits_f32, from_bits_f32, prefer_wide_vectors
-from .math import as_type_of, exp_neg_f64, pow_unit
+from .llvm import INLINE, JIT, bits_f32, fma, from_bits_f32, prefer_wide_vectors
+from .math import as_type_of, exp_neg_f64, log_typed, one_like, pow_unit
 
 F32 = np.float32
-HARD, SOFT, LOGIT = 0, 1, 2  # the forms of loss_elements (C: FB_EL_*)
 
 
 class _Args(NamedTuple):
     """The scalars of an element pass as the kernel takes them (C: fb_elements and its fb_args);
     scalars only, as a parallel loop takes no tuple inside a tuple. The tuples (the losses at the
     clip bounds, γ and α) and the operands' (offset, rs, cs) rows (an array) are arguments of
-    their own, and the form of the pass is chosen at compile time by arguments that are None or
-    not (Numba prunes the branches of the others)."""
+    their own, and the form of the pass is chosen at compile time (_make_pass)."""
 
     ncols: int
     logits: bool
@@ -106,9 +107,10 @@ def _as_double_overload(x):
     return lambda x: np.float64(x)
 
 
-@njit(**INLINE)
+@njit(**JIT)
 def load(flat, meta, ncols, b0, n, idx, buf):
-    """Elements [b0, b0 + n) of an operand as float64 into buf; meta = (offset, rs, cs)."""
+    """Elements [b0, b0 + n) of an operand as float64 into buf; meta = (offset, rs, cs). Not
+    inlined (one call per block; compiled once per operand dtype)."""
     off, rs, cs = meta[0], meta[1], meta[2]
     how = offsets(off, rs, cs, ncols, b0, n, idx)
     if how == 1:
@@ -123,9 +125,10 @@ def load(flat, meta, ncols, b0, n, idx, buf):
             buf[k] = as_double(flat[idx[k]])
 
 
-@njit(**INLINE)
+@njit(**JIT)
 def load_pred(flat, meta, ncols, b0, n, idx, buf):
-    """The predictions of a block into buf, in buf's type (float16 decoded)."""
+    """The predictions of a block into buf, in buf's type (float16 decoded); the caller reads
+    contiguous predictions of the output's type in place instead."""
     off, rs, cs = meta[0], meta[1], meta[2]
     how = offsets(off, rs, cs, ncols, b0, n, idx)
     for k in range(n):
@@ -133,25 +136,25 @@ def load_pred(flat, meta, ncols, b0, n, idx, buf):
         buf[k] = as_type_of(buf[0], as_double(flat[at]))
 
 
-@njit(**INLINE)
+@njit(**JIT)
 def store(out, meta, ncols, b0, n, idx, buf):
-    """Store a block's output from buf into out."""
+    """Store a block's output from buf into out unless it was written in place."""
     off, rs, cs = meta[0], meta[1], meta[2]
-    how = offsets(off, rs, cs, ncols, b0, n, idx)
-    if how == 1:
-        for k in range(n):
-            out[off + b0 + k] = buf[k]
-    else:
-        for k in range(n):
-            out[idx[k]] = buf[k]
+    if offsets(off, rs, cs, ncols, b0, n, idx) == 1:
+        return
+    for k in range(n):
+        out[idx[k]] = buf[k]
 
 
 @njit(**INLINE)
-def hess_logit(a, b, e):
-    """(a + b)·σ(x)σ(-x) from e = exp(-|x|)."""
+def grad_hess_logit(a, b, x, e):
+    """(dl/dx, d²l/dx²) from e = exp(-|x|): b·σ(x) - a·σ(-x) = (u + v·e)·σ(|x|) and
+    (a + b)·σ(x)σ(-x), one division for both."""
     ed = np.float64(e)
     big = 1.0 / (1.0 + ed)
-    return (a + b) * ((ed * big) * big)
+    right = x >= one_like(x) - one_like(x)
+    g = fma(-a if right else b, ed, b if right else -a) * big
+    return g, (a + b) * ((ed * big) * big)
 
 
 @njit(**INLINE)
@@ -198,10 +201,39 @@ def element_flags(logits, nan_mode, p, y, w, pw, on, isn):
 
 
 @njit(**INLINE)
-def loss_elements(o, nll, gamma_alpha, P, ybuf, wbuf, pwbuf, mbuf, out, n, form, has_coef,
-                  is_focal, by_squaring):
-    """The weighted losses of a block into out; returns the error bits (fb_loss_elements)."""
+def nll_coef(p, a, b, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg, logits):
+    """The loss with float64 coefficients a, b: the logarithms in p's type as nll_soft
+    (nll_logit), the products and their sum in float64 (a coefficient below p's range keeps its
+    term)."""
+    one = one_like(p)
+    zero = one - one
+    if logits:
+        e = exp_abs(p)
+        hi = one + e
+        lo = e - (hi - one)
+        c = b if p >= zero else a
+        lin = np.float64(abs(p)) * c if c != 0.0 else 0.0
+        return lin + (a + b) * np.float64(log_typed(hi, lo))
+    hi0 = one - p
+    lo0 = (one - hi0) - p
+    l1 = -log_typed(p, zero)
+    l0 = -log_typed(hi0, lo0)
+    clo = p < clip_lo
+    chi = p > clip_hi
+    l1 = lo_pos if clo else (hi_pos if chi else l1)
+    l0 = lo_neg if clo else (hi_neg if chi else l0)
+    return (a * np.float64(l1) if a != 0.0 else 0.0) + (b * np.float64(l0) if b != 0.0 else 0.0)
+
+
+@njit(**JIT)
+def loss_elements(o, nll, gamma_alpha, P, ybuf, wbuf, pwbuf, mbuf, out, n, lg, soft, cf, fo, sq):
+    """The weighted losses of a block into out; returns the error bits (fb_loss_elements). The
+    form, by arguments None or not (Numba prunes the others' branches before compiling): lg
+    logits, soft soft labels (else 0/1), cf float64 coefficients, fo focal loss, sq γ by
+    squaring. Not inlined: each form is compiled once per dtype, on first use."""
+    prefer_wide_vectors()
     t = P[0]
+    one = one_like(t)
     coef = (o.keep, o.shift)
     clip_lo = as_type_of(t, o.clip_lo)
     clip_hi = as_type_of(t, o.clip_hi)
@@ -209,7 +241,9 @@ def loss_elements(o, nll, gamma_alpha, P, ybuf, wbuf, pwbuf, mbuf, out, n, form,
     lo_neg = as_type_of(t, nll[1])
     hi_pos = as_type_of(t, nll[2])
     hi_neg = as_type_of(t, nll[3])
-    omit = o.nan_mode == NAN_OMIT
+    logits = o.logits
+    nan_mode = o.nan_mode
+    omit = nan_mode == NAN_OMIT
     bad = 0
     for k in range(n):
         p = P[k]
@@ -219,33 +253,84 @@ def loss_elements(o, nll, gamma_alpha, P, ybuf, wbuf, pwbuf, mbuf, out, n, form,
         y = as_type_of(t, yd)
         on = mbuf[k] != 0
         isn = (p != p) | (yd != yd)
-        bad |= element_flags(o.logits, o.nan_mode, p, yd, w, pw, on, isn)
-        if is_focal:
-            l = focal(np.float64(p), yd, pw, coef, o.clip_lo, o.clip_hi, nll, gamma_alpha,
-                      form == LOGIT, by_squaring)[0]
-        else:
-            pos = as_type_of(t, coef_pos(coef, pw, yd)) if has_coef else y
-            neg = as_type_of(t, coef_neg(coef, yd)) if has_coef else as_type_of(t, 1.0) - y
-            if form == HARD:
-                lt = nll_hard(p, y, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg)
-                lt = pos * lt if has_coef and y != 0 else lt
-            elif form == SOFT:
-                lt = nll_soft(p, pos, neg, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg)
+        bad |= element_flags(logits, nan_mode, p, yd, w, pw, on, isn)
+        if fo is not None:
+            pd = np.float64(p)
+            if lg is not None:
+                if sq is not None:
+                    l = focal(pd, yd, pw, coef, o.clip_lo, o.clip_hi, nll, gamma_alpha, True, True)[0]
+                else:
+                    l = focal(pd, yd, pw, coef, o.clip_lo, o.clip_hi, nll, gamma_alpha, True, False)[0]
+            elif sq is not None:
+                l = focal(pd, yd, pw, coef, o.clip_lo, o.clip_hi, nll, gamma_alpha, False, True)[0]
             else:
-                lt = nll_logit(p, pos, neg, exp_abs(p), has_coef)
-            l = np.float64(lt)
+                l = focal(pd, yd, pw, coef, o.clip_lo, o.clip_hi, nll, gamma_alpha, False, False)[0]
+        elif cf is not None:
+            pos = coef_pos(coef, pw, yd)
+            neg = coef_neg(coef, yd)
+            if lg is not None:
+                l = nll_coef(p, pos, neg, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg, True)
+            elif soft is not None:
+                l = nll_coef(p, pos, neg, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg, False)
+            else:
+                l = np.float64(nll_hard(p, y, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg))
+                l = pos * l if yd != 0.0 else l
+        elif lg is not None:
+            l = np.float64(nll_logit(p, y, one - y, exp_abs(p), False))
+        elif soft is not None:
+            l = np.float64(nll_soft(p, y, one - y, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg))
+        else:
+            l = np.float64(nll_hard(p, y, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg))
         v = (0.0 if omit else np.float64(p) + yd) if isn else w * l
         out[k] = as_type_of(t, v if on else 0.0)
     return bad
 
 
-@njit(**INLINE)
-def grad_hess_elements(o, gamma_alpha, P, ybuf, wbuf, pwbuf, mbuf, g_out, h_out, n, has_coef,
-                       is_focal, by_squaring):
-    """The weighted gradient and Hessian in the logit of a block; returns the error bits."""
+@njit(**JIT)
+def loss_plain(o, nll, P, Y, out, n, lg, soft):
+    """The losses of a block with no weight, pos_weight, mask, smoothing or focal factor, in P's
+    type alone (labels Y in it); the form as loss_elements (fb_loss_plain)."""
+    prefer_wide_vectors()
+    t = P[0]
+    one = one_like(t)
+    zero = one - one
+    clip_lo = as_type_of(t, o.clip_lo)
+    clip_hi = as_type_of(t, o.clip_hi)
+    lo_pos = as_type_of(t, nll[0])
+    lo_neg = as_type_of(t, nll[1])
+    hi_pos = as_type_of(t, nll[2])
+    hi_neg = as_type_of(t, nll[3])
+    omit = o.nan_mode == NAN_OMIT
+    raise_ = o.nan_mode == NAN_RAISE
+    logits = o.logits
+    bad = 0
+    for k in range(n):
+        p = P[k]
+        y = Y[k]
+        isn = (p != p) | (y != y)
+        skip = isn & (omit | raise_)
+        bad |= FLAG_NAN if isn & raise_ else 0
+        bad |= FLAG_PRED if (not logits) & ((p < zero) | (p > one)) & (not skip) else 0
+        bad |= FLAG_LABEL if ((y < zero) | (y > one)) & (not skip) else 0
+        if lg is not None:
+            l = nll_logit(p, y, one - y, exp_abs(p), False)
+        elif soft is not None:
+            l = nll_soft(p, y, one - y, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg)
+        else:
+            l = nll_hard(p, y, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg)
+        out[k] = ((zero if omit else p + y) if isn else l)
+    return bad
+
+
+@njit(**JIT)
+def grad_hess_elements(o, gamma_alpha, P, ybuf, wbuf, pwbuf, mbuf, g_out, h_out, n, cf, fo, sq):
+    """The weighted gradient and Hessian in the logit of a block; returns the error bits. The
+    form as loss_elements: cf coefficients, fo focal loss, sq γ by squaring."""
+    prefer_wide_vectors()
     t = P[0]
     coef = (o.keep, o.shift)
-    omit = o.nan_mode == NAN_OMIT
+    nan_mode = o.nan_mode
+    omit = nan_mode == NAN_OMIT
     bad = 0
     for k in range(n):
         x = P[k]
@@ -254,15 +339,20 @@ def grad_hess_elements(o, gamma_alpha, P, ybuf, wbuf, pwbuf, mbuf, g_out, h_out,
         pw = pwbuf[k]
         on = mbuf[k] != 0
         isn = (x != x) | (yd != yd)
-        bad |= element_flags(True, o.nan_mode, x, yd, w, pw, on, isn)
-        if is_focal:
-            g, h = focal_grad_hess(np.float64(x), yd, pw, coef, gamma_alpha, by_squaring)
+        bad |= element_flags(True, nan_mode, x, yd, w, pw, on, isn)
+        if fo is not None:
+            if sq is not None:
+                g, h = focal_grad_hess(np.float64(x), yd, pw, coef, gamma_alpha, True)
+            else:
+                g, h = focal_grad_hess(np.float64(x), yd, pw, coef, gamma_alpha, False)
         else:
-            pos = coef_pos(coef, pw, yd) if has_coef else yd
-            neg = coef_neg(coef, yd) if has_coef else 1.0 - yd
-            e = exp_abs(x)
-            g = grad_logit(x, pos, neg, e)
-            h = hess_logit(pos, neg, e)
+            if cf is not None:
+                pos = coef_pos(coef, pw, yd)
+                neg = coef_neg(coef, yd)
+            else:
+                pos = yd
+                neg = 1.0 - yd
+            g, h = grad_hess_logit(pos, neg, x, exp_abs(x))
         nan = 0.0 if omit else np.float64(x) + yd
         g = nan if isn else w * g
         h = nan if isn else w * h
@@ -272,26 +362,34 @@ def grad_hess_elements(o, gamma_alpha, P, ybuf, wbuf, pwbuf, mbuf, g_out, h_out,
 
 
 @njit(**JIT)
-def element_chunk(y, p, w, pw, mask, out1, out2, o, meta, nll, gamma_alpha, start, stop, gh, fo,
-                  sq, lg, cf):
+def element_chunk(y, p, w, pw, mask, out1, out2, o, meta, nll, gamma_alpha, start, stop, gh, pc,
+                  pl, lg, cf, fo, sq):
     """Elements [start, stop) of an element pass; returns the error bits. The form, None or
-    not: gh the gradient and Hessian (else the losses), fo focal loss, sq γ by squaring, lg
-    logits, cf coefficients (pos_weight or smoothing); meta[i] = (offset, rs, cs) of operand i."""
+    not: gh the gradient and Hessian (else the losses), pc contiguous predictions of the output's
+    type (read in place), pl losses of loss_plain, and lg, cf, fo, sq as loss_elements; meta[i] = (offset, rs, cs) of
+    operand i."""
     prefer_wide_vectors()
     pbuf = np.empty(BLOCK, out1.dtype)
     o1buf = np.empty(BLOCK, out1.dtype)
     o2buf = np.empty(BLOCK, out1.dtype)
+    ytbuf = np.empty(BLOCK, out1.dtype)
     ybuf = np.empty(BLOCK)
     wbuf = np.ones(BLOCK)
     pwbuf = np.ones(BLOCK)
     mbuf = np.ones(BLOCK, np.uint8)
     idx = np.empty(BLOCK, np.int64)
     ncols = o.ncols
+    p_off = meta[1, 0]
+    o1_off = meta[5, 0]
+    o2_off = meta[6, 0]
+    # outputs in place where contiguous, else through the buffers
+    o1_in_place = meta[5, 1] == ncols * meta[5, 2] and meta[5, 2] == 1
+    o2_in_place = meta[6, 1] == ncols * meta[6, 2] and meta[6, 2] == 1
     bad = 0
     for b0 in range(start, stop, BLOCK):
         n = min(stop - b0, BLOCK)
-        load_pred(p, meta[1], ncols, b0, n, idx, pbuf)
-        load(y, meta[0], ncols, b0, n, idx, ybuf)
+        if pl is None:
+            load(y, meta[0], ncols, b0, n, idx, ybuf)
         if o.has_w:
             load(w, meta[2], ncols, b0, n, idx, wbuf)
         if o.has_pw:
@@ -301,72 +399,65 @@ def element_chunk(y, p, w, pw, mask, out1, out2, o, meta, nll, gamma_alpha, star
             how = offsets(off, meta[4, 1], meta[4, 2], ncols, b0, n, idx)
             for k in range(n):
                 mbuf[k] = mask[off + b0 + k if how == 1 else off if how == 2 else idx[k]]
+        if pc is not None:
+            P = p[p_off + b0:p_off + b0 + n]
+        else:
+            load_pred(p, meta[1], ncols, b0, n, idx, pbuf)
+            P = pbuf
+        w1 = out1[o1_off + b0:o1_off + b0 + n] if o1_in_place else o1buf
         if gh is not None:
-            if fo is not None:
-                if sq is not None:
-                    bad |= grad_hess_elements(o, gamma_alpha, pbuf, ybuf, wbuf, pwbuf, mbuf, o1buf,
-                                              o2buf, n, True, True, True)
-                else:
-                    bad |= grad_hess_elements(o, gamma_alpha, pbuf, ybuf, wbuf, pwbuf, mbuf, o1buf,
-                                              o2buf, n, True, True, False)
-            elif cf is not None:
-                bad |= grad_hess_elements(o, gamma_alpha, pbuf, ybuf, wbuf, pwbuf, mbuf, o1buf,
-                                          o2buf, n, True, False, False)
-            else:
-                bad |= grad_hess_elements(o, gamma_alpha, pbuf, ybuf, wbuf, pwbuf, mbuf, o1buf,
-                                          o2buf, n, False, False, False)
+            w2 = out2[o2_off + b0:o2_off + b0 + n] if o2_in_place else o2buf
+            bad |= grad_hess_elements(o, gamma_alpha, P, ybuf, wbuf, pwbuf, mbuf, w1, w2, n, cf,
+                                      fo, sq)
             store(out2, meta[6], ncols, b0, n, idx, o2buf)
-        elif fo is not None:
+        elif pl is not None:
+            load_pred(y, meta[0], ncols, b0, n, idx, ytbuf)
             if lg is not None:
-                if sq is not None:
-                    bad |= loss_elements(o, nll, gamma_alpha, pbuf, ybuf, wbuf, pwbuf, mbuf, o1buf,
-                                         n, LOGIT, True, True, True)
+                bad |= loss_plain(o, nll, P, ytbuf, w1, n, lg, None)
+            else:
+                soft = False
+                for k in range(n):
+                    soft |= (ytbuf[k] != 0.0) & (ytbuf[k] != 1.0)
+                if soft:
+                    bad |= loss_plain(o, nll, P, ytbuf, w1, n, None, 1)
                 else:
-                    bad |= loss_elements(o, nll, gamma_alpha, pbuf, ybuf, wbuf, pwbuf, mbuf, o1buf,
-                                         n, LOGIT, True, True, False)
-            elif sq is not None:
-                bad |= loss_elements(o, nll, gamma_alpha, pbuf, ybuf, wbuf, pwbuf, mbuf, o1buf, n,
-                                     SOFT, True, True, True)
-            else:
-                bad |= loss_elements(o, nll, gamma_alpha, pbuf, ybuf, wbuf, pwbuf, mbuf, o1buf, n,
-                                     SOFT, True, True, False)
+                    bad |= loss_plain(o, nll, P, ytbuf, w1, n, None, None)
+        elif fo is not None:
+            bad |= loss_elements(o, nll, gamma_alpha, P, ybuf, wbuf, pwbuf, mbuf, w1, n, lg, None,
+                                 cf, fo, sq)
         elif lg is not None:
-            if cf is not None:
-                bad |= loss_elements(o, nll, gamma_alpha, pbuf, ybuf, wbuf, pwbuf, mbuf, o1buf, n,
-                                     LOGIT, True, False, False)
-            else:
-                bad |= loss_elements(o, nll, gamma_alpha, pbuf, ybuf, wbuf, pwbuf, mbuf, o1buf, n,
-                                     LOGIT, False, False, False)
+            bad |= loss_elements(o, nll, gamma_alpha, P, ybuf, wbuf, pwbuf, mbuf, w1, n, lg, None,
+                                 cf, None, None)
         else:
             soft = o.shift != 0.0
             for k in range(n):
                 soft |= (ybuf[k] != 0.0) & (ybuf[k] != 1.0)
             if soft:
-                if cf is not None:
-                    bad |= loss_elements(o, nll, gamma_alpha, pbuf, ybuf, wbuf, pwbuf, mbuf, o1buf,
-                                         n, SOFT, True, False, False)
-                else:
-                    bad |= loss_elements(o, nll, gamma_alpha, pbuf, ybuf, wbuf, pwbuf, mbuf, o1buf,
-                                         n, SOFT, False, False, False)
-            elif cf is not None:
-                bad |= loss_elements(o, nll, gamma_alpha, pbuf, ybuf, wbuf, pwbuf, mbuf, o1buf, n,
-                                     HARD, True, False, False)
+                bad |= loss_elements(o, nll, gamma_alpha, P, ybuf, wbuf, pwbuf, mbuf, w1, n, None,
+                                     1, cf, None, None)
             else:
-                bad |= loss_elements(o, nll, gamma_alpha, pbuf, ybuf, wbuf, pwbuf, mbuf, o1buf, n,
-                                     HARD, False, False, False)
+                bad |= loss_elements(o, nll, gamma_alpha, P, ybuf, wbuf, pwbuf, mbuf, w1, n, None,
+                                     None, cf, None, None)
         store(out1, meta[5], ncols, b0, n, idx, o1buf)
     return bad
 
 
-@njit(parallel=True, **JIT)
-def _element_pass(y, p, w, pw, mask, out1, out2, flags, o, meta, nll, gamma_alpha, n, gh, fo, sq,
-                  lg, cf):
-    """The chunks in parallel."""
-    prefer_wide_vectors()
-    for c in prange(flags.shape[0]):
-        start = c * ELEMENT_CHUNK
-        flags[c] = element_chunk(y, p, w, pw, mask, out1, out2, o, meta, nll, gamma_alpha, start,
-                                 min(n, start + ELEMENT_CHUNK), gh, fo, sq, lg, cf)
+def _make_pass(gh, pc, pl, lg, cf, fo, sq):
+    """The parallel loop over chunks for one form: its flags (None or 1, as element_chunk) are
+    constants of the loop, so that element_chunk and the block functions are compiled for that
+    form alone (Numba prunes a branch on an argument only when it is None or a constant)."""
+    @njit(parallel=True, **JIT)
+    def element_pass_form(y, p, w, pw, mask, out1, out2, flags, o, meta, nll, gamma_alpha, n):
+        prefer_wide_vectors()
+        for c in prange(flags.shape[0]):
+            start = c * ELEMENT_CHUNK
+            flags[c] = element_chunk(y, p, w, pw, mask, out1, out2, o, meta, nll, gamma_alpha,
+                                     start, min(n, start + ELEMENT_CHUNK), gh, pc, pl, lg, cf, fo,
+                                     sq)
+    return element_pass_form
+
+
+_PASSES = {}  # form -> its parallel loop (_make_pass), made on first use
 
 
 _NO_F64 = np.ones(1)
@@ -392,11 +483,18 @@ def element_pass(y, p, w, pw, mask, shape, flags, out1, out2, options, n_threads
               clip_hi=float(options.clip_hi), keep=1.0 - options.smoothing,
               shift=0.5 * options.smoothing)
     is_focal = options.gamma != 0.0 or options.alpha >= 0.0
+    # float64 coefficients: pos_weight, smoothing, or float64 labels with float32 predictions
+    coef = has_pw or options.smoothing != 0.0 or (y[2] == K_F64 and out1[2] != K_F64)
+    contiguous_p = p[2] == out1[2] and p[4] == 1 and p[3] == shape[1]
     on = {True: 1, False: None}  # the form: None or not (element_chunk)
+    grad_hess = options.output == ELEMENT_GRAD_HESS
+    plain = not (grad_hess or is_focal or coef or has_w or has_mask)
+    form = (on[grad_hess], on[contiguous_p], on[plain],
+            on[bool(options.from_logits)], on[coef], on[is_focal],
+            on[is_focal and options.gamma_n >= 0])
+    if form not in _PASSES:
+        _PASSES[form] = _make_pass(*form)
     numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
-    _element_pass(*inputs, out1[0], out2[0], flags, o, meta,
-                  tuple(float(v) for v in options.nll),
+    _PASSES[form](*inputs, out1[0], out2[0], flags, o, meta, tuple(float(v) for v in options.nll),
                   (float(options.gamma), float(options.alpha), int(options.gamma_n)),
-                  int(shape[0]) * int(shape[1]), on[options.output == ELEMENT_GRAD_HESS],
-                  on[is_focal], on[options.gamma_n >= 0], on[bool(options.from_logits)],
-                  on[has_pw or options.smoothing != 0.0])
+                  int(shape[0]) * int(shape[1]))
