@@ -90,7 +90,8 @@ class ScoreResult:
             self._set_overall(*totals[0].tolist())
             for name in METRIC_FIELDS:
                 value = metrics.get(name, math.nan)
-                setattr(self, name, float(np.asarray(value, np.float64).reshape(-1)[0]))
+                setattr(self, name, value if type(value) is float
+                        else float(np.asarray(value, np.float64).reshape(-1)[0]))
             return
         weight = totals[:, WEIGHT]
         positive_rate = _ratio(totals[:, WEIGHTED_Y], weight)
