@@ -5,7 +5,12 @@ Buckets: the float32 bits of v = min(q, 1-q) above 2^-24 keep ``bits`` mantissa 
 for q >= 1/2, so a bucket is 2^-bits of the distance to 0 (or to 1) wide: fine where
 click-through predictions crowd near 0. ``n_buckets = 2·(23·2^bits + 1)``; a slot holds
 ``16·n_buckets`` bytes (1.5 MB at the default 11 bits).
+
+The pass runs in stripes of contiguous rows (``chunking``, a function of the shape only), each
+with its own sums, added in stripe order: any thread count gives the same bits.
 """
+
+import math
 
 import numpy as np
 
@@ -138,6 +143,32 @@ def auc_from_histogram(hist):
         precision = np.where(tp + fp > 0, tp / np.where(tp + fp > 0, tp + fp, 1.0), 0.0)
         ap = (pos[:, ::-1] * precision).sum(axis=1) / np.where(total_pos > 0, total_pos, np.nan)
     return (low + 0.5 * ties) * scale, low * scale, (low + ties) * scale, ap
+
+
+def one_slot_fields(extra, n_bins):
+    """extra_fields of a single slot in Python floats: the same values at a fraction of the cost
+    (the sums over bins by NumPy, as there; the rest scalar IEEE operations)."""
+    row = extra[0]
+    bins = row[N_EXTRA:]
+    weight, weighted_y = float(bins[0::3].sum()), float(bins[1::3].sum())
+    nan, tp, fp = row[0] > 0, float(row[2]), float(row[3])
+    fn, tn = weighted_y - tp, (weight - weighted_y) - fp
+    valid = weight > 0 and not nan
+
+    def ratio(numerator, denominator, empty=0.0):
+        if not valid:
+            return math.nan
+        return numerator / denominator if denominator > 0 else empty
+
+    fields = {
+        "brier": ratio(float(row[1]), weight, math.nan),
+        "ece": ratio(float(np.abs(bins[1::3] - bins[2::3]).sum()), weight, math.nan),
+        "precision": ratio(tp, tp + fp), "recall": ratio(tp, tp + fn),
+        "f1": ratio(2 * tp, 2 * tp + fp + fn), "accuracy": ratio(tp + tn, weight, math.nan),
+    }
+    for name, value in (("tp", tp), ("fp", fp), ("tn", tn), ("fn", fn)):
+        fields[name] = math.nan if nan else value
+    return fields
 
 
 def extra_fields(extra, n_bins):
