@@ -5,7 +5,12 @@ Buckets: the float32 bits of v = min(q, 1-q) above 2^-24 keep ``bits`` mantissa 
 for q >= 1/2, so a bucket is 2^-bits of the distance to 0 (or to 1) wide: fine where
 click-through predictions crowd near 0. ``n_buckets = 2·(23·2^bits + 1)``; a slot holds
 ``16·n_buckets`` bytes (1.5 MB at the default 11 bits).
+
+The pass runs in stripes of contiguous rows (``chunking``, a function of the shape only), each
+with its own sums, added in stripe order: any thread count gives the same bits.
 """
+
+import math
 
 import numpy as np
 
@@ -19,11 +24,13 @@ GROUP_AUC_BITS = 7  # default with groups: 94 KB per group
 N_BINS = 15  # default calibration bins of the ECE
 N_EXTRA = 4  # NaN count, Σw·(q-y)², Σw·y and Σw·(1-y) at or above the cut; then 3 sums per bin
 _LOW, _HALF = 0x33800000, 0x3F000000  # float32 bits of 2^-24 and 1/2
-# Chunks hold at least this many elements (their histograms are zeroed and added up once each)
-# and are at most MAX_CHUNKS, their histograms at most BUDGET bytes together.
-CHUNK_ELEMENTS = 1 << 20
-MAX_CHUNKS = 16
+# Stripes (contiguous rows, one pass each, with their own sums, added in stripe order) hold at
+# least STRIPE_ELEMENTS elements and are at most MAX_STRIPES; their histograms and extra sums
+# take at most BUDGET bytes and, beyond one stripe, at most SCRATCH bytes per element.
+STRIPE_ELEMENTS = 1 << 18
+MAX_STRIPES = 16
 BUDGET = 1 << 26
+SCRATCH = 4
 
 
 def n_buckets(bits):
@@ -74,16 +81,18 @@ def _strided(array):
 
 
 def chunking(n_rows, n_cols, n_slots, buckets, n_extra):
-    """(rows per chunk, number of chunks): a function of the shape only, never of the threads."""
-    per_chunk = n_slots * (2 * max(buckets, 1) + n_extra) * 8
-    max_chunks = max(1, min(MAX_CHUNKS, BUDGET // per_chunk))
-    rows = max(-(-CHUNK_ELEMENTS // n_cols), -(-n_rows // max_chunks))
+    """(rows per stripe, number of stripes): a function of the shape only, never of the threads."""
+    per_stripe = n_slots * (2 * max(buckets, 1) + n_extra) * 8
+    elements = n_rows * n_cols
+    stripes = min(MAX_STRIPES, -(-elements // STRIPE_ELEMENTS), BUDGET // per_stripe,
+                  SCRATCH * elements // per_stripe)
+    rows = -(-n_rows // max(1, stripes))
     return rows, -(-n_rows // rows)
 
 
 def histogram_sums(plan, backend, n_threads, *, threshold, bits, n_bins):
     """(hist (n_slots, n_buckets, 2) or None, extra (n_slots, N_EXTRA + 3·n_bins)) of a checked
-    plan in mode MODE_ALL, MODE_COLS or MODE_GROUPS. Chunks are added in a fixed order: the sums
+    plan in mode MODE_ALL, MODE_COLS or MODE_GROUPS. Stripes are added in a fixed order: the sums
     are bit-identical for any thread count."""
     assert plan.mode in (MODE_ALL, MODE_COLS, MODE_GROUPS)
     backend = resolve_backend(backend)
@@ -91,24 +100,27 @@ def histogram_sums(plan, backend, n_threads, *, threshold, bits, n_bins):
     buckets = n_buckets(bits)
     n_extra = N_EXTRA + 3 * n_bins
     n_rows, n_cols = plan.p.shape
-    rows, n_chunks = chunking(n_rows, n_cols, plan.n_slots, buckets, n_extra)
-    threads = fork_safe_threads(backend, min(resolve_num_threads(n_threads), n_chunks))
-    hist = np.empty((n_chunks, plan.n_slots, max(buckets, 1), 2))
-    hist.fill(0.0)
-    extra = np.empty((n_chunks, plan.n_slots, n_extra))
-    extra.fill(0.0)
+    if n_rows == 0:
+        return (np.zeros((plan.n_slots, buckets, 2)) if buckets else None), np.zeros((plan.n_slots, n_extra))
+    rows, n_stripes = chunking(n_rows, n_cols, plan.n_slots, buckets, n_extra)
+    threads = fork_safe_threads(backend, min(resolve_num_threads(n_threads), n_stripes))
+    hist = np.zeros((n_stripes, plan.n_slots, max(buckets, 1), 2))
+    extra = np.zeros((n_stripes, plan.n_slots, n_extra))
     p = plan.p.view(np.float16).astype(np.float32) if plan.p_half else plan.p
-    groups = plan.groups.astype(np.int64, copy=False)
+    groups = plan.groups  # read in place when int32 or int64 and contiguous
+    if groups.dtype not in (np.int32, np.int64) or not groups.flags.c_contiguous:
+        groups = np.ascontiguousarray(groups, np.int64)
     options = HistOptions(plan.mode, plan.from_logits, plan.nan_mode == NAN_OMIT,
                           _cut(threshold, plan.from_logits), 23 - bits if bits else 0,
                           (_HALF - _LOW) >> (23 - bits) if bits else 0, buckets, n_bins, rows)
     with launch_guard(backend):
         kernel.hist_pass(_strided(p), _strided(_labels(plan.y, plan.y_half)), _strided(plan.w),
                          _strided(plan.mask).view(np.uint8), groups, hist, extra, options, threads)
-    extra = np.ascontiguousarray(np.moveaxis(extra, 0, -1)).sum(axis=-1)
-    if not buckets:
-        return None, extra
-    return np.ascontiguousarray(np.moveaxis(hist, 0, -1)).sum(axis=-1), extra
+    for s in range(1, n_stripes):  # in stripe order
+        extra[0] += extra[s]
+        if buckets:
+            hist[0] += hist[s]
+    return (hist[0] if buckets else None), extra[0]
 
 
 def auc_from_histogram(hist):
@@ -131,6 +143,32 @@ def auc_from_histogram(hist):
         precision = np.where(tp + fp > 0, tp / np.where(tp + fp > 0, tp + fp, 1.0), 0.0)
         ap = (pos[:, ::-1] * precision).sum(axis=1) / np.where(total_pos > 0, total_pos, np.nan)
     return (low + 0.5 * ties) * scale, low * scale, (low + ties) * scale, ap
+
+
+def one_slot_fields(extra, n_bins):
+    """extra_fields of a single slot in Python floats: the same values at a fraction of the cost
+    (the sums over bins by NumPy, as there; the rest scalar IEEE operations)."""
+    row = extra[0]
+    bins = row[N_EXTRA:]
+    weight, weighted_y = float(bins[0::3].sum()), float(bins[1::3].sum())
+    nan, tp, fp = row[0] > 0, float(row[2]), float(row[3])
+    fn, tn = weighted_y - tp, (weight - weighted_y) - fp
+    valid = weight > 0 and not nan
+
+    def ratio(numerator, denominator, empty=0.0):
+        if not valid:
+            return math.nan
+        return numerator / denominator if denominator > 0 else empty
+
+    fields = {
+        "brier": ratio(float(row[1]), weight, math.nan),
+        "ece": ratio(float(np.abs(bins[1::3] - bins[2::3]).sum()), weight, math.nan),
+        "precision": ratio(tp, tp + fp), "recall": ratio(tp, tp + fn),
+        "f1": ratio(2 * tp, 2 * tp + fp + fn), "accuracy": ratio(tp + tn, weight, math.nan),
+    }
+    for name, value in (("tp", tp), ("fp", fp), ("tn", tn), ("fn", fn)):
+        fields[name] = math.nan if nan else value
+    return fields
 
 
 def extra_fields(extra, n_bins):

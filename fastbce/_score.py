@@ -24,6 +24,7 @@ from ._histogram import (
     check_threshold,
     extra_fields,
     histogram_sums,
+    one_slot_fields,
 )
 from ._kernels import MODE_ALL, MODE_COLS, MODE_GROUPS, MODE_ROWS
 from ._plan import make_plan
@@ -90,7 +91,8 @@ class ScoreResult:
             self._set_overall(*totals[0].tolist())
             for name in METRIC_FIELDS:
                 value = metrics.get(name, math.nan)
-                setattr(self, name, float(np.asarray(value, np.float64).reshape(-1)[0]))
+                setattr(self, name, value if type(value) is float
+                        else float(np.asarray(value, np.float64).reshape(-1)[0]))
             return
         weight = totals[:, WEIGHT]
         positive_rate = _ratio(totals[:, WEIGHTED_Y], weight)
@@ -197,9 +199,10 @@ def _exact_ranking(plan, n_threads, backend):
     return np.atleast_1d(auc), np.atleast_1d(ap)
 
 
-def _metrics(hist, extra, n_bins, exact=None):
-    """The METRIC_FIELDS per slot: the ranking fields from ``exact`` (AUC, AP) or the histogram."""
-    fields = extra_fields(extra, n_bins)
+def _metrics(hist, extra, n_bins, exact=None, overall=False):
+    """The METRIC_FIELDS per slot: the ranking fields from ``exact`` (AUC, AP) or the histogram;
+    ``overall``: the extra sums' fields of the one slot in Python floats."""
+    fields = one_slot_fields(extra, n_bins) if overall else extra_fields(extra, n_bins)
     if exact is not None:
         auc, ap = exact
         fields.update(roc_auc=auc, roc_auc_lower=auc, roc_auc_upper=auc, average_precision=ap)
@@ -231,7 +234,8 @@ def score(y_true, y_pred, *, from_logits=False, eps=1e-7, sample_weight=None, ma
     metrics = None
     if not sums_only and plan.mode != MODE_ROWS:
         _, extra = histogram_sums(plan, backend, n_threads, threshold=threshold, bits=0, n_bins=n_bins)
-        metrics = _metrics(None, extra, n_bins, _exact_ranking(plan, n_threads, backend))
+        metrics = _metrics(None, extra, n_bins, _exact_ranking(plan, n_threads, backend),
+                           overall=plan.mode == MODE_ALL)
     return ScoreResult(totals, _INDEX_NAMES[plan.mode], metrics, plan.group_labels)
 
 
@@ -260,7 +264,9 @@ class Accumulator:
     buckets of the prediction (fastbce/_histogram.py: 2^-auc_bits relative to the distance to 0
     or 1), with ``roc_auc_lower`` and ``roc_auc_upper`` its exact bounds. Memory per slot: 16 bytes
     per bucket, 1.5 MB at the default 11 bits (7 bits, 94 KB, with groups); ``auc_bits=0``: no
-    histogram (ranking fields NaN). ``threshold`` and ``n_bins`` as :func:`score`.
+    histogram (ranking fields NaN). Fewer bits: a histogram closer to the core (faster updates,
+    benchmarks/README.md), wider bounds (each bit less doubles the buckets' width).
+    ``threshold`` and ``n_bins`` as :func:`score`.
     """
 
     def __init__(self, *, from_logits=False, eps=1e-7, n_groups=None, axis=None,

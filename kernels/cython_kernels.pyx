@@ -744,7 +744,8 @@ cdef extern from "c/histogram.h" nogil:
         int w_f64
         const uint8_t *mask
         int64_t m_rs, m_cs
-        const int64_t *groups
+        const void *groups
+        int g_i32
         int mode
         int64_t nrows, ncols
         int logits, omit_nan
@@ -757,8 +758,9 @@ cdef extern from "c/histogram.h" nogil:
 
 def hist_pass(p, y, w, mask, groups, double[:, :, :, ::1] hist, double[:, :, ::1] extra, options,
               int n_threads):
-    """The histogram pass over 2-D strided views (see fastbce/_histogram.py for the contract);
-    options: a kernels.HistOptions. The twin of kernels/numba/histogram.py's hist_pass."""
+    """The histogram pass over 2-D strided views (see fastbce/_histogram.py for the contract):
+    stripe s (rows_per_chunk rows from s·rows_per_chunk) into hist[s] and extra[s]; options: a
+    kernels.HistOptions. The twin of kernels/numba/histogram.py's hist_pass."""
     global _openmp_started
     if _single_threaded:
         n_threads = 1
@@ -776,7 +778,8 @@ def hist_pass(p, y, w, mask, groups, double[:, :, :, ::1] hist, double[:, :, ::1
     a.w_f64 = w.dtype == np.float64
     a.mask = <const uint8_t *>_ptr(mask)
     a.m_rs, a.m_cs = mask.strides[0], mask.strides[1]
-    a.groups = <const int64_t *>_ptr(groups)
+    a.groups = <const void *>_ptr(groups)
+    a.g_i32 = groups.dtype == np.int32
     a.mode = options.mode
     a.nrows, a.ncols = p.shape[0], p.shape[1]
     a.logits, a.omit_nan, a.cut = options.logits, options.omit_nan, options.cut

@@ -191,11 +191,13 @@ def _plan(y, p, **kw):
     return make_plan(y, p, **options)
 
 
-@pytest.mark.parametrize("case", ["f32", "f64-logits", "f16-weights-mask", "strided-cols", "groups"])
+@pytest.mark.parametrize("case", ["f32", "f64-logits", "f16-weights-mask", "strided-cols", "groups",
+                                  "f32-labels-nan-omit", "f64-labels-nan", "groups-i32-weights",
+                                  "f32-logits-strided-weights"])
 def test_histogram_pass_twins(case):
     """The C and Numba histogram passes give the same bits; the NumPy reference the same sums."""
     rng = np.random.default_rng(6)
-    n = 700_000  # two chunks and more
+    n = 700_000  # three stripes (fewer with more scratch per stripe)
     y = rng.integers(0, 2, n).astype(np.uint8)
     p = rng.random(n).astype(np.float32) ** 4
     kw = {}
@@ -210,6 +212,18 @@ def test_histogram_pass_twins(case):
         kw = {"axis": 0}
     elif case == "groups":
         kw = {"groups": rng.integers(0, 5, n)}
+    elif case in ("f32-labels-nan-omit", "f64-labels-nan"):
+        y = y.astype(np.float32 if case.startswith("f32") else np.float64)
+        p = p.astype(y.dtype)
+        p[rng.random(n) < 0.01] = np.nan
+        kw = {"nan_policy": "omit" if case.endswith("omit") else "propagate",
+              "mask": rng.random(n) < 0.9}
+    elif case == "groups-i32-weights":
+        kw = {"groups": rng.integers(0, 50, n).astype(np.int32),
+              "sample_weight": rng.random(n)}
+    elif case == "f32-logits-strided-weights":
+        p, kw = rng.normal(0, 5, n).astype(np.float32), {"from_logits": True}
+        kw["sample_weight"] = rng.random(2 * n).astype(np.float32)[::2]
     plan = _plan(y, p, **kw)
     got = {b: histogram_sums(plan, b, 2, threshold=0.3, bits=8, n_bins=7)
            for b in ("numpy", *COMPILED_BACKENDS)}
@@ -218,8 +232,9 @@ def test_histogram_pass_twins(case):
             np.testing.assert_allclose(mine, reference, rtol=1e-9, atol=1e-9)
     if len(COMPILED_BACKENDS) == 2:
         assert all(np.array_equal(a, b) for a, b in zip(got["numba"], got["cython"]))
-    one = histogram_sums(plan, COMPILED_BACKENDS[-1], 1, threshold=0.3, bits=8, n_bins=7)
-    assert all(np.array_equal(a, b) for a, b in zip(one, got[COMPILED_BACKENDS[-1]]))
+    for threads in (1, 3):  # any thread count: the same bits
+        again = histogram_sums(plan, COMPILED_BACKENDS[-1], threads, threshold=0.3, bits=8, n_bins=7)
+        assert all(np.array_equal(a, b) for a, b in zip(again, got[COMPILED_BACKENDS[-1]]))
 
 
 def _labelled_forms(values):

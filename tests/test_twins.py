@@ -45,8 +45,9 @@ C_ONLY = {
     "chunk": {},
     "histogram": {
         "fb_hist_label": "a label of any kind as a double (Numba reads each array in its dtype)",
-        "fb_hist_rows": "fb_hist_chunk's loop with some arguments as constants (C's way to "
-                        "specialise); Numba's hist_chunk is specialised by type",
+        "fb_hist_group": "an int32 or int64 group id (Numba reads the ids in their dtype)",
+        "fb_hist_values": "fb_hist_block's loop with the types and `logits` as constants (C's "
+                          "way to specialise); Numba's hist_block is specialised by type",
     },
     "margin": {},
     "dispatch": {
@@ -113,6 +114,7 @@ NUMBA_ONLY = {
         "_buffer": "a 64-byte aligned block buffer (C: aligned arrays on the stack)",
     },
     "histogram": {
+        "_hist_values": "hist_block's loop body (C: the loop of fb_hist_values)",
         "_hist_pass": "the parallel loop over chunks (C: the prange loop of hist_pass in "
                       "kernels/cython_kernels.pyx)",
         "hist_pass": "the Python entry; its twin is hist_pass in kernels/cython_kernels.pyx",

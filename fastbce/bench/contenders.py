@@ -79,6 +79,7 @@ class Fastbce(Contender):
             "brier": "brier(y, p)", "calibration": f"calibration_curve(y, p, n_bins={CALIBRATION_BINS})",
             "score": "score(y, p)", "score_sums": "score(y, p, sums_only=True)",
             "score_groups": "score(y, p, groups=g, n_groups=G)",
+            "score_groups_sums": "score(y, p, groups=g, n_groups=G, sums_only=True)",
             "hinge": "hinge(y, x)", "squared_hinge": "squared_hinge(y, x)", "dice": "dice(y, p)",
             "tversky": f"tversky(y, p, alpha={TVERSKY_ALPHA:g}, beta={TVERSKY_BETA:g})",
         }
@@ -129,6 +130,9 @@ class Fastbce(Contender):
             "score_sums": lambda: _report_values(fastbce.score(d["y"], d["p"], sums_only=True, **kw)),
             "score_groups": lambda: _report_values(fastbce.score(d["y"], d["p"], groups=d["g"],
                                                                  n_groups=N_GROUPS, **kw)),
+            "score_groups_sums": lambda: _report_values(fastbce.score(d["y"], d["p"], groups=d["g"],
+                                                                      n_groups=N_GROUPS,
+                                                                      sums_only=True, **kw)),
         }
         if op == "file":  # the function of `fastbce score`, on a Parquet file of the data
             return fastbce_score(d["parquet"], threads, self.backend)
@@ -219,6 +223,7 @@ class NumPy(Contender):
         "dice": "1 - 2·Σy·p / (Σy + Σp)", "tversky": "1 - TP / (TP + α·FP + β·FN), soft counts",
         "score_sums": "the seven sums of the report from the clipped formula's two parts",
         "score_groups": "the same sums by bincount(g, weights=...)",
+        "score_groups_sums": "the same as score_groups",
     }
 
     def op_brier(self, d, threads):
@@ -275,6 +280,9 @@ class NumPy(Contender):
                 return [(sums[0] + sums[1]) / count, sums[2] / count, sums[3] / count,
                         sums[0] / sums[2], sums[1] / (count - sums[2])]
         return run
+
+    def op_score_groups_sums(self, d, threads):
+        return self.op_score_groups(d, threads)
 
     def op_mean_soft(self, d, threads):
         return lambda: float(_np_prob_losses(d["ys"], d["p"]).mean())

@@ -79,6 +79,7 @@ OPERATIONS = {op.name: op for op in (
     Operation("dice", "Dice loss of all elements, probabilities, 0/1 labels", ("y", "p")),
     Operation("tversky", f"Tversky loss of all elements, α={TVERSKY_ALPHA:g}, β={TVERSKY_BETA:g}",
               ("y", "p")),
+    Operation("score_groups_sums", f"score by {N_GROUPS:,} groups, sums_only=True", ("y", "p", "g")),
 )}
 MEASURED_OPS = tuple(name for name, op in OPERATIONS.items() if not op.unavailable)
 

@@ -5,7 +5,11 @@
  *   extra   = count of NaN elements, Σw·(q-y)², Σw·y and Σw·(1-y) where the prediction is at or
  *             above the cut (threshold), then per equal-width calibration bin Σw, Σw·y, Σw·q.
  * q is the prediction (unclipped) or σ(x) from logits. Inputs are 2-D strided views of any
- * layout; the label, weight and mask checks were made by the kernel pass, so values are valid. */
+ * layout; the label, weight and mask checks were made by the kernel pass, so values are valid.
+ * One column of contiguous predictions and labels, overall or by group (fb_hist_flat), goes by
+ * blocks: the element values in a vectorised loop (fb_hist_block), the sums of one for all into
+ * float64 lanes and calibration bins in FB_HIST_COPIES interleaved copies (element k into copy
+ * k % FB_HIST_COPIES: consecutive elements of one bin do not wait on each other's sum). */
 
 #include <math.h>
 #include <stdint.h>
@@ -15,6 +19,14 @@
 
 /* Bits of 2^-24: below it all predictions share the bucket next to 0 (or to 1). */
 #define FB_HIST_LOW 0x33800000
+#define FB_HIST_COPIES 4
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+/* AVX-512 / AVX2 clones of the block loop; no contraction (-ffp-contract=off): the same bits */
+#define FB_H_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define FB_H_CLONES
+#endif
 
 typedef struct {
     const void *p;
@@ -28,7 +40,8 @@ typedef struct {
     int w_f64;
     const uint8_t *mask;
     int64_t m_rs, m_cs;
-    const int64_t *groups; /* one slot per row (FB_MODE_GROUPS) */
+    const void *groups; /* one slot per row (FB_MODE_GROUPS): int64, or int32 if g_i32 */
+    int g_i32;
     int mode;
     int64_t nrows, ncols;
     int logits, omit_nan;
@@ -41,7 +54,7 @@ typedef struct {
 /* The bucket of a prediction, monotone in it: v = min(q, 1-q) rounded to float32, its bits above
  * 2^-24 shifted right by `shift` give k in [0, top]; q < 1/2 takes bucket k, q >= 1/2 bucket
  * 2·top + 1 - k. Buckets are a fixed fraction of the distance to 0 or 1 wide (2^-m relative). */
-static inline int64_t fb_bucket(double v, int high, int shift, int64_t top)
+static inline __attribute__((always_inline)) int64_t fb_bucket(double v, int high, int shift, int64_t top)
 {
     float f = (float)v;
     int32_t bits;
@@ -50,7 +63,7 @@ static inline int64_t fb_bucket(double v, int high, int shift, int64_t top)
     return high ? 2 * top + 1 - k : k;
 }
 
-/* C only: one element of an input of kind `kind`. */
+/* C only: one element of an input of kind `kind` (fb_hist_rows). */
 static inline double fb_hist_label(const void *y, int kind, int64_t at)
 {
     if (kind == FB_Y_U8)
@@ -60,22 +73,26 @@ static inline double fb_hist_label(const void *y, int kind, int64_t at)
     return ((const double *)y)[at];
 }
 
-/* C only: fb_hist_chunk's loop, inlined with some arguments as constants (C's way to specialise;
- * Numba specialises by type): `flat` is 1-D contiguous p and labels, one column. */
-static inline __attribute__((always_inline)) void fb_hist_rows(
-    const fb_hist_args *a, int64_t r0, int64_t r1, double *hist, double *extra, const int flat,
-    const int p_f64, const int y_kind, const int w_f64, const int mode, const int logits)
+/* C only: the group id of row i. */
+static inline int64_t fb_hist_group(const fb_hist_args *a, int64_t i)
 {
+    return a->g_i32 ? (int64_t)((const int32_t *)a->groups)[i] : ((const int64_t *)a->groups)[i];
+}
+
+/* Any layout, element by element: the rows [r0, r1) into hist and extra. */
+static void fb_hist_rows(const fb_hist_args *a, int64_t r0, int64_t r1, double *hist, double *extra)
+{
+    const int logits = a->logits;
     for (int64_t i = r0; i < r1; i++) {
-        for (int64_t j = 0; j < (flat ? 1 : a->ncols); j++) {
+        for (int64_t j = 0; j < a->ncols; j++) {
             if (!a->mask[i * a->m_rs + j * a->m_cs])
                 continue;
-            int64_t at = flat ? i : i * a->p_rs + j * a->p_cs;
-            double x = p_f64 ? ((const double *)a->p)[at] : (double)((const float *)a->p)[at];
-            double y = fb_hist_label(a->y, y_kind, flat ? i : i * a->y_rs + j * a->y_cs);
-            double w = w_f64 ? ((const double *)a->w)[i * a->w_rs + j * a->w_cs]
-                             : (double)((const float *)a->w)[i * a->w_rs + j * a->w_cs];
-            int64_t slot = mode == FB_MODE_GROUPS ? a->groups[i] : (mode == FB_MODE_COLS ? j : 0);
+            int64_t at = i * a->p_rs + j * a->p_cs;
+            double x = a->p_f64 ? ((const double *)a->p)[at] : (double)((const float *)a->p)[at];
+            double y = fb_hist_label(a->y, a->y_kind, i * a->y_rs + j * a->y_cs);
+            double w = a->w_f64 ? ((const double *)a->w)[i * a->w_rs + j * a->w_cs]
+                                : (double)((const float *)a->w)[i * a->w_rs + j * a->w_cs];
+            int64_t slot = a->mode == FB_MODE_GROUPS ? fb_hist_group(a, i) : (a->mode == FB_MODE_COLS ? j : 0);
             double *e = extra + slot * a->n_extra;
             if (isnan(x) || isnan(y)) {
                 if (!a->omit_nan)
@@ -116,20 +133,206 @@ static inline __attribute__((always_inline)) void fb_hist_rows(
     }
 }
 
-/* The rows [r0, r1) into this chunk's hist (n_slots, n_buckets, 2) and extra (n_slots, n_extra):
- * the commonest layouts (1-D contiguous float32 or float64 predictions, byte labels, overall or
- * by group) by a loop specialised for them, the rest by the general one. */
+/* C only: fb_hist_block's loop, inlined with the prediction's and the label's type and `logits`
+ * as constants (C's way to specialise; Numba specialises by type). */
+static inline __attribute__((always_inline)) void fb_hist_values(
+    const fb_hist_args *a, int64_t b0, int64_t n, const double *wb, const uint8_t *mb,
+    double *cwb, double *wyb, double *wqb, double *brb, double *tpb, double *fpb, double *nanb,
+    int64_t *binb, int64_t *keyb, double *lanes, const int p_f64, const int y_kind,
+    const int logits)
+{
+    const double cut = a->cut, bins = (double)a->n_bins, omit = a->omit_nan ? 0.0 : 1.0;
+    const int64_t last = a->n_bins - 1, top = a->top;
+    const int shift = a->shift;
+    const double *P64 = (const double *)a->p + b0;
+    const float *P32 = (const float *)a->p + b0;
+    const uint8_t *Y8 = (const uint8_t *)a->y + b0;
+    const float *Y32 = (const float *)a->y + b0;
+    const double *Y64 = (const double *)a->y + b0;
+#pragma omp simd
+    for (int64_t k = 0; k < n; k++) {
+        const double x = p_f64 ? P64[k] : (double)P32[k];
+        double y = y_kind == FB_Y_U8 ? (double)Y8[k] : y_kind == FB_Y_F32 ? (double)Y32[k] : Y64[k];
+        double w = wb[k], q, v;
+        const int isn = (x != x) | (y != y), on = mb[k] != 0, cnt = on & !isn;
+        int high;
+        if (logits) {
+            const double t = exp(-fabs(x));
+            v = t / (1.0 + t); /* σ(-|x|) */
+            high = x >= 0.0;
+            q = high ? 1.0 / (1.0 + t) : v;
+        } else {
+            q = x;
+            high = q >= 0.5;
+            v = high ? 1.0 - q : q;
+        }
+        nanb[k] = on & isn ? omit : 0.0;
+        w = cnt ? w : 0.0;
+        y = cnt ? y : 0.0;
+        q = cnt ? q : 0.0;
+        v = cnt ? v : 0.0;
+        const double wy = w * y, wn = w - wy, d = q - y;
+        const int positive = cnt & (x >= cut);
+        cwb[k] = w;
+        wyb[k] = wy;
+        wqb[k] = w * q;
+        brb[k] = w * d * d;
+        tpb[k] = positive ? wy : 0.0;
+        fpb[k] = positive ? wn : 0.0;
+        const int64_t bin = (int64_t)(q * bins);
+        binb[k] = bin < last ? bin : last;
+        keyb[k] = fb_bucket(v, high, shift, top);
+    }
+    if (lanes == NULL)
+        return;
+    const int64_t full = n - n % FB_LANES;
+    for (int64_t g = 0; g < full; g += FB_LANES) {
+#pragma omp simd
+        for (int k = 0; k < FB_LANES; k++) {
+            lanes[k] += nanb[g + k];
+            lanes[FB_LANES + k] += brb[g + k];
+            lanes[2 * FB_LANES + k] += tpb[g + k];
+            lanes[3 * FB_LANES + k] += fpb[g + k];
+        }
+    }
+    for (int k = 0; k < n - full; k++) {
+        lanes[k] += nanb[full + k];
+        lanes[FB_LANES + k] += brb[full + k];
+        lanes[2 * FB_LANES + k] += tpb[full + k];
+        lanes[3 * FB_LANES + k] += fpb[full + k];
+    }
+}
+
+/* The values of the n elements from b0 of fb_hist_flat (wb the weights, mb the mask). An element
+ * counts unless masked or NaN; one with a NaN, not masked, gives nanb 1 unless NaNs are omitted.
+ * Per element, 0 where not counted: cwb the weight, wyb w·y, wqb w·q, brb w·(q-y)², tpb w·y and
+ * fpb w·(1-y) where x >= cut, binb the calibration bin of q and keyb its bucket (fb_bucket).
+ * With `lanes` (one sum for all): nanb, brb, tpb, fpb added into its four sets of FB_LANES lanes
+ * (element k of the block into lane k % FB_LANES). */
+FB_H_CLONES
+static void fb_hist_block(const fb_hist_args *a, int64_t b0, int64_t n, const double *wb,
+                          const uint8_t *mb, double *cwb, double *wyb, double *wqb, double *brb,
+                          double *tpb, double *fpb, double *nanb, int64_t *binb, int64_t *keyb,
+                          double *lanes)
+{
+#define FB_HV(p_f64, y_kind, logits) \
+    fb_hist_values(a, b0, n, wb, mb, cwb, wyb, wqb, brb, tpb, fpb, nanb, binb, keyb, lanes, p_f64, y_kind, logits)
+#define FB_HV_Y(p_f64, logits) \
+    (a->y_kind == FB_Y_U8 ? FB_HV(p_f64, FB_Y_U8, logits) \
+     : a->y_kind == FB_Y_F32 ? FB_HV(p_f64, FB_Y_F32, logits) : FB_HV(p_f64, FB_Y_F64, logits))
+    if (a->logits) {
+        if (a->p_f64)
+            FB_HV_Y(1, 1);
+        else
+            FB_HV_Y(0, 1);
+    } else if (a->p_f64) {
+        FB_HV_Y(1, 0);
+    } else {
+        FB_HV_Y(0, 0);
+    }
+#undef FB_HV_Y
+#undef FB_HV
+}
+
+/* The rows [r0, r1) of one column of contiguous predictions and labels (overall or by group)
+ * into hist and extra, by blocks of FB_BLOCK (fb_hist_block). Overall, the NaN count, Brier and
+ * threshold sums go into float64 lanes and the calibration bins into FB_HIST_COPIES copies,
+ * added into extra at the end in a fixed order; by group, every sum goes to the element's group
+ * in element order. */
+static void fb_hist_flat(const fb_hist_args *a, int64_t r0, int64_t r1, double *hist, double *extra)
+{
+    double wb[FB_BLOCK] __attribute__((aligned(64)));
+    double cwb[FB_BLOCK] __attribute__((aligned(64)));
+    double wyb[FB_BLOCK] __attribute__((aligned(64)));
+    double wqb[FB_BLOCK] __attribute__((aligned(64)));
+    double brb[FB_BLOCK] __attribute__((aligned(64)));
+    double tpb[FB_BLOCK] __attribute__((aligned(64)));
+    double fpb[FB_BLOCK] __attribute__((aligned(64)));
+    double nanb[FB_BLOCK] __attribute__((aligned(64)));
+    int64_t binb[FB_BLOCK] __attribute__((aligned(64)));
+    int64_t keyb[FB_BLOCK] __attribute__((aligned(64)));
+    uint8_t mb[FB_BLOCK] __attribute__((aligned(64)));
+    double lanes[4 * FB_LANES] __attribute__((aligned(64))) = {0}; /* NaN, Brier, tp, fp */
+    const int64_t nb = a->n_bins, n_extra = a->n_extra, n_buckets = a->n_buckets;
+    const int grouped = a->mode == FB_MODE_GROUPS;
+    double *copies = NULL; /* overall: FB_HIST_COPIES copies of the bins' 3 sums */
+    if (!grouped) {
+        copies = (double *)calloc(FB_HIST_COPIES * 3 * (size_t)nb, sizeof(double));
+        if (copies == NULL)
+            abort();
+    }
+    /* a weight or mask broadcast from one value (stride 0) is filled in once */
+    const double *W64 = (const double *)a->w;
+    const float *W32 = (const float *)a->w;
+    for (int64_t k = 0; a->w_rs == 0 && k < FB_BLOCK; k++) wb[k] = a->w_f64 ? W64[0] : (double)W32[0];
+    if (a->m_rs == 0)
+        memset(mb, a->mask[0], FB_BLOCK);
+    for (int64_t b0 = r0; b0 < r1; b0 += FB_BLOCK) {
+        const int64_t n = r1 - b0 < FB_BLOCK ? r1 - b0 : FB_BLOCK;
+        if (a->w_rs != 0) {
+            if (a->w_f64)
+                for (int64_t k = 0; k < n; k++) wb[k] = W64[(b0 + k) * a->w_rs];
+            else
+                for (int64_t k = 0; k < n; k++) wb[k] = (double)W32[(b0 + k) * a->w_rs];
+        }
+        for (int64_t k = 0; a->m_rs != 0 && k < n; k++) mb[k] = a->mask[(b0 + k) * a->m_rs];
+        fb_hist_block(a, b0, n, wb, mb, cwb, wyb, wqb, brb, tpb, fpb, nanb, binb, keyb,
+                      grouped ? NULL : lanes);
+        if (!grouped) {
+            for (int64_t k = 0; k < n; k++) {
+                double *c = copies + 3 * (nb * (k % FB_HIST_COPIES) + binb[k]);
+                c[0] += cwb[k];
+                c[1] += wyb[k];
+                c[2] += wqb[k];
+            }
+            for (int64_t k = 0; n_buckets && k < n; k++) {
+                double *h = hist + 2 * keyb[k];
+                h[0] += wyb[k];
+                h[1] += cwb[k] - wyb[k];
+            }
+        } else {
+            for (int64_t k = 0; k < n; k++) {
+                const int64_t slot = fb_hist_group(a, b0 + k);
+                double *e = extra + slot * n_extra, *c = e + FB_HIST_EXTRA + 3 * binb[k];
+                e[0] += nanb[k];
+                e[1] += brb[k];
+                e[2] += tpb[k];
+                e[3] += fpb[k];
+                c[0] += cwb[k];
+                c[1] += wyb[k];
+                c[2] += wqb[k];
+                if (n_buckets) {
+                    double *h = hist + 2 * (slot * n_buckets + keyb[k]);
+                    h[0] += wyb[k];
+                    h[1] += cwb[k] - wyb[k];
+                }
+            }
+        }
+    }
+    if (!grouped) {
+        for (int s = 0; s < 4; s++) {
+            double total = lanes[s * FB_LANES];
+            for (int k = 1; k < FB_LANES; k++) total += lanes[s * FB_LANES + k];
+            extra[s] += total;
+        }
+        for (int64_t j = 0; j < 3 * nb; j++) {
+            double total = copies[j];
+            for (int c = 1; c < FB_HIST_COPIES; c++) total += copies[3 * nb * c + j];
+            extra[FB_HIST_EXTRA + j] += total;
+        }
+        free(copies);
+    }
+}
+
+/* The rows [r0, r1) into hist (n_slots, n_buckets, 2) and extra (n_slots, n_extra), both
+ * zeroed: one column of contiguous predictions and labels, overall or by group, by fb_hist_flat;
+ * the rest by fb_hist_rows. */
 static inline void fb_hist_chunk(const fb_hist_args *a, int64_t r0, int64_t r1, double *hist,
                                  double *extra)
 {
-    int flat = a->ncols == 1 && a->p_rs == 1 && a->y_rs == 1 && a->y_kind == FB_Y_U8
-               && (a->mode == FB_MODE_ALL || a->mode == FB_MODE_GROUPS) && !a->logits;
-    if (flat && !a->p_f64 && a->mode == FB_MODE_ALL && a->w_f64)
-        fb_hist_rows(a, r0, r1, hist, extra, 1, 0, FB_Y_U8, 1, FB_MODE_ALL, 0);
-    else if (flat && a->p_f64 && a->mode == FB_MODE_ALL && a->w_f64)
-        fb_hist_rows(a, r0, r1, hist, extra, 1, 1, FB_Y_U8, 1, FB_MODE_ALL, 0);
-    else if (flat && !a->p_f64 && a->mode == FB_MODE_GROUPS && a->w_f64)
-        fb_hist_rows(a, r0, r1, hist, extra, 1, 0, FB_Y_U8, 1, FB_MODE_GROUPS, 0);
+    if (a->ncols == 1 && a->p_rs == 1 && a->y_rs == 1
+        && (a->mode == FB_MODE_ALL || a->mode == FB_MODE_GROUPS))
+        fb_hist_flat(a, r0, r1, hist, extra);
     else
-        fb_hist_rows(a, r0, r1, hist, extra, 0, a->p_f64, a->y_kind, a->w_f64, a->mode, a->logits);
+        fb_hist_rows(a, r0, r1, hist, extra);
 }

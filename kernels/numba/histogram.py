@@ -1,8 +1,9 @@
 """Numba histogram pass: the twin of kernels/c/histogram.h (same functions, same order).
 
-Per slot, over the rows of one chunk: the histogram (Σw·y, Σw·(1-y)) over buckets of the
+Per slot, over the rows of one stripe: the histogram (Σw·y, Σw·(1-y)) over buckets of the
 prediction, and the extra sums (NaN count, Σw·(q-y)², Σw·y and Σw·(1-y) at or above the cut,
-Σw, Σw·y, Σw·q per calibration bin). ``hist_pass`` runs the chunks in parallel.
+Σw, Σw·y, Σw·q per calibration bin). One column of contiguous predictions and labels, overall
+or by group, goes by blocks (hist_flat); ``hist_pass`` runs the stripes in parallel.
 """
 
 import math
@@ -11,11 +12,12 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .. import HIST_EXTRA, MODE_COLS, MODE_GROUPS
+from .. import BLOCK, HIST_EXTRA, LANES, MODE_ALL, MODE_COLS, MODE_GROUPS
 from .dispatch import read_only
 from .llvm import INLINE, JIT, bits_f32
 
 HIST_LOW = 0x33800000  # bits of 2^-24 (kernels/c/histogram.h: FB_HIST_LOW)
+HIST_COPIES = 4  # interleaved copies of the calibration bins (FB_HIST_COPIES)
 
 
 @njit(**INLINE)
@@ -27,9 +29,9 @@ def bucket(v, high, shift, top):
 
 
 @njit(**JIT)
-def hist_chunk(p, y, w, mask, groups, mode, logits, omit_nan, cut, shift, top, n_buckets,
-               n_bins, r0, r1, hist, extra):
-    """The rows [r0, r1) into this chunk's hist (n_slots, n_buckets, 2) and extra (n_slots, n_extra)."""
+def hist_rows(p, y, w, mask, groups, mode, logits, omit_nan, cut, shift, top, n_buckets,
+              n_bins, r0, r1, hist, extra):
+    """Any layout, element by element: the rows [r0, r1) into hist and extra."""
     for i in range(r0, r1):
         for j in range(p.shape[1]):
             if not mask[i, j]:
@@ -37,7 +39,7 @@ def hist_chunk(p, y, w, mask, groups, mode, logits, omit_nan, cut, shift, top, n
             x = np.float64(p[i, j])
             yv = np.float64(y[i, j])
             wv = np.float64(w[i, j])
-            slot = groups[i] if mode == MODE_GROUPS else (j if mode == MODE_COLS else 0)
+            slot = np.int64(groups[i]) if mode == MODE_GROUPS else (j if mode == MODE_COLS else 0)
             if math.isnan(x) or math.isnan(yv):
                 if not omit_nan:
                     extra[slot, 0] += 1.0
@@ -69,6 +71,156 @@ def hist_chunk(p, y, w, mask, groups, mode, logits, omit_nan, cut, shift, top, n
             extra[slot, HIST_EXTRA + 3 * k + 2] += wv * q
 
 
+@njit(**INLINE)
+def _hist_values(p, y, b0, k, wb, mb, cwb, wyb, wqb, brb, tpb, fpb, nanb, binb, keyb, logits, cut,
+                 bins, last, shift, top, omit):
+    """hist_block's loop body for element k (C: fb_hist_values, `logits` a constant)."""
+    x = np.float64(p[b0 + k, 0])
+    yv = np.float64(y[b0 + k, 0])
+    w = wb[k]
+    isn = (x != x) or (yv != yv)
+    on = mb[k] != 0
+    cnt = on and not isn
+    if logits:
+        t = math.exp(-abs(x))
+        v = t / (1.0 + t)
+        high = x >= 0.0
+        q = 1.0 / (1.0 + t) if high else v
+    else:
+        q = x
+        high = q >= 0.5
+        v = 1.0 - q if high else q
+    nanb[k] = omit if (on and isn) else 0.0
+    w = w if cnt else 0.0
+    yv = yv if cnt else 0.0
+    q = q if cnt else 0.0
+    v = v if cnt else 0.0
+    wy = w * yv
+    wn = w - wy
+    d = q - yv
+    positive = cnt and x >= cut
+    cwb[k] = w
+    wyb[k] = wy
+    wqb[k] = w * q
+    brb[k] = w * d * d
+    tpb[k] = wy if positive else 0.0
+    fpb[k] = wn if positive else 0.0
+    b = np.int64(q * bins)
+    binb[k] = b if b < last else last
+    keyb[k] = bucket(v, high, shift, top)
+
+
+@njit(**JIT)
+def hist_block(p, y, b0, n, wb, mb, cwb, wyb, wqb, brb, tpb, fpb, nanb, binb, keyb, lanes,
+               grouped, logits, omit_nan, cut, n_bins, shift, top):
+    """The values of the n elements from b0 of hist_flat (see fb_hist_block: 0 where not
+    counted); not grouped, nanb, brb, tpb, fpb added into the four sets of LANES lanes."""
+    bins = np.float64(n_bins)
+    last = np.int64(n_bins - 1)
+    omit = 0.0 if omit_nan else 1.0
+    if logits:
+        for k in range(n):
+            _hist_values(p, y, b0, k, wb, mb, cwb, wyb, wqb, brb, tpb, fpb, nanb, binb, keyb, True,
+                         cut, bins, last, shift, top, omit)
+    else:
+        for k in range(n):
+            _hist_values(p, y, b0, k, wb, mb, cwb, wyb, wqb, brb, tpb, fpb, nanb, binb, keyb, False,
+                         cut, bins, last, shift, top, omit)
+    if grouped:
+        return
+    full = n - n % LANES
+    for g in range(0, full, LANES):
+        for k in range(LANES):
+            lanes[k] += nanb[g + k]
+            lanes[LANES + k] += brb[g + k]
+            lanes[2 * LANES + k] += tpb[g + k]
+            lanes[3 * LANES + k] += fpb[g + k]
+    for k in range(n - full):
+        lanes[k] += nanb[full + k]
+        lanes[LANES + k] += brb[full + k]
+        lanes[2 * LANES + k] += tpb[full + k]
+        lanes[3 * LANES + k] += fpb[full + k]
+
+
+@njit(**JIT)
+def hist_flat(p, y, w, mask, groups, mode, logits, omit_nan, cut, shift, top, n_buckets, n_bins,
+              r0, r1, hist, extra):
+    """The rows [r0, r1) of one column of contiguous predictions and labels (overall or by
+    group) by blocks; overall, the NaN, Brier and threshold sums in float64 lanes and the bins in
+    HIST_COPIES copies, added into extra at the end in a fixed order (fb_hist_flat)."""
+    wb = np.empty(BLOCK)
+    cwb = np.empty(BLOCK)
+    wyb = np.empty(BLOCK)
+    wqb = np.empty(BLOCK)
+    brb = np.empty(BLOCK)
+    tpb = np.empty(BLOCK)
+    fpb = np.empty(BLOCK)
+    nanb = np.empty(BLOCK)
+    binb = np.empty(BLOCK, np.int64)
+    keyb = np.empty(BLOCK, np.int64)
+    mb = np.empty(BLOCK, np.uint8)
+    lanes = np.zeros(4 * LANES)
+    grouped = mode == MODE_GROUPS
+    copies = np.zeros(HIST_COPIES * 3 * n_bins)
+    for b0 in range(r0, r1, BLOCK):
+        n = min(r1 - b0, BLOCK)
+        for k in range(n):
+            wb[k] = np.float64(w[b0 + k, 0])
+            mb[k] = mask[b0 + k, 0]
+        hist_block(p, y, b0, n, wb, mb, cwb, wyb, wqb, brb, tpb, fpb, nanb, binb, keyb, lanes,
+                   grouped, logits, omit_nan, cut, n_bins, shift, top)
+        if not grouped:
+            for k in range(n):
+                c = 3 * (n_bins * (k % HIST_COPIES) + binb[k])
+                copies[c] += cwb[k]
+                copies[c + 1] += wyb[k]
+                copies[c + 2] += wqb[k]
+            if n_buckets:
+                for k in range(n):
+                    hist[0, keyb[k], 0] += wyb[k]
+                    hist[0, keyb[k], 1] += cwb[k] - wyb[k]
+        else:
+            for k in range(n):
+                slot = np.int64(groups[b0 + k])
+                c = HIST_EXTRA + 3 * binb[k]
+                extra[slot, 0] += nanb[k]
+                extra[slot, 1] += brb[k]
+                extra[slot, 2] += tpb[k]
+                extra[slot, 3] += fpb[k]
+                extra[slot, c] += cwb[k]
+                extra[slot, c + 1] += wyb[k]
+                extra[slot, c + 2] += wqb[k]
+                if n_buckets:
+                    hist[slot, keyb[k], 0] += wyb[k]
+                    hist[slot, keyb[k], 1] += cwb[k] - wyb[k]
+    if not grouped:
+        for s in range(4):
+            total = lanes[s * LANES]
+            for k in range(1, LANES):
+                total += lanes[s * LANES + k]
+            extra[0, s] += total
+        for j in range(3 * n_bins):
+            total = copies[j]
+            for c in range(1, HIST_COPIES):
+                total += copies[3 * n_bins * c + j]
+            extra[0, HIST_EXTRA + j] += total
+
+
+@njit(**JIT)
+def hist_chunk(p, y, w, mask, groups, mode, logits, omit_nan, cut, shift, top, n_buckets,
+               n_bins, r0, r1, hist, extra):
+    """The rows [r0, r1) into hist (n_slots, n_buckets, 2) and extra (n_slots, n_extra), both
+    zeroed: one column of contiguous predictions and labels, overall or by group, by hist_flat;
+    the rest by hist_rows."""
+    if (p.shape[1] == 1 and p.strides[0] // p.itemsize == 1 and y.strides[0] // y.itemsize == 1
+            and (mode == MODE_ALL or mode == MODE_GROUPS)):
+        hist_flat(p, y, w, mask, groups, mode, logits, omit_nan, cut, shift, top, n_buckets,
+                  n_bins, r0, r1, hist, extra)
+    else:
+        hist_rows(p, y, w, mask, groups, mode, logits, omit_nan, cut, shift, top, n_buckets,
+                  n_bins, r0, r1, hist, extra)
+
+
 @njit(parallel=True, **JIT)
 def _hist_pass(p, y, w, mask, groups, mode, logits, omit_nan, cut, shift, top, n_buckets, n_bins,
                rows, hist, extra):
@@ -80,8 +232,8 @@ def _hist_pass(p, y, w, mask, groups, mode, logits, omit_nan, cut, shift, top, n
 
 def hist_pass(p, y, w, mask, groups, hist, extra, options, n_threads):
     """Same contract as the Cython ``hist_pass`` (fastbce/_histogram.py); options: a
-    kernels.HistOptions. hist is (n_chunks, n_slots, n_buckets or 1, 2), extra
-    (n_chunks, n_slots, n_extra), both zeroed."""
+    kernels.HistOptions. hist is (n_stripes, n_slots, n_buckets or 1, 2), extra
+    (n_stripes, n_slots, n_extra), both zeroed; stripe s is rows_per_chunk rows."""
     numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
     o = options
     p, y, w, mask, groups = read_only(p, y, w, mask, groups)
