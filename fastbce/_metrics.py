@@ -52,8 +52,8 @@ def _rank_function(backend):
 
 
 class _Slices(NamedTuple):
-    """The 1-D slices of a call, each (y, p, w, mask) ready for a kernel; shape: of the result
-    (None for a scalar)."""
+    """The 1-D slices of a call, each (y, p, w, mask, groups, n_slots) ready for a kernel (groups
+    None: one slot); shape: of the result (None for a scalar)."""
 
     slices: list
     shape: tuple
@@ -84,50 +84,76 @@ def _prepare(y_true, y_pred, sample_weight, mask, nan_policy, from_logits, axis,
     if p.size >= 2**32 - 1:
         raise ValueError(f"y_pred has {p.size} elements; a ranking metric takes fewer than 2**32")
 
-    def prepared(yv, pv, wv, mv):
+    def prepared(yv, pv, wv, mv, g=None, n=1):
         return (yv, pv, None if wv is None else np.ascontiguousarray(wv, np.float64),
-                None if mv is None else np.ascontiguousarray(mv).view(np.uint8))
+                None if mv is None else np.ascontiguousarray(mv).view(np.uint8), g, n)
 
     omit, raise_nan = nan_policy == "omit", nan_policy == "raise"
-    if groups is not None:
-        order = np.argsort(groups, kind="stable")
-        bounds = np.concatenate(([0], np.cumsum(np.bincount(groups, minlength=n_slots))))
-        take = [None if a is None else a[order].reshape(-1) for a in (y, p, w, m)]
-        slices = [prepared(*(None if a is None else a[bounds[g] * (a.size // shape[0]):
-                                                     bounds[g + 1] * (a.size // shape[0])]
-                             for a in take)) for g in range(n_slots)]
-        return _Slices(slices, (n_slots,), omit, raise_nan, labels)
     if axis == 0:
         slices = [prepared(y[:, j], p[:, j], None if w is None else w[:, j],
                            None if m is None else m[:, j]) for j in range(shape[1])]
         return _Slices(slices, (shape[1],), omit, raise_nan)
-    order = "F" if p.flags.f_contiguous and not p.flags.c_contiguous else "C"
+    order = "C" if groups is not None or not p.flags.f_contiguous or p.flags.c_contiguous else "F"
     flat = [None if a is None else np.ravel(a, order=order) for a in (y, p, w, m)]
+    if groups is not None:  # a row's group holds all its columns
+        g = np.ascontiguousarray(groups, np.int64)
+        g = g if p.ndim == 1 else np.repeat(g, p.size // max(shape[0], 1))
+        return _Slices([prepared(*flat, g, n_slots)], (n_slots,), omit, raise_nan, labels)
     return _Slices([prepared(*flat)], None, omit, raise_nan)
 
 
+def _reference_rank(y, p, w, m, groups, n_slots, omit, want_curve, n_threads):
+    """The NumPy oracle's rank (kernels/reference.py: one slot) with the compiled kernels'
+    contract: per slot (sums, nan), flags, curve."""
+    from ._kernels import reference
+
+    if groups is None:
+        order, bounds = slice(None), [0, p.size]
+    else:
+        order = np.argsort(groups, kind="stable")
+        bounds = np.concatenate(([0], np.cumsum(np.bincount(groups, minlength=n_slots))))
+    sums, nan, flags, curve = np.zeros((n_slots, 4)), np.zeros(n_slots, bool), 0, None
+    for k in range(n_slots):
+        part = [None if a is None else a[order][bounds[k]:bounds[k + 1]] for a in (y, p, w, m)]
+        if part[1].size == 0:
+            continue
+        *sums[k], f, curve = reference.rank(*part, omit, want_curve, n_threads)
+        nan[k] = bool(f & RANK_NAN)
+        flags |= f
+        if f & (RANK_SOFT | RANK_WEIGHT):
+            return None, None, flags, None
+    return sums, nan, flags, curve
+
+
+def _rank_function(backend):
+    backend = resolve_backend(backend)
+    if backend == "numpy":
+        return _reference_rank
+    return importlib.import_module(_RANK_MODULES[backend]).rank
+
+
 def _rank_sums(s, backend, n_threads, want_curve=False):
-    """Per slice (P, N, 2·U, A, curve) as lists; raises on soft labels, bad weights and (under
-    nan_policy="raise") NaN; a NaN slice under "propagate" has NaN sums."""
+    """(sums, curve): sums (n_slots, 4) of every slice's slots, (P, N, 2·U, A) each (NaN rows
+    where a NaN propagates), and the last slice's curve; raises on soft labels, bad weights and
+    (under nan_policy="raise") NaN."""
     rank = _rank_function(backend)
     n_threads = resolve_num_threads(n_threads)
-    out = []
-    for y, p, w, m in s.slices:
+    out, curve = [], None
+    for y, p, w, m, g, n_slots in s.slices:
         if p.size == 0:
-            out.append((0.0, 0.0, 0.0, 0.0, None))
+            out.append(np.zeros((n_slots, 4)))
             continue
-        big_p, big_n, u2, a, flags, curve = rank(y, p, w, m, s.omit, want_curve, n_threads)
+        sums, nan, flags, curve = rank(y, p, w, m, g, n_slots, s.omit, want_curve, n_threads)
         if flags & RANK_SOFT:
             raise ValueError("y_true must hold hard labels 0 or 1 for a ranking metric (found a "
                              "value that is neither)")
         if flags & RANK_WEIGHT:
             raise ValueError("sample_weight must hold finite weights >= 0")
-        if flags & RANK_NAN:
-            if s.raise_nan:
-                raise ValueError("y_true or y_pred contains NaN (nan_policy='raise')")
-            big_p = big_n = u2 = a = np.nan
-        out.append((big_p, big_n, u2, a, curve))
-    return out
+        if flags & RANK_NAN and s.raise_nan:
+            raise ValueError("y_true or y_pred contains NaN (nan_policy='raise')")
+        sums[nan] = np.nan
+        out.append(sums)
+    return np.concatenate(out), curve
 
 
 def _result(values, s):
@@ -140,11 +166,11 @@ def _result(values, s):
 
 
 def _auc_ap(sums):
-    """(ROC-AUC, AP) of one slice's sums: NaN with one class (P = 0 or N = 0)."""
-    big_p, big_n, u2, a = sums[:4]
-    if not (big_p > 0 and big_n > 0):
-        return np.nan, np.nan
-    return u2 / (2.0 * big_p * big_n), a / big_p
+    """(ROC-AUC, AP) per row of sums (P, N, 2·U, A): NaN with one class (P = 0 or N = 0)."""
+    big_p, big_n, u2, a = sums.T
+    ok = (big_p > 0) & (big_n > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(ok, u2 / (2.0 * big_p * big_n), np.nan), np.where(ok, a / big_p, np.nan)
 
 
 def ranking(y_true, y_pred, *, sample_weight=None, mask=None, nan_policy="propagate",
@@ -152,8 +178,8 @@ def ranking(y_true, y_pred, *, sample_weight=None, mask=None, nan_policy="propag
     """``(roc_auc(...), average_precision(...))`` from one sort (same arguments)."""
     s = _prepare(y_true, y_pred, sample_weight, mask, nan_policy, from_logits, axis, groups,
                  n_groups)
-    pairs = [_auc_ap(sums) for sums in _rank_sums(s, backend, n_threads)]
-    return _result([a for a, _ in pairs], s), _result([b for _, b in pairs], s)
+    auc, ap = _auc_ap(_rank_sums(s, backend, n_threads)[0])
+    return _result(auc, s), _result(ap, s)
 
 
 _RANK_DOC = """
@@ -195,7 +221,7 @@ def roc_auc(y_true, y_pred, *, sample_weight=None, mask=None, nan_policy="propag
     """
     s = _prepare(y_true, y_pred, sample_weight, mask, nan_policy, from_logits, axis, groups,
                  n_groups)
-    return _result([_auc_ap(sums)[0] for sums in _rank_sums(s, backend, n_threads)], s)
+    return _result(_auc_ap(_rank_sums(s, backend, n_threads)[0])[0], s)
 
 
 def average_precision(y_true, y_pred, *, sample_weight=None, mask=None, nan_policy="propagate",
@@ -207,7 +233,7 @@ def average_precision(y_true, y_pred, *, sample_weight=None, mask=None, nan_poli
     """
     s = _prepare(y_true, y_pred, sample_weight, mask, nan_policy, from_logits, axis, groups,
                  n_groups)
-    return _result([_auc_ap(sums)[1] for sums in _rank_sums(s, backend, n_threads)], s)
+    return _result(_auc_ap(_rank_sums(s, backend, n_threads)[0])[1], s)
 
 
 roc_auc.__doc__ += _RANK_DOC
@@ -242,11 +268,11 @@ def group_auc(y_true, y_pred, groups, *, sample_weight=None, weighting="weight",
         raise ValueError("groups must be given: the group id of each sample")
     s = _prepare(y_true, y_pred, sample_weight, mask, nan_policy, from_logits, None, groups,
                  n_groups)
-    sums = _rank_sums(s, backend, n_threads)
-    auc = np.array([_auc_ap(x)[0] for x in sums])
-    total = np.array([x[0] + x[1] for x in sums])
-    nan = np.array([x[0] != x[0] for x in sums], bool)
-    present = np.array([x[1].size > 0 for x in s.slices], bool)
+    sums = _rank_sums(s, backend, n_threads)[0]
+    auc = _auc_ap(sums)[0]
+    total = sums[:, 0] + sums[:, 1]
+    nan = np.isnan(sums[:, 0])
+    present = np.bincount(s.slices[0][4], minlength=sums.shape[0]) > 0
     used = ~np.isnan(auc) | nan
     c = np.where(used, total if weighting == "weight" else 1.0, 0.0)
     n_used = int(used.sum())
@@ -263,7 +289,7 @@ def _curve_points(y_true, y_pred, sample_weight, mask, nan_policy, from_logits, 
     s = _prepare(y_true, y_pred, sample_weight, mask, nan_policy, from_logits, None, None, None)
     if len(s.slices) and s.slices[0][1].size == 0:
         raise ValueError("y_pred is empty")
-    big_p, big_n, _, _, curve = _rank_sums(s, backend, n_threads, want_curve=True)[0]
+    curve = _rank_sums(s, backend, n_threads, want_curve=True)[1]
     values, tps, fps = curve
     if sample_weight is not None and tps.size:
         keep = np.diff(tps, prepend=0.0) + np.diff(fps, prepend=0.0) > 0
