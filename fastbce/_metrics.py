@@ -15,7 +15,8 @@ from typing import NamedTuple
 import numpy as np
 
 from ._backends import resolve_backend
-from ._kernels import RANK_NAN, RANK_SOFT, RANK_WEIGHT
+from ._histogram import extra_fields, histogram_sums
+from ._kernels import MODE_ROWS, RANK_NAN, RANK_SOFT, RANK_WEIGHT
 from ._plan import make_plan
 from ._threads import resolve_num_threads
 
@@ -371,13 +372,45 @@ def _probabilities(y_true, y_pred, sample_weight, mask, nan_policy, from_logits,
     return y, q, np.where(keep, w, 0.0), keep, axis
 
 
+def _fast_brier(y_true, y_pred, sample_weight, mask, nan_policy, from_logits, axis, groups,
+                n_groups, n_threads, backend):
+    """Brier per slot from the report's compiled one-pass sums (fastbce/_histogram.py), when no
+    element needs a check that pass does not make: no mask, labels in [0, 1], probabilities in
+    [0, 1] (or logits), finite weights >= 0 (min and max of each); else None."""
+    if mask is not None or axis not in (None, 0) or (groups is not None and axis is not None):
+        return None
+    checks = [(y_true, 1.0)] + ([] if from_logits else [(y_pred, 1.0)]) + (
+        [] if sample_weight is None else [(sample_weight, np.inf)])
+    for a, top in checks:
+        a = np.asarray(a)
+        if a.dtype.kind not in "biuf" or a.size == 0:
+            return None
+        low, high = a.min(), a.max()
+        if not (low >= 0 and high <= top and high < np.inf):
+            return None
+    plan = make_plan(y_true, y_pred, from_logits=from_logits, eps=1e-7,
+                     sample_weight=sample_weight, pos_weight=None, label_smoothing=0.0, mask=None,
+                     nan_policy=nan_policy, reduction="mean", axis=axis, groups=groups,
+                     n_groups=n_groups)
+    if plan.mode == MODE_ROWS:
+        return None
+    _, extra = histogram_sums(plan, backend, n_threads, threshold=0.5, bits=0, n_bins=1)
+    return extra_fields(extra, 1)["brier"]
+
+
 def brier(y_true, y_pred, *, sample_weight=None, mask=None, nan_policy="propagate",
-          from_logits=False, axis=None, groups=None, n_groups=None):
+          from_logits=False, axis=None, groups=None, n_groups=None, n_threads=None,
+          backend=None):
     """Brier score Σ w·(q - y)² / Σ w, scikit-learn's ``brier_score_loss``: q the probability (σ(x)
     from logits), y the label in [0, 1]; float64. Per label (axis=0) or group (groups) as
-    :func:`roc_auc`; NaN where Σ w = 0. Computed with NumPy in float64 (temporaries of the
-    input's size).
+    :func:`roc_auc`; NaN where Σ w = 0. In one compiled pass (the report's sums, as
+    :func:`fastbce.score`) after a min and max of each input; with a mask, NaN or an input out
+    of range, with NumPy in float64 (temporaries of the input's size).
     """
+    fast = _fast_brier(y_true, y_pred, sample_weight, mask, nan_policy, from_logits, axis, groups,
+                       n_groups, n_threads, backend)
+    if fast is not None:
+        return float(fast[0]) if axis is None and groups is None else fast
     y, q, w, keep, axis = _probabilities(y_true, y_pred, sample_weight, mask, nan_policy,
                                          from_logits, axis)
     loss = np.where(keep, w * (q - y) ** 2, 0.0)

@@ -409,3 +409,31 @@ def test_big_slices_every_path(backend):
     np.testing.assert_allclose(
         fastbce._metrics.ranking(y, p_nan, nan_policy="omit", backend=backend),
         both(y[keep], p[keep]), rtol=RTOL)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_brier_compiled_pass_equals_scikit_learn_and_the_numpy_path(backend, dtype):
+    y, p, w = data(20_000, 25, 100, dtype, True)
+    p64 = p.astype(np.float64)  # scikit-learn sums float32 in float32; the reference in float64
+    soft = (0.8 * y + 0.1).astype(dtype)  # soft labels are fine for the Brier score
+    groups = np.arange(20_000) % 7
+    everything = np.ones(20_000, bool)  # a mask: the NumPy path
+
+    def reference(yy, pp, ww):  # scikit-learn's, which rejects soft labels
+        if set(np.unique(yy)) <= {0, 1}:
+            return skm.brier_score_loss(yy, pp, sample_weight=ww)
+        return np.average((pp - yy.astype(np.float64)) ** 2, weights=ww)
+    for yy in (y, soft, y.astype(np.uint8)):
+        for ww in (None, w):
+            got = fastbce.brier(yy, p, sample_weight=ww, backend=backend)
+            assert got == pytest.approx(reference(yy, p64, ww), rel=RTOL)
+            assert got == pytest.approx(fastbce.brier(yy, p, sample_weight=ww, mask=everything),
+                                        rel=RTOL)
+            per_group = fastbce.brier(yy, p, sample_weight=ww, groups=groups, backend=backend)
+            for g in range(7):
+                s = groups == g
+                assert per_group[g] == pytest.approx(
+                    reference(yy[s], p64[s], None if ww is None else ww[s]), rel=RTOL)
+    assert fastbce.brier(y, p, n_threads=1, backend=backend) == fastbce.brier(
+        y, p, n_threads=3, backend=backend)
