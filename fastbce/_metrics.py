@@ -15,7 +15,8 @@ from typing import NamedTuple
 import numpy as np
 
 from ._backends import resolve_backend
-from ._kernels import RANK_NAN, RANK_SOFT, RANK_WEIGHT
+from ._histogram import extra_fields, histogram_sums
+from ._kernels import MODE_ROWS, RANK_NAN, RANK_SOFT, RANK_WEIGHT
 from ._plan import make_plan
 from ._threads import resolve_num_threads
 
@@ -52,8 +53,8 @@ def _rank_function(backend):
 
 
 class _Slices(NamedTuple):
-    """The 1-D slices of a call, each (y, p, w, mask) ready for a kernel; shape: of the result
-    (None for a scalar)."""
+    """The 1-D slices of a call, each (y, p, w, mask, groups, n_slots) ready for a kernel (groups
+    None: one slot); shape: of the result (None for a scalar)."""
 
     slices: list
     shape: tuple
@@ -84,50 +85,76 @@ def _prepare(y_true, y_pred, sample_weight, mask, nan_policy, from_logits, axis,
     if p.size >= 2**32 - 1:
         raise ValueError(f"y_pred has {p.size} elements; a ranking metric takes fewer than 2**32")
 
-    def prepared(yv, pv, wv, mv):
+    def prepared(yv, pv, wv, mv, g=None, n=1):
         return (yv, pv, None if wv is None else np.ascontiguousarray(wv, np.float64),
-                None if mv is None else np.ascontiguousarray(mv).view(np.uint8))
+                None if mv is None else np.ascontiguousarray(mv).view(np.uint8), g, n)
 
     omit, raise_nan = nan_policy == "omit", nan_policy == "raise"
-    if groups is not None:
-        order = np.argsort(groups, kind="stable")
-        bounds = np.concatenate(([0], np.cumsum(np.bincount(groups, minlength=n_slots))))
-        take = [None if a is None else a[order].reshape(-1) for a in (y, p, w, m)]
-        slices = [prepared(*(None if a is None else a[bounds[g] * (a.size // shape[0]):
-                                                     bounds[g + 1] * (a.size // shape[0])]
-                             for a in take)) for g in range(n_slots)]
-        return _Slices(slices, (n_slots,), omit, raise_nan, labels)
     if axis == 0:
         slices = [prepared(y[:, j], p[:, j], None if w is None else w[:, j],
                            None if m is None else m[:, j]) for j in range(shape[1])]
         return _Slices(slices, (shape[1],), omit, raise_nan)
-    order = "F" if p.flags.f_contiguous and not p.flags.c_contiguous else "C"
+    order = "C" if groups is not None or not p.flags.f_contiguous or p.flags.c_contiguous else "F"
     flat = [None if a is None else np.ravel(a, order=order) for a in (y, p, w, m)]
+    if groups is not None:  # a row's group holds all its columns
+        g = np.ascontiguousarray(groups, np.int64)
+        g = g if p.ndim == 1 else np.repeat(g, p.size // max(shape[0], 1))
+        return _Slices([prepared(*flat, g, n_slots)], (n_slots,), omit, raise_nan, labels)
     return _Slices([prepared(*flat)], None, omit, raise_nan)
 
 
+def _reference_rank(y, p, w, m, groups, n_slots, omit, want_curve, n_threads):
+    """The NumPy oracle's rank (kernels/reference.py: one slot) with the compiled kernels'
+    contract: per slot (sums, nan), flags, curve."""
+    from ._kernels import reference
+
+    if groups is None:
+        order, bounds = slice(None), [0, p.size]
+    else:
+        order = np.argsort(groups, kind="stable")
+        bounds = np.concatenate(([0], np.cumsum(np.bincount(groups, minlength=n_slots))))
+    sums, nan, flags, curve = np.zeros((n_slots, 4)), np.zeros(n_slots, bool), 0, None
+    for k in range(n_slots):
+        part = [None if a is None else a[order][bounds[k]:bounds[k + 1]] for a in (y, p, w, m)]
+        if part[1].size == 0:
+            continue
+        *sums[k], f, curve = reference.rank(*part, omit, want_curve, n_threads)
+        nan[k] = bool(f & RANK_NAN)
+        flags |= f
+        if f & (RANK_SOFT | RANK_WEIGHT):
+            return None, None, flags, None
+    return sums, nan, flags, curve
+
+
+def _rank_function(backend):
+    backend = resolve_backend(backend)
+    if backend == "numpy":
+        return _reference_rank
+    return importlib.import_module(_RANK_MODULES[backend]).rank
+
+
 def _rank_sums(s, backend, n_threads, want_curve=False):
-    """Per slice (P, N, 2·U, A, curve) as lists; raises on soft labels, bad weights and (under
-    nan_policy="raise") NaN; a NaN slice under "propagate" has NaN sums."""
+    """(sums, curve): sums (n_slots, 4) of every slice's slots, (P, N, 2·U, A) each (NaN rows
+    where a NaN propagates), and the last slice's curve; raises on soft labels, bad weights and
+    (under nan_policy="raise") NaN."""
     rank = _rank_function(backend)
     n_threads = resolve_num_threads(n_threads)
-    out = []
-    for y, p, w, m in s.slices:
+    out, curve = [], None
+    for y, p, w, m, g, n_slots in s.slices:
         if p.size == 0:
-            out.append((0.0, 0.0, 0.0, 0.0, None))
+            out.append(np.zeros((n_slots, 4)))
             continue
-        big_p, big_n, u2, a, flags, curve = rank(y, p, w, m, s.omit, want_curve, n_threads)
+        sums, nan, flags, curve = rank(y, p, w, m, g, n_slots, s.omit, want_curve, n_threads)
         if flags & RANK_SOFT:
             raise ValueError("y_true must hold hard labels 0 or 1 for a ranking metric (found a "
                              "value that is neither)")
         if flags & RANK_WEIGHT:
             raise ValueError("sample_weight must hold finite weights >= 0")
-        if flags & RANK_NAN:
-            if s.raise_nan:
-                raise ValueError("y_true or y_pred contains NaN (nan_policy='raise')")
-            big_p = big_n = u2 = a = np.nan
-        out.append((big_p, big_n, u2, a, curve))
-    return out
+        if flags & RANK_NAN and s.raise_nan:
+            raise ValueError("y_true or y_pred contains NaN (nan_policy='raise')")
+        sums[nan] = np.nan
+        out.append(sums)
+    return np.concatenate(out), curve
 
 
 def _result(values, s):
@@ -140,11 +167,11 @@ def _result(values, s):
 
 
 def _auc_ap(sums):
-    """(ROC-AUC, AP) of one slice's sums: NaN with one class (P = 0 or N = 0)."""
-    big_p, big_n, u2, a = sums[:4]
-    if not (big_p > 0 and big_n > 0):
-        return np.nan, np.nan
-    return u2 / (2.0 * big_p * big_n), a / big_p
+    """(ROC-AUC, AP) per row of sums (P, N, 2·U, A): NaN with one class (P = 0 or N = 0)."""
+    big_p, big_n, u2, a = sums.T
+    ok = (big_p > 0) & (big_n > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(ok, u2 / (2.0 * big_p * big_n), np.nan), np.where(ok, a / big_p, np.nan)
 
 
 def ranking(y_true, y_pred, *, sample_weight=None, mask=None, nan_policy="propagate",
@@ -152,8 +179,8 @@ def ranking(y_true, y_pred, *, sample_weight=None, mask=None, nan_policy="propag
     """``(roc_auc(...), average_precision(...))`` from one sort (same arguments)."""
     s = _prepare(y_true, y_pred, sample_weight, mask, nan_policy, from_logits, axis, groups,
                  n_groups)
-    pairs = [_auc_ap(sums) for sums in _rank_sums(s, backend, n_threads)]
-    return _result([a for a, _ in pairs], s), _result([b for _, b in pairs], s)
+    auc, ap = _auc_ap(_rank_sums(s, backend, n_threads)[0])
+    return _result(auc, s), _result(ap, s)
 
 
 _RANK_DOC = """
@@ -195,7 +222,7 @@ def roc_auc(y_true, y_pred, *, sample_weight=None, mask=None, nan_policy="propag
     """
     s = _prepare(y_true, y_pred, sample_weight, mask, nan_policy, from_logits, axis, groups,
                  n_groups)
-    return _result([_auc_ap(sums)[0] for sums in _rank_sums(s, backend, n_threads)], s)
+    return _result(_auc_ap(_rank_sums(s, backend, n_threads)[0])[0], s)
 
 
 def average_precision(y_true, y_pred, *, sample_weight=None, mask=None, nan_policy="propagate",
@@ -207,7 +234,7 @@ def average_precision(y_true, y_pred, *, sample_weight=None, mask=None, nan_poli
     """
     s = _prepare(y_true, y_pred, sample_weight, mask, nan_policy, from_logits, axis, groups,
                  n_groups)
-    return _result([_auc_ap(sums)[1] for sums in _rank_sums(s, backend, n_threads)], s)
+    return _result(_auc_ap(_rank_sums(s, backend, n_threads)[0])[1], s)
 
 
 roc_auc.__doc__ += _RANK_DOC
@@ -242,11 +269,11 @@ def group_auc(y_true, y_pred, groups, *, sample_weight=None, weighting="weight",
         raise ValueError("groups must be given: the group id of each sample")
     s = _prepare(y_true, y_pred, sample_weight, mask, nan_policy, from_logits, None, groups,
                  n_groups)
-    sums = _rank_sums(s, backend, n_threads)
-    auc = np.array([_auc_ap(x)[0] for x in sums])
-    total = np.array([x[0] + x[1] for x in sums])
-    nan = np.array([x[0] != x[0] for x in sums], bool)
-    present = np.array([x[1].size > 0 for x in s.slices], bool)
+    sums = _rank_sums(s, backend, n_threads)[0]
+    auc = _auc_ap(sums)[0]
+    total = sums[:, 0] + sums[:, 1]
+    nan = np.isnan(sums[:, 0])
+    present = np.bincount(s.slices[0][4], minlength=sums.shape[0]) > 0
     used = ~np.isnan(auc) | nan
     c = np.where(used, total if weighting == "weight" else 1.0, 0.0)
     n_used = int(used.sum())
@@ -263,7 +290,7 @@ def _curve_points(y_true, y_pred, sample_weight, mask, nan_policy, from_logits, 
     s = _prepare(y_true, y_pred, sample_weight, mask, nan_policy, from_logits, None, None, None)
     if len(s.slices) and s.slices[0][1].size == 0:
         raise ValueError("y_pred is empty")
-    big_p, big_n, _, _, curve = _rank_sums(s, backend, n_threads, want_curve=True)[0]
+    curve = _rank_sums(s, backend, n_threads, want_curve=True)[1]
     values, tps, fps = curve
     if sample_weight is not None and tps.size:
         keep = np.diff(tps, prepend=0.0) + np.diff(fps, prepend=0.0) > 0
@@ -345,13 +372,45 @@ def _probabilities(y_true, y_pred, sample_weight, mask, nan_policy, from_logits,
     return y, q, np.where(keep, w, 0.0), keep, axis
 
 
+def _fast_brier(y_true, y_pred, sample_weight, mask, nan_policy, from_logits, axis, groups,
+                n_groups, n_threads, backend):
+    """Brier per slot from the report's compiled one-pass sums (fastbce/_histogram.py), when no
+    element needs a check that pass does not make: no mask, labels in [0, 1], probabilities in
+    [0, 1] (or logits), finite weights >= 0 (min and max of each); else None."""
+    if mask is not None or axis not in (None, 0) or (groups is not None and axis is not None):
+        return None
+    checks = [(y_true, 1.0)] + ([] if from_logits else [(y_pred, 1.0)]) + (
+        [] if sample_weight is None else [(sample_weight, np.inf)])
+    for a, top in checks:
+        a = np.asarray(a)
+        if a.dtype.kind not in "biuf" or a.size == 0:
+            return None
+        low, high = a.min(), a.max()
+        if not (low >= 0 and high <= top and high < np.inf):
+            return None
+    plan = make_plan(y_true, y_pred, from_logits=from_logits, eps=1e-7,
+                     sample_weight=sample_weight, pos_weight=None, label_smoothing=0.0, mask=None,
+                     nan_policy=nan_policy, reduction="mean", axis=axis, groups=groups,
+                     n_groups=n_groups)
+    if plan.mode == MODE_ROWS:
+        return None
+    _, extra = histogram_sums(plan, backend, n_threads, threshold=0.5, bits=0, n_bins=1)
+    return extra_fields(extra, 1)["brier"]
+
+
 def brier(y_true, y_pred, *, sample_weight=None, mask=None, nan_policy="propagate",
-          from_logits=False, axis=None, groups=None, n_groups=None):
+          from_logits=False, axis=None, groups=None, n_groups=None, n_threads=None,
+          backend=None):
     """Brier score Σ w·(q - y)² / Σ w, scikit-learn's ``brier_score_loss``: q the probability (σ(x)
     from logits), y the label in [0, 1]; float64. Per label (axis=0) or group (groups) as
-    :func:`roc_auc`; NaN where Σ w = 0. Computed with NumPy in float64 (temporaries of the
-    input's size).
+    :func:`roc_auc`; NaN where Σ w = 0. In one compiled pass (the report's sums, as
+    :func:`fastbce.score`) after a min and max of each input; with a mask, NaN or an input out
+    of range, with NumPy in float64 (temporaries of the input's size).
     """
+    fast = _fast_brier(y_true, y_pred, sample_weight, mask, nan_policy, from_logits, axis, groups,
+                       n_groups, n_threads, backend)
+    if fast is not None:
+        return float(fast[0]) if axis is None and groups is None else fast
     y, q, w, keep, axis = _probabilities(y_true, y_pred, sample_weight, mask, nan_policy,
                                          from_logits, axis)
     loss = np.where(keep, w * (q - y) ** 2, 0.0)

@@ -511,12 +511,18 @@ def element_pass(y, p, w, pw, mask, shape, uint8_t[::1] flags, out1, out2, optio
 # precision of one slice; fastbce/_metrics.py calls rank.
 # ---------------------------------------------------------------------------------------------
 
-from libc.stdint cimport uint32_t
+from libc.stdint cimport uint32_t, uint64_t
+from libc.stdlib cimport malloc, free
+from cython.parallel cimport parallel
 
 cdef extern from "c/rank.h" nogil:
     enum:
         FB_RANK_SOFT
         FB_RANK_WEIGHT
+        FB_RADIX_BITS
+        FB_RADIX
+        FB_RANK_BIG
+        FB_WALK_RANGES
     ctypedef struct fb_rank_args:
         const void *y
         int y_kind
@@ -526,123 +532,192 @@ cdef extern from "c/rank.h" nogil:
         int64_t p_stride
         const double *w
         const uint8_t *mask
+        const int64_t *groups
         int omit
-    int fb_sign_count(const fb_rank_args *a, int64_t lo, int64_t hi, int64_t *n_neg,
-                      int64_t *n_kept)
-    void fb_split_block(const fb_rank_args *a, int64_t lo, int64_t hi, void *items,
-                        uint32_t *idx, int64_t at_neg, int64_t at_pos, int64_t spare, int dense)
-    void fb_histogram(const void *items, int wide, int64_t lo, int64_t hi, int shift,
+    int fb_count(const fb_rank_args *a, int64_t lo, int64_t hi, int64_t *counts, void *out,
+                 int write)
+    void fb_split(const fb_rank_args *a, int64_t lo, int64_t hi, int64_t *at, void *out,
+                  uint32_t *out_idx, int64_t spare)
+    void fb_histogram(const void *items, int wide, int64_t lo, int64_t hi, int shift, int bits,
                       int64_t *counts)
     void fb_scatter(const void *items, const uint32_t *idx, int wide, int64_t lo, int64_t hi,
-                    int shift, int64_t *at, void *out, uint32_t *out_idx)
+                    int shift, int bits, int64_t *at, void *out, uint32_t *out_idx)
+    void fb_scatter_back(const void *items, const uint32_t *idx, int wide, int64_t lo,
+                         int64_t hi, int shift, int bits, int64_t *at, void *out,
+                         uint32_t *out_idx)
+    uint64_t fb_rank_item(const void *items, int wide, int64_t i)
+    void fb_rank_copy(void *a, const void *b, uint32_t *ia, const uint32_t *ib, int wide,
+                      int64_t lo, int64_t hi)
+    void fb_sort_small(void *a, void *b, uint32_t *ia, uint32_t *ib, int wide, int64_t lo,
+                       int64_t hi, int in_b, uint32_t *counts, int64_t *at)
     void fb_range_totals(const void *items, const uint32_t *idx, int wide, const double *w,
                          int64_t lo, int64_t hi, double *tp, double *fp)
     int64_t fb_walk(const void *items, const uint32_t *idx, int wide, const double *w,
                     int64_t lo, int64_t hi, double big_tp, double big_fp, double *curve,
-                    int64_t curve_len, int64_t m, double *u2_out, double *ap_out)
-
-WALK_RANGES = 16  # ranges of the walk (kernels/numba/rank.py: the same constant)
+                    int64_t curve_len, int64_t m, double *u2_out, double *ap_out,
+                    double *tp_out, double *fp_out)
+    void fb_cuts(const void *items, int wide, int64_t lo, int64_t hi, int64_t *out)
 
 
 cdef void* _ptr(array):
     return <void *><size_t>array.__array_interface__["data"][0] if array is not None else NULL
 
 
-cdef tuple _split(const fb_rank_args *a, int64_t[::1] bounds, items, idx, int n_threads):
-    """The kept elements' items, negative predictions first, over the blocks of bounds in
-    parallel; (negative predictions, kept elements, flags)."""
+cdef tuple _count(const fb_rank_args *a, int64_t[::1] bounds, int64_t n_buckets, out, bint write,
+                  int n_threads):
+    """fb_count over the blocks of bounds in parallel: (per-block counts, flags, with write the
+    histograms (nd, FB_RADIX) of the items' digits, the first one's of the non-negative)."""
     cdef Py_ssize_t nb = bounds.shape[0] - 1, b
-    cdef int64_t[:, ::1] counts = np.zeros((nb, 3), np.int64)
-    cdef int64_t[:, ::1] at = np.zeros((nb, 2), np.int64)
-    cdef void *items_p = _ptr(items)
-    cdef uint32_t *idx_p = <uint32_t *>_ptr(idx)
-    cdef int64_t spare = items.shape[0] - 1
+    cdef int nd = ((64 if a.p_f64 else 32) + FB_RADIX_BITS - 1) // FB_RADIX_BITS
+    counts_array = np.zeros((nb, n_buckets + ((nd - 1) * FB_RADIX if write else 0)), np.int64)
+    cdef int64_t[:, ::1] counts = counts_array
+    cdef int64_t[::1] flags = np.zeros(nb, np.int64)
+    cdef void *out_p = _ptr(out)
     for b in prange(nb, nogil=True, schedule="static", num_threads=n_threads):
-        counts[b, 2] = fb_sign_count(a, bounds[b], bounds[b + 1], &counts[b, 0], &counts[b, 1])
-    cdef int64_t neg = 0, pos = 0, flags = 0
+        flags[b] = fb_count(a, bounds[b], bounds[b + 1], &counts[b, 0], out_p, write)
+    cdef int64_t flag = 0
     for b in range(nb):
-        pos += counts[b, 0]
-        flags |= counts[b, 2]
-    cdef int64_t total_neg = pos
-    for b in range(nb):
-        at[b, 0] = neg
-        at[b, 1] = pos
-        neg += counts[b, 0]
-        pos += counts[b, 1] - counts[b, 0]
-    if flags & (FB_RANK_SOFT | FB_RANK_WEIGHT):
-        return total_neg, pos, flags
-    cdef int dense = total_neg == 0 and pos == bounds[nb]
-    for b in prange(nb, nogil=True, schedule="static", num_threads=n_threads):
-        fb_split_block(a, bounds[b], bounds[b + 1], items_p, idx_p, at[b, 0], at[b, 1], spare,
-                       dense)
-    return total_neg, pos, flags
+        flag |= flags[b]
+    hist = None
+    if write:
+        total = counts_array.sum(axis=0)
+        hist = np.concatenate((total[FB_RADIX:2 * FB_RADIX], total[n_buckets:])).reshape(nd, -1)
+    return np.ascontiguousarray(counts_array[:, :n_buckets]), flag, hist
 
 
-def _sort(items, tmp, idx, idx_tmp, int64_t n, int nb, int nbits, int n_threads):
-    """Sorts items[:n] ascending (and idx with them, unless None) by an LSD radix sort, 8 bits a
-    pass; a pass whose digit is the same for every item is skipped. Blocks in parallel."""
-    if n < 2:
-        return
-    cdef int wide = items.dtype.itemsize == 8
-    cdef void *src = _ptr(items)
-    cdef void *dst = _ptr(tmp)
-    cdef uint32_t *isrc = <uint32_t *>_ptr(idx)
-    cdef uint32_t *idst = <uint32_t *>_ptr(idx_tmp)
+cdef object _split(const fb_rank_args *a, int64_t[::1] bounds, int64_t[:, ::1] counts, out,
+                   out_idx, int n_threads):
+    """The kept elements' items into their buckets (per-block counts from _count), over the
+    blocks of bounds in parallel; the bucket starts (n_buckets + 1)."""
+    cdef Py_ssize_t nb = counts.shape[0], n_buckets = counts.shape[1], b, k
+    starts_array = np.zeros(n_buckets + 1, np.int64)
+    cdef int64_t[::1] starts = starts_array
+    cdef int64_t start = 0, c
+    for k in range(n_buckets):
+        starts[k] = start
+        for b in range(nb):
+            c = counts[b, k]
+            counts[b, k] = start
+            start += c
+    starts[n_buckets] = start
+    cdef void *out_p = _ptr(out)
+    cdef uint32_t *idx_p = <uint32_t *>_ptr(out_idx)
+    cdef int64_t spare = out.shape[0] - 1
+    for b in prange(nb, nogil=True, schedule="static", num_threads=n_threads):
+        fb_split(a, bounds[b], bounds[b + 1], &counts[b, 0], out_p, idx_p, spare)
+    return starts_array
+
+
+cdef void _sort_big(void *a, void *b, uint32_t *ia, uint32_t *ib, int wide, int64_t lo,
+                    int64_t hi, int shift, bint in_b, int nb, hist, int n_threads):
+    """Sorts the items [lo, hi) of a (of b when in_b) ascending into a by an LSD radix sort of
+    11-bit digits from shift (the digits below are sorted), blocks in parallel: the histograms
+    of every digit are hist (nd, FB_RADIX) or from one pass; a pass whose digit is the same for
+    every item is skipped. With
+    one or two blocks, the first scatters from the bucket starts and the second from the bucket
+    ends (no per-block histograms); with more, each pass counts per block first."""
+    cdef int64_t n = hi - lo
+    cdef int nd = ((64 if wide else 32) - shift + FB_RADIX_BITS - 1) // FB_RADIX_BITS
+    cdef int64_t[::1] bounds = np.array([lo + n * k // nb for k in range(nb + 1)], np.int64)
+    cdef int64_t[:, :, ::1] counts = np.zeros((nb, nd, FB_RADIX), np.int64)
+    cdef int64_t[:, ::1] at = np.zeros((nb, FB_RADIX), np.int64)
+    cdef Py_ssize_t k, d, v
+    cdef int s
+    cdef int64_t start, c
+    cdef void *src = b if in_b else a
+    cdef void *dst = a if in_b else b
+    cdef uint32_t *isrc = ib if in_b else ia
+    cdef uint32_t *idst = ia if in_b else ib
     cdef void *swap
     cdef uint32_t *iswap
-    cdef int64_t[::1] bounds = np.array([n * b // nb for b in range(nb + 1)], np.int64)
-    cdef int64_t[:, ::1] counts = np.zeros((nb, 256), np.int64)
-    cdef int64_t[:, ::1] at = np.zeros((nb, 256), np.int64)
-    cdef Py_ssize_t b, d
-    cdef int shift
-    cdef int64_t start, total
-    cdef bint skip, in_tmp = False
-    for shift in range(0, nbits, 8):
-        for b in prange(nb, nogil=True, schedule="static", num_threads=n_threads):
-            counts[b, :] = 0
-            fb_histogram(src, wide, bounds[b], bounds[b + 1], shift, &counts[b, 0])
-        start = 0
-        skip = False
-        for d in range(256):
-            total = 0
-            for b in range(nb):
-                at[b, d] = start + total
-                total += counts[b, d]
-            skip = skip or total == n
-            start += total
-        if skip:
+    if hist is not None:
+        np.asarray(counts)[0] = hist
+    else:
+        for k in prange(nb, nogil=True, schedule="static", num_threads=n_threads):
+            for d in range(nd):
+                fb_histogram(src, wide, bounds[k], bounds[k + 1], shift + d * FB_RADIX_BITS,
+                             FB_RADIX_BITS, &counts[k, d, 0])
+        for k in range(1, nb):
+            for d in range(nd):
+                for v in range(FB_RADIX):
+                    counts[0, d, v] += counts[k, d, v]
+    for d in range(nd):
+        s = shift + d * FB_RADIX_BITS
+        if counts[0, d, (fb_rank_item(src, wide, lo) >> s) & (FB_RADIX - 1)] == n:
             continue
-        for b in prange(nb, nogil=True, schedule="static", num_threads=n_threads):
-            fb_scatter(src, isrc, wide, bounds[b], bounds[b + 1], shift, &at[b, 0], dst, idst)
+        if nb <= 2:
+            start = lo
+            for v in range(FB_RADIX):
+                at[0, v] = start
+                start += counts[0, d, v]
+                at[nb - 1, v] = start if nb == 2 else at[0, v]
+        else:
+            for k in prange(nb, nogil=True, schedule="static", num_threads=n_threads):
+                at[k, :] = 0
+                fb_histogram(src, wide, bounds[k], bounds[k + 1], s, FB_RADIX_BITS, &at[k, 0])
+            start = lo
+            for v in range(FB_RADIX):
+                for k in range(nb):
+                    c = at[k, v]
+                    at[k, v] = start
+                    start += c
+        for k in prange(nb, nogil=True, schedule="static", num_threads=n_threads):
+            if nb == 2 and k == 1:
+                fb_scatter_back(src, isrc, wide, bounds[k], bounds[k + 1], s, FB_RADIX_BITS,
+                                &at[k, 0], dst, idst)
+            else:
+                fb_scatter(src, isrc, wide, bounds[k], bounds[k + 1], s, FB_RADIX_BITS,
+                           &at[k, 0], dst, idst)
         swap = src; src = dst; dst = swap
         iswap = isrc; isrc = idst; idst = iswap
-        in_tmp = not in_tmp
-    if in_tmp:
-        items[:n] = tmp[:n]
-        if idx is not None:
-            idx[:n] = idx_tmp[:n]
+        in_b = not in_b
+    if in_b:
+        for k in prange(nb, nogil=True, schedule="static", num_threads=n_threads):
+            fb_rank_copy(a, b, ia, ib, wide, bounds[k], bounds[k + 1])
 
 
-def _walk(items, idx, w, int64_t[::1] cuts, int n_threads):
-    """(P, N, 2·U, A) of the sorted items between the cuts: the ranges' totals, then their walks
-    in parallel, summed in range order."""
-    cdef Py_ssize_t nr = cuts.shape[0] - 1, r
-    cdef int wide = items.dtype.itemsize == 8
-    cdef void *items_p = _ptr(items)
-    cdef uint32_t *idx_p = <uint32_t *>_ptr(idx)
-    cdef const double *w_p = <const double *>_ptr(w)
+cdef void _sort_all(void *a, void *b, uint32_t *ia, uint32_t *ib, int wide, int64_t[:, ::1] seg,
+                    int shift, bint in_b, hist, int n_threads):
+    """Sorts each bucket [seg[k, 0], seg[k, 1]) of a (of b when in_b) into a: the big ones one
+    after the other by all threads (hist: the histograms of the one bucket's digits, or None),
+    the others each by one thread."""
+    cdef Py_ssize_t k, ns = seg.shape[0]
+    cdef int64_t lo, hi
+    cdef uint32_t *scratch
+    cdef int64_t *at
+    for k in range(ns):
+        lo, hi = seg[k, 0], seg[k, 1]
+        if hi - lo >= FB_RANK_BIG:
+            _sort_big(a, b, ia, ib, wide, lo, hi, shift, in_b,
+                      max(1, min(n_threads, (hi - lo) >> 16)), hist, n_threads)
+    with nogil, parallel(num_threads=n_threads):
+        scratch = <uint32_t *>malloc(6 * 2048 * sizeof(uint32_t))
+        at = <int64_t *>malloc(2048 * sizeof(int64_t))
+        for k in prange(ns, schedule="dynamic", chunksize=16):
+            if 0 < seg[k, 1] - seg[k, 0] < FB_RANK_BIG:
+                fb_sort_small(a, b, ia, ib, wide, seg[k, 0], seg[k, 1], in_b, scratch, at)
+        free(scratch)
+        free(at)
+
+
+cdef tuple _walk_big(void *items, uint32_t *idx, int wide, const double *w, int64_t lo,
+                     int64_t hi, int n_threads):
+    """(P, N, 2·U, A) of the sorted items [lo, hi): FB_WALK_RANGES ranges between cuts at
+    distinct values, their totals, then their walks in parallel, summed in range order."""
+    cdef int64_t[::1] cut = np.empty(FB_WALK_RANGES + 1, np.int64)
+    fb_cuts(items, wide, lo, hi, &cut[0])
+    cdef Py_ssize_t nr = FB_WALK_RANGES, r
     cdef double[:, ::1] totals = np.zeros((nr, 2))
     cdef double[:, ::1] above = np.zeros((nr, 2))
-    cdef double[:, ::1] sums = np.zeros((nr, 2))
+    cdef double[:, ::1] sums = np.zeros((nr, 4))
     for r in prange(nr, nogil=True, schedule="static", num_threads=n_threads):
-        fb_range_totals(items_p, idx_p, wide, w_p, cuts[r], cuts[r + 1], &totals[r, 0],
-                        &totals[r, 1])
+        fb_range_totals(items, idx, wide, w, cut[r], cut[r + 1], &totals[r, 0], &totals[r, 1])
     for r in range(nr - 2, -1, -1):
         above[r, 0] = above[r + 1, 0] + totals[r + 1, 0]
         above[r, 1] = above[r + 1, 1] + totals[r + 1, 1]
     for r in prange(nr, nogil=True, schedule="static", num_threads=n_threads):
-        fb_walk(items_p, idx_p, wide, w_p, cuts[r], cuts[r + 1], above[r, 0], above[r, 1], NULL,
-                0, 0, &sums[r, 0], &sums[r, 1])
+        fb_walk(items, idx, wide, w, cut[r], cut[r + 1], above[r, 0], above[r, 1], NULL, 0, 0,
+                &sums[r, 0], &sums[r, 1], &sums[r, 2], &sums[r, 3])
     cdef double big_p = 0.0, big_n = 0.0, u2 = 0.0, a = 0.0
     for r in range(nr - 1, -1, -1):
         big_p += totals[r, 0]
@@ -652,36 +727,36 @@ def _walk(items, idx, w, int64_t[::1] cuts, int n_threads):
     return big_p, big_n, u2, a
 
 
-def _cuts(items, int64_t m):
-    """WALK_RANGES + 1 cut positions of the sorted items [0, m), each moved down to the first item
-    of its distinct value (a binary search)."""
-    cuts = [m * r // WALK_RANGES for r in range(WALK_RANGES + 1)]
-    for r in range(1, WALK_RANGES):
-        v = int(items[cuts[r]]) >> 1 if cuts[r] < m else -1
-        lo, hi = cuts[r - 1], cuts[r]
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if int(items[mid]) >> 1 < v:
-                lo = mid + 1
-            else:
-                hi = mid
-        cuts[r] = lo
-    return np.array(cuts, np.int64)
+cdef object _walk_all(void *items, uint32_t *idx, int wide, const double *w,
+                      int64_t[:, ::1] slots, int n_threads):
+    """(P, N, 2·U, A) of each slot [slots[k, 0], slots[k, 1]) of the sorted items: the big
+    ones one after the other by all threads, the others each by one thread."""
+    cdef Py_ssize_t k, ns = slots.shape[0]
+    out_array = np.zeros((ns, 4))
+    cdef double[:, ::1] out = out_array
+    for k in range(ns):
+        if slots[k, 1] - slots[k, 0] >= FB_RANK_BIG:
+            out_array[k] = _walk_big(items, idx, wide, w, slots[k, 0], slots[k, 1], n_threads)
+    for k in prange(ns, nogil=True, schedule="dynamic", chunksize=16, num_threads=n_threads):
+        if slots[k, 1] - slots[k, 0] < FB_RANK_BIG:
+            fb_walk(items, idx, wide, w, slots[k, 0], slots[k, 1], 0.0, 0.0, NULL, 0, 0,
+                    &out[k, 2], &out[k, 3], &out[k, 0], &out[k, 1])
+    return out_array
 
 
 _RANK_Y_KINDS = {np.dtype(np.uint8): FB_Y_U8, np.dtype(np.float32): FB_Y_F32,
                  np.dtype(np.float64): FB_Y_F64}
 
 
-def rank(y, p, w, mask, bint omit, bint want_curve, int n_threads):
-    """The twin of kernels/numba/rank.py's rank (same contract): (P, N, 2·U, A, flags, curve) of
-    one 1-D slice; runs with the GIL released."""
+def rank(y, p, w, mask, groups, int64_t n_slots, bint omit, bint want_curve, int n_threads):
+    """The twin of kernels/numba/rank.py's rank (same contract): (sums, nan, flags, curve) of a
+    1-D slice, per slot; runs with the GIL released."""
     global _openmp_started
     if _single_threaded:
         n_threads = 1
     elif n_threads > 1:
         _openmp_started = True
-    cdef Py_ssize_t n = p.shape[0]
+    cdef int64_t n = p.shape[0]
     cdef fb_rank_args a
     a.y = _ptr(y)
     a.y_kind = _RANK_Y_KINDS[y.dtype]
@@ -691,30 +766,63 @@ def rank(y, p, w, mask, bint omit, bint want_curve, int n_threads):
     a.p_stride = p.strides[0] // p.itemsize
     a.w = <const double *>_ptr(w)
     a.mask = <const uint8_t *>_ptr(mask)
+    a.groups = <const int64_t *>_ptr(groups)
     a.omit = omit
+    cdef bint grouped = groups is not None
+    cdef int wide = a.p_f64
     nb = max(1, min(n_threads, n >> 16))
-    bounds = np.array([n * b // nb for b in range(nb + 1)], np.int64)
-    items = np.empty(n + 1, np.uint64 if a.p_f64 else np.uint32)
+    cdef int64_t[::1] bounds = np.array([n * b // nb for b in range(nb + 1)], np.int64)
+    items = np.empty(n + 1, np.uint64 if wide else np.uint32)
+    tmp = np.empty(n + 1, items.dtype)
     idx = None if w is None else np.empty(n + 1, np.uint32)
-    n_neg, m, flags = _split(&a, bounds, items, idx, n_threads)
+    idx_tmp = None if w is None else np.empty(n + 1, np.uint32)
+    cdef int64_t n_buckets = 3 * n_slots if grouped else 2 * FB_RADIX + 1
+    counts, flags, hist = _count(&a, bounds, n_buckets, tmp, not grouped, n_threads)
     if flags & (FB_RANK_SOFT | FB_RANK_WEIGHT):
-        return 0.0, 0.0, 0.0, 0.0, flags, None
-    tmp = np.empty(max(n_neg, m - n_neg), items.dtype)
-    idx_tmp = None if w is None else np.empty(tmp.shape[0], np.uint32)
-    for lo, hi in ((0, n_neg), (n_neg, m)):
-        _sort(items[lo:hi], tmp, None if idx is None else idx[lo:hi], idx_tmp, hi - lo,
-              max(1, min(n_threads, (hi - lo) >> 16)), 64 if a.p_f64 else 32, n_threads)
+        return None, None, flags, None
+    cdef void *items_p = _ptr(items)
+    cdef void *tmp_p = _ptr(tmp)
+    cdef uint32_t *idx_p = <uint32_t *>_ptr(idx)
+    cdef uint32_t *idx_tmp_p = <uint32_t *>_ptr(idx_tmp)
+    if not grouped and counts[:, FB_RADIX:2 * FB_RADIX].sum() == n:
+        # all kept, none negative or NaN: the items are in tmp in input order, sorted from there
+        if idx is not None:
+            idx_tmp[:n] = np.arange(n, dtype=np.uint32)
+        _sort_all(items_p, tmp_p, idx_p, idx_tmp_p, wide, np.array([[0, n]], np.int64), 0, True,
+                  hist, n_threads)
+        starts = np.zeros(n_buckets + 1, np.int64)
+        starts[FB_RADIX + 1:] = n
+    else:
+        # with groups the split goes to tmp and each bucket is sorted from there; without, the
+        # split is the first pass, into the buffer from which the passes left end in items
+        into_tmp = grouped or ((64 if wide else 32) - 1) // FB_RADIX_BITS % 2 == 1
+        starts = _split(&a, bounds, counts, tmp if into_tmp else items,
+                        idx_tmp if into_tmp else idx, n_threads)
+        if grouped:
+            seg = np.stack((starts[:-1], starts[1:]), 1).reshape(n_slots, 3, 2)[:, :2]
+        else:
+            seg = np.array([[0, starts[FB_RADIX]], [starts[FB_RADIX], starts[2 * FB_RADIX]]],
+                           np.int64)
+        _sort_all(items_p, tmp_p, idx_p, idx_tmp_p, wide, np.ascontiguousarray(seg.reshape(-1, 2)),
+                  0 if grouped else FB_RADIX_BITS, into_tmp, None, n_threads)
+    if grouped:
+        slots = np.ascontiguousarray(np.stack((starts[0:-1:3], starts[2::3]), 1))
+        nan = starts[3::3] > starts[2::3]
+    else:
+        slots = np.array([[0, starts[2 * FB_RADIX]]], np.int64)
+        nan = np.array([starts[2 * FB_RADIX + 1] > starts[2 * FB_RADIX]])
     del tmp, idx_tmp
     if not want_curve:
-        return (*_walk(items, idx, w, _cuts(items, m), n_threads), flags, None)
+        return _walk_all(items_p, idx_p, wide, a.w, slots, n_threads), nan, flags, None
+    cdef int64_t m = slots[0, 1]
     curve = np.empty((3, max(m, 1)))
-    cdef double u2, ap
+    cdef double u2, ap, tp, fp
     cdef double[:, ::1] cv = curve
-    k = fb_walk(_ptr(items), <uint32_t *>_ptr(idx), items.dtype.itemsize == 8,
-                <const double *>_ptr(w), 0, m, 0.0, 0.0, &cv[0, 0], curve.shape[1], 0, &u2, &ap)
+    k = fb_walk(items_p, idx_p, wide, a.w, 0, m, 0.0, 0.0, &cv[0, 0], curve.shape[1], 0, &u2,
+                &ap, &tp, &fp)
     at = curve[2, :k].astype(np.int64)
-    return (curve[0, k - 1] if k else 0.0, curve[1, k - 1] if k else 0.0, u2, ap, flags,
-            (_values(items[at], at < n_neg, not a.p_f64), curve[0, :k], curve[1, :k]))
+    return (np.array([[tp, fp, u2, ap]]), nan, flags,
+            (_values(items[at], at < starts[FB_RADIX], not wide), curve[0, :k], curve[1, :k]))
 
 
 def _values(items, negative, f32):

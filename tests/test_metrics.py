@@ -328,3 +328,112 @@ def test_brier_equals_scikit_learn():
         fastbce.brier(y, p * 2)
     with pytest.raises(ValueError, match="sample_weight"):
         fastbce.brier(y, p, sample_weight=-w)
+
+
+def _group_loop(y, p, w, groups, n_groups, mask=None):
+    """(AUC, AP) per group by a loop over scikit-learn (NaN with one class or no sample)."""
+    out = np.full((2, n_groups), np.nan)
+    for g in range(n_groups):
+        s = (groups == g) if mask is None else (groups == g) & mask
+        ws = None if w is None else w[s]
+        if len(set(y[s])) == 2 and (ws is None or (ws[y[s] == 1].sum() > 0
+                                                   and ws[y[s] == 0].sum() > 0)):
+            out[:, g] = both(y[s], p[s], ws)
+    return out
+
+
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "numpy"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("weights", [False, True])
+def test_per_group_big_and_small_groups_logits_and_masks(backend, dtype, weights):
+    """Groups of at least 2**16 samples are sorted and walked by all threads, smaller ones each
+    by one thread (kernels/c/rank.h); logits put samples on both signs; masked samples out."""
+    rng = np.random.default_rng(21)
+    n = 160_000
+    groups = np.where(rng.random(n) < 0.85, 0, rng.integers(1, 300, n))  # one big, many small
+    x = np.round(rng.normal(0, 2, n), 3)
+    y = (rng.random(n) < 1 / (1 + np.exp(-x))).astype(np.float32)
+    w = rng.random(n) if weights else None
+    mask = rng.random(n) < 0.9
+    auc, ap = fastbce._metrics.ranking(y, x.astype(dtype), sample_weight=w, mask=mask,
+                                       groups=groups, n_groups=300, from_logits=True,
+                                       backend=backend)
+    np.testing.assert_allclose([auc, ap], _group_loop(y, x.astype(dtype), w, groups, 300, mask),
+                               rtol=RTOL)
+    for t in (1, 3):
+        again = fastbce._metrics.ranking(y, x.astype(dtype), sample_weight=w, mask=mask,
+                                         groups=groups, n_groups=300, from_logits=True,
+                                         backend=backend, n_threads=t)
+        np.testing.assert_array_equal(np.array(again), np.array([auc, ap]))
+
+
+def test_per_group_backends_give_the_same_bits_and_nan_stays_in_its_group():
+    y, p, w = data(200_000, 22, 1000, weights=True)
+    groups = np.random.default_rng(23).integers(0, 50, 200_000)
+    groups[:100_000] = 7  # a big group
+    p[5] = np.nan  # group of element 5
+    results = [np.array(fastbce._metrics.ranking(y, p, sample_weight=weights, groups=groups,
+                                                 n_groups=50, backend=b, n_threads=t))
+               for b in BACKENDS if b != "numpy" for t in (1, 2) for weights in (None, w)]
+    by_weights = [results[i::2] for i in range(2)]
+    for same in by_weights:
+        for r in same[1:]:
+            np.testing.assert_array_equal(r, same[0])
+    auc = by_weights[0][0][0]
+    assert np.isnan(auc[groups[5]]) and np.isfinite(np.delete(auc, groups[5])).all()
+    keep = ~np.isnan(p)
+    ref = _group_loop(y[keep], p[keep], None, groups[keep], 50)
+    ref[:, groups[5]] = np.nan
+    np.testing.assert_allclose(by_weights[0][0], ref, rtol=RTOL)
+
+
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "numpy"])
+def test_big_slices_every_path(backend):
+    """Above 2**16 samples: all kept and non-negative (the sort starts from the count's items),
+    negatives, NaN omitted, a constant digit (skipped passes), uint8 labels, all equal."""
+    rng = np.random.default_rng(24)
+    n = 150_000
+    p = rng.random(n)
+    y = (rng.random(n) < p).astype(np.uint8)
+    cases = [p, p - 0.5, 0.5 + p / 4, np.full(n, 0.25), np.round(p, 2)]
+    for pp in cases:
+        for dtype in (np.float32, np.float64):
+            got = fastbce._metrics.ranking(y, pp.astype(dtype), backend=backend)
+            if np.ptp(pp) == 0:
+                assert got == (0.5, pytest.approx(y.mean(), rel=RTOL))
+                continue
+            np.testing.assert_allclose(got, both(y, pp.astype(dtype)), rtol=RTOL)
+    p_nan = p.copy()
+    p_nan[::1000] = np.nan
+    keep = ~np.isnan(p_nan)
+    np.testing.assert_allclose(
+        fastbce._metrics.ranking(y, p_nan, nan_policy="omit", backend=backend),
+        both(y[keep], p[keep]), rtol=RTOL)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_brier_compiled_pass_equals_scikit_learn_and_the_numpy_path(backend, dtype):
+    y, p, w = data(20_000, 25, 100, dtype, True)
+    p64 = p.astype(np.float64)  # scikit-learn sums float32 in float32; the reference in float64
+    soft = (0.8 * y + 0.1).astype(dtype)  # soft labels are fine for the Brier score
+    groups = np.arange(20_000) % 7
+    everything = np.ones(20_000, bool)  # a mask: the NumPy path
+
+    def reference(yy, pp, ww):  # scikit-learn's, which rejects soft labels
+        if set(np.unique(yy)) <= {0, 1}:
+            return skm.brier_score_loss(yy, pp, sample_weight=ww)
+        return np.average((pp - yy.astype(np.float64)) ** 2, weights=ww)
+    for yy in (y, soft, y.astype(np.uint8)):
+        for ww in (None, w):
+            got = fastbce.brier(yy, p, sample_weight=ww, backend=backend)
+            assert got == pytest.approx(reference(yy, p64, ww), rel=RTOL)
+            assert got == pytest.approx(fastbce.brier(yy, p, sample_weight=ww, mask=everything),
+                                        rel=RTOL)
+            per_group = fastbce.brier(yy, p, sample_weight=ww, groups=groups, backend=backend)
+            for g in range(7):
+                s = groups == g
+                assert per_group[g] == pytest.approx(
+                    reference(yy[s], p64[s], None if ww is None else ww[s]), rel=RTOL)
+    assert fastbce.brier(y, p, n_threads=1, backend=backend) == fastbce.brier(
+        y, p, n_threads=3, backend=backend)

@@ -65,8 +65,13 @@ C_ONLY = {
     "rank": {
         "fb_rank_label": "a label of any kind as a double (Numba specialises by dtype)",
         "fb_rank_pred": "a float or double prediction as a double (Numba: by dtype)",
-        "fb_rank_kept": "whether an element is kept (Numba: inline in sign_count, split_block)",
+        "fb_rank_kept": "whether an element is kept (Numba: inline in count, split)",
+        "fb_rank_element": "an element's item and bucket through the argument struct (Numba: "
+                           "inline in count, split)",
+        "fb_count_f32": "fb_count's loop for contiguous float32 predictions (C's way to "
+                        "specialise; Numba's count is specialised by type)",
         "fb_rank_item": "a uint32 or uint64 item (Numba: by dtype)",
+        "fb_rank_copy": "a range of items and indices copied by memcpy (Numba: slice assignment)",
     },
 }
 
@@ -133,11 +138,18 @@ NUMBA_ONLY = {
         "element_pass": "the Python entry; its twin is element_pass in kernels/cython_kernels.pyx",
     },
     "rank": {
-        "_split": "the parallel loop of sign_count and split_block (C: _split in "
-                  "kernels/cython_kernels.pyx)",
-        "_sort": "the parallel radix passes (C: _sort in kernels/cython_kernels.pyx)",
-        "_walk": "the parallel walk over ranges (C: _walk in kernels/cython_kernels.pyx)",
-        "_cuts": "the walk's ranges (Python; its copy is in kernels/cython_kernels.pyx)",
+        "_count": "the parallel loop of count (C: _count in kernels/cython_kernels.pyx)",
+        "_split": "the parallel loop of split (C: _split in kernels/cython_kernels.pyx)",
+        "_digit_histograms": "the parallel histogram pass (C: in _sort_big of "
+                             "kernels/cython_kernels.pyx)",
+        "_sort_big": "the parallel radix passes (C: _sort_big in kernels/cython_kernels.pyx)",
+        "_sort_small_all": "the parallel loop of sort_small (C: in _sort_all of "
+                           "kernels/cython_kernels.pyx)",
+        "_sort_all": "the buckets' sorts (C: _sort_all in kernels/cython_kernels.pyx)",
+        "_walk_big": "the parallel walk over ranges (C: _walk_big in kernels/cython_kernels.pyx)",
+        "_walk_small_all": "the parallel loop of walk over slots (C: in _walk_all of "
+                           "kernels/cython_kernels.pyx)",
+        "_walk_all": "the slots' walks (C: _walk_all in kernels/cython_kernels.pyx)",
         "rank": "the Python entry; its twin is rank in kernels/cython_kernels.pyx",
         "_values": "predictions back from items (Python; copy in kernels/cython_kernels.pyx)",
     },

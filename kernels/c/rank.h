@@ -1,14 +1,22 @@
 /* Ranking kernels: the twin of kernels/numba/rank.py (same functions, same order); the parallel
  * loops that call them are ``rank`` and its helpers in kernels/cython_kernels.pyx.
  *
- * Exact ROC-AUC and average precision of one slice by sorting. Each kept prediction becomes an
- * order-preserving unsigned key (uint32 for float32, uint64 for float64) whose sign bit is dropped
- * and replaced by the label in the low bit: item = (key without sign) << 1 | y. Negative
- * predictions go to the front, the others to the back (fb_sign_count, fb_split_block), so sorting
- * each part sorts the whole; an LSD radix sort of 8-bit digits (fb_histogram, fb_scatter) does it,
- * stable. A walk from the top over the distinct predictions (fb_walk) sums the Mann-Whitney pairs
- * and the precision at each recall step in float64, in fixed ranges (fb_range_totals gives each
- * range the weights above it), so the result does not depend on the thread count. */
+ * Exact ROC-AUC and average precision of each slot (the whole slice, or each group) by sorting.
+ * Each kept prediction becomes an order-preserving unsigned key (uint32 for float32, uint64 for
+ * float64) whose sign bit is dropped and replaced by the label in the low bit: item = (key
+ * without sign) << 1 | y. A counting pass (fb_count) and a stable scatter (fb_split) put the items
+ * in buckets: by group, then negative predictions, the others, NaN (propagated: counted, not
+ * sorted); without groups the buckets are the sign and the first 11-bit digit, so the split is
+ * the sort's first pass, and when every element is kept and none is negative the count writes
+ * the items in input order and the sort starts there. Each bucket is sorted by an LSD radix
+ * sort, stable: one of at least FB_RANK_BIG items by all threads (11-bit digits; with two
+ * threads one scatters from the bucket starts and the other from the ends, fb_scatter_back, so
+ * that no per-block histogram is needed), smaller ones each by one thread in cache
+ * (fb_sort_small). A walk from the top over the distinct predictions (fb_walk) sums the
+ * Mann-Whitney pairs and the precision at each recall step in float64; a slot of at least
+ * FB_RANK_BIG items in FB_WALK_RANGES fixed ranges cut at distinct values (fb_range_totals gives
+ * each range the weights above it). Every choice depends on the sizes only, so the result does
+ * not depend on the thread count. */
 #ifndef FB_RANK_H
 #define FB_RANK_H
 
@@ -19,13 +27,21 @@
 #include "codes.h"
 
 
+#define FB_RADIX_BITS 11
+#define FB_RADIX (1 << FB_RADIX_BITS)
+#define FB_RANK_BIG (1 << 16)
+#define FB_INSERTION 32
+#define FB_WALK_RANGES 16
+
 /* One slice: labels (FB_Y_U8/F32/F64) and predictions (float or double) with element strides,
- * contiguous weights and mask (NULL: none), and whether NaN elements are left out. */
+ * contiguous weights, mask and int64 group ids (NULL: none), and whether NaN elements are left
+ * out. */
 typedef struct {
     const void *y; int y_kind; int64_t y_stride;
     const void *p; int p_f64; int64_t p_stride;
     const double *w;
     const uint8_t *mask;
+    const int64_t *groups;
     int omit;
 } fb_rank_args;
 
@@ -65,108 +81,177 @@ static inline uint64_t fb_key_f64(double v, int *neg)
     return (uint64_t)(b < 0 ? ~b : b) & 0x7FFFFFFFFFFFFFFFULL;
 }
 
+/* The split bucket of an item: with groups 3·g + (0 negative, 1 not, 2 NaN); without, (0
+ * negative, 1 not)·FB_RADIX + the item's first digit, or 2·FB_RADIX for NaN. */
+static inline int64_t fb_rank_bucket(uint64_t item, int neg, int isnan_, int64_t g,
+                                     int grouped)
+{
+    if (grouped)
+        return 3 * g + (isnan_ ? 2 : (neg ? 0 : 1));
+    if (isnan_)
+        return 2 * FB_RADIX;
+    return (neg ? 0 : FB_RADIX) + (int64_t)(item & (FB_RADIX - 1));
+}
+
 static inline int fb_rank_kept(const fb_rank_args *a, int64_t i, int isnan_)
 {
     return !(a->omit && isnan_) && (a->mask == NULL || a->mask[i] != 0);
 }
 
-/* Negative predictions and kept elements of [lo, hi) into *n_neg, *n_kept; returns the flags.
- * Kept = in the mask and, under nan_policy "omit", with no NaN label or prediction. */
-static inline int fb_sign_count(const fb_rank_args *a, int64_t lo, int64_t hi, int64_t *n_neg,
-                                int64_t *n_kept)
+/* The item of element i and its bucket (*b), whether it is kept (*keep). */
+static inline uint64_t fb_rank_element(const fb_rank_args *a, int64_t i, int64_t *b, int *keep,
+                                       int *isnan_out)
 {
-    int64_t neg = 0, kept = 0;
+    double y = fb_rank_label(a, i), p = fb_rank_pred(a, i);
+    int isnan_ = (y != y) | (p != p), neg;
+    uint64_t k = a->p_f64 ? fb_key_f64(p, &neg) : fb_key_f32((float)p, &neg);
+    uint64_t item = (k << 1) | (uint64_t)(y == 1.0);
+    *keep = fb_rank_kept(a, i, isnan_);
+    *isnan_out = isnan_;
+    *b = fb_rank_bucket(item, neg, isnan_, a->groups != NULL ? a->groups[i] : 0,
+                        a->groups != NULL);
+    return item;
+}
+
+/* fb_count's loop for contiguous float32 predictions and labels of type T, every element kept,
+ * with write: the digit histograms in uint32 tables on the stack, the top digit's in four
+ * interleaved copies (its values repeat: one table would chain each count on the last). */
+#define FB_COUNT_F32(T)                                                                       \
+    do {                                                                                      \
+        const T *yy = (const T *)a->y;                                                        \
+        const float *pp = (const float *)a->p;                                                \
+        uint32_t *out32 = (uint32_t *)out;                                                    \
+        for (int64_t i = lo; i < hi; i++) {                                                   \
+            T yv = yy[i];                                                                     \
+            float pv = pp[i];                                                                 \
+            int isnan_ = (yv != yv) | (pv != pv), neg;                                        \
+            nan |= isnan_;                                                                    \
+            soft |= (yv != 0) & (yv != 1) & (yv == yv);                                       \
+            uint32_t item = (uint32_t)(fb_key_f32(pv, &neg) << 1) | (uint32_t)(yv == 1);      \
+            counts[fb_rank_bucket(item, neg, isnan_, 0, 0)]++;                                \
+            out32[i] = item;                                                                  \
+            mid[(item >> FB_RADIX_BITS) & (FB_RADIX - 1)]++;                                  \
+            top[(i & 3) * FB_RADIX + (item >> (2 * FB_RADIX_BITS))]++;                        \
+        }                                                                                     \
+    } while (0)
+
+static inline int fb_count_f32(const fb_rank_args *a, int64_t lo, int64_t hi, int64_t *counts,
+                               void *out)
+{
+    uint32_t mid[FB_RADIX], top[4 * FB_RADIX];
+    int soft = 0, nan = 0;
+    memset(mid, 0, sizeof(mid));
+    memset(top, 0, sizeof(top));
+    if (a->y_kind == FB_Y_U8)
+        FB_COUNT_F32(uint8_t);
+    else
+        FB_COUNT_F32(float);
+    int64_t *digits = counts + 2 * FB_RADIX + 1;
+    for (int v = 0; v < FB_RADIX; v++) {
+        digits[v] += mid[v];
+        digits[FB_RADIX + v] += (int64_t)top[v] + top[FB_RADIX + v] + top[2 * FB_RADIX + v]
+                                + top[3 * FB_RADIX + v];
+    }
+    return soft * FB_RANK_SOFT | nan * FB_RANK_NAN;
+}
+#undef FB_COUNT_F32
+
+/* counts[bucket] += the kept elements of [lo, hi); returns the flags. Kept = in the mask and,
+ * under nan_policy "omit", with no NaN label or prediction. write (no groups): every element's
+ * item to out[i] too, and the histograms of its digits after the first to counts[2·FB_RADIX + 1
+ * + (d - 1)·FB_RADIX + value] (when all are kept and none negative, the sort starts from there).
+ * The arguments are copied first: stores to out could alias them. */
+static inline int fb_count(const fb_rank_args *args, int64_t lo, int64_t hi, int64_t *counts,
+                           void *out, int write)
+{
+    const fb_rank_args s = *args, *a = &s;
+    if (write && !a->p_f64 && a->p_stride == 1 && a->y_stride == 1 && a->y_kind != FB_Y_F64
+        && a->w == NULL && a->mask == NULL && !a->omit)
+        return fb_count_f32(a, lo, hi, counts, out);
     int soft = 0, nan = 0, bad_w = 0;
+    int nd = ((a->p_f64 ? 64 : 32) - 1) / FB_RADIX_BITS;
+    int64_t *digits = counts + 2 * FB_RADIX + 1 - FB_RADIX;
     for (int64_t i = lo; i < hi; i++) {
-        double y = fb_rank_label(a, i), p = fb_rank_pred(a, i);
-        int isnan_ = (y != y) | (p != p);
-        int keep = fb_rank_kept(a, i, isnan_);
-        kept += keep;
-        neg += keep & (p < 0.0);
+        double y = fb_rank_label(a, i);
+        int64_t b;
+        int keep, isnan_;
+        uint64_t item = fb_rank_element(a, i, &b, &keep, &isnan_);
         nan |= keep & isnan_;
         soft |= keep & (y != 0.0) & (y != 1.0) & (y == y);
         if (a->w != NULL)
             bad_w |= keep & !(a->w[i] >= 0.0 && a->w[i] < INFINITY);
+        counts[b] += keep;
+        if (write) {
+            if (a->p_f64)
+                ((uint64_t *)out)[i] = item;
+            else
+                ((uint32_t *)out)[i] = (uint32_t)item;
+            for (int d = 1; d <= nd; d++)
+                digits[d * FB_RADIX + ((item >> (d * FB_RADIX_BITS)) & (FB_RADIX - 1))]++;
+        }
     }
-    *n_neg = neg;
-    *n_kept = kept;
     return soft * FB_RANK_SOFT | nan * FB_RANK_NAN | bad_w * FB_RANK_WEIGHT;
 }
 
-/* The items of the kept elements of [lo, hi): negative predictions from items[at_neg], the others
- * from items[at_pos], with their index in idx (unless NULL). Labels are 0 or 1 here (a NaN label
- * counts as 0: its slice is NaN). A dropped element goes to the spare last slot, items[spare].
- * dense: every element is kept and none is negative (a plain map, which vectorises). */
-static inline void fb_split_block(const fb_rank_args *a, int64_t lo, int64_t hi, void *items,
-                                  uint32_t *idx, int64_t at_neg, int64_t at_pos, int64_t spare,
-                                  int dense)
+/* The items of the kept elements of [lo, hi) to out at at[bucket], which advances (with their
+ * index in out_idx unless NULL): a stable scatter. Labels are 0 or 1 here (a NaN label reads 0:
+ * its slot is NaN). A dropped element goes to the spare slot out[spare]. */
+static inline void fb_split(const fb_rank_args *args, int64_t lo, int64_t hi, int64_t *at,
+                            void *out, uint32_t *out_idx, int64_t spare)
 {
-    if (dense) {
-        for (int64_t i = lo; i < hi; i++) {
-            double y = fb_rank_label(a, i), p = fb_rank_pred(a, i);
-            int neg;
-            uint64_t k = a->p_f64 ? fb_key_f64(p, &neg) : fb_key_f32((float)p, &neg);
-            uint64_t item = (k << 1) | (uint64_t)(y == 1.0);
-            if (a->p_f64)
-                ((uint64_t *)items)[at_pos + i - lo] = item;
-            else
-                ((uint32_t *)items)[at_pos + i - lo] = (uint32_t)item;
-            if (idx != NULL)
-                idx[at_pos + i - lo] = (uint32_t)i;
-        }
-        return;
-    }
+    const fb_rank_args s = *args, *a = &s;
     for (int64_t i = lo; i < hi; i++) {
-        double y = fb_rank_label(a, i), p = fb_rank_pred(a, i);
-        int neg;
-        uint64_t k = a->p_f64 ? fb_key_f64(p, &neg) : fb_key_f32((float)p, &neg);
-        int keep = fb_rank_kept(a, i, (y != y) | (p != p));
-        int64_t j = keep ? (neg ? at_neg : at_pos) : spare;
-        uint64_t item = (k << 1) | (uint64_t)(y == 1.0);
+        int64_t b;
+        int keep, isnan_;
+        uint64_t item = fb_rank_element(a, i, &b, &keep, &isnan_);
+        int64_t j = keep ? at[b] : spare;
+        at[b] += keep;
         if (a->p_f64)
-            ((uint64_t *)items)[j] = item;
+            ((uint64_t *)out)[j] = item;
         else
-            ((uint32_t *)items)[j] = (uint32_t)item;
-        if (idx != NULL)
-            idx[j] = (uint32_t)i;
-        at_neg += keep & neg;
-        at_pos += keep & !neg;
+            ((uint32_t *)out)[j] = (uint32_t)item;
+        if (out_idx != NULL)
+            out_idx[j] = (uint32_t)i;
     }
 }
 
-/* counts[d] += the items of [lo, hi) whose 8-bit digit at shift is d (wide: uint64 items). */
+/* counts[d] += the items of [lo, hi) whose digit of `bits` bits at shift is d (wide: uint64
+ * items). */
 static inline void fb_histogram(const void *items, int wide, int64_t lo, int64_t hi, int shift,
-                                int64_t *counts)
+                                int bits, int64_t *counts)
 {
+    uint64_t m = ((uint64_t)1 << bits) - 1;
     if (wide) {
         const uint64_t *it = (const uint64_t *)items;
         for (int64_t i = lo; i < hi; i++)
-            counts[(it[i] >> shift) & 255]++;
+            counts[(it[i] >> shift) & m]++;
     } else {
         const uint32_t *it = (const uint32_t *)items;
         for (int64_t i = lo; i < hi; i++)
-            counts[(it[i] >> shift) & 255]++;
+            counts[(it[i] >> shift) & m]++;
     }
 }
 
 /* Items of [lo, hi) (and their idx unless NULL) to out at at[digit], which advances: one stable
  * pass of the LSD radix sort. */
 static inline void fb_scatter(const void *items, const uint32_t *idx, int wide, int64_t lo,
-                              int64_t hi, int shift, int64_t *at, void *out, uint32_t *out_idx)
+                              int64_t hi, int shift, int bits, int64_t *at, void *out,
+                              uint32_t *out_idx)
 {
+    uint64_t m = ((uint64_t)1 << bits) - 1;
 #define FB_SCATTER_LOOP(T)                                                                    \
     do {                                                                                      \
         const T *it = (const T *)items;                                                       \
         T *o = (T *)out;                                                                      \
         if (idx != NULL) {                                                                    \
             for (int64_t i = lo; i < hi; i++) {                                               \
-                int64_t j = at[(it[i] >> shift) & 255]++;                                     \
+                int64_t j = at[(it[i] >> shift) & m]++;                                       \
                 o[j] = it[i];                                                                 \
                 out_idx[j] = idx[i];                                                          \
             }                                                                                 \
         } else {                                                                              \
             for (int64_t i = lo; i < hi; i++)                                                 \
-                o[at[(it[i] >> shift) & 255]++] = it[i];                                      \
+                o[at[(it[i] >> shift) & m]++] = it[i];                                        \
         }                                                                                     \
     } while (0)
     if (wide)
@@ -176,9 +261,106 @@ static inline void fb_scatter(const void *items, const uint32_t *idx, int wide, 
 #undef FB_SCATTER_LOOP
 }
 
+/* fb_scatter from the back: items of [lo, hi) to out before at[digit], which moves down (the
+ * second half of a pass whose first half fb_scatter fills from the bucket starts). */
+static inline void fb_scatter_back(const void *items, const uint32_t *idx, int wide, int64_t lo,
+                                   int64_t hi, int shift, int bits, int64_t *at, void *out,
+                                   uint32_t *out_idx)
+{
+    uint64_t m = ((uint64_t)1 << bits) - 1;
+#define FB_SCATTER_BACK_LOOP(T)                                                               \
+    do {                                                                                      \
+        const T *it = (const T *)items;                                                       \
+        T *o = (T *)out;                                                                      \
+        for (int64_t i = hi - 1; i >= lo; i--) {                                              \
+            int64_t j = --at[(it[i] >> shift) & m];                                           \
+            o[j] = it[i];                                                                     \
+            if (idx != NULL)                                                                  \
+                out_idx[j] = idx[i];                                                          \
+        }                                                                                     \
+    } while (0)
+    if (wide)
+        FB_SCATTER_BACK_LOOP(uint64_t);
+    else
+        FB_SCATTER_BACK_LOOP(uint32_t);
+#undef FB_SCATTER_BACK_LOOP
+}
+
 static inline uint64_t fb_rank_item(const void *items, int wide, int64_t i)
 {
     return wide ? ((const uint64_t *)items)[i] : ((const uint32_t *)items)[i];
+}
+
+static inline void fb_rank_copy(void *a, const void *b, uint32_t *ia, const uint32_t *ib,
+                                int wide, int64_t lo, int64_t hi)
+{
+    size_t size = wide ? 8 : 4;
+    memcpy((char *)a + lo * size, (const char *)b + lo * size, (size_t)(hi - lo) * size);
+    if (ia != NULL)
+        memcpy(ia + lo, ib + lo, (size_t)(hi - lo) * 4);
+}
+
+/* Sorts the items [lo, hi) of a (of b when in_b) ascending into a, with ia (ib) along unless
+ * NULL, in one thread: insertion sort up to FB_INSERTION items, else an LSD radix sort of 8-bit
+ * digits (11 from 8192 items) whose histograms come from one pass, skipping constant digits.
+ * counts and at: scratch of 6·2048 and 2048 counters. */
+static inline void fb_sort_small(void *a, void *b, uint32_t *ia, uint32_t *ib, int wide,
+                                 int64_t lo, int64_t hi, int in_b, uint32_t *counts, int64_t *at)
+{
+    int64_t n = hi - lo;
+    if (n <= FB_INSERTION) {
+        if (in_b)
+            fb_rank_copy(a, b, ia, ib, wide, lo, hi);
+        for (int64_t i = lo + 1; i < hi; i++) {
+            uint64_t v = fb_rank_item(a, wide, i);
+            uint32_t iv = ia != NULL ? ia[i] : 0;
+            int64_t j = i - 1;
+            while (j >= lo && fb_rank_item(a, wide, j) > v) {
+                if (wide)
+                    ((uint64_t *)a)[j + 1] = ((uint64_t *)a)[j];
+                else
+                    ((uint32_t *)a)[j + 1] = ((uint32_t *)a)[j];
+                if (ia != NULL)
+                    ia[j + 1] = ia[j];
+                j--;
+            }
+            if (wide)
+                ((uint64_t *)a)[j + 1] = v;
+            else
+                ((uint32_t *)a)[j + 1] = (uint32_t)v;
+            if (ia != NULL)
+                ia[j + 1] = iv;
+        }
+        return;
+    }
+    int bits = n >= 8192 ? 11 : 8;
+    int64_t radix = (int64_t)1 << bits;
+    uint64_t mask = (uint64_t)radix - 1;
+    int n_digits = ((wide ? 64 : 32) + bits - 1) / bits;
+    void *src = in_b ? b : a, *dst = in_b ? a : b, *swap;
+    uint32_t *isrc = in_b ? ib : ia, *idst = in_b ? ia : ib, *iswap;
+    memset(counts, 0, (size_t)(n_digits * radix) * sizeof(uint32_t));
+    for (int64_t i = lo; i < hi; i++) {
+        uint64_t v = fb_rank_item(src, wide, i);
+        for (int d = 0; d < n_digits; d++)
+            counts[d * radix + ((v >> (d * bits)) & mask)]++;
+    }
+    for (int d = 0; d < n_digits; d++) {
+        const uint32_t *c = counts + d * radix;
+        if (c[(fb_rank_item(src, wide, lo) >> (d * bits)) & mask] == n)
+            continue;
+        int64_t start = lo;
+        for (int64_t k = 0; k < radix; k++) {
+            at[k] = start;
+            start += c[k];
+        }
+        fb_scatter(src, isrc, wide, lo, hi, d * bits, bits, at, dst, idst);
+        swap = src; src = dst; dst = swap;
+        iswap = isrc; isrc = idst; idst = iswap;
+        in_b = !in_b;
+    }
+    if (in_b)
+        fb_rank_copy(a, b, ia, ib, wide, lo, hi);
 }
 
 /* Positive and negative weight of the sorted items [lo, hi) into *tp, *fp (w NULL: counts). */
@@ -205,17 +387,42 @@ static inline void fb_range_totals(const void *items, const uint32_t *idx, int w
 
 /* The sorted items [lo, hi) walked down by distinct prediction v, with tp, fp the positive and
  * negative weights at v and TP, FP the weights at or above v (big_tp, big_fp: those above the
- * range): *u2 = Σ fp·(2·TP - tp) (ties count half), *ap = Σ tp·TP/(TP + FP) (precision at each
- * recall step); AUC = U/(P·N), AP = A/P. Without weights the counts are integers (short
- * dependency chains). With curve (3 rows of curve_len), each distinct v's TP, FP and the position
- * of its first item are written from column m; returns the advanced m. */
+ * range; *tp_out, *fp_out: at the range's bottom): *u2 = Σ fp·(2·TP - tp) (ties count half),
+ * *ap = Σ tp·TP/(TP + FP) (precision at each recall step); AUC = U/(P·N), AP = A/P. Without
+ * weights the counts are integers (short dependency chains). With curve (3 rows of curve_len),
+ * each distinct v's TP, FP and the position of its first item are written from column m;
+ * returns the advanced m. */
 static inline int64_t fb_walk(const void *items, const uint32_t *idx, int wide, const double *w,
                               int64_t lo, int64_t hi, double big_tp, double big_fp, double *curve,
-                              int64_t curve_len, int64_t m, double *u2_out, double *ap_out)
+                              int64_t curve_len, int64_t m, double *u2_out, double *ap_out,
+                              double *tp_out, double *fp_out)
 {
     double u2 = 0.0, ap = 0.0;
     if (w == NULL) {
         int64_t n_tp = (int64_t)big_tp, n_fp = (int64_t)big_fp, run_tp = 0, run_fp = 0;
+        if (curve == NULL && !wide) {
+            /* branch-free: a distinct value ends at about every other item in real data, a
+             * branch on it mispredicts; a non-end adds 0·x = +0.0, so the sums are the same */
+            const uint32_t *it = (const uint32_t *)items;
+            int64_t c_tp = n_tp, c_fp = n_fp;
+            for (int64_t i = hi - 1; i >= lo; i--) {
+                int64_t pos = (int64_t)(it[i] & 1);
+                c_tp += pos;
+                c_fp += 1 - pos;
+                int64_t end = i == lo || (it[i - 1] >> 1) != (it[i] >> 1);
+                int64_t r_tp = c_tp - n_tp, r_fp = c_fp - n_fp;
+                double e = (double)end;
+                u2 += e * ((double)r_fp * (double)(2 * c_tp - r_tp));
+                ap += e * ((double)r_tp * ((double)c_tp / (double)(c_tp + c_fp)));
+                n_tp = end ? c_tp : n_tp;
+                n_fp = end ? c_fp : n_fp;
+            }
+            *u2_out = u2;
+            *ap_out = ap;
+            *tp_out = (double)n_tp;
+            *fp_out = (double)n_fp;
+            return m;
+        }
         for (int64_t i = hi - 1; i >= lo; i--) {
             uint64_t item = fb_rank_item(items, wide, i);
             int64_t pos = (int64_t)(item & 1);
@@ -225,8 +432,7 @@ static inline int64_t fb_walk(const void *items, const uint32_t *idx, int wide, 
                 n_tp += run_tp;
                 n_fp += run_fp;
                 u2 += (double)run_fp * (double)(2 * n_tp - run_tp);
-                if (run_tp > 0)
-                    ap += (double)run_tp * ((double)n_tp / (double)(n_tp + n_fp));
+                ap += (double)run_tp * ((double)n_tp / (double)(n_tp + n_fp));
                 if (curve != NULL) {
                     curve[m] = (double)n_tp;
                     curve[curve_len + m] = (double)n_fp;
@@ -239,6 +445,8 @@ static inline int64_t fb_walk(const void *items, const uint32_t *idx, int wide, 
         }
         *u2_out = u2;
         *ap_out = ap;
+        *tp_out = (double)n_tp;
+        *fp_out = (double)n_fp;
         return m;
     }
     double tp = 0.0, fp = 0.0;
@@ -266,7 +474,30 @@ static inline int64_t fb_walk(const void *items, const uint32_t *idx, int wide, 
     }
     *u2_out = u2;
     *ap_out = ap;
+    *tp_out = big_tp;
+    *fp_out = big_fp;
     return m;
+}
+
+/* FB_WALK_RANGES + 1 cut positions of the sorted items [lo, hi) into out, each moved down to the
+ * first item of its distinct value (a binary search). */
+static inline void fb_cuts(const void *items, int wide, int64_t lo, int64_t hi, int64_t *out)
+{
+    int64_t n = hi - lo;
+    for (int r = 0; r <= FB_WALK_RANGES; r++)
+        out[r] = lo + n * r / FB_WALK_RANGES;
+    for (int r = 1; r < FB_WALK_RANGES; r++) {
+        uint64_t v = fb_rank_item(items, wide, out[r]) >> 1;
+        int64_t a = out[r - 1], b = out[r];
+        while (a < b) {
+            int64_t mid = (a + b) / 2;
+            if ((fb_rank_item(items, wide, mid) >> 1) < v)
+                a = mid + 1;
+            else
+                b = mid;
+        }
+        out[r] = a;
+    }
 }
 
 #endif
