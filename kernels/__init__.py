@@ -119,6 +119,7 @@ RANK_SOFT = 1  # a kept label that is not 0 or 1 (NaN aside)
 RANK_NAN = 2  # a kept NaN label or prediction
 RANK_WEIGHT = 4  # a kept weight that is negative, inf or NaN
 HIST_EXTRA = 4  # histogram pass: extra sums of a slot before its calibration bins (NaN count, Σw·(q-y)², tp, fp)
+HIST_COPIES = 4  # histogram pass: interleaved copies of the calibration bins (one sum for all)
 
 
 class HistOptions(NamedTuple):

@@ -69,5 +69,7 @@
 #define FB_RANK_WEIGHT 4    /* a kept weight that is negative, inf or NaN */
 /* histogram pass: extra sums of a slot before its calibration bins (NaN count, Σw·(q-y)², tp, fp) */
 #define FB_HIST_EXTRA 4
+/* histogram pass: interleaved copies of the calibration bins (one sum for all) */
+#define FB_HIST_COPIES 4
 
 #endif

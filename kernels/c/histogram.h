@@ -19,7 +19,6 @@
 
 /* Bits of 2^-24: below it all predictions share the bucket next to 0 (or to 1). */
 #define FB_HIST_LOW 0x33800000
-#define FB_HIST_COPIES 4
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 /* AVX-512 / AVX2 clones of the block loop; no contraction (-ffp-contract=off): the same bits */

@@ -12,12 +12,11 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .. import BLOCK, HIST_EXTRA, LANES, MODE_ALL, MODE_COLS, MODE_GROUPS
+from .. import BLOCK, HIST_COPIES, HIST_EXTRA, LANES, MODE_ALL, MODE_COLS, MODE_GROUPS
 from .dispatch import read_only
 from .llvm import INLINE, JIT, bits_f32
 
 HIST_LOW = 0x33800000  # bits of 2^-24 (kernels/c/histogram.h: FB_HIST_LOW)
-HIST_COPIES = 4  # interleaved copies of the calibration bins (FB_HIST_COPIES)
 
 
 @njit(**INLINE)
