@@ -1,23 +1,28 @@
 """Dispatch to the fast path: which calls it runs, and its arguments.
 
 The fast path (``fast_pass`` of the compiled backends: kernels/c/ for Cython, kernels/numba/ for
-Numba, twin files) computes the commonest calls with vectorised float32 math
-(float64 for float64 predictions): BCE from probabilities (hard labels: one logarithm per element,
-or for float32 predictions without weights none at all, as -log of a product of probabilities in
-float64 lanes; soft labels: two) or logits, with optional scalar or full sample weights, a scalar
-or per-label pos_weight, label smoothing, focal loss and an optional mask, reduced to a mean or
-sum overall, per label (axis=0), per sample (axis=1) or per group; its gradient, or both fused;
-and the seven statistics of the scoring report (n_stats=7: fb_score_chunk / score_chunk). It keeps the chunking of the general kernel (a function of the shape only) and sums each chunk in
-a fixed order in float64, so results do not depend on the thread count.
+Numba, twin files) computes the commonest calls with vectorised float32 math (float64 for float64
+predictions; float16 ones are decoded to float32 per block): BCE from probabilities (hard labels:
+one logarithm per element, or for float32 predictions without weights none at all, as -log of a
+product of probabilities in float64 lanes; soft labels: two) or logits, with optional scalar or
+full sample weights, a pos_weight of any broadcast shape (per label, per sample, per element),
+label smoothing, focal loss and an optional mask, reduced to a mean or sum overall, per label
+(axis=0), per sample (axis=1) or per group; its gradient, or both fused; and the seven statistics
+of the scoring report (n_stats=7: fb_score_chunk / score_chunk). It keeps the chunking of the
+general kernel (a function of the shape only) and sums each chunk in a fixed order in float64, so
+results do not depend on the thread count.
 
 Fortran-ordered input reduced per label (axis=0) is read in place, as a per-row pass over the
-C-contiguous transposes (the same values to rounding, summed in another order). Inputs in any
-other non-C layout (strided, broadcast, Fortran order for the other reductions or with a
-pos_weight, or the scoring statistics) are copied to C order one slab of whole chunks at a time:
-the same chunks, hence the same bits as C-ordered input, with bounded extra memory (SLAB_ELEMENTS
-per array). Everything else (a pos_weight that varies along samples, focal loss of float64
-predictions with γ not an integer <= 7, reduction="none", float16, float64 labels with float32
-predictions) runs the general kernel.
+C-contiguous transposes (the same values to rounding, summed in another order). Input whose
+elements lie a constant positive stride apart in C order (y[::2], whole rows of every second
+column) is read in place too, gathered per block (the same values in the same order as C-ordered
+input: the same bits). Inputs in any other layout (broadcast, padded rows, Fortran order for the
+other reductions or with a pos_weight, non-contiguous input of the scoring statistics or with
+a gradient out= that is not C-contiguous) are copied to C order one slab of whole chunks at a
+time: the same chunks, hence the same bits, with bounded extra memory (SLAB_ELEMENTS per array).
+Everything else (focal loss of float64 predictions with γ not an integer <= 7,
+reduction="none", float16 labels, the scoring statistics of float16 predictions, float64 labels
+with float32 predictions) runs the general kernel.
 """
 
 from dataclasses import dataclass
@@ -53,7 +58,8 @@ class FastPass:
     p: np.ndarray
     w: np.ndarray  # per-element weights, or None
     weight: float  # a scalar sample_weight (1.0 without one): sums and gradient are scaled by it
-    pos_w: np.ndarray  # float64 pos_weight of each column, or None (1 for all)
+    pos_w: np.ndarray  # float64 pos_weight, flat (pw_strides), or None (1 for all)
+    pw_strides: tuple  # element (i, j) at pos_w[i·rs + j·cs]: per label, per sample, per element
     mask: np.ndarray  # uint8 (1 = counted), or None
     groups: np.ndarray  # contiguous int32 or int64 group id per row (MODE_GROUPS), or None
     mode: int
@@ -69,6 +75,15 @@ def _is_scalar(view):
     return all(stride == 0 for stride in view.strides)
 
 
+def _flat_strided(a):
+    """Whether the C-order elements of 2-D `a` lie a constant positive number of items apart
+    (a.reshape(-1) is then a view the kernels read in place)."""
+    rs, cs = a.strides
+    step = rs if a.shape[1] == 1 else cs
+    return (step > 0 and step % a.itemsize == 0
+            and (a.shape[1] == 1 or a.shape[0] == 1 or rs == a.shape[1] * cs))
+
+
 def fast_pass_arguments(plan, kernel, n_stats, grad):
     """The :class:`FastPass` of a plan, or None when the general kernel must run it."""
     if not hasattr(kernel, "fast_pass") or n_stats not in (2, 7) or plan.reduction == "none":
@@ -79,25 +94,32 @@ def fast_pass_arguments(plan, kernel, n_stats, grad):
         return None  # the scoring pass has none of these
     if grad is not None and plan.mode == MODE_GROUPS:
         return None
-    if plan.y_half or plan.p_half:
+    if plan.y_half or (plan.p_half and n_stats == 7):
         return None
     p, y = plan.p, plan.y
-    if p.dtype not in _MIN_CLIP or plan.clip[0] < _MIN_CLIP[p.dtype]:
+    # the dtype of the math: float16 predictions (their uint16 bits) are decoded to float32
+    dtype = np.dtype(np.float32) if plan.p_half else p.dtype
+    if dtype not in _MIN_CLIP or plan.clip[0] < _MIN_CLIP[dtype]:
         return None
     gamma_n = int(plan.gamma) if plan.gamma in range(8) else -1
-    if gamma_n < 0 and p.dtype == np.float64:
+    if gamma_n < 0 and dtype == np.float64:
         return None  # exp(γ·log(1-p_t)) is not within a few float64 ulp
-    pos_w = None
+    pos_w, pw_strides = None, (0, 1)
     if not (_is_scalar(plan.pw) and plan.pw[0, 0] == 1.0):
-        if plan.pw.strides[0] != 0 and plan.pw.shape[0] > 1:
-            return None  # a pos_weight per sample
-        pos_w = np.ascontiguousarray(plan.pw[0], dtype=np.float64)
+        pw = plan.pw
+        if pw.strides[0] != 0 and pw.shape[0] > 1:  # per sample (n, 1), or per element
+            per_element = pw.strides[1] != 0 and pw.shape[1] > 1
+            pw_strides = (pw.shape[1], 1) if per_element else (1, 0)
+            pw = pw if per_element else pw[:, :1]
+        else:  # per label, or one for all
+            pw = pw[0]
+        pos_w = np.ascontiguousarray(pw, dtype=np.float64).reshape(-1)
         if not ((pos_w >= 0.0) & (pos_w < np.inf)).all():
             return None  # the general kernel reports it (unless nothing is counted)
-        lo, hi = _COEF_RANGE[p.dtype]
+        lo, hi = _COEF_RANGE[dtype]
         if not ((pos_w == 0.0) | ((pos_w >= lo) & (pos_w <= hi))).all():
             return None
-    if plan.smoothing != 0.0 and plan.smoothing < _COEF_RANGE[p.dtype][0]:
+    if plan.smoothing != 0.0 and plan.smoothing < _COEF_RANGE[dtype][0]:
         return None
     mask = None
     if not _is_scalar(plan.mask):
@@ -108,7 +130,7 @@ def fast_pass_arguments(plan, kernel, n_stats, grad):
         y = y.view(np.uint8)  # int8 -1 becomes 255: still outside [0, 1]
     elif y.dtype.kind in "iu":
         y = y.astype(np.float32)  # exact for 0 and 1; any other integer stays outside [0, 1]
-    elif y.dtype == np.float64 and p.dtype == np.float32:
+    elif y.dtype == np.float64 and dtype == np.float32:
         return None  # float32 math would round soft float64 labels
     elif y.dtype not in _FLOATS:
         return None
@@ -128,7 +150,8 @@ def fast_pass_arguments(plan, kernel, n_stats, grad):
     lo, hi = plan.clip  # eps and 1 - eps rounded to p's dtype, as the general kernel clips
     with np.errstate(divide="ignore"):  # from logits the bounds are unused (hi may be 1)
         nll = (-np.log(lo), -np.log1p(-lo), -np.log(hi), -np.log1p(-hi))
-    return FastPass(y=y, p=p, w=w, weight=weight, pos_w=pos_w, mask=mask, groups=groups,
+    return FastPass(y=y, p=p, w=w, weight=weight, pos_w=pos_w, pw_strides=pw_strides, mask=mask,
+                    groups=groups,
                     mode=plan.mode, logits=plan.from_logits, nan_mode=plan.nan_mode,
                     clip=plan.clip, smoothing=plan.smoothing,
                     focal=(plan.gamma, plan.alpha, gamma_n)
@@ -152,7 +175,8 @@ def run_fast_pass(kernel, fast, rows_per_chunk, n_cols, sums, flags, grad, row_f
     options = FastOptions(
         mode=fast.mode, ncols=n_cols, row0=0, chunk_elems=chunk_elems, logits=fast.logits,
         nan_mode=fast.nan_mode, clip=fast.clip, smoothing=fast.smoothing,
-        focal=fast.focal, nll=fast.nll, grad_scale=grad_scale, want_loss=want_value)
+        focal=fast.focal, nll=fast.nll, grad_scale=grad_scale, want_loss=want_value,
+        pw_strides=fast.pw_strides)
 
     def run(parts, rows, grad_part):
         y, p, *rest = [a.reshape(-1) for a in parts]
@@ -182,6 +206,10 @@ def run_fast_pass(kernel, fast, rows_per_chunk, n_cols, sums, flags, grad, row_f
                          options._replace(mode=MODE_ROWS, ncols=n_rows, chunk_elems=rows_t * n_rows),
                          n_threads)
         flags[0] |= np.bitwise_or.reduce(flags_t)
+    elif sums.shape[2] == 2 and (grad is None or grad.flags.c_contiguous) and all(
+            _flat_strided(a) for a in arrays):
+        # elements a constant stride apart (y[::2]): read in place, gathered per block
+        run(arrays, slice(0, n_rows), None if grad is None else grad.reshape(-1))
     else:
         slab = rows_per_chunk * max(1, SLAB_ELEMENTS // chunk_elems)
         for r0 in range(0, n_rows, slab):

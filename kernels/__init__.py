@@ -80,6 +80,9 @@ class FastOptions(NamedTuple):
     nll: tuple  # losses at the clip bounds: -log q, -log(1-q) for q = lo, then for q = hi
     grad_scale: float  # factor of every gradient element (with row or column factors: times them)
     want_loss: bool  # False: only the gradient, Σw and the checks
+    # pos_weight of element (i, j) (i from row0) at pos_w[i·rs + j·cs], (rs, cs): per label (0, 1),
+    # per sample (1, 0), per element (ncols, 1)
+    pw_strides: tuple = (0, 1)
 
 
 # Element passes (``element_pass``): per-element outputs, no reduction.

@@ -349,6 +349,10 @@ cdef extern from "c/dispatch.h" nogil:
         int g_kind
         int64_t n_slots
         double *sums
+        int p_half
+        int64_t pw_rs, pw_cs
+        int strided
+        int64_t y_stride, p_stride, w_stride, m_stride
     int fb_chunk_f32(const fb_args *a, int64_t chunk, int64_t start, int64_t stop)
     int fb_chunk_f64(const fb_args *a, int64_t chunk, int64_t start, int64_t stop)
     int fb_score_f32(const fb_args *a, int64_t chunk, int64_t start, int64_t stop)
@@ -378,6 +382,16 @@ cdef size_t _address(array) except? 0:
     return address
 
 
+cdef size_t _flat_address(array, int64_t *stride) except? 0:
+    """The address of a 1-D array's first element and its stride in elements (> 0; 1 when
+    contiguous, read through the buffer protocol as _address)."""
+    if array.flags.c_contiguous:
+        stride[0] = 1
+        return _address(array)
+    stride[0] = array.strides[0] // array.itemsize
+    return <size_t>array.ctypes.data
+
+
 def fast_pass(y, p, w, pos_w, mask, groups, row_scale, col_scale, double[:, :, ::1] sums,
               uint8_t[::1] flags, grad, options, int n_threads):
     """The fast pass over flat C-ordered arrays (see fastbce/_fastpath.py for the contract);
@@ -393,13 +407,15 @@ def fast_pass(y, p, w, pos_w, mask, groups, row_scale, col_scale, double[:, :, :
     cdef Py_ssize_t n = p.shape[0], n_chunks = flags.shape[0], chunk, start
     cdef Py_ssize_t chunk_elems = options.chunk_elems
     focal = options.focal
-    a.y = <const void *>_address(y)
+    a.y = <const void *>_flat_address(y, &a.y_stride)
     a.y_kind = _Y_KINDS[y.dtype]
-    a.p = <const void *>_address(p)
-    a.w = NULL if w is None else <const void *>_address(w)
+    a.p = <const void *>_flat_address(p, &a.p_stride)
+    a.w_stride = a.m_stride = 1
+    a.w = NULL if w is None else <const void *>_flat_address(w, &a.w_stride)
     a.w_kind = FB_W_NONE if w is None else _W_KINDS[w.dtype]
     a.pos_w = NULL if pos_w is None else <const double *>_address(pos_w)
-    a.mask = NULL if mask is None else <const uint8_t *>_address(mask)
+    a.mask = NULL if mask is None else <const uint8_t *>_flat_address(mask, &a.m_stride)
+    a.strided = a.y_stride != 1 or a.p_stride != 1 or a.w_stride != 1 or a.m_stride != 1
     a.logits = options.logits
     a.nan_mode = options.nan_mode
     a.clip_lo, a.clip_hi = options.clip
@@ -424,6 +440,8 @@ def fast_pass(y, p, w, pos_w, mask, groups, row_scale, col_scale, double[:, :, :
         a.g_kind = _G_KINDS[groups.dtype]
     a.n_slots = sums.shape[1]
     a.sums = &sums[0, 0, 0]
+    a.p_half = p.dtype == np.uint16  # float16 bits: decoded per block, computed as float32
+    a.pw_rs, a.pw_cs = options.pw_strides
     for chunk in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
         start = chunk * chunk_elems
         if score and f64:

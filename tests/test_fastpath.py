@@ -190,14 +190,14 @@ def test_what_takes_the_fast_path(fast_calls, compiled_backend, rng):
              lambda: fastbce.bce_grad(y, p, pos_weight=np.arange(5.0), axis=0, **kw),
              lambda: fastbce.focal_bce(y, p, **kw),
              lambda: fastbce.focal_bce_value_and_grad(y, p, gamma=1.5, alpha=0.25, **kw),
-             lambda: fastbce.focal_bce_grad(y, p.astype(np.float64), gamma=7.0, from_logits=True, **kw)]
+             lambda: fastbce.focal_bce_grad(y, p.astype(np.float64), gamma=7.0, from_logits=True, **kw),
+             lambda: fastbce.bce(y, p.astype(np.float16), **kw),
+             lambda: fastbce.bce(y, p, pos_weight=np.arange(40.0)[:, None], **kw)]  # per sample
     general = [lambda: fastbce.bce(y, p, reduction="none", **kw),
-               lambda: fastbce.bce(y, p, pos_weight=np.arange(40.0)[:, None], **kw),  # per sample
                # a coefficient of the terms would not be a normal float32
                lambda: fastbce.bce(y, p, pos_weight=1e-300, **kw),
                lambda: fastbce.bce(y, p, label_smoothing=1e-40, **kw),
                lambda: fastbce.bce(y, p, pos_weight=-1.0, **kw),  # reported by the general kernel
-               lambda: fastbce.bce(y, p.astype(np.float16), **kw),
                lambda: fastbce.bce(y.astype(np.float64), p, **kw),  # soft float64 labels, float32 math
                # float64 predictions: (1-p_t)^γ by squaring only
                lambda: fastbce.focal_bce(y, p.astype(np.float64), gamma=1.5, **kw),

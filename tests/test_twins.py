@@ -14,6 +14,7 @@ KERNELS = Path(__file__).resolve().parents[1] / "kernels"
 
 # C header <-> Numba module
 PAIRS = ("math", "forms", "blocks", "chunk", "dispatch", "elements", "rank", "histogram", "margin")
+PAIRS += ("loads",)
 # C headers without a Numba twin
 C_ONLY_FILES = {
     "codes.h": "the constants of kernels/__init__.py for C (tests/test_codes.py checks them)",
@@ -50,6 +51,7 @@ C_ONLY = {
                           "way to specialise); Numba's hist_block is specialised by type",
     },
     "margin": {},
+    "loads": {},
     "dispatch": {
         "fb_select": "picks the instruction-set variant at import; Numba compiles for its CPU",
         "fb_chunk_f32": "calls the selected variant's chunk kernel; Numba specialises chunk by "
@@ -158,6 +160,13 @@ NUMBA_ONLY = {
                         "kernels/cython_kernels.pyx)",
         "_read_only": "read-only views: writable and read-only inputs share one compilation",
         "margin_pass": "the Python entry; its twin is margin_pass in kernels/cython_kernels.pyx",
+    },
+    "loads": {
+        "value_dtype": "the dtype of the math by p's type, at compile time (C: FB_T)",
+        "predictions": "a block's predictions, a view or decoded, by p's type at compile time (C: "
+                       "a pointer into p or hbuf in fb_chunk)",
+        "gather_buffer": "a gather buffer by layout at compile time (C: buffers on the stack)",
+        "stream": "a prefetch stream by layout at compile time (C: next_n in fb_chunk)",
     },
 }
 

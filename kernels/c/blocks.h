@@ -545,7 +545,8 @@ FB_INLINE void FB_NAME(fb_fold_rounding)(const double *prod_m, double *rnd, doub
 FB_INLINE void FB_NAME(fb_prefetch_block)(const fb_args *a, int64_t b, int64_t n)
 {
     const size_t y_size = a->y_kind == FB_Y_U8 ? 1 : a->y_kind == FB_Y_F32 ? 4 : 8;
-    FB_PREFETCH_LINES((const FB_T *)a->p + b, n * sizeof(FB_T), 0);
+    const size_t p_size = a->p_half ? 2 : sizeof(FB_T);
+    FB_PREFETCH_LINES((const char *)a->p + b * p_size, n * p_size, 0);
     FB_PREFETCH_LINES((const char *)a->y + b * y_size, n * y_size, 0);
     if (a->w_kind != FB_W_NONE) {
         const size_t w_size = a->w_kind == FB_W_F32 ? 4 : 8;

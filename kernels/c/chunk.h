@@ -22,7 +22,9 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
     double acc_w[FB_LANES] __attribute__((aligned(64))) = {0};
     double prod_m[FB_PROD_LANES] __attribute__((aligned(64)));
     int64_t prod_e[FB_PROD_LANES] __attribute__((aligned(64))) = {0};
-    const FB_T *P = (const FB_T *)a->p;
+    float hbuf[sizeof(FB_T) == 4 ? FB_BLOCK : 1] __attribute__((aligned(64))); /* float16 p */
+    uint64_t gy[FB_BLOCK], gp[FB_BLOCK], gw[FB_BLOCK]; /* strided input: a block gathered */
+    uint8_t gm[FB_BLOCK];
     FB_T *G = (FB_T *)a->grad;
     const int64_t ncols = a->ncols;
     double *sums = a->sums + (a->mode == FB_MODE_ROWS ? 0 : chunk * a->n_slots * 2);
@@ -100,26 +102,34 @@ static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int
          * stalls the loop behind it, and the first half issued before the labels waits for the
          * second half of the block before */
         const int64_t after = stop - b0 - FB_BLOCK; /* elements after this block */
-        const int64_t next_n = after <= 0 ? 0 : after < FB_BLOCK ? after : FB_BLOCK;
-        lbad = FB_NAME(fb_load_labels)(a, b0, n, ybuf, &soft);
+        /* (none for strided input: the hardware prefetcher follows its constant stride) */
+        const int64_t next_n = after <= 0 || a->strided ? 0 : after < FB_BLOCK ? after : FB_BLOCK;
+        fb_args ab; /* the block's arrays: a's, or strided input gathered (fb_gather_block) */
+        const fb_args *A = a->strided ? FB_NAME(fb_gather_block)(a, &ab, b0, n, gy, gp, gw, gm) : a;
+        lbad = FB_NAME(fb_load_labels)(A, b0, n, ybuf, &soft);
         if (next_n > 0)
             FB_NAME(fb_prefetch_block)(a, b0 + FB_BLOCK, next_n / 2);
         soft |= a->shift != 0.0; /* smoothed labels are never 0 or 1 */
         if (a->w_kind != FB_W_NONE)
-            wbad = FB_NAME(fb_load_weights)(a, b0, n, wbuf);
+            wbad = FB_NAME(fb_load_weights)(A, b0, n, wbuf);
         else if (use_w)
             for (int64_t k = 0; k < n; k++) wbuf[k] = 1.0;
         if (a->pos_w != NULL)
-            fb_by_column(pbuf, a->pos_w, b0 % ncols, ncols, n);
+            FB_NAME(fb_load_pos_weights)(a, b0, n, pbuf);
         if (use_w) {
             if (a->mask != NULL)
-                memcpy(mbuf, a->mask + b0, (size_t)n);
+                memcpy(mbuf, A->mask + b0, (size_t)n);
             else
                 memset(mbuf, 1, (size_t)n);
         }
+        const FB_T *Pk = (const FB_T *)A->p, *Pb = Pk + b0; /* element b0 + k at Pk[b0 + k] */
+        if (sizeof(FB_T) == 4 && a->p_half) { /* float16: the block decoded into hbuf */
+            FB_NAME(fb_load_halves)((const uint16_t *)A->p + b0, n, hbuf);
+            Pb = (const FB_T *)hbuf;
+            Pk = (const FB_T *)((uintptr_t)hbuf - (uintptr_t)b0 * sizeof(FB_T)); /* read at b0 + k */
+        }
         if (lbad | wbad)
-            bad |= FB_NAME(fb_recheck)(a, P, b0, n, ybuf, mbuf, wbuf, use_w);
-        const FB_T *Pb = P + b0;
+            bad |= FB_NAME(fb_recheck)(A, Pk, b0, n, ybuf, mbuf, wbuf, use_w);
         /* fused loss + gradient from logits: the loss loop keeps exp(-|x|) for the gradient */
         const int keep_e = a->logits && a->want_loss && G != NULL;
 #define FB_LOSS(form, want_loss, use_w_, coef_, clean_) \

@@ -30,7 +30,7 @@ typedef struct {
     int gamma_n;                /* γ when it is an integer <= 7 (by squaring), else -1 */
     const void *p;              /* predictions: float or double by the function called */
     const void *w; int w_kind;  /* per-element weights: FB_W_* */
-    const double *pos_w;        /* pos_weight of each column (ncols values), or NULL (1 for all) */
+    const double *pos_w;        /* pos_weight (pw_rs, pw_cs below), or NULL (1 for all) */
     const uint8_t *mask;        /* 1 = counted; NULL: every element */
     int logits;
     int nan_mode;
@@ -50,6 +50,10 @@ typedef struct {
     int64_t n_slots;
     double *sums;               /* (chunks, n_slots, 2): Σ w·loss, Σ w; (1, n_slots, 2) by rows;
                                  * 7 statistics instead of 2 for fb_score_chunk */
+    int p_half;                 /* p holds the bits of float16 (fb_chunk_f32 decodes them) */
+    int64_t pw_rs, pw_cs;       /* pos_w[i·pw_rs + j·pw_cs] of element (i, j) (fb_load_pos_weights) */
+    int strided;                /* y, p, w, mask: flat element k at [k·stride] (fb_gather_block) */
+    int64_t y_stride, p_stride, w_stride, m_stride;
 } fb_args;
 
 /* ---- the variants ------------------------------------------------------------------------ */

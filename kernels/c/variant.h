@@ -19,6 +19,7 @@
 #define FB_ABS __builtin_fabs
 #include "forms.h"
 #include "blocks.h"
+#include "loads.h"
 #include "chunk.h"
 #include "elements.h"
 #undef FB_T
@@ -36,6 +37,7 @@
 #define FB_ABS __builtin_fabsf
 #include "forms.h"
 #include "blocks.h"
+#include "loads.h"
 #include "chunk.h"
 #include "elements.h"
 #undef FB_T

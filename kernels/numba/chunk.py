@@ -49,6 +49,14 @@ from .blocks import (
     score_scatter,
 )
 from .forms import product_loss
+from .loads import (
+    gather_block,
+    gather_buffer,
+    load_pos_weights,
+    predictions,
+    stream,
+    value_dtype,
+)
 from .llvm import INLINE, JIT, add_lanes, multiply_lanes, prefer_wide_vectors, prefetch_block
 from .math import as_type_of, lane_sum, lanes_log_product, log_product, split
 
@@ -77,11 +85,14 @@ def chunk(y, p, w, pos_w, mask, g32, g64, grad, col_scale, row_scale, sums, o, g
     scale, has_col_scale, has_row_scale = o.scale, o.has_col_scale, o.has_row_scale
     want_loss = o.want_loss
     prefer_wide_vectors()
-    ybuf = _buffer(BLOCK, p.dtype, 0)
-    lbuf = _buffer(BLOCK, p.dtype, 0)
-    ebuf = _buffer(BLOCK, p.dtype, 0)
+    ybuf = _buffer(BLOCK, value_dtype(p), 0)
+    lbuf = _buffer(BLOCK, value_dtype(p), 0)
+    ebuf = _buffer(BLOCK, value_dtype(p), 0)
     wbuf = _buffer(BLOCK, np.float64, 1.0)
     mbuf = _buffer(BLOCK, np.uint8, 1)
+    hbuf = _buffer(BLOCK if o.p_half else 0, np.float32, 0)  # float16 predictions, decoded
+    gy, gp, gw, gm = (gather_buffer(y, BLOCK), gather_buffer(p, BLOCK), gather_buffer(w, BLOCK),
+                      gather_buffer(mask, BLOCK))  # strided inputs: a block gathered
     sbuf = _buffer(BLOCK, np.float64, scale)
     pbuf = _buffer(BLOCK, np.float64, 1.0)
     qbuf = _buffer(BLOCK, np.float64, 0.0)
@@ -131,11 +142,13 @@ def chunk(y, p, w, pos_w, mask, g32, g64, grad, col_scale, row_scale, sums, o, g
     bad = 0
     element_ids = mode == MODE_GROUPS and ncols == 1  # group ids to prefetch: one per element
     # the streams of a block, prefetched for the next block: (array, whether it is one)
-    reads = ((p, True), (y, True), (w, has_w), (mask, has_mask), (g32, element_ids and g_i32),
+    reads = (stream(p, True), stream(y, True), stream(w, has_w), stream(mask, has_mask),
+             (g32, element_ids and g_i32),
              (g64, element_ids and not g_i32))
     writes = ((grad, has_grad),)
     # losses first without checks or NaN handling (kept when the block is clean: loss_block)
     unchecked = want_loss and not (counted or has_coef) and gamma_alpha is None
+    unchecked_coef = want_loss and has_coef and not counted and gamma_alpha is None  # the same
     # the labels are loaded in the block's first loop, for a block taken to be of the form of the
     # one before: the product loop from logits (q_block_logit), the soft-label loss loop
     # (loss_soft), else a loop of their own (load_labels)
@@ -147,8 +160,8 @@ def chunk(y, p, w, pos_w, mask, g32, g64, grad, col_scale, row_scale, sums, o, g
         # the loop that loads them when it is the long loop of the form: q_first, soft_first) and
         # half before the gradient: one burst of prefetches would stall the loop behind it
         next_n = max(0, min(BLOCK, stop - b0 - BLOCK))
-        pb = p[b0:b0 + n]
-        yb = y[b0:b0 + n]
+        pb = predictions(p, b0, n, hbuf, gp)
+        yb = gather_block(y, b0, n, gy)
         ok = False
         clean = False
         if (q_first or soft_first) and next_n > 0:  # the prefetch before the labels' loop
@@ -165,13 +178,13 @@ def chunk(y, p, w, pos_w, mask, g32, g64, grad, col_scale, row_scale, sums, o, g
         soft |= smoothing != 0.0  # smoothed labels are never 0 or 1
         wbad = False
         if has_w:
-            wbad = load_weights(w[b0:b0 + n], n, wbuf)
+            wbad = load_weights(gather_block(w, b0, n, gw), n, wbuf)
         elif use_w:
             wbuf[:] = 1.0
         if has_mask:
-            mbuf[:n] = mask[b0:b0 + n]
+            mbuf[:n] = gather_block(mask, b0, n, gm)
         if has_pw:
-            by_column(pbuf, pos_w, b0 % ncols, ncols, n)
+            load_pos_weights(pos_w, o.pw_rs, o.pw_cs, row0, ncols, b0, n, pbuf)
         if lbad or wbad:
             bad |= recheck(yb, pb, has_w, nan_mode, n, mbuf, wbuf)
         product = by_product and not (lbad or soft)
@@ -188,6 +201,9 @@ def chunk(y, p, w, pos_w, mask, g32, g64, grad, col_scale, row_scale, sums, o, g
             clean = unchecked and not product and loss_block(
                 pb, n, ybuf, None, pbuf, None, lbuf, ebuf, clip_lo, clip_hi, nll, omit, logits,
                 soft)
+        if unchecked_coef and not product:  # with coefficients (pos_weight, smoothing)
+            clean = loss_block(pb, n, ybuf, None, pbuf, coef, lbuf, ebuf, clip_lo, clip_hi, nll,
+                               omit, logits, soft)
         q_first = product and logits  # the next block taken to be as this one
         soft_first = unchecked and soft and not logits
         if not ok and not clean and (not logits or nan_mode == NAN_RAISE):  # else nothing to check

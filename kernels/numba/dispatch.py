@@ -45,6 +45,9 @@ class _Options(NamedTuple):
     has_grad: bool
     has_col_scale: bool
     has_row_scale: bool
+    p_half: bool  # predictions arrive as the uint16 bits of float16 (computed as float32)
+    pw_rs: int  # pos_w[i·pw_rs + j·pw_cs] of element (i, j) (loads.load_pos_weights)
+    pw_cs: int
 
 
 @njit(parallel=True, **JIT)
@@ -103,14 +106,15 @@ def fast_pass(y, p, w, pos_w, mask, groups, row_scale, col_scale, sums, flags, g
               n_threads):
     """Same contract as the Cython ``fast_pass`` (fastbce/_fastpath.py); options: a
     kernels.FastOptions."""
-    t = p.dtype.type
+    half = p.dtype == np.uint16  # float16 predictions (their bits), computed as float32
+    t = F32 if half else p.dtype.type
     focal = options.focal
     gamma_alpha = None  # no focal loss: the kernel is compiled without it
     if focal is not None:
         gamma_alpha = (float(focal[0]), float(focal[1]), int(focal[2]))
         # focal loss compiles once per prediction dtype: labels in the prediction dtype, weights
         # in float64 (copies unless they are already)
-        y = y.astype(p.dtype, copy=False)
+        y = y.astype(t, copy=False)
         w = None if w is None else w.astype(np.float64, copy=False)
     # int32 or int64 ids, read in place; both arrays are passed so that one compilation serves both
     g_i32 = groups is not None and groups.dtype == np.int32
@@ -126,7 +130,7 @@ def fast_pass(y, p, w, pos_w, mask, groups, row_scale, col_scale, sums, flags, g
     if groups is not None:
         g32, g64 = read_only(g32, g64)
     key = (options, t, w is None, pos_w is None, mask is None, g_i32, grad is None,
-           col_scale is None, row_scale is None)
+           col_scale is None, row_scale is None, half)
     # a zero grad_scale is not looked up: -0.0 and 0.0 are one key, and the sign is a bit of the result
     o = _options_cache.get(key) if options.grad_scale != 0.0 else None
     if o is None:
@@ -136,13 +140,14 @@ def fast_pass(y, p, w, pos_w, mask, groups, row_scale, col_scale, sums, flags, g
              float(options.smoothing), float(nll[0]), float(nll[1]), float(nll[2]),
              float(nll[3]), float(options.grad_scale), bool(options.want_loss), w is not None,
              pos_w is not None, mask is not None, g_i32, grad is not None,
-             col_scale is not None, row_scale is not None)
+             col_scale is not None, row_scale is not None, half, int(options.pw_strides[0]),
+             int(options.pw_strides[1]))
         if len(_options_cache) >= 256:
             _options_cache.clear()
         _options_cache[key] = o
     if sums.shape[2] == 7:  # the scoring statistics
         _score_pass(y, p, w_in, mask_in, g32, g64, sums, flags, o)
         return
-    _fast_pass(y, p, w_in, pos_w_in, mask_in, g32, g64, _NO_GRAD[p.dtype] if grad is None else grad,
+    _fast_pass(y, p, w_in, pos_w_in, mask_in, g32, g64, _NO_GRAD[np.dtype(t)] if grad is None else grad,
                _NO_SCALE_OUT if col_scale is None else col_scale,
                _NO_SCALE_OUT if row_scale is None else row_scale, sums, flags, o, gamma_alpha)
