@@ -121,6 +121,9 @@ class ElementOptions(NamedTuple):
 RANK_SOFT = 1  # a kept label that is not 0 or 1 (NaN aside)
 RANK_NAN = 2  # a kept NaN label or prediction
 RANK_WEIGHT = 4  # a kept weight that is negative, inf or NaN
+RADIX_BITS = 11  # bits of a radix-sort digit (rank.h / rank.py)
+INSERTION = 32  # buckets of at most INSERTION items: insertion sort
+WALK_RANGES = 16  # ranges of a big slot's walk (a constant: the sums do not depend on threads)
 HIST_EXTRA = 4  # histogram pass: extra sums of a slot before its calibration bins (NaN count, Σw·(q-y)², tp, fp)
 HIST_COPIES = 4  # histogram pass: interleaved copies of the calibration bins (one sum for all)
 

@@ -74,8 +74,9 @@ def test_more_than_2_31_elements_reduce_correctly_on_the_fast_path():
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["cython", "numba"])
 def test_more_than_2_31_elements_reduce_correctly_in_the_general_kernel(backend):
-    """float16 predictions take the general kernel; broadcast from one value (no memory), with
-    pos_weight: loss 2·log 4 where the label is 1, log(4/3) where it is 0. A mask counts every
+    """float64 focal loss with a γ that is not an integer takes the general kernel; predictions
+    broadcast from one value (no memory), γ = 1/2 and pos_weight 2: loss 2·√(3/4)·log 4 where the
+    label is 1, √(1/4)·log(4/3) where it is 0. A mask counts every
     2**24-th element, those around 2**31 and the last 5000: masked elements skip the math (the
     general kernel computes ~50 M elements/s), so this checks the offsets of labels, mask and
     predictions past 2**31 in seconds (the untouched pages of the mask take no memory)."""
@@ -87,9 +88,10 @@ def test_more_than_2_31_elements_reduce_correctly_in_the_general_kernel(backend)
     ones = int(np.count_nonzero(y[mask]))
     zeros = int(np.count_nonzero(mask)) - ones
     assert ones == 4097 + 7  # every 1 label is counted
-    p = np.broadcast_to(np.float16(0.25), y.shape)
-    expected_sum = ones * 2 * np.log(4.0) + zeros * np.log(4.0 / 3.0)
-    total = fastbce.bce(y, p, reduction="sum", pos_weight=2.0, mask=mask, backend=backend)
+    p = np.broadcast_to(np.float64(0.25), y.shape)
+    expected_sum = ones * 2 * np.sqrt(0.75) * np.log(4.0) + zeros * 0.5 * np.log(4.0 / 3.0)
+    total = fastbce.focal_bce(y, p, gamma=0.5, reduction="sum", pos_weight=2.0, mask=mask,
+                              backend=backend)
     assert total == pytest.approx(expected_sum, rel=1e-12)
 
 

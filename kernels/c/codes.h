@@ -67,6 +67,9 @@
 #define FB_RANK_SOFT 1      /* a kept label that is not 0 or 1 (NaN aside) */
 #define FB_RANK_NAN 2       /* a kept NaN label or prediction */
 #define FB_RANK_WEIGHT 4    /* a kept weight that is negative, inf or NaN */
+#define FB_RADIX_BITS 11   /* bits of a radix-sort digit */
+#define FB_INSERTION 32    /* buckets of at most this many items: insertion sort */
+#define FB_WALK_RANGES 16  /* ranges of a big slot's walk */
 /* histogram pass: extra sums of a slot before its calibration bins (NaN count, Σw·(q-y)², tp, fp) */
 #define FB_HIST_EXTRA 4
 /* histogram pass: interleaved copies of the calibration bins (one sum for all) */

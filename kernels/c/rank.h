@@ -27,11 +27,8 @@
 #include "codes.h"
 
 
-#define FB_RADIX_BITS 11
 #define FB_RADIX (1 << FB_RADIX_BITS)
 #define FB_RANK_BIG (1 << 16)
-#define FB_INSERTION 32
-#define FB_WALK_RANGES 16
 
 /* One slice: labels (FB_Y_U8/F32/F64) and predictions (float or double) with element strides,
  * contiguous weights, mask and int64 group ids (NULL: none), and whether NaN elements are left

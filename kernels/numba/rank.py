@@ -19,14 +19,11 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .. import RANK_NAN, RANK_SOFT, RANK_WEIGHT
+from .. import INSERTION, RADIX_BITS, RANK_NAN, RANK_SOFT, RANK_WEIGHT, WALK_RANGES
 from .llvm import JIT, bits_f32, bits_f64, prefer_wide_vectors
 
-RADIX_BITS = 11  # digit of the parallel sort (and of the split without groups)
 RADIX = 1 << RADIX_BITS
 BIG = 1 << 16  # buckets and slots of at least BIG items: sorted and walked by all threads
-INSERTION = 32  # buckets of at most INSERTION items: insertion sort
-WALK_RANGES = 16  # ranges of a big slot's walk (a constant: the sums do not depend on threads)
 _LOW63 = np.uint64(0x7FFFFFFFFFFFFFFF)
 _U1 = np.uint64(1)
 
