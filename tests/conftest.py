@@ -100,3 +100,18 @@ def pytest_terminal_summary(terminalreporter):
         if kernel in collected:
             terminalreporter.write_line(
                 f"fastbce: {len(collected[kernel])} Numba signatures of {kernel} used in this run")
+
+
+@pytest.fixture
+def fast_calls(monkeypatch, compiled_backend):
+    """Counts the calls of the backend's fast pass, so that a test knows it tested it."""
+    kernel = _backends.load_backend(compiled_backend)
+    calls = []
+    original = kernel.fast_pass
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(kernel, "fast_pass", counted)
+    return calls

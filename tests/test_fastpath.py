@@ -30,21 +30,6 @@ ULP_BOUND = {np.dtype(np.float32): 2, np.dtype(np.float64): 2}
 MEAN_GRAD_ULP_BOUND = 4  # the issue's bound, for the mean gradient from float32 logits
 
 
-@pytest.fixture
-def fast_calls(monkeypatch, compiled_backend):
-    """Counts the calls of the backend's fast pass, so that a test knows it tested it."""
-    kernel = _backends.load_backend(compiled_backend)
-    calls = []
-    original = kernel.fast_pass
-
-    def counted(*args, **kwargs):
-        calls.append(1)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(kernel, "fast_pass", counted)
-    return calls
-
-
 def _ulps(got, want):
     """Distance in units in the last place between arrays of one float dtype (same sign or 0)."""
     got, want = np.asarray(got), np.asarray(want)

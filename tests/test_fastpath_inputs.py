@@ -12,23 +12,7 @@ import pytest
 
 import fastbce
 from conftest import COMPILED_BACKENDS
-from fastbce import _backends
 from kernels.numba.loads import load_halves
-
-
-@pytest.fixture
-def fast_calls(monkeypatch, compiled_backend):
-    """Counts the calls of the backend's fast pass, so that a test knows it tested it."""
-    kernel = _backends.load_backend(compiled_backend)
-    calls = []
-    original = kernel.fast_pass
-
-    def counted(*args, **kwargs):
-        calls.append(1)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(kernel, "fast_pass", counted)
-    return calls
 
 
 def _same_bits(a, b):
