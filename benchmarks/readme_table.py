@@ -6,13 +6,12 @@ Usage:
 
 reads ``benchmarks/results/<name>/BENCHMARKS.json`` and replaces everything between the lines
 ``<!-- speed-table:start -->`` and ``<!-- speed-table:end -->`` of README.md with a table of the
-headline figures: for each operation at the largest size of the run, the ceiling,
-fastbce[cython], fastbce[numba], NumPy and PyTorch in millions of elements per second at each
-thread count, fastbce's fraction of the ceiling, and fastbce[cython] ÷ NumPy and ÷ PyTorch;
-then the command, date and machine of the run. The table is never edited by hand:
-``tests/test_readme.py`` checks that README.md holds what :func:`render` gives.
-
-Only the standard library is used, so the script runs without fastbce installed.
+headline figures: for each operation at the largest size and thread count of the run, the
+ceiling, fastbce[cython] and fastbce[numba] in millions of elements per second with their
+fraction of the ceiling, fastbce[cython] ÷ NumPy and ÷ PyTorch; the time per call on
+1,000 elements; then the command, date and machine of the run (the result set holds every thread
+count). The table is never edited by hand: ``tests/test_readme.py`` checks that README.md holds
+what :func:`render` gives. Numbers are formatted as in `fastbce bench`'s own report.
 """
 
 import json
@@ -60,6 +59,7 @@ TITLES = {
     "score_groups": "score by 1,000 groups",
     "accumulate": "Accumulator.update, 1e6 chunks",
     "accumulate_nohist": "the same, auc_bits=0",
+    "score_groups_sums": "score by 1,000 groups, sums only",
     "hinge": "hinge", "squared_hinge": "squared hinge", "dice": "Dice", "tversky": "Tversky",
 }
 CYTHON, NUMBA, NUMPY, TORCH = "fastbce[cython]", "fastbce[numba]", "numpy", "torch"
@@ -85,12 +85,6 @@ class _Rates:
         return None if seconds is None else self.size / seconds
 
 
-def _per_threads(values):
-    """One cell for several thread counts: "a / b", or one dash when nothing was measured."""
-    values = list(values)
-    return "—" if all(value == "—" for value in values) else " / ".join(values)
-
-
 def _machine_text(meta):
     machine = meta["machine"]
     parts = [f"{machine['cores']} cores ({machine['cpu']}, {machine['machine']})"]
@@ -104,60 +98,52 @@ def _machine_text(meta):
 
 def render(result_set, readme_dir="."):
     """The text between the markers (without them) for the result set in folder ``result_set``
-    (or its BENCHMARKS.json); its path is written relative to ``readme_dir``."""
+    (or its BENCHMARKS.json) at its largest thread count; its path is written relative to
+    ``readme_dir``."""
     result_set = Path(result_set)
     path = result_set / "BENCHMARKS.json" if result_set.is_dir() else result_set
     results = json.loads(path.read_text(encoding="utf-8"))
     meta = results["meta"]
     rates = _Rates(results)
-    threads = list(meta["threads"])
+    t = max(meta["threads"])
     ops = [op for op in meta["ops"] if any(key[1] == op for key in rates.seconds)]
-    label = "threads" if len(threads) > 1 else "thread"
-    counts = " / ".join(str(t) for t in threads)
     try:
         shown = Path(path.parent).resolve().relative_to(Path(readme_dir).resolve()).as_posix()
     except ValueError:
         shown = path.parent.as_posix()
 
     lines = [
-        f"Millions of elements per second at {rates.size:,} elements, on {counts} {label} "
-        f"(`a / b`); in brackets fastbce's fraction of the ceiling; **×** = fastbce[cython] "
-        f"÷ the contender at the same thread count; — = not measured. NumPy has no threads: its "
-        f"one-thread figure is compared at every count.",
+        f"Millions of elements per second at {rates.size:,} elements on {t} "
+        f"thread{'s' if t > 1 else ''}; in brackets fastbce's fraction of the ceiling; **×** = "
+        f"fastbce[cython] ÷ NumPy (one thread: it has none) or PyTorch; — = not measured.",
         "",
-        "| operation | ceiling | fastbce[cython] | fastbce[numba] | NumPy | PyTorch | × NumPy | × PyTorch |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| operation | ceiling | fastbce[cython] | fastbce[numba] | × NumPy | × PyTorch |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for op in ops:
-        ceiling = [rates.get("ceiling", op, t) for t in threads]
-        cells = [f"`{op}` {TITLES[op]}" if op in TITLES else f"`{op}`",
-                 _per_threads(format_rate(c) for c in ceiling)]
+        ceiling = rates.get("ceiling", op, t)
+        cells = [f"`{op}` {TITLES[op]}" if op in TITLES else f"`{op}`", format_rate(ceiling)]
         for name in (CYTHON, NUMBA):
-            values = []
-            for rate, ceil in zip((rates.get(name, op, t) for t in threads), ceiling):
-                fraction = f" ({rate / ceil:.0%})" if rate and ceil else ""
-                values.append(format_rate(rate) + fraction)
-            cells.append(_per_threads(values))
-        others = {}
-        for name in (NUMPY, TORCH):
-            others[name] = [rates.get(name, op, t) for t in threads]
-            if name == NUMPY and not rates.threaded.get(NUMPY, False):
-                cells.append(format_rate(rates.get(NUMPY, op, 1)))
-            else:
-                cells.append(_per_threads(format_rate(r) for r in others[name]))
-        for name in (NUMPY, TORCH):
-            ratios = []
-            for t, other in zip(threads, others[name]):
-                mine = rates.get(CYTHON, op, t)
-                ratios.append(format_ratio(mine / other) if mine and other else "—")
-            cells.append(_per_threads(ratios))
+            rate = rates.get(name, op, t)
+            cells.append(format_rate(rate) + (f" ({rate / ceiling:.0%})" if rate and ceiling else ""))
+        mine = rates.get(CYTHON, op, t)
+        others = [rates.get(name, op, t) for name in (NUMPY, TORCH)]
+        cells += [format_ratio(mine / other) if mine and other else "—" for other in others]
         lines.append("| " + " | ".join(cells) + " |")
+    small = {(s["contender"], s["call"]): s["seconds"] for s in results.get("small", [])}
+    if small:
+        calls = sorted({call for _, call in small})
+        text = "; ".join(
+            f"{name} " + ", ".join(f"{call} {small[(name, call)] * 1e6:,.1f}" for call in calls
+                                   if (name, call) in small)
+            for name in (CYTHON, NUMBA, NUMPY, TORCH) if any((name, c) in small for c in calls))
+        lines += ["", f"Time per call on 1,000 elements (µs): {text}."]
     layers = sorted({i["numba_threading_layer"] for i in results.get("info", [])
                      if i.get("numba_threading_layer")})
     environment = ", ".join(f"`{k}={v}`" for k, v in (meta.get("thread_waiting") or {}).items())
     lines += [
         "",
-        f"Result set: [`{shown}`]({shown}/BENCHMARKS.md), {meta['date']}. "
+        f"Result set: [`{shown}`]({shown}/BENCHMARKS.md) (every thread count), {meta['date']}. "
         f"Command: `{meta['command']}`. Machine: {_machine_text(meta)}."
         + (f" Numba threading layer: {', '.join(layers)}." if layers else "")
         + (f" Environment: {environment}." if environment else ""),
