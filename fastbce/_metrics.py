@@ -376,9 +376,10 @@ def _probabilities(y_true, y_pred, sample_weight, mask, nan_policy, from_logits,
 def _fast_brier(y_true, y_pred, sample_weight, mask, nan_policy, from_logits, axis, groups,
                 n_groups, n_threads, backend):
     """Brier per slot from the report's compiled one-pass sums (fastbce/_histogram.py), whose
-    error bits check the labels, probabilities and weights of the counted elements; None (the
-    NumPy path, which names the problem) when a check fails or a NaN meets nan_policy="raise",
-    on the NumPy backend, per sample, and for integer labels wider than a byte."""
+    error bits check the labels, probabilities and weights of the elements not masked; None (the
+    NumPy path, which names the problem or accepts a NaN's partner) when a check fails or a NaN
+    meets nan_policy="raise", on the NumPy backend, per sample, and for integer labels wider
+    than a byte."""
     if resolve_backend(backend) == "numpy" or axis not in (None, 0) or (
             groups is not None and axis is not None):
         return None

@@ -219,10 +219,9 @@ def hist_pass(p, y, w, mask, groups, hist, extra, flags, options, n_threads):
              MODE_GROUPS: np.broadcast_to(groups[:, None], shape)}[options.mode]
     counted = np.broadcast_to(mask, shape).astype(bool)
     nan = counted & (np.isnan(x) | np.isnan(y))
-    live, weighed = counted & ~nan, counted & ~(nan & bool(options.omit_nan))
-    flags[0] = (FLAG_LABEL * bool(np.any(live & ((y < 0) | (y > 1))))
-                | FLAG_PRED * bool(not options.logits and np.any(live & ((x < 0) | (x > 1))))
-                | FLAG_WEIGHT * bool(np.any(weighed & ~((w >= 0) & (w < np.inf)))))
+    flags[0] = (FLAG_LABEL * bool(np.any(counted & ((y < 0) | (y > 1))))
+                | FLAG_PRED * bool(not options.logits and np.any(counted & ((x < 0) | (x > 1))))
+                | FLAG_WEIGHT * bool(np.any(counted & ~((w >= 0) & (w < np.inf)))))
     n_slots, n_extra = extra.shape[1:]
     if not options.omit_nan:
         extra[0, :, 0] += np.bincount(slots[nan], minlength=n_slots)

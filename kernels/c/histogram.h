@@ -5,9 +5,8 @@
  *   extra   = count of NaN elements, Σw·(q-y)², Σw·y and Σw·(1-y) where the prediction is at or
  *             above the cut (threshold), then per equal-width calibration bin Σw, Σw·y, Σw·q.
  * q is the prediction (unclipped) or σ(x) from logits. Inputs are 2-D strided views of any
- * layout. The pass returns the error bits of the counted elements (a label or, from probabilities,
- * a prediction outside [0, 1], a weight not finite and >= 0): fastbce.brier runs it unchecked; the
- * report ran the kernel pass's checks first.
+ * layout. The pass returns the error bits of the elements not masked (fb_hist_bad): fastbce.brier
+ * runs it on unchecked input; the report ran the kernel pass's checks first.
  * One column of contiguous predictions and labels, overall or by group (fb_hist_flat), goes by
  * blocks: the element values in a vectorised loop (fb_hist_block), the sums of one for all into
  * float64 lanes and calibration bins in FB_HIST_COPIES interleaved copies (element k into copy
@@ -80,15 +79,17 @@ static inline int64_t fb_hist_group(const fb_hist_args *a, int64_t i)
     return a->g_i32 ? (int64_t)((const int32_t *)a->groups)[i] : ((const int64_t *)a->groups)[i];
 }
 
-/* The error bits of one element (fb_hist_rows, fb_hist_values): `counted` (not masked, no NaN)
- * with a label or, from probabilities, a prediction outside [0, 1]; `weighed` (not masked, not an
- * omitted NaN) with a weight that is not finite and >= 0. */
-static inline __attribute__((always_inline)) int fb_hist_bad(double x, double y, double w, int counted,
-                                                             int weighed, int logits)
+/* The error bits of one element not masked (fb_hist_rows, fb_calib_chunk; fb_hist_values makes
+ * the same tests): a label or, from probabilities, a prediction outside [0, 1] (NaN is not), a
+ * weight not finite and >= 0. A NaN's partner or an omitted NaN's weight may be flagged: the
+ * caller's NumPy path then decides. */
+static inline __attribute__((always_inline)) int fb_hist_bad(double x, double y, double w, int on,
+                                                             int logits)
 {
-    return ((counted & ((y < 0.0) | (y > 1.0))) ? FB_FLAG_LABEL : 0)
-           | ((counted & !logits & ((x < 0.0) | (x > 1.0))) ? FB_FLAG_PRED : 0)
-           | ((weighed & !((w >= 0.0) & (w < INFINITY))) ? FB_FLAG_WEIGHT : 0);
+    const int bad = (((y < 0.0) | (y > 1.0)) ? FB_FLAG_LABEL : 0)
+                    | (((!logits) & ((x < 0.0) | (x > 1.0))) ? FB_FLAG_PRED : 0)
+                    | (!((w >= 0.0) & (w < INFINITY)) ? FB_FLAG_WEIGHT : 0);
+    return on ? bad : 0;
 }
 
 /* Any layout, element by element: the rows [r0, r1) into hist and extra; returns the error bits. */
@@ -107,9 +108,8 @@ static int fb_hist_rows(const fb_hist_args *a, int64_t r0, int64_t r1, double *h
                                 : (double)((const float *)a->w)[i * a->w_rs + j * a->w_cs];
             int64_t slot = a->mode == FB_MODE_GROUPS ? fb_hist_group(a, i) : (a->mode == FB_MODE_COLS ? j : 0);
             double *e = extra + slot * a->n_extra;
-            const int isn = isnan(x) || isnan(y);
-            bad |= fb_hist_bad(x, y, w, !isn, !(isn && a->omit_nan), logits);
-            if (isn) {
+            bad |= fb_hist_bad(x, y, w, 1, logits);
+            if (isnan(x) || isnan(y)) {
                 if (!a->omit_nan)
                     e[0] += 1.0;
                 continue;
@@ -165,15 +165,12 @@ static inline __attribute__((always_inline)) int fb_hist_values(
     const uint8_t *Y8 = (const uint8_t *)a->y + b0;
     const float *Y32 = (const float *)a->y + b0;
     const double *Y64 = (const double *)a->y + b0;
-    const int omit_nan = a->omit_nan;
-    int bad = 0;
-#pragma omp simd reduction(|:bad)
+#pragma omp simd
     for (int64_t k = 0; k < n; k++) {
         const double x = p_f64 ? P64[k] : (double)P32[k];
         double y = y_kind == FB_Y_U8 ? (double)Y8[k] : y_kind == FB_Y_F32 ? (double)Y32[k] : Y64[k];
         double w = wb[k], q, v;
         const int isn = (x != x) | (y != y), on = mb[k] != 0, cnt = on & !isn;
-        bad |= fb_hist_bad(x, y, w, cnt, on & !(isn & omit_nan), logits);
         int high;
         if (logits) {
             const double t = exp(-fabs(x));
@@ -202,6 +199,21 @@ static inline __attribute__((always_inline)) int fb_hist_values(
         binb[k] = bin < last ? bin : last;
         keyb[k] = fb_bucket(v, high, shift, top);
     }
+    /* fb_hist_bad's tests in a loop of their own (in the loop above, gcc no longer vectorises
+     * it), as 0/1 per test; the block is in L1 by now */
+    int bad_y = 0, bad_x = 0, bad_w = 0;
+#pragma omp simd reduction(|:bad_y, bad_x, bad_w)
+    for (int64_t k = 0; k < n; k++) {
+        const double x = p_f64 ? P64[k] : (double)P32[k];
+        const double y = y_kind == FB_Y_U8 ? (double)Y8[k] : y_kind == FB_Y_F32 ? (double)Y32[k] : Y64[k];
+        const double w = wb[k];
+        const int on = mb[k] != 0;
+        bad_y |= on & ((y < 0.0) | (y > 1.0));
+        bad_x |= on & ((x < 0.0) | (x > 1.0));
+        bad_w |= on & !((w >= 0.0) & (w < INFINITY));
+    }
+    const int bad = (bad_y ? FB_FLAG_LABEL : 0) | (bad_x && !logits ? FB_FLAG_PRED : 0)
+                    | (bad_w ? FB_FLAG_WEIGHT : 0);
     if (lanes == NULL)
         return bad;
     const int64_t full = n - n % FB_LANES;
@@ -417,9 +429,8 @@ static int fb_calib_chunk(const void *p, int p_f64, const void *y, int y_kind, c
             continue;
         const double x = p_f64 ? ((const double *)p)[i] : (double)((const float *)p)[i];
         const double yv = fb_hist_label(y, y_kind, i), wv = w[i * w_step];
-        const int isn = (x != x) | (yv != yv);
-        bad |= fb_hist_bad(x, yv, wv, !isn, !(isn & omit_nan), logits);
-        if (isn) {
+        bad |= fb_hist_bad(x, yv, wv, 1, logits);
+        if ((x != x) | (yv != yv)) {
             if (omit_nan)
                 continue;
             nan += 1.0;

@@ -30,12 +30,12 @@ def bucket(v, high, shift, top):
 
 
 @njit(**INLINE)
-def hist_bad(x, y, w, counted, weighed, logits):
-    """The error bits of one element (fb_hist_bad): a counted label or, from probabilities,
-    prediction outside [0, 1]; a weighed weight not finite and >= 0."""
-    bad = FLAG_LABEL if counted and (y < 0.0 or y > 1.0) else 0
-    bad |= FLAG_PRED if counted and not logits and (x < 0.0 or x > 1.0) else 0
-    return bad | (FLAG_WEIGHT if weighed and not (w >= 0.0 and w < math.inf) else 0)
+def hist_bad(x, y, w, on, logits):
+    """The error bits of one element not masked (fb_hist_bad): a label or, from probabilities,
+    a prediction outside [0, 1] (NaN is not), a weight not finite and >= 0."""
+    bad = FLAG_LABEL * ((y < 0.0) | (y > 1.0))
+    bad |= FLAG_PRED * ((not logits) & ((x < 0.0) | (x > 1.0)))
+    return on * (bad | FLAG_WEIGHT * (not ((w >= 0.0) & (w < math.inf))))
 
 
 @njit(**JIT)
@@ -52,9 +52,8 @@ def hist_rows(p, y, w, mask, groups, mode, logits, omit_nan, cut, shift, top, n_
             yv = np.float64(y[i, j])
             wv = np.float64(w[i, j])
             slot = np.int64(groups[i]) if mode == MODE_GROUPS else (j if mode == MODE_COLS else 0)
-            isn = math.isnan(x) or math.isnan(yv)
-            bad |= hist_bad(x, yv, wv, not isn, not (isn and omit_nan), logits)
-            if isn:
+            bad |= hist_bad(x, yv, wv, True, logits)
+            if math.isnan(x) or math.isnan(yv):
                 if not omit_nan:
                     extra[slot, 0] += 1.0
                 continue
@@ -97,7 +96,7 @@ def _hist_values(p, y, b0, k, wb, mb, cwb, wyb, wqb, brb, tpb, fpb, nanb, binb, 
     isn = (x != x) or (yv != yv)
     on = mb[k] != 0
     cnt = on and not isn
-    bad = hist_bad(x, yv, w, cnt, on and not (isn and omit == 0.0), logits)
+    bad = hist_bad(x, yv, w, on, logits)
     if logits:
         t = math.exp(-abs(x))
         v = t / (1.0 + t)
@@ -319,9 +318,8 @@ def calib_chunk(p, y, w, m, logits, omit_nan, edges, uniform, r0, r1, out):
         x = np.float64(p[i])
         yv = np.float64(y[i])
         wv = w[i * w_step]
-        isn = (x != x) or (yv != yv)
-        bad |= hist_bad(x, yv, wv, not isn, not (isn and omit_nan), logits)
-        if isn:
+        bad |= hist_bad(x, yv, wv, True, logits)
+        if (x != x) or (yv != yv):
             if omit_nan:
                 continue
             nan += 1.0
