@@ -199,8 +199,8 @@ static inline __attribute__((always_inline)) int fb_hist_values(
         binb[k] = bin < last ? bin : last;
         keyb[k] = fb_bucket(v, high, shift, top);
     }
-    /* fb_hist_bad's tests in a loop of their own (in the loop above, gcc no longer vectorises
-     * it), as 0/1 per test; the block is in L1 by now */
+    /* fb_hist_bad's tests, as 0/1 per test, in a loop of their own: in the loop above they keep
+     * gcc from vectorising it. The block is in L1 by now. */
     int bad_y = 0, bad_x = 0, bad_w = 0;
 #pragma omp simd reduction(|:bad_y, bad_x, bad_w)
     for (int64_t k = 0; k < n; k++) {

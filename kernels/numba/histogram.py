@@ -2,7 +2,7 @@
 
 Per slot, over the rows of one stripe: the histogram (Σw·y, Σw·(1-y)) over buckets of the
 prediction, and the extra sums (NaN count, Σw·(q-y)², Σw·y and Σw·(1-y) at or above the cut,
-Σw, Σw·y, Σw·q per calibration bin), and the error bits of the counted elements. One column of
+Σw, Σw·y, Σw·q per calibration bin), and the error bits of the elements not masked. One column of
 contiguous predictions and labels, overall or by group, goes by blocks (hist_flat);
 ``hist_pass`` runs the stripes in parallel. ``calib_pass``: the bins of calibration_curve.
 """
