@@ -90,10 +90,12 @@ def chunking(n_rows, n_cols, n_slots, buckets, n_extra):
     return rows, -(-n_rows // rows)
 
 
-def histogram_sums(plan, backend, n_threads, *, threshold, bits, n_bins):
-    """(hist (n_slots, n_buckets, 2) or None, extra (n_slots, N_EXTRA + 3·n_bins)) of a checked
-    plan in mode MODE_ALL, MODE_COLS or MODE_GROUPS. Stripes are added in a fixed order: the sums
-    are bit-identical for any thread count."""
+def histogram_sums(plan, backend, n_threads, *, threshold, bits, n_bins, want_flags=False):
+    """(hist (n_slots, n_buckets, 2) or None, extra (n_slots, N_EXTRA + 3·n_bins)) of a plan in
+    mode MODE_ALL, MODE_COLS or MODE_GROUPS, and with ``want_flags`` the error bits (FLAG_LABEL,
+    FLAG_PRED, FLAG_WEIGHT) of its counted elements: the pass checks no input, its caller does
+    (the kernel pass) or reads these. Stripes are added in a fixed order: the sums are
+    bit-identical for any thread count."""
     assert plan.mode in (MODE_ALL, MODE_COLS, MODE_GROUPS)
     backend = resolve_backend(backend)
     kernel = load_backend(backend)
@@ -101,11 +103,13 @@ def histogram_sums(plan, backend, n_threads, *, threshold, bits, n_bins):
     n_extra = N_EXTRA + 3 * n_bins
     n_rows, n_cols = plan.p.shape
     if n_rows == 0:
-        return (np.zeros((plan.n_slots, buckets, 2)) if buckets else None), np.zeros((plan.n_slots, n_extra))
+        empty = (np.zeros((plan.n_slots, buckets, 2)) if buckets else None), np.zeros((plan.n_slots, n_extra))
+        return empty + (0,) if want_flags else empty
     rows, n_stripes = chunking(n_rows, n_cols, plan.n_slots, buckets, n_extra)
     threads = fork_safe_threads(backend, min(resolve_num_threads(n_threads), n_stripes))
     hist = np.zeros((n_stripes, plan.n_slots, max(buckets, 1), 2))
     extra = np.zeros((n_stripes, plan.n_slots, n_extra))
+    flags = np.zeros(n_stripes, np.uint8)
     p = plan.p.view(np.float16).astype(np.float32) if plan.p_half else plan.p
     groups = plan.groups  # read in place when int32 or int64 and contiguous
     if groups.dtype not in (np.int32, np.int64) or not groups.flags.c_contiguous:
@@ -115,12 +119,14 @@ def histogram_sums(plan, backend, n_threads, *, threshold, bits, n_bins):
                           (_HALF - _LOW) >> (23 - bits) if bits else 0, buckets, n_bins, rows)
     with launch_guard(backend):
         kernel.hist_pass(_strided(p), _strided(_labels(plan.y, plan.y_half)), _strided(plan.w),
-                         _strided(plan.mask).view(np.uint8), groups, hist, extra, options, threads)
+                         _strided(plan.mask).view(np.uint8), groups, hist, extra, flags, options,
+                         threads)
     for s in range(1, n_stripes):  # in stripe order
         extra[0] += extra[s]
         if buckets:
             hist[0] += hist[s]
-    return (hist[0] if buckets else None), extra[0]
+    sums = (hist[0] if buckets else None), extra[0]
+    return sums + (int(np.bitwise_or.reduce(flags)),) if want_flags else sums
 
 
 def auc_from_histogram(hist):

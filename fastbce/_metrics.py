@@ -14,9 +14,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._backends import resolve_backend
-from ._histogram import extra_fields, histogram_sums
-from ._kernels import MODE_ROWS, RANK_NAN, RANK_SOFT, RANK_WEIGHT
+from ._backends import load_backend, resolve_backend
+from ._config import fork_safe_threads, launch_guard
+from ._histogram import chunking, extra_fields, histogram_sums
+from ._kernels import MODE_GROUPS, MODE_ROWS, NAN_RAISE, RANK_NAN, RANK_SOFT, RANK_WEIGHT
 from ._plan import make_plan
 from ._threads import resolve_num_threads
 
@@ -374,27 +375,27 @@ def _probabilities(y_true, y_pred, sample_weight, mask, nan_policy, from_logits,
 
 def _fast_brier(y_true, y_pred, sample_weight, mask, nan_policy, from_logits, axis, groups,
                 n_groups, n_threads, backend):
-    """Brier per slot from the report's compiled one-pass sums (fastbce/_histogram.py), when no
-    element needs a check that pass does not make: no mask, labels in [0, 1], probabilities in
-    [0, 1] (or logits), finite weights >= 0 (min and max of each); else None."""
-    if mask is not None or axis not in (None, 0) or (groups is not None and axis is not None):
+    """Brier per slot from the report's compiled one-pass sums (fastbce/_histogram.py), whose
+    error bits check the labels, probabilities and weights of the elements not masked; None (the
+    NumPy path, which names the problem or accepts a NaN's partner) when a check fails or a NaN
+    meets nan_policy="raise", on the NumPy backend, per sample, and for integer labels wider
+    than a byte."""
+    if resolve_backend(backend) == "numpy" or axis not in (None, 0) or (
+            groups is not None and axis is not None):
         return None
-    checks = [(y_true, 1.0)] + ([] if from_logits else [(y_pred, 1.0)]) + (
-        [] if sample_weight is None else [(sample_weight, np.inf)])
-    for a, top in checks:
-        a = np.asarray(a)
-        if a.dtype.kind not in "biuf" or a.size == 0:
-            return None
-        low, high = a.min(), a.max()
-        if not (low >= 0 and high <= top and high < np.inf):
-            return None
     plan = make_plan(y_true, y_pred, from_logits=from_logits, eps=1e-7,
-                     sample_weight=sample_weight, pos_weight=None, label_smoothing=0.0, mask=None,
+                     sample_weight=sample_weight, pos_weight=None, label_smoothing=0.0, mask=mask,
                      nan_policy=nan_policy, reduction="mean", axis=axis, groups=groups,
                      n_groups=n_groups)
-    if plan.mode == MODE_ROWS:
+    if plan.mode == MODE_ROWS or (plan.y.dtype.kind in "iu" and plan.y.dtype.itemsize > 1):
         return None
-    _, extra = histogram_sums(plan, backend, n_threads, threshold=0.5, bits=0, n_bins=1)
+    g = plan.groups
+    if plan.mode == MODE_GROUPS and g.size and (g.min() < 0 or g.max() >= plan.n_slots):
+        raise ValueError(f"groups must hold ids in [0, n_groups) = [0, {plan.n_slots})")
+    _, extra, flags = histogram_sums(plan, backend, n_threads, threshold=0.5, bits=0, n_bins=1,
+                                     want_flags=True)
+    if flags or (plan.nan_mode == NAN_RAISE and extra[:, 0].any()):
+        return None
     return extra_fields(extra, 1)["brier"]
 
 
@@ -404,8 +405,8 @@ def brier(y_true, y_pred, *, sample_weight=None, mask=None, nan_policy="propagat
     """Brier score Σ w·(q - y)² / Σ w, scikit-learn's ``brier_score_loss``: q the probability (σ(x)
     from logits), y the label in [0, 1]; float64. Per label (axis=0) or group (groups) as
     :func:`roc_auc`; NaN where Σ w = 0. In one compiled pass (the report's sums, as
-    :func:`fastbce.score`) after a min and max of each input; with a mask, NaN or an input out
-    of range, with NumPy in float64 (temporaries of the input's size).
+    :func:`fastbce.score`, which also checks the inputs' ranges); an input out of range is
+    named by NumPy in float64 (temporaries of the input's size).
     """
     fast = _fast_brier(y_true, y_pred, sample_weight, mask, nan_policy, from_logits, axis, groups,
                        n_groups, n_threads, backend)
@@ -443,19 +444,76 @@ class CalibrationCurve(NamedTuple):
     pos_rate: np.ndarray
 
 
+def _fast_calibration(y_true, y_pred, n_bins, strategy, sample_weight, mask, nan_policy,
+                      from_logits, n_threads, backend):
+    """The CalibrationCurve from one compiled pass (calib_pass, kernels/c/histogram.h: stripes of
+    a size fixed by the shape, added in order), or None (the NumPy path, which names the problem)
+    when its error bits flag an input or a NaN meets nan_policy="raise". Quantile edges come from
+    NumPy's percentile, as there; from logits, the kernel's σ(x) (uniform edges) is within a few
+    ulp of NumPy's."""
+    y, p, w, m, _, _, _, _ = _checked(y_true, y_pred, sample_weight, mask, nan_policy, from_logits,
+                                      None, None, None)
+    p = np.ravel(p.astype(np.float32) if p.dtype == np.float16 else p)
+    y = np.ravel(_labels(y))
+    w = np.ones(1) if w is None else np.ascontiguousarray(np.ravel(w), np.float64)
+    m = np.ones(1, np.uint8) if m is None else np.ascontiguousarray(np.ravel(m)).view(np.uint8)
+    omit = nan_policy == "omit"
+    if strategy == "uniform":
+        edges = np.linspace(0.0, 1.0, n_bins + 1)
+    else:
+        q = p.astype(np.float64)
+        if from_logits:  # binned as probabilities: an edge is one of these q, bit for bit
+            p = q = np.exp(-np.logaddexp(0.0, -q))
+            from_logits = False
+        kept = ~np.isnan(q)
+        if m.size > 1:
+            kept &= m.view(bool)
+        if omit:
+            kept &= ~np.isnan(y)
+        finite = q[kept]
+        edges = (np.percentile(finite, np.linspace(0, 1, n_bins + 1) * 100) if finite.size
+                 else np.full(n_bins + 1, np.nan))
+    rows, n_stripes = chunking(p.size, 1, 1, 0, 1 + 4 * n_bins)
+    out = np.zeros((n_stripes, 1 + 4 * n_bins))
+    flags = np.zeros(n_stripes, np.uint8)
+    backend = resolve_backend(backend)
+    threads = fork_safe_threads(backend, min(resolve_num_threads(n_threads), n_stripes))
+    with launch_guard(backend):
+        load_backend(backend).calib_pass(p, y, w, m, edges, out, flags, from_logits, omit,
+                                         strategy == "uniform", rows, threads)
+    if np.bitwise_or.reduce(flags) or (nan_policy == "raise" and out[:, 0].any()):
+        return None
+    for s in range(1, n_stripes):  # in stripe order
+        out[0] += out[s]
+    count, weight, weighted_q, weighted_y = (out[0, 1 + k::4] for k in range(4))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_pred, pos_rate = weighted_q / weight, weighted_y / weight
+    if out[0, 0]:
+        mean_pred[:] = pos_rate[:] = np.nan
+    return CalibrationCurve(edges, count.astype(np.int64), weight.copy(), mean_pred, pos_rate)
+
+
 def calibration_curve(y_true, y_pred, *, n_bins=10, strategy="uniform", sample_weight=None,
-                      mask=None, nan_policy="propagate", from_logits=False):
+                      mask=None, nan_policy="propagate", from_logits=False, n_threads=None,
+                      backend=None):
     """Reliability table: the probabilities binned by ``n_bins`` edges (``"uniform"``:
     linspace(0, 1); ``"quantile"``: the unweighted percentiles of the predictions), bin b holding
     (e_b, e_b+1] and the first bin [e_0, e_1], so p = 0 lands in the first bin and p = 1 in the
     last (scikit-learn's ``searchsorted(edges[1:-1], p)``). On its non-empty bins pos_rate and
     mean_pred are scikit-learn's ``calibration_curve`` prob_true and prob_pred (with weights:
-    weighted means). NaN under "propagate" makes every bin's means NaN. Computed with NumPy in
-    float64.
+    weighted means). NaN under "propagate" makes every bin's means NaN. One compiled pass with
+    float64 sums (the same for any thread count; from logits σ(x) in float64); the NumPy backend
+    and an input out of range (named then) take NumPy in float64.
     """
     _check_option(strategy, "strategy", ("uniform", "quantile"))
     if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
         raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
+    n_bins = int(n_bins)
+    if resolve_backend(backend) != "numpy":
+        fast = _fast_calibration(y_true, y_pred, n_bins, strategy, sample_weight, mask,
+                                 nan_policy, from_logits, n_threads, backend)
+        if fast is not None:
+            return fast
     y, q, w, keep, _ = _probabilities(y_true, y_pred, sample_weight, mask, nan_policy,
                                       from_logits)
     y, q, w, keep = y.ravel(), q.ravel(), w.ravel(), keep.ravel()

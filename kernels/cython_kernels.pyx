@@ -879,14 +879,19 @@ cdef extern from "c/histogram.h" nogil:
         int shift
         int64_t top
         int64_t n_buckets, n_bins, n_extra
-    void fb_hist_chunk(const fb_hist_args *a, int64_t r0, int64_t r1, double *hist, double *extra)
+    int fb_hist_chunk(const fb_hist_args *a, int64_t r0, int64_t r1, double *hist, double *extra)
+    int fb_calib_chunk(const void *p, int p_f64, const void *y, int y_kind, const double *w,
+                       int64_t w_step, const uint8_t *m, int64_t m_step, int logits, int omit_nan,
+                       const double *edges, int64_t nb, int uniform, int64_t r0, int64_t r1,
+                       double *out)
 
 
-def hist_pass(p, y, w, mask, groups, double[:, :, :, ::1] hist, double[:, :, ::1] extra, options,
-              int n_threads):
+def hist_pass(p, y, w, mask, groups, double[:, :, :, ::1] hist, double[:, :, ::1] extra,
+              uint8_t[::1] flags, options, int n_threads):
     """The histogram pass over 2-D strided views (see fastbce/_histogram.py for the contract):
-    stripe s (rows_per_chunk rows from s·rows_per_chunk) into hist[s] and extra[s]; options: a
-    kernels.HistOptions. The twin of kernels/numba/histogram.py's hist_pass."""
+    stripe s (rows_per_chunk rows from s·rows_per_chunk) into hist[s], extra[s] and its error bits
+    into flags[s]; options: a kernels.HistOptions. The twin of kernels/numba/histogram.py's
+    hist_pass."""
     global _openmp_started
     if _single_threaded:
         n_threads = 1
@@ -916,7 +921,31 @@ def hist_pass(p, y, w, mask, groups, double[:, :, :, ::1] hist, double[:, :, ::1
     cdef double *h = &hist[0, 0, 0, 0]
     cdef double *e = &extra[0, 0, 0]
     for c in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
-        fb_hist_chunk(&a, c * rows, min(n, (c + 1) * rows), h + c * hist_chunk, e + c * extra_chunk)
+        flags[c] = fb_hist_chunk(&a, c * rows, min(n, (c + 1) * rows), h + c * hist_chunk,
+                                 e + c * extra_chunk)
+
+
+def calib_pass(p, y, const double[::1] w, const uint8_t[::1] mask, const double[::1] edges,
+               double[:, ::1] out, uint8_t[::1] flags, bint logits, bint omit_nan, bint uniform,
+               Py_ssize_t rows, int n_threads):
+    """Calibration sums of 1-D contiguous p and y (fastbce/_metrics.py: calibration_curve):
+    stripe s (rows elements from s·rows) into out[s] (NaN count, then count, Σw, Σw·q, Σw·y per
+    bin) and its error bits into flags[s]; w and mask of one element apply to all. The twin of
+    kernels/numba/histogram.py's calib_pass."""
+    global _openmp_started
+    if _single_threaded:
+        n_threads = 1
+    elif n_threads > 1:
+        _openmp_started = True
+    cdef const void *pp = <const void *>_ptr(p)
+    cdef const void *yp = <const void *>_ptr(y)
+    cdef int p_f64 = p.dtype == np.float64, y_kind = _Y_KINDS[y.dtype]
+    cdef int64_t w_step = w.shape[0] > 1, m_step = mask.shape[0] > 1
+    cdef Py_ssize_t n = p.shape[0], c, n_chunks = out.shape[0], nb = edges.shape[0] - 1
+    for c in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
+        flags[c] = fb_calib_chunk(pp, p_f64, yp, y_kind, &w[0], w_step, &mask[0], m_step, logits,
+                                  omit_nan, &edges[0], nb, uniform, c * rows,
+                                  min(n, (c + 1) * rows), &out[c, 0])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -208,9 +208,9 @@ def element_pass(y, p, w, pw, mask, shape, flags, out1, out2, options, n_threads
             _view(out2, shape, None)[...] = np.where(counted, w * hess, 0.0)
 
 
-def hist_pass(p, y, w, mask, groups, hist, extra, options, n_threads):
-    """Same contract as the compiled ``hist_pass`` (kernels/c/histogram.h states the sums), in
-    float64 NumPy; everything goes into chunk 0."""
+def hist_pass(p, y, w, mask, groups, hist, extra, flags, options, n_threads):
+    """Same contract as the compiled ``hist_pass`` (kernels/c/histogram.h states the sums and
+    the error bits), in float64 NumPy; everything goes into chunk 0."""
     shape = p.shape
     x = p.astype(np.float64)
     y = np.broadcast_to(y, shape).astype(np.float64)
@@ -219,6 +219,9 @@ def hist_pass(p, y, w, mask, groups, hist, extra, options, n_threads):
              MODE_GROUPS: np.broadcast_to(groups[:, None], shape)}[options.mode]
     counted = np.broadcast_to(mask, shape).astype(bool)
     nan = counted & (np.isnan(x) | np.isnan(y))
+    flags[0] = (FLAG_LABEL * bool(np.any(counted & ((y < 0) | (y > 1))))
+                | FLAG_PRED * bool(not options.logits and np.any(counted & ((x < 0) | (x > 1))))
+                | FLAG_WEIGHT * bool(np.any(counted & ~((w >= 0) & (w < np.inf)))))
     n_slots, n_extra = extra.shape[1:]
     if not options.omit_nan:
         extra[0, :, 0] += np.bincount(slots[nan], minlength=n_slots)

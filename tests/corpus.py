@@ -238,7 +238,7 @@ def add(function, backend, shape, y, p, lay="C", **options):
         kwargs = {k: _resolve(shape, v, lay) for k, v in array_options.items()}
         kwargs.update(options)
         if function.startswith("dask.") or "backend" in inspect.signature(getattr(fastbce, function)).parameters:
-            kwargs["backend"] = backend  # brier and calibration_curve are NumPy: no backend
+            kwargs["backend"] = backend  # every public function that has a backend argument
         if function.startswith("dask."):
             return _run_dask(function[5:], yt, yp, chunks, kwargs)
         if out_order:

@@ -437,3 +437,131 @@ def test_brier_compiled_pass_equals_scikit_learn_and_the_numpy_path(backend, dty
                     reference(yy[s], p64[s], None if ww is None else ww[s]), rel=RTOL)
     assert fastbce.brier(y, p, n_threads=1, backend=backend) == fastbce.brier(
         y, p, n_threads=3, backend=backend)
+
+
+def _calibration_data(n, seed, dtype):
+    """Predictions with the uniform edges of 10 and 7 bins, 0 and 1 among them (edge cases of the
+    bin rule), heavy ties, labels and weights (some 0)."""
+    rng = np.random.default_rng(seed)
+    p = rng.random(n)
+    p[: n // 4] = np.round(p[: n // 4] * 70) / 70
+    p[n // 4: n // 4 + 24] = np.concatenate((np.linspace(0, 1, 11), np.linspace(0, 1, 8), [0, 1] * 2,
+                                             [1e-30]))
+    y = (rng.random(n) < p).astype(np.float32)
+    w = rng.random(n)
+    w[::7] = 0.0
+    return y, p.astype(dtype), w
+
+
+def _same_curve(got, want, rtol=RTOL):
+    np.testing.assert_array_equal(got.edges, want.edges)
+    np.testing.assert_array_equal(got.count, want.count)
+    assert got.count.dtype == want.count.dtype
+    for name in ("weight", "mean_pred", "pos_rate"):
+        np.testing.assert_allclose(getattr(got, name), getattr(want, name), rtol=rtol,
+                                   equal_nan=True, err_msg=name)
+
+
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "numpy"])
+@pytest.mark.parametrize("strategy", ["uniform", "quantile"])
+def test_calibration_curve_compiled_equals_the_numpy_code(backend, strategy):
+    """Bins by scikit-learn's searchsorted rule (values on an edge, 0, 1, ties), weights, masks,
+    labels of every kind, float32 and float64, logits, NaN under each policy: the compiled pass
+    gives the NumPy code's bins and float64 sums."""
+    for n, dtype in ((1000, np.float64), (70_000, np.float32)):
+        y, p, w = _calibration_data(n, 31, dtype)
+        mask = np.arange(n) % 5 > 0
+        for n_bins in (1, 7, 10):
+            for kwargs in ({}, {"sample_weight": w}, {"mask": mask, "sample_weight": w}):
+                got = fastbce.calibration_curve(y, p, n_bins=n_bins, strategy=strategy,
+                                                backend=backend, **kwargs)
+                _same_curve(got, fastbce.calibration_curve(y, p, n_bins=n_bins, strategy=strategy,
+                                                           backend="numpy", **kwargs))
+        sk_true, sk_pred = sk_calibration_curve(y, p, n_bins=10, strategy=strategy)
+        got = fastbce.calibration_curve(y, p, strategy=strategy, backend=backend)
+        np.testing.assert_allclose(got.pos_rate[got.count > 0], sk_true, rtol=1e-6)
+        np.testing.assert_allclose(got.mean_pred[got.count > 0], sk_pred, rtol=1e-6)
+        for labels in (y.astype(bool), y.astype(np.uint8), y.astype(np.int64), y.astype(np.float16)):
+            _same_curve(fastbce.calibration_curve(labels, p, strategy=strategy, backend=backend),
+                        fastbce.calibration_curve(labels, p, strategy=strategy, backend="numpy"))
+        x = np.log(p.astype(np.float64) + 1e-3) - np.log1p(-p.astype(np.float64) + 1e-3)
+        _same_curve(fastbce.calibration_curve(y, x, strategy=strategy, from_logits=True,
+                                              backend=backend),
+                    fastbce.calibration_curve(y, x, strategy=strategy, from_logits=True,
+                                              backend="numpy"), rtol=1e-9)
+        p_nan, y_nan = p.copy(), y.copy()
+        p_nan[3], y_nan[10] = np.nan, np.nan
+        for policy in ("propagate", "omit"):
+            _same_curve(fastbce.calibration_curve(y_nan, p_nan, strategy=strategy,
+                                                  nan_policy=policy, backend=backend),
+                        fastbce.calibration_curve(y_nan, p_nan, strategy=strategy,
+                                                  nan_policy=policy, backend="numpy"))
+        with pytest.raises(ValueError, match="NaN"):
+            fastbce.calibration_curve(y_nan, p_nan, nan_policy="raise", backend=backend)
+
+
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "numpy"])
+def test_calibration_curve_bad_input_is_named_and_inputs_stay(backend):
+    y, p, w = _calibration_data(3000, 32, np.float32)
+    copies = y.copy(), p.copy(), w.copy()
+    fastbce.calibration_curve(y, p, sample_weight=w, strategy="quantile", backend=backend)
+    for a, b in zip((y, p, w), copies):
+        np.testing.assert_array_equal(a, b)
+    bad_p, bad_y, bad_w = p.copy(), y.copy(), w.copy()
+    bad_p[100], bad_y[200], bad_w[300] = 1.5, 2.0, -1.0
+    with pytest.raises(ValueError, match="y_pred"):
+        fastbce.calibration_curve(y, bad_p, backend=backend)
+    with pytest.raises(ValueError, match="y_true"):
+        fastbce.calibration_curve(bad_y, p, backend=backend)
+    with pytest.raises(ValueError, match="y_true"):
+        fastbce.calibration_curve(np.where(y > 0, 256, 0), p, backend=backend)
+    with pytest.raises(ValueError, match="sample_weight"):
+        fastbce.calibration_curve(y, p, sample_weight=bad_w, backend=backend)
+    masked = np.ones(3000, bool)
+    masked[[100, 200, 300]] = False  # masked elements are not checked
+    fastbce.calibration_curve(bad_y, bad_p, sample_weight=bad_w, mask=masked, backend=backend)
+
+
+def test_calibration_curve_backends_and_thread_counts_give_the_same_bits():
+    y, p, w = _calibration_data(700_000, 33, np.float32)  # three stripes
+    for strategy in ("uniform", "quantile"):
+        results = [fastbce.calibration_curve(y, p, sample_weight=w, strategy=strategy, backend=b,
+                                             n_threads=t)
+                   for b in BACKENDS if b != "numpy" for t in (1, 2, 3)]
+        for got in results[1:]:
+            for name in fastbce._metrics.CalibrationCurve._fields:
+                np.testing.assert_array_equal(getattr(got, name), getattr(results[0], name))
+
+
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "numpy"])
+def test_brier_checks_in_its_one_pass(backend):
+    """The compiled Brier checks labels, probabilities and weights of the counted elements in
+    its pass: out of range is named (by the NumPy path), masked or omitted elements are not
+    checked; masks are compiled too; group ids out of range are named."""
+    y, p, w = data(5000, 34, None, np.float32, True)
+    bad_p, bad_y, bad_w = p.copy(), y.copy(), w.copy()
+    bad_p[10], bad_y[20], bad_w[30] = -0.5, 1.5, np.inf
+    for args, name in (((y, bad_p, w), "y_pred"), ((bad_y, p, w), "y_true"),
+                       ((y, p, bad_w), "sample_weight")):
+        with pytest.raises(ValueError, match=name):
+            fastbce.brier(*args[:2], sample_weight=args[2], backend=backend)
+        with pytest.raises(ValueError, match=name):
+            fastbce.brier(*args[:2], sample_weight=args[2], groups=np.arange(5000) % 3,
+                          backend=backend)
+    with pytest.raises(ValueError, match="y_true"):
+        fastbce.brier(np.where(y > 0, 256, 0), p, backend=backend)
+    mask = np.ones(5000, bool)
+    mask[[10, 20, 30]] = False
+    got = fastbce.brier(bad_y, bad_p, sample_weight=bad_w, mask=mask, backend=backend)
+    assert got == pytest.approx(skm.brier_score_loss(y[mask], p[mask].astype(np.float64),
+                                                     sample_weight=w[mask]), rel=RTOL)
+    assert got == pytest.approx(fastbce.brier(bad_y, bad_p, sample_weight=bad_w, mask=mask,
+                                              backend="numpy"), rel=RTOL)
+    nan_p = bad_p.copy()
+    nan_p[10] = np.nan  # an omitted NaN is not checked, its weight is
+    assert fastbce.brier(y, nan_p, nan_policy="omit", backend=backend) == pytest.approx(
+        fastbce.brier(y, nan_p, nan_policy="omit", backend="numpy"), rel=RTOL)
+    with pytest.raises(ValueError, match="NaN"):
+        fastbce.brier(y, nan_p, nan_policy="raise", backend=backend)
+    with pytest.raises(ValueError, match="groups"):
+        fastbce.brier(y, p, groups=np.full(5000, 5), n_groups=3, backend=backend)

@@ -125,6 +125,9 @@ NUMBA_ONLY = {
         "_hist_pass": "the parallel loop over chunks (C: the prange loop of hist_pass in "
                       "kernels/cython_kernels.pyx)",
         "hist_pass": "the Python entry; its twin is hist_pass in kernels/cython_kernels.pyx",
+        "_calib_pass": "the parallel loop over stripes (C: the prange loop of calib_pass in "
+                       "kernels/cython_kernels.pyx)",
+        "calib_pass": "the Python entry; its twin is calib_pass in kernels/cython_kernels.pyx",
     },
     "dispatch": {
         "_fast_pass": "the parallel loop over chunks (C: the prange loop of fast_pass in "

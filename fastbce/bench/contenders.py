@@ -84,8 +84,6 @@ class Fastbce(Contender):
             "tversky": f"tversky(y, p, alpha={TVERSKY_ALPHA:g}, beta={TVERSKY_BETA:g})",
         }
         self.calls = {op: f"fastbce.{call[:-1]}, backend={backend!r})" for op, call in self.calls.items()}
-        for op in ("calibration",):  # NumPy in float64: no backend argument
-            self.calls[op] = self.calls[op].split(", backend=")[0] + ")"
         self.calls["accumulate"] = f"fastbce.Accumulator(backend={backend!r}).update(y, p)"
         self.calls["accumulate_nohist"] = f"fastbce.Accumulator(auc_bits=0, backend={backend!r}).update(y, p)"
 
@@ -123,9 +121,8 @@ class Fastbce(Contender):
             "roc_auc": lambda: fastbce.roc_auc(d["y"], d["p"], **kw),
             "average_precision": lambda: fastbce.average_precision(d["y"], d["p"], **kw),
             "brier": lambda: fastbce.brier(d["y"], d["p"], **kw),
-            # NumPy in float64 whatever the backend (no kernel of its own)
-            "calibration": lambda: _filled_bins(fastbce.calibration_curve(d["y"], d["p"],
-                                                                          n_bins=CALIBRATION_BINS)),
+            "calibration": lambda: _filled_bins(fastbce.calibration_curve(
+                d["y"], d["p"], n_bins=CALIBRATION_BINS, **kw)),
             "score": lambda: fastbce.score(d["y"], d["p"], **kw).roc_auc,  # a number to compare
             "score_sums": lambda: _report_values(fastbce.score(d["y"], d["p"], sums_only=True, **kw)),
             "score_groups": lambda: _report_values(fastbce.score(d["y"], d["p"], groups=d["g"],

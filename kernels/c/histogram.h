@@ -5,7 +5,8 @@
  *   extra   = count of NaN elements, Σw·(q-y)², Σw·y and Σw·(1-y) where the prediction is at or
  *             above the cut (threshold), then per equal-width calibration bin Σw, Σw·y, Σw·q.
  * q is the prediction (unclipped) or σ(x) from logits. Inputs are 2-D strided views of any
- * layout; the label, weight and mask checks were made by the kernel pass, so values are valid.
+ * layout. The pass returns the error bits of the elements not masked (fb_hist_bad): fastbce.brier
+ * runs it on unchecked input; the report ran the kernel pass's checks first.
  * One column of contiguous predictions and labels, overall or by group (fb_hist_flat), goes by
  * blocks: the element values in a vectorised loop (fb_hist_block), the sums of one for all into
  * float64 lanes and calibration bins in FB_HIST_COPIES interleaved copies (element k into copy
@@ -78,10 +79,24 @@ static inline int64_t fb_hist_group(const fb_hist_args *a, int64_t i)
     return a->g_i32 ? (int64_t)((const int32_t *)a->groups)[i] : ((const int64_t *)a->groups)[i];
 }
 
-/* Any layout, element by element: the rows [r0, r1) into hist and extra. */
-static void fb_hist_rows(const fb_hist_args *a, int64_t r0, int64_t r1, double *hist, double *extra)
+/* The error bits of one element not masked (fb_hist_rows, fb_calib_chunk; fb_hist_values makes
+ * the same tests): a label or, from probabilities, a prediction outside [0, 1] (NaN is not), a
+ * weight not finite and >= 0. A NaN's partner or an omitted NaN's weight may be flagged: the
+ * caller's NumPy path then decides. */
+static inline __attribute__((always_inline)) int fb_hist_bad(double x, double y, double w, int on,
+                                                             int logits)
+{
+    const int bad = (((y < 0.0) | (y > 1.0)) ? FB_FLAG_LABEL : 0)
+                    | (((!logits) & ((x < 0.0) | (x > 1.0))) ? FB_FLAG_PRED : 0)
+                    | (!((w >= 0.0) & (w < INFINITY)) ? FB_FLAG_WEIGHT : 0);
+    return on ? bad : 0;
+}
+
+/* Any layout, element by element: the rows [r0, r1) into hist and extra; returns the error bits. */
+static int fb_hist_rows(const fb_hist_args *a, int64_t r0, int64_t r1, double *hist, double *extra)
 {
     const int logits = a->logits;
+    int bad = 0;
     for (int64_t i = r0; i < r1; i++) {
         for (int64_t j = 0; j < a->ncols; j++) {
             if (!a->mask[i * a->m_rs + j * a->m_cs])
@@ -93,6 +108,7 @@ static void fb_hist_rows(const fb_hist_args *a, int64_t r0, int64_t r1, double *
                                 : (double)((const float *)a->w)[i * a->w_rs + j * a->w_cs];
             int64_t slot = a->mode == FB_MODE_GROUPS ? fb_hist_group(a, i) : (a->mode == FB_MODE_COLS ? j : 0);
             double *e = extra + slot * a->n_extra;
+            bad |= fb_hist_bad(x, y, w, 1, logits);
             if (isnan(x) || isnan(y)) {
                 if (!a->omit_nan)
                     e[0] += 1.0;
@@ -130,11 +146,12 @@ static void fb_hist_rows(const fb_hist_args *a, int64_t r0, int64_t r1, double *
             c[2] += w * q;
         }
     }
+    return bad;
 }
 
 /* C only: fb_hist_block's loop, inlined with the prediction's and the label's type and `logits`
  * as constants (C's way to specialise; Numba specialises by type). */
-static inline __attribute__((always_inline)) void fb_hist_values(
+static inline __attribute__((always_inline)) int fb_hist_values(
     const fb_hist_args *a, int64_t b0, int64_t n, const double *wb, const uint8_t *mb,
     double *cwb, double *wyb, double *wqb, double *brb, double *tpb, double *fpb, double *nanb,
     int64_t *binb, int64_t *keyb, double *lanes, const int p_f64, const int y_kind,
@@ -182,8 +199,23 @@ static inline __attribute__((always_inline)) void fb_hist_values(
         binb[k] = bin < last ? bin : last;
         keyb[k] = fb_bucket(v, high, shift, top);
     }
+    /* fb_hist_bad's tests, as 0/1 per test, in a loop of their own: in the loop above they keep
+     * gcc from vectorising it. The block is in L1 by now. */
+    int bad_y = 0, bad_x = 0, bad_w = 0;
+#pragma omp simd reduction(|:bad_y, bad_x, bad_w)
+    for (int64_t k = 0; k < n; k++) {
+        const double x = p_f64 ? P64[k] : (double)P32[k];
+        const double y = y_kind == FB_Y_U8 ? (double)Y8[k] : y_kind == FB_Y_F32 ? (double)Y32[k] : Y64[k];
+        const double w = wb[k];
+        const int on = mb[k] != 0;
+        bad_y |= on & ((y < 0.0) | (y > 1.0));
+        bad_x |= on & ((x < 0.0) | (x > 1.0));
+        bad_w |= on & !((w >= 0.0) & (w < INFINITY));
+    }
+    const int bad = (bad_y ? FB_FLAG_LABEL : 0) | (bad_x && !logits ? FB_FLAG_PRED : 0)
+                    | (bad_w ? FB_FLAG_WEIGHT : 0);
     if (lanes == NULL)
-        return;
+        return bad;
     const int64_t full = n - n % FB_LANES;
     for (int64_t g = 0; g < full; g += FB_LANES) {
 #pragma omp simd
@@ -200,6 +232,7 @@ static inline __attribute__((always_inline)) void fb_hist_values(
         lanes[2 * FB_LANES + k] += tpb[full + k];
         lanes[3 * FB_LANES + k] += fpb[full + k];
     }
+    return bad;
 }
 
 /* The values of the n elements from b0 of fb_hist_flat (wb the weights, mb the mask). An element
@@ -207,9 +240,9 @@ static inline __attribute__((always_inline)) void fb_hist_values(
  * Per element, 0 where not counted: cwb the weight, wyb w·y, wqb w·q, brb w·(q-y)², tpb w·y and
  * fpb w·(1-y) where x >= cut, binb the calibration bin of q and keyb its bucket (fb_bucket).
  * With `lanes` (one sum for all): nanb, brb, tpb, fpb added into its four sets of FB_LANES lanes
- * (element k of the block into lane k % FB_LANES). */
+ * (element k of the block into lane k % FB_LANES). Returns the error bits (fb_hist_bad). */
 FB_H_CLONES
-static void fb_hist_block(const fb_hist_args *a, int64_t b0, int64_t n, const double *wb,
+static int fb_hist_block(const fb_hist_args *a, int64_t b0, int64_t n, const double *wb,
                           const uint8_t *mb, double *cwb, double *wyb, double *wqb, double *brb,
                           double *tpb, double *fpb, double *nanb, int64_t *binb, int64_t *keyb,
                           double *lanes)
@@ -219,26 +252,19 @@ static void fb_hist_block(const fb_hist_args *a, int64_t b0, int64_t n, const do
 #define FB_HV_Y(p_f64, logits) \
     (a->y_kind == FB_Y_U8 ? FB_HV(p_f64, FB_Y_U8, logits) \
      : a->y_kind == FB_Y_F32 ? FB_HV(p_f64, FB_Y_F32, logits) : FB_HV(p_f64, FB_Y_F64, logits))
-    if (a->logits) {
-        if (a->p_f64)
-            FB_HV_Y(1, 1);
-        else
-            FB_HV_Y(0, 1);
-    } else if (a->p_f64) {
-        FB_HV_Y(1, 0);
-    } else {
-        FB_HV_Y(0, 0);
-    }
+    if (a->logits)
+        return a->p_f64 ? FB_HV_Y(1, 1) : FB_HV_Y(0, 1);
+    return a->p_f64 ? FB_HV_Y(1, 0) : FB_HV_Y(0, 0);
 #undef FB_HV_Y
 #undef FB_HV
 }
 
 /* The rows [r0, r1) of one column of contiguous predictions and labels (overall or by group)
- * into hist and extra, by blocks of FB_BLOCK (fb_hist_block). Overall, the NaN count, Brier and
- * threshold sums go into float64 lanes and the calibration bins into FB_HIST_COPIES copies,
- * added into extra at the end in a fixed order; by group, every sum goes to the element's group
- * in element order. */
-static void fb_hist_flat(const fb_hist_args *a, int64_t r0, int64_t r1, double *hist, double *extra)
+ * into hist and extra, by blocks of FB_BLOCK (fb_hist_block); returns the error bits. Overall,
+ * the NaN count, Brier and threshold sums go into float64 lanes and the calibration bins into
+ * FB_HIST_COPIES copies (one bin, as for fastbce.brier: into lanes too), added into extra at the
+ * end in a fixed order; by group, every sum goes to the element's group in element order. */
+static int fb_hist_flat(const fb_hist_args *a, int64_t r0, int64_t r1, double *hist, double *extra)
 {
     double wb[FB_BLOCK] __attribute__((aligned(64)));
     double cwb[FB_BLOCK] __attribute__((aligned(64)));
@@ -251,9 +277,10 @@ static void fb_hist_flat(const fb_hist_args *a, int64_t r0, int64_t r1, double *
     int64_t binb[FB_BLOCK] __attribute__((aligned(64)));
     int64_t keyb[FB_BLOCK] __attribute__((aligned(64)));
     uint8_t mb[FB_BLOCK] __attribute__((aligned(64)));
-    double lanes[4 * FB_LANES] __attribute__((aligned(64))) = {0}; /* NaN, Brier, tp, fp */
+    double lanes[7 * FB_LANES] __attribute__((aligned(64))) = {0}; /* NaN, Brier, tp, fp; one bin */
     const int64_t nb = a->n_bins, n_extra = a->n_extra, n_buckets = a->n_buckets;
-    const int grouped = a->mode == FB_MODE_GROUPS;
+    const int grouped = a->mode == FB_MODE_GROUPS, one_bin = nb == 1;
+    int bad = 0;
     double *copies = NULL; /* overall: FB_HIST_COPIES copies of the bins' 3 sums */
     if (!grouped) {
         copies = (double *)calloc(FB_HIST_COPIES * 3 * (size_t)nb, sizeof(double));
@@ -275,14 +302,31 @@ static void fb_hist_flat(const fb_hist_args *a, int64_t r0, int64_t r1, double *
                 for (int64_t k = 0; k < n; k++) wb[k] = (double)W32[(b0 + k) * a->w_rs];
         }
         for (int64_t k = 0; a->m_rs != 0 && k < n; k++) mb[k] = a->mask[(b0 + k) * a->m_rs];
-        fb_hist_block(a, b0, n, wb, mb, cwb, wyb, wqb, brb, tpb, fpb, nanb, binb, keyb,
-                      grouped ? NULL : lanes);
+        bad |= fb_hist_block(a, b0, n, wb, mb, cwb, wyb, wqb, brb, tpb, fpb, nanb, binb, keyb,
+                             grouped ? NULL : lanes);
         if (!grouped) {
-            for (int64_t k = 0; k < n; k++) {
-                double *c = copies + 3 * (nb * (k % FB_HIST_COPIES) + binb[k]);
-                c[0] += cwb[k];
-                c[1] += wyb[k];
-                c[2] += wqb[k];
+            if (one_bin) {
+                const int64_t full = n - n % FB_LANES;
+                for (int64_t g = 0; g < full; g += FB_LANES) {
+#pragma omp simd
+                    for (int k = 0; k < FB_LANES; k++) {
+                        lanes[4 * FB_LANES + k] += cwb[g + k];
+                        lanes[5 * FB_LANES + k] += wyb[g + k];
+                        lanes[6 * FB_LANES + k] += wqb[g + k];
+                    }
+                }
+                for (int k = 0; k < n - full; k++) {
+                    lanes[4 * FB_LANES + k] += cwb[full + k];
+                    lanes[5 * FB_LANES + k] += wyb[full + k];
+                    lanes[6 * FB_LANES + k] += wqb[full + k];
+                }
+            } else {
+                for (int64_t k = 0; k < n; k++) {
+                    double *c = copies + 3 * (nb * (k % FB_HIST_COPIES) + binb[k]);
+                    c[0] += cwb[k];
+                    c[1] += wyb[k];
+                    c[2] += wqb[k];
+                }
             }
             for (int64_t k = 0; n_buckets && k < n; k++) {
                 double *h = hist + 2 * keyb[k];
@@ -309,29 +353,105 @@ static void fb_hist_flat(const fb_hist_args *a, int64_t r0, int64_t r1, double *
         }
     }
     if (!grouped) {
-        for (int s = 0; s < 4; s++) {
+        for (int s = 0; s < (one_bin ? 7 : 4); s++) {
             double total = lanes[s * FB_LANES];
             for (int k = 1; k < FB_LANES; k++) total += lanes[s * FB_LANES + k];
             extra[s] += total;
         }
-        for (int64_t j = 0; j < 3 * nb; j++) {
+        for (int64_t j = 0; !one_bin && j < 3 * nb; j++) {
             double total = copies[j];
             for (int c = 1; c < FB_HIST_COPIES; c++) total += copies[3 * nb * c + j];
             extra[FB_HIST_EXTRA + j] += total;
         }
         free(copies);
     }
+    return bad;
 }
 
 /* The rows [r0, r1) into hist (n_slots, n_buckets, 2) and extra (n_slots, n_extra), both
  * zeroed: one column of contiguous predictions and labels, overall or by group, by fb_hist_flat;
- * the rest by fb_hist_rows. */
-static inline void fb_hist_chunk(const fb_hist_args *a, int64_t r0, int64_t r1, double *hist,
-                                 double *extra)
+ * the rest by fb_hist_rows. Returns the error bits. */
+static inline int fb_hist_chunk(const fb_hist_args *a, int64_t r0, int64_t r1, double *hist,
+                                double *extra)
 {
     if (a->ncols == 1 && a->p_rs == 1 && a->y_rs == 1
         && (a->mode == FB_MODE_ALL || a->mode == FB_MODE_GROUPS))
-        fb_hist_flat(a, r0, r1, hist, extra);
-    else
-        fb_hist_rows(a, r0, r1, hist, extra);
+        return fb_hist_flat(a, r0, r1, hist, extra);
+    return fb_hist_rows(a, r0, r1, hist, extra);
+}
+
+/* The calibration bin of q (fastbce.calibration_curve): the number of inner edges below it,
+ * scikit-learn's searchsorted(edges[1:-1], q) for non-decreasing edges[0..nb]. Uniform edges:
+ * the bin of q·nb, moved while an edge is on the wrong side (linspace's edges are not exactly
+ * b/nb); other edges: a binary search. */
+static inline __attribute__((always_inline)) int64_t fb_calib_bin(double q, const double *edges,
+                                                                  int64_t nb, int uniform)
+{
+    if (uniform) {
+        const double t = q * (double)nb;
+        int64_t b = t < 1.0 ? 0 : t >= (double)(nb - 1) ? nb - 1 : (int64_t)t;
+        while (b > 0 && !(edges[b] < q))
+            b--;
+        while (b < nb - 1 && edges[b + 1] < q)
+            b++;
+        return b;
+    }
+    int64_t lo = 0, hi = nb - 1; /* the largest b with edges[b] < q (or 0) */
+    while (lo < hi) {
+        const int64_t mid = (lo + hi + 1) / 2;
+        if (edges[mid] < q)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    return lo;
+}
+
+/* Calibration sums of the elements [r0, r1) of 1-D contiguous predictions p (q = p, or σ(x) from
+ * logits) and labels y of kind y_kind, float64 weights w and mask m (w_step, m_step 0: one value
+ * for all): per bin b (fb_calib_bin of q) out[1 + 4b ...] += count, Σw, Σw·q, Σw·y; out[0] +=
+ * the NaN elements counted. An element counts unless masked or a NaN left out (omit_nan); a NaN
+ * counted lands in the bin of q (of 0 when q is NaN), as NumPy's code puts it. Element i goes
+ * into copy i % FB_HIST_COPIES of the sums, the copies added at the end in a fixed order.
+ * Returns the error bits (fb_hist_bad). */
+static int fb_calib_chunk(const void *p, int p_f64, const void *y, int y_kind, const double *w,
+                          int64_t w_step, const uint8_t *m, int64_t m_step, int logits,
+                          int omit_nan, const double *edges, int64_t nb, int uniform, int64_t r0,
+                          int64_t r1, double *out)
+{
+    double *copies = (double *)calloc(FB_HIST_COPIES * 4 * (size_t)nb, sizeof(double));
+    if (copies == NULL)
+        abort();
+    int bad = 0;
+    double nan = 0.0;
+    for (int64_t i = r0; i < r1; i++) {
+        if (!m[i * m_step])
+            continue;
+        const double x = p_f64 ? ((const double *)p)[i] : (double)((const float *)p)[i];
+        const double yv = fb_hist_label(y, y_kind, i), wv = w[i * w_step];
+        bad |= fb_hist_bad(x, yv, wv, 1, logits);
+        if ((x != x) | (yv != yv)) {
+            if (omit_nan)
+                continue;
+            nan += 1.0;
+        }
+        double q = x;
+        if (logits) {
+            const double t = exp(-fabs(x));
+            q = x >= 0.0 ? 1.0 / (1.0 + t) : t / (1.0 + t);
+        }
+        double *c = copies + 4 * (nb * (i % FB_HIST_COPIES) + fb_calib_bin(q != q ? 0.0 : q, edges, nb, uniform));
+        c[0] += 1.0;
+        c[1] += wv;
+        c[2] += wv * q;
+        c[3] += wv * yv;
+    }
+    out[0] += nan;
+    for (int64_t j = 0; j < 4 * nb; j++) {
+        double total = copies[j];
+        for (int c = 1; c < FB_HIST_COPIES; c++) total += copies[4 * nb * c + j];
+        out[1 + j] += total;
+    }
+    free(copies);
+    return bad;
 }

@@ -6,6 +6,6 @@ histogram (tests/test_twins.py)."""
 from .dispatch import fast_pass
 from .elements import element_pass
 from .general import bce_pass
-from .histogram import hist_pass
+from .histogram import calib_pass, hist_pass
 
-__all__ = ["bce_pass", "fast_pass", "element_pass", "hist_pass"]
+__all__ = ["bce_pass", "fast_pass", "element_pass", "hist_pass", "calib_pass"]

@@ -2,8 +2,9 @@
 
 Per slot, over the rows of one stripe: the histogram (Σw·y, Σw·(1-y)) over buckets of the
 prediction, and the extra sums (NaN count, Σw·(q-y)², Σw·y and Σw·(1-y) at or above the cut,
-Σw, Σw·y, Σw·q per calibration bin). One column of contiguous predictions and labels, overall
-or by group, goes by blocks (hist_flat); ``hist_pass`` runs the stripes in parallel.
+Σw, Σw·y, Σw·q per calibration bin), and the error bits of the elements not masked. One column of
+contiguous predictions and labels, overall or by group, goes by blocks (hist_flat);
+``hist_pass`` runs the stripes in parallel. ``calib_pass``: the bins of calibration_curve.
 """
 
 import math
@@ -12,7 +13,8 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .. import BLOCK, HIST_COPIES, HIST_EXTRA, LANES, MODE_ALL, MODE_COLS, MODE_GROUPS
+from .. import (BLOCK, FLAG_LABEL, FLAG_PRED, FLAG_WEIGHT, HIST_COPIES, HIST_EXTRA, LANES,
+                MODE_ALL, MODE_COLS, MODE_GROUPS)
 from .dispatch import read_only
 from .llvm import INLINE, JIT, bits_f32
 
@@ -27,10 +29,21 @@ def bucket(v, high, shift, top):
     return 2 * top + 1 - k if high else k
 
 
+@njit(**INLINE)
+def hist_bad(x, y, w, on, logits):
+    """The error bits of one element not masked (fb_hist_bad): a label or, from probabilities,
+    a prediction outside [0, 1] (NaN is not), a weight not finite and >= 0."""
+    bad = FLAG_LABEL * ((y < 0.0) | (y > 1.0))
+    bad |= FLAG_PRED * ((not logits) & ((x < 0.0) | (x > 1.0)))
+    return on * (bad | FLAG_WEIGHT * (not ((w >= 0.0) & (w < math.inf))))
+
+
 @njit(**JIT)
 def hist_rows(p, y, w, mask, groups, mode, logits, omit_nan, cut, shift, top, n_buckets,
               n_bins, r0, r1, hist, extra):
-    """Any layout, element by element: the rows [r0, r1) into hist and extra."""
+    """Any layout, element by element: the rows [r0, r1) into hist and extra; returns the error
+    bits."""
+    bad = 0
     for i in range(r0, r1):
         for j in range(p.shape[1]):
             if not mask[i, j]:
@@ -39,6 +52,7 @@ def hist_rows(p, y, w, mask, groups, mode, logits, omit_nan, cut, shift, top, n_
             yv = np.float64(y[i, j])
             wv = np.float64(w[i, j])
             slot = np.int64(groups[i]) if mode == MODE_GROUPS else (j if mode == MODE_COLS else 0)
+            bad |= hist_bad(x, yv, wv, True, logits)
             if math.isnan(x) or math.isnan(yv):
                 if not omit_nan:
                     extra[slot, 0] += 1.0
@@ -68,18 +82,21 @@ def hist_rows(p, y, w, mask, groups, mode, logits, omit_nan, cut, shift, top, n_
             extra[slot, HIST_EXTRA + 3 * k] += wv
             extra[slot, HIST_EXTRA + 3 * k + 1] += wy
             extra[slot, HIST_EXTRA + 3 * k + 2] += wv * q
+    return bad
 
 
 @njit(**INLINE)
 def _hist_values(p, y, b0, k, wb, mb, cwb, wyb, wqb, brb, tpb, fpb, nanb, binb, keyb, logits, cut,
                  bins, last, shift, top, omit):
-    """hist_block's loop body for element k (C: fb_hist_values, `logits` a constant)."""
+    """hist_block's loop body for element k (C: fb_hist_values, `logits` a constant); returns
+    its error bits."""
     x = np.float64(p[b0 + k, 0])
     yv = np.float64(y[b0 + k, 0])
     w = wb[k]
     isn = (x != x) or (yv != yv)
     on = mb[k] != 0
     cnt = on and not isn
+    bad = hist_bad(x, yv, w, on, logits)
     if logits:
         t = math.exp(-abs(x))
         v = t / (1.0 + t)
@@ -107,26 +124,29 @@ def _hist_values(p, y, b0, k, wb, mb, cwb, wyb, wqb, brb, tpb, fpb, nanb, binb, 
     b = np.int64(q * bins)
     binb[k] = b if b < last else last
     keyb[k] = bucket(v, high, shift, top)
+    return bad
 
 
 @njit(**JIT)
 def hist_block(p, y, b0, n, wb, mb, cwb, wyb, wqb, brb, tpb, fpb, nanb, binb, keyb, lanes,
                grouped, logits, omit_nan, cut, n_bins, shift, top):
     """The values of the n elements from b0 of hist_flat (see fb_hist_block: 0 where not
-    counted); not grouped, nanb, brb, tpb, fpb added into the four sets of LANES lanes."""
+    counted); not grouped, nanb, brb, tpb, fpb added into the four sets of LANES lanes. Returns
+    the error bits."""
     bins = np.float64(n_bins)
     last = np.int64(n_bins - 1)
     omit = 0.0 if omit_nan else 1.0
+    bad = 0
     if logits:
         for k in range(n):
-            _hist_values(p, y, b0, k, wb, mb, cwb, wyb, wqb, brb, tpb, fpb, nanb, binb, keyb, True,
-                         cut, bins, last, shift, top, omit)
+            bad |= _hist_values(p, y, b0, k, wb, mb, cwb, wyb, wqb, brb, tpb, fpb, nanb, binb, keyb,
+                                True, cut, bins, last, shift, top, omit)
     else:
         for k in range(n):
-            _hist_values(p, y, b0, k, wb, mb, cwb, wyb, wqb, brb, tpb, fpb, nanb, binb, keyb, False,
-                         cut, bins, last, shift, top, omit)
+            bad |= _hist_values(p, y, b0, k, wb, mb, cwb, wyb, wqb, brb, tpb, fpb, nanb, binb, keyb,
+                                False, cut, bins, last, shift, top, omit)
     if grouped:
-        return
+        return bad
     full = n - n % LANES
     for g in range(0, full, LANES):
         for k in range(LANES):
@@ -139,6 +159,7 @@ def hist_block(p, y, b0, n, wb, mb, cwb, wyb, wqb, brb, tpb, fpb, nanb, binb, ke
         lanes[LANES + k] += brb[full + k]
         lanes[2 * LANES + k] += tpb[full + k]
         lanes[3 * LANES + k] += fpb[full + k]
+    return bad
 
 
 @njit(**JIT)
@@ -146,7 +167,8 @@ def hist_flat(p, y, w, mask, groups, mode, logits, omit_nan, cut, shift, top, n_
               r0, r1, hist, extra):
     """The rows [r0, r1) of one column of contiguous predictions and labels (overall or by
     group) by blocks; overall, the NaN, Brier and threshold sums in float64 lanes and the bins in
-    HIST_COPIES copies, added into extra at the end in a fixed order (fb_hist_flat)."""
+    HIST_COPIES copies (one bin: lanes too), added into extra at the end in a fixed order
+    (fb_hist_flat). Returns the error bits."""
     wb = np.empty(BLOCK)
     cwb = np.empty(BLOCK)
     wyb = np.empty(BLOCK)
@@ -158,22 +180,36 @@ def hist_flat(p, y, w, mask, groups, mode, logits, omit_nan, cut, shift, top, n_
     binb = np.empty(BLOCK, np.int64)
     keyb = np.empty(BLOCK, np.int64)
     mb = np.empty(BLOCK, np.uint8)
-    lanes = np.zeros(4 * LANES)
+    lanes = np.zeros(7 * LANES)  # NaN, Brier, tp, fp; one bin: Σw, Σw·y, Σw·q
     grouped = mode == MODE_GROUPS
+    one_bin = n_bins == 1
+    bad = 0
     copies = np.zeros(HIST_COPIES * 3 * n_bins)
     for b0 in range(r0, r1, BLOCK):
         n = min(r1 - b0, BLOCK)
         for k in range(n):
             wb[k] = np.float64(w[b0 + k, 0])
             mb[k] = mask[b0 + k, 0]
-        hist_block(p, y, b0, n, wb, mb, cwb, wyb, wqb, brb, tpb, fpb, nanb, binb, keyb, lanes,
-                   grouped, logits, omit_nan, cut, n_bins, shift, top)
+        bad |= hist_block(p, y, b0, n, wb, mb, cwb, wyb, wqb, brb, tpb, fpb, nanb, binb, keyb,
+                          lanes, grouped, logits, omit_nan, cut, n_bins, shift, top)
         if not grouped:
-            for k in range(n):
-                c = 3 * (n_bins * (k % HIST_COPIES) + binb[k])
-                copies[c] += cwb[k]
-                copies[c + 1] += wyb[k]
-                copies[c + 2] += wqb[k]
+            if one_bin:
+                full = n - n % LANES
+                for g in range(0, full, LANES):
+                    for k in range(LANES):
+                        lanes[4 * LANES + k] += cwb[g + k]
+                        lanes[5 * LANES + k] += wyb[g + k]
+                        lanes[6 * LANES + k] += wqb[g + k]
+                for k in range(n - full):
+                    lanes[4 * LANES + k] += cwb[full + k]
+                    lanes[5 * LANES + k] += wyb[full + k]
+                    lanes[6 * LANES + k] += wqb[full + k]
+            else:
+                for k in range(n):
+                    c = 3 * (n_bins * (k % HIST_COPIES) + binb[k])
+                    copies[c] += cwb[k]
+                    copies[c + 1] += wyb[k]
+                    copies[c + 2] += wqb[k]
             if n_buckets:
                 for k in range(n):
                     hist[0, keyb[k], 0] += wyb[k]
@@ -193,16 +229,17 @@ def hist_flat(p, y, w, mask, groups, mode, logits, omit_nan, cut, shift, top, n_
                     hist[slot, keyb[k], 0] += wyb[k]
                     hist[slot, keyb[k], 1] += cwb[k] - wyb[k]
     if not grouped:
-        for s in range(4):
+        for s in range(7 if one_bin else 4):
             total = lanes[s * LANES]
             for k in range(1, LANES):
                 total += lanes[s * LANES + k]
             extra[0, s] += total
-        for j in range(3 * n_bins):
+        for j in range(0 if one_bin else 3 * n_bins):
             total = copies[j]
             for c in range(1, HIST_COPIES):
                 total += copies[3 * n_bins * c + j]
             extra[0, HIST_EXTRA + j] += total
+    return bad
 
 
 @njit(**JIT)
@@ -210,32 +247,111 @@ def hist_chunk(p, y, w, mask, groups, mode, logits, omit_nan, cut, shift, top, n
                n_bins, r0, r1, hist, extra):
     """The rows [r0, r1) into hist (n_slots, n_buckets, 2) and extra (n_slots, n_extra), both
     zeroed: one column of contiguous predictions and labels, overall or by group, by hist_flat;
-    the rest by hist_rows."""
+    the rest by hist_rows. Returns the error bits."""
     if (p.shape[1] == 1 and p.strides[0] // p.itemsize == 1 and y.strides[0] // y.itemsize == 1
             and (mode == MODE_ALL or mode == MODE_GROUPS)):
-        hist_flat(p, y, w, mask, groups, mode, logits, omit_nan, cut, shift, top, n_buckets,
-                  n_bins, r0, r1, hist, extra)
-    else:
-        hist_rows(p, y, w, mask, groups, mode, logits, omit_nan, cut, shift, top, n_buckets,
-                  n_bins, r0, r1, hist, extra)
+        return hist_flat(p, y, w, mask, groups, mode, logits, omit_nan, cut, shift, top,
+                         n_buckets, n_bins, r0, r1, hist, extra)
+    return hist_rows(p, y, w, mask, groups, mode, logits, omit_nan, cut, shift, top, n_buckets,
+                     n_bins, r0, r1, hist, extra)
 
 
 @njit(parallel=True, **JIT)
 def _hist_pass(p, y, w, mask, groups, mode, logits, omit_nan, cut, shift, top, n_buckets, n_bins,
-               rows, hist, extra):
+               rows, hist, extra, flags):
     n = p.shape[0]
     for c in prange(extra.shape[0]):
-        hist_chunk(p, y, w, mask, groups, mode, logits, omit_nan, cut, shift, top, n_buckets,
-                   n_bins, c * rows, min(n, (c + 1) * rows), hist[c], extra[c])
+        flags[c] = hist_chunk(p, y, w, mask, groups, mode, logits, omit_nan, cut, shift, top,
+                              n_buckets, n_bins, c * rows, min(n, (c + 1) * rows), hist[c],
+                              extra[c])
 
 
-def hist_pass(p, y, w, mask, groups, hist, extra, options, n_threads):
+def hist_pass(p, y, w, mask, groups, hist, extra, flags, options, n_threads):
     """Same contract as the Cython ``hist_pass`` (fastbce/_histogram.py); options: a
     kernels.HistOptions. hist is (n_stripes, n_slots, n_buckets or 1, 2), extra
-    (n_stripes, n_slots, n_extra), both zeroed; stripe s is rows_per_chunk rows."""
+    (n_stripes, n_slots, n_extra), both zeroed, flags (n_stripes,) uint8; stripe s is
+    rows_per_chunk rows."""
     numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
     o = options
     p, y, w, mask, groups = read_only(p, y, w, mask, groups)
     _hist_pass(p, y, w, mask, groups, int(o.mode), bool(o.logits), bool(o.omit_nan),
                float(o.cut), int(o.shift), int(o.top), int(o.n_buckets), int(o.n_bins),
-               int(o.rows_per_chunk), hist, extra)
+               int(o.rows_per_chunk), hist, extra, flags)
+
+
+@njit(**INLINE)
+def calib_bin(q, edges, nb, uniform):
+    """The calibration bin of q: searchsorted(edges[1:-1], q) (fb_calib_bin)."""
+    if uniform:
+        t = q * np.float64(nb)
+        b = np.int64(0) if t < 1.0 else (nb - 1 if t >= np.float64(nb - 1) else np.int64(t))
+        while b > 0 and not edges[b] < q:
+            b -= 1
+        while b < nb - 1 and edges[b + 1] < q:
+            b += 1
+        return b
+    lo = np.int64(0)
+    hi = nb - 1
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if edges[mid] < q:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+@njit(**JIT)
+def calib_chunk(p, y, w, m, logits, omit_nan, edges, uniform, r0, r1, out):
+    """Calibration sums of the elements [r0, r1) into out (fb_calib_chunk: NaN count, then per
+    bin count, Σw, Σw·q, Σw·y, in HIST_COPIES copies added in a fixed order); w and m of one
+    element apply to all. Returns the error bits."""
+    nb = np.int64(edges.shape[0] - 1)
+    copies = np.zeros(HIST_COPIES * 4 * nb)
+    w_step = 1 if w.shape[0] > 1 else 0
+    m_step = 1 if m.shape[0] > 1 else 0
+    bad = 0
+    nan = 0.0
+    for i in range(r0, r1):
+        if not m[i * m_step]:
+            continue
+        x = np.float64(p[i])
+        yv = np.float64(y[i])
+        wv = w[i * w_step]
+        bad |= hist_bad(x, yv, wv, True, logits)
+        if (x != x) or (yv != yv):
+            if omit_nan:
+                continue
+            nan += 1.0
+        q = x
+        if logits:
+            t = math.exp(-abs(x))
+            q = 1.0 / (1.0 + t) if x >= 0.0 else t / (1.0 + t)
+        c = 4 * (nb * (i % HIST_COPIES) + calib_bin(0.0 if q != q else q, edges, nb, uniform))
+        copies[c] += 1.0
+        copies[c + 1] += wv
+        copies[c + 2] += wv * q
+        copies[c + 3] += wv * yv
+    out[0] += nan
+    for j in range(4 * nb):
+        total = copies[j]
+        for c in range(1, HIST_COPIES):
+            total += copies[4 * nb * c + j]
+        out[1 + j] += total
+    return bad
+
+
+@njit(parallel=True, **JIT)
+def _calib_pass(p, y, w, mask, edges, out, flags, logits, omit_nan, uniform, rows):
+    n = p.shape[0]
+    for c in prange(out.shape[0]):
+        flags[c] = calib_chunk(p, y, w, mask, logits, omit_nan, edges, uniform, c * rows,
+                               min(n, (c + 1) * rows), out[c])
+
+
+def calib_pass(p, y, w, mask, edges, out, flags, logits, omit_nan, uniform, rows, n_threads):
+    """Same contract as the Cython ``calib_pass`` (fastbce/_metrics.py: calibration_curve)."""
+    numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
+    p, y, w, mask, edges = read_only(p, y, w, mask, edges)
+    _calib_pass(p, y, w, mask, edges, out, flags, bool(logits), bool(omit_nan), bool(uniform),
+                int(rows))
