@@ -326,6 +326,61 @@ FB_INLINE int FB_NAME(fb_grad_hess_elements)(const fb_args *a, const FB_T *P, co
     return bad;
 }
 
+/* The gradient and Hessian of a block with no weight, pos_weight, mask, smoothing or focal
+ * factor, in FB_T alone (labels Y in FB_T): a = y, b = 1 - y (a + b = 1), e = exp(-|x|),
+ * g = (u + v·e)/(1 + e) as fb_grad_hess_logit and h = e/(1 + e)², the square from 1 + e = hi + lo
+ * so that the rounding of 1 + e is not doubled. NaN as fb_loss_elements. */
+FB_INLINE int FB_NAME(fb_grad_hess_plain)(const fb_args *a, const FB_T *P, const FB_T *Y,
+                                          FB_T *g_out, FB_T *h_out, int64_t n)
+{
+    const int omit = a->nan_mode == FB_NAN_OMIT, raise = a->nan_mode == FB_NAN_RAISE;
+    int bad = 0;
+#pragma omp simd reduction(|:bad)
+    for (int64_t k = 0; k < n; k++) {
+        FB_T x = P[k], y = Y[k];
+        int isn = (x != x) | (y != y);
+        int skip = isn & (omit | raise);
+        bad |= (isn & raise) ? FB_FLAG_NAN : 0;
+        bad |= (((y < FB_ZERO) | (y > FB_ONE)) & !skip) ? FB_FLAG_LABEL : 0;
+        FB_T e = FB_NAME(fb_exp_abs)(x);
+        FB_T hi = FB_ONE + e;
+        FB_T lo = e - (hi - FB_ONE);
+        FB_T b = FB_ONE - y;
+        int right = x >= FB_ZERO;
+        FB_T g = FB_FMAT(right ? -y : b, e, right ? b : -y) / hi;
+        FB_T h = e / FB_FMAT(hi, hi, (hi + hi) * lo);
+        FB_T nan = omit ? FB_ZERO : x + y;
+        g_out[k] = isn ? nan : g;
+        h_out[k] = isn ? nan : h;
+    }
+    return bad;
+}
+
+/* The focal gradient and Hessian of a block with no weight, pos_weight or mask, labels Y in FB_T
+ * (exact): fb_focal_grad_hess in float64 as fb_grad_hess_elements computes it, without the
+ * float64 buffers of weights and mask and their checks. NaN as fb_loss_elements. */
+FB_INLINE int FB_NAME(fb_focal_grad_hess_plain)(const fb_args *a, const FB_T *P, const FB_T *Y,
+                                                FB_T *g_out, FB_T *h_out, int64_t n,
+                                                int by_squaring)
+{
+    const int omit = a->nan_mode == FB_NAN_OMIT, raise = a->nan_mode == FB_NAN_RAISE;
+    int bad = 0;
+#pragma omp simd reduction(|:bad)
+    for (int64_t k = 0; k < n; k++) {
+        FB_T x = P[k], y = Y[k];
+        int isn = (x != x) | (y != y);
+        int skip = isn & (omit | raise);
+        bad |= (isn & raise) ? FB_FLAG_NAN : 0;
+        bad |= (((y < FB_ZERO) | (y > FB_ONE)) & !skip) ? FB_FLAG_LABEL : 0;
+        double g, h;
+        FB_V(fb_focal_grad_hess_f64)(a, (double)x, (double)y, 1.0, by_squaring, &g, &h);
+        double nan = omit ? 0.0 : (double)x + (double)y;
+        g_out[k] = (FB_T)(isn ? nan : g);
+        h_out[k] = (FB_T)(isn ? nan : h);
+    }
+    return bad;
+}
+
 /* Elements [start, stop) of an element pass; returns the error bits. */
 FB_TARGET __attribute__((noinline))
 static int FB_NAME(fb_element_chunk)(const fb_elements *e, int64_t start, int64_t stop)
@@ -346,9 +401,11 @@ static int FB_NAME(fb_element_chunk)(const fb_elements *e, int64_t start, int64_
     const int has_coef = e->pw.kind != FB_K_NONE || a->shift != 0.0
                          || (e->y.kind == FB_K_F64 && sizeof(FB_T) == 4);
     const int squaring = a->gamma_n >= 0;
-    /* losses with no weight, pos_weight, mask or focal factor and labels exact in FB_T */
-    const int plain = !grad_hess && !e->focal && !has_coef && e->w.kind == FB_K_NONE
-                      && e->mask.kind == FB_K_NONE;
+    /* no weight, pos_weight or mask and labels exact in FB_T: the plain forms, in FB_T alone
+     * (no smoothing or focal factor) or the focal gradient and Hessian */
+    const int bare = e->w.kind == FB_K_NONE && e->mask.kind == FB_K_NONE && e->pw.kind == FB_K_NONE
+                     && !(e->y.kind == FB_K_F64 && sizeof(FB_T) == 4);
+    const int plain = bare && (e->focal ? grad_hess : a->shift == 0.0);
     FB_T *out1 = (FB_T *)e->out1, *out2 = (FB_T *)e->out2;
     const fb_operand o1 = {out1, 0, e->o1_rs, e->o1_cs}, o2 = {out2, 0, e->o2_rs, e->o2_cs};
     int bad = 0;
@@ -375,7 +432,15 @@ static int FB_NAME(fb_element_chunk)(const fb_elements *e, int64_t start, int64_
         /* outputs in place where contiguous, else through the buffers */
         FB_T *w1 = o1.rs == ncols * o1.cs && o1.cs == 1 ? out1 + b0 : o1buf;
         FB_T *w2 = grad_hess && o2.rs == ncols * o2.cs && o2.cs == 1 ? out2 + b0 : o2buf;
-        if (grad_hess) {
+        if (grad_hess && plain) {
+            const FB_T *Y = FB_NAME(fb_load_pred)(&e->y, ncols, b0, n, idx, ytbuf);
+            if (!e->focal)
+                bad |= FB_NAME(fb_grad_hess_plain)(a, P, Y, w1, w2, n);
+            else if (squaring)
+                bad |= FB_NAME(fb_focal_grad_hess_plain)(a, P, Y, w1, w2, n, 1);
+            else
+                bad |= FB_NAME(fb_focal_grad_hess_plain)(a, P, Y, w1, w2, n, 0);
+        } else if (grad_hess) {
 #define FB_GH(coef_, focal_, sq_) \
             FB_NAME(fb_grad_hess_elements)(a, P, ybuf, wbuf, pwbuf, mbuf, w1, w2, n, coef_, focal_, sq_)
             if (e->focal)

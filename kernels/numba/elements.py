@@ -131,9 +131,17 @@ def load_pred(flat, meta, ncols, b0, n, idx, buf):
     contiguous predictions of the output's type in place instead."""
     off, rs, cs = meta[0], meta[1], meta[2]
     how = offsets(off, rs, cs, ncols, b0, n, idx)
-    for k in range(n):
-        at = off + b0 + k if how == 1 else off if how == 2 else idx[k]
-        buf[k] = as_type_of(buf[0], as_double(flat[at]))
+    t = buf[0]  # buf's type, read once: buf[0] in the loop would be a dependence on its store
+    if how == 1:  # one loop per case, as load: a select of the index per element does not vectorise
+        for k in range(n):
+            buf[k] = as_type_of(t, as_double(flat[off + b0 + k]))
+    elif how == 2:
+        c = as_type_of(t, as_double(flat[off]))
+        for k in range(n):
+            buf[k] = c
+    else:
+        for k in range(n):
+            buf[k] = as_type_of(t, as_double(flat[idx[k]]))
 
 
 @njit(**JIT)
@@ -303,15 +311,15 @@ def loss_plain(o, nll, P, Y, out, n, lg, soft):
     omit = o.nan_mode == NAN_OMIT
     raise_ = o.nan_mode == NAN_RAISE
     logits = o.logits
-    bad = 0
+    nan_bad = pred_bad = label_bad = False  # booleans, as in grad_hess_plain
     for k in range(n):
         p = P[k]
         y = Y[k]
         isn = (p != p) | (y != y)
         skip = isn & (omit | raise_)
-        bad |= FLAG_NAN if isn & raise_ else 0
-        bad |= FLAG_PRED if (not logits) & ((p < zero) | (p > one)) & (not skip) else 0
-        bad |= FLAG_LABEL if ((y < zero) | (y > one)) & (not skip) else 0
+        nan_bad |= isn & raise_
+        pred_bad |= (not logits) & ((p < zero) | (p > one)) & (not skip)
+        label_bad |= ((y < zero) | (y > one)) & (not skip)
         if lg is not None:
             l = nll_logit(p, y, one - y, exp_abs(p), False)
         elif soft is not None:
@@ -319,7 +327,8 @@ def loss_plain(o, nll, P, Y, out, n, lg, soft):
         else:
             l = nll_hard(p, y, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg)
         out[k] = ((zero if omit else p + y) if isn else l)
-    return bad
+    return ((FLAG_NAN if nan_bad else 0) | (FLAG_PRED if pred_bad else 0)
+            | (FLAG_LABEL if label_bad else 0))
 
 
 @njit(**JIT)
@@ -362,12 +371,72 @@ def grad_hess_elements(o, gamma_alpha, P, ybuf, wbuf, pwbuf, mbuf, g_out, h_out,
 
 
 @njit(**JIT)
+def grad_hess_plain(o, P, Y, g_out, h_out, n):
+    """The gradient and Hessian of a block with no weight, pos_weight, mask, smoothing or focal
+    factor, in P's type alone (labels Y in it): a = y, b = 1 - y, g = (u + v·e)/(1 + e) as
+    grad_hess_logit, h = e/(1 + e)² with (1 + e)² from 1 + e = hi + lo (fb_grad_hess_plain)."""
+    prefer_wide_vectors()
+    t = P[0]
+    one = one_like(t)
+    zero = one - one
+    omit = o.nan_mode == NAN_OMIT
+    raise_ = o.nan_mode == NAN_RAISE
+    nan_bad = label_bad = False  # booleans: an int64 flag word would halve the vector width
+    for k in range(n):
+        x = P[k]
+        y = Y[k]
+        isn = (x != x) | (y != y)
+        skip = isn & (omit | raise_)
+        nan_bad |= isn & raise_
+        label_bad |= ((y < zero) | (y > one)) & (not skip)
+        e = exp_abs(x)
+        hi = one + e
+        lo = e - (hi - one)
+        b = one - y
+        right = x >= zero
+        g = fma(-y if right else b, e, b if right else -y) / hi
+        h = e / fma(hi, hi, (hi + hi) * lo)
+        nan = zero if omit else x + y
+        g_out[k] = nan if isn else g
+        h_out[k] = nan if isn else h
+    return (FLAG_NAN if nan_bad else 0) | (FLAG_LABEL if label_bad else 0)
+
+
+@njit(**JIT)
+def focal_grad_hess_plain(o, gamma_alpha, P, Y, g_out, h_out, n, sq):
+    """The focal gradient and Hessian of a block with no weight, pos_weight or mask, labels Y in
+    P's type: focal_grad_hess in float64, as grad_hess_elements, without the weight and mask
+    buffers (fb_focal_grad_hess_plain). sq: γ by squaring (None or not)."""
+    prefer_wide_vectors()
+    t = P[0]
+    coef = (o.keep, o.shift)
+    omit = o.nan_mode == NAN_OMIT
+    raise_ = o.nan_mode == NAN_RAISE
+    nan_bad = label_bad = False  # booleans, as in grad_hess_plain
+    for k in range(n):
+        x = P[k]
+        y = Y[k]
+        isn = (x != x) | (y != y)
+        skip = isn & (omit | raise_)
+        nan_bad |= isn & raise_
+        label_bad |= ((y < 0) | (y > 1)) & (not skip)
+        if sq is not None:
+            g, h = focal_grad_hess(np.float64(x), np.float64(y), 1.0, coef, gamma_alpha, True)
+        else:
+            g, h = focal_grad_hess(np.float64(x), np.float64(y), 1.0, coef, gamma_alpha, False)
+        nan = 0.0 if omit else np.float64(x) + np.float64(y)
+        g_out[k] = as_type_of(t, nan if isn else g)
+        h_out[k] = as_type_of(t, nan if isn else h)
+    return (FLAG_NAN if nan_bad else 0) | (FLAG_LABEL if label_bad else 0)
+
+
+@njit(**JIT)
 def element_chunk(y, p, w, pw, mask, out1, out2, o, meta, nll, gamma_alpha, start, stop, gh, pc,
                   pl, lg, cf, fo, sq):
     """Elements [start, stop) of an element pass; returns the error bits. The form, None or
     not: gh the gradient and Hessian (else the losses), pc contiguous predictions of the output's
-    type (read in place), pl losses of loss_plain, and lg, cf, fo, sq as loss_elements; meta[i] = (offset, rs, cs) of
-    operand i."""
+    type (read in place), pl the forms in P's type alone (loss_plain, grad_hess_plain), and lg,
+    cf, fo, sq as loss_elements; meta[i] = (offset, rs, cs) of operand i."""
     prefer_wide_vectors()
     pbuf = np.empty(BLOCK, out1.dtype)
     o1buf = np.empty(BLOCK, out1.dtype)
@@ -407,8 +476,15 @@ def element_chunk(y, p, w, pw, mask, out1, out2, o, meta, nll, gamma_alpha, star
         w1 = out1[o1_off + b0:o1_off + b0 + n] if o1_in_place else o1buf
         if gh is not None:
             w2 = out2[o2_off + b0:o2_off + b0 + n] if o2_in_place else o2buf
-            bad |= grad_hess_elements(o, gamma_alpha, P, ybuf, wbuf, pwbuf, mbuf, w1, w2, n, cf,
-                                      fo, sq)
+            if pl is not None:
+                load_pred(y, meta[0], ncols, b0, n, idx, ytbuf)
+                if fo is None:
+                    bad |= grad_hess_plain(o, P, ytbuf, w1, w2, n)
+                else:
+                    bad |= focal_grad_hess_plain(o, gamma_alpha, P, ytbuf, w1, w2, n, sq)
+            else:
+                    bad |= grad_hess_elements(o, gamma_alpha, P, ybuf, wbuf, pwbuf, mbuf, w1, w2, n,
+                                          cf, fo, sq)
             store(out2, meta[6], ncols, b0, n, idx, o2buf)
         elif pl is not None:
             load_pred(y, meta[0], ncols, b0, n, idx, ytbuf)
@@ -488,7 +564,10 @@ def element_pass(y, p, w, pw, mask, shape, flags, out1, out2, options, n_threads
     contiguous_p = p[2] == out1[2] and p[4] == 1 and p[3] == shape[1]
     on = {True: 1, False: None}  # the form: None or not (element_chunk)
     grad_hess = options.output == ELEMENT_GRAD_HESS
-    plain = not (grad_hess or is_focal or coef or has_w or has_mask)
+    # no weight, pos_weight or mask and labels exact in the output's type: the plain forms (no
+    # smoothing or focal factor), or the focal gradient and Hessian
+    bare = not (has_w or has_pw or has_mask or (y[2] == K_F64 and out1[2] != K_F64))
+    plain = bare and (grad_hess if is_focal else options.smoothing == 0.0)
     form = (on[grad_hess], on[contiguous_p], on[plain],
             on[bool(options.from_logits)], on[coef], on[is_focal],
             on[is_focal and options.gamma_n >= 0])
