@@ -94,6 +94,7 @@ def chunk(form, y, p, w, pos_w, mask, g32, g64, grad, col_scale, row_scale, sums
     """Chunk c = elements [start, stop) (whole rows unless mode is MODE_ALL): Σ w·loss, Σ w into
     sums[c, slot]; returns the error bits. o: the options (dispatch._Options); gamma_alpha apart
     (see dispatch._fast_pass); form: the FORM_* bits of the call, a literal (chunk_body)."""
+    prefer_wide_vectors()  # chunk_body's attribute would not carry over when LLVM inlines it here
     return chunk_body(form, y, p, w, pos_w, mask, g32, g64, grad, col_scale, row_scale, sums, o,
                       gamma_alpha, start, stop, c)
 
