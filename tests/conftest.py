@@ -60,18 +60,22 @@ def pytest_report_header(config):
     return f"fastbce backends under test: {', '.join(BACKENDS)}"
 
 
-_NUMBA_KERNELS = (("numba.general", "_bce_pass"), ("numba.dispatch", "_fast_pass"))
+_NUMBA_KERNELS = ("_bce_pass", "_fast_pass")
 
 
 def _numba_signatures():
-    """{kernel: signatures compiled in this process} of the Numba kernels this process loaded."""
+    """{kernel: signatures compiled in this process} of the Numba kernels this process loaded; the
+    fast path's as (form, signature): it is compiled per form (kernels/numba/dispatch.py)."""
     import sys
 
     found = {}
-    for name, kernel in _NUMBA_KERNELS:
-        module = sys.modules.get(f"fastbce._kernels.{name}")
-        if module is not None:
-            found[kernel] = [str(s) for s in getattr(module, kernel).signatures]
+    general = sys.modules.get("fastbce._kernels.numba.general")
+    if general is not None:
+        found["_bce_pass"] = [str(s) for s in general._bce_pass.signatures]
+    dispatch = sys.modules.get("fastbce._kernels.numba.dispatch")
+    if dispatch is not None:
+        found["_fast_pass"] = [f"form {form}: {s}" for form, kernel in dispatch._kernels.items()
+                               for s in kernel.signatures]
     return found
 
 
@@ -96,7 +100,7 @@ def pytest_terminal_summary(terminalreporter):
     collected = {kernel: set(signatures) for kernel, signatures in _WORKER_SIGNATURES.items()}
     for kernel, signatures in _numba_signatures().items():
         collected.setdefault(kernel, set()).update(signatures)
-    for _, kernel in _NUMBA_KERNELS:
+    for kernel in _NUMBA_KERNELS:
         if kernel in collected:
             terminalreporter.write_line(
                 f"fastbce: {len(collected[kernel])} Numba signatures of {kernel} used in this run")

@@ -293,3 +293,9 @@ def test_twin_files_name_each_other(name):
     numba_text = (KERNELS / "numba" / f"{name}.py").read_text()
     assert f"kernels/numba/{name}.py" in c_text[:600]
     assert f"kernels/c/{name}.h" in numba_text[:600]
+
+
+# The fast path's chunk body is an overload (kernels/numba/chunk.py), compiled inside chunk.
+NUMBA_ONLY["chunk"]["chunk_body"] = ("chunk's body, an overload whose branches the types fix are "
+                                     "pruned (C: the body of fb_chunk)")
+LLVM_ONLY["KERNEL"] = "the jit options of every kernel function, uncached (an overload's body)"

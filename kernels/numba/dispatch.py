@@ -11,7 +11,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .chunk import chunk, score_chunk
+from .chunk import FORM_COEF, FORM_LOGITS, chunk, score_chunk
 from .llvm import JIT, prefer_wide_vectors
 
 F32 = np.float32
@@ -50,22 +50,27 @@ class _Options(NamedTuple):
     pw_cs: int
 
 
-@njit(parallel=True, **JIT)
-def _fast_pass(y, p, w, pos_w, mask, g32, g64, grad, col_scale, row_scale, sums, flags, options,
-               gamma_alpha):
-    """The chunks in parallel. options: the fields of _Options as a plain tuple (Numba types a
-    tuple of scalars in its C dispatcher, a named tuple in Python: about 10 µs per call).
-    gamma_alpha (focal loss) is an argument of its own: when it is None, Numba prunes the
-    focal-loss branches at compile time."""
-    prefer_wide_vectors()
-    o = _Options(*options)
-    n = p.shape[0]
-    chunk_elems = o.chunk_elems
-    for c in prange(flags.shape[0]):
-        start = c * chunk_elems
-        flags[c] = chunk(y, p, w, pos_w, mask, g32, g64, grad, col_scale, row_scale, sums, o,
-                         gamma_alpha, start, min(n, start + chunk_elems),
-                         np.int64(c))  # int64 when typed, uint64 in the gufunc: one compile
+def _fast_pass(form):
+    """The parallel loop over the chunks for one form (chunk.FORM_* bits), compiled on the first
+    call of that form: `form` is a constant of the closure, so that chunk is compiled for it only
+    (and the form is part of the disk cache's key)."""
+
+    @njit(parallel=True, **JIT)
+    def fast_pass_form(y, p, w, pos_w, mask, g32, g64, grad, col_scale, row_scale, sums, flags,
+                       options, gamma_alpha):
+        """The chunks in parallel. options: the fields of _Options as a plain tuple (Numba types
+        a tuple of scalars in its C dispatcher, a named tuple in Python: about 10 µs per call).
+        gamma_alpha (focal loss) is an argument of its own: None without focal loss."""
+        prefer_wide_vectors()
+        o = _Options(*options)
+        n = p.shape[0]
+        chunk_elems = o.chunk_elems
+        for c in prange(flags.shape[0]):
+            start = c * chunk_elems
+            flags[c] = chunk(form, y, p, w, pos_w, mask, g32, g64, grad, col_scale, row_scale,
+                             sums, o, gamma_alpha, start, min(n, start + chunk_elems),
+                             np.int64(c))  # int64 when typed, uint64 in the gufunc: one compile
+    return fast_pass_form
 
 
 @njit(parallel=True, **JIT)
@@ -98,8 +103,9 @@ _NO_MASK, _NO_G32, _NO_G64, _NO_SCALE = read_only(
     np.ones(1, np.uint8), np.zeros(1, np.int32), np.zeros(1, np.int64), np.ones(1))
 _NO_SCALE_OUT = np.ones(1)  # col_scale and row_scale are passed writable (one type for both)
 _NO_GRAD = {np.dtype(np.float32): np.empty(1, np.float32), np.dtype(np.float64): np.empty(1)}
-# (FastOptions, prediction type, which arrays are absent) -> the options tuple of _fast_pass
+# (FastOptions, prediction type, which arrays are absent) -> (the options tuple, the form)
 _options_cache = {}
+_kernels = {}  # form -> its _fast_pass
 
 
 def fast_pass(y, p, w, pos_w, mask, groups, row_scale, col_scale, sums, flags, grad, options,
@@ -132,8 +138,10 @@ def fast_pass(y, p, w, pos_w, mask, groups, row_scale, col_scale, sums, flags, g
     key = (options, t, w is None, pos_w is None, mask is None, g_i32, grad is None,
            col_scale is None, row_scale is None, half)
     # a zero grad_scale is not looked up: -0.0 and 0.0 are one key, and the sign is a bit of the result
-    o = _options_cache.get(key) if options.grad_scale != 0.0 else None
-    if o is None:
+    cached = _options_cache.get(key) if options.grad_scale != 0.0 else None
+    if cached is not None:
+        o, form = cached
+    else:
         clip, nll = options.clip, options.nll
         o = (int(options.mode), int(options.ncols), int(options.row0), int(options.chunk_elems),
              bool(options.logits), int(options.nan_mode), t is F32, t(clip[0]), t(clip[1]),
@@ -142,12 +150,19 @@ def fast_pass(y, p, w, pos_w, mask, groups, row_scale, col_scale, sums, flags, g
              pos_w is not None, mask is not None, g_i32, grad is not None,
              col_scale is not None, row_scale is not None, half, int(options.pw_strides[0]),
              int(options.pw_strides[1]))
+        # the form: which block loops the chunk can take (chunk.FORM_*), compiled once each
+        form = ((FORM_LOGITS if options.logits else 0)
+                | (FORM_COEF if pos_w is not None or options.smoothing != 0.0 or focal is not None
+                   else 0))
         if len(_options_cache) >= 256:
             _options_cache.clear()
-        _options_cache[key] = o
+        _options_cache[key] = o, form
     if sums.shape[2] == 7:  # the scoring statistics
         _score_pass(y, p, w_in, mask_in, g32, g64, sums, flags, o)
         return
-    _fast_pass(y, p, w_in, pos_w_in, mask_in, g32, g64, _NO_GRAD[np.dtype(t)] if grad is None else grad,
-               _NO_SCALE_OUT if col_scale is None else col_scale,
-               _NO_SCALE_OUT if row_scale is None else row_scale, sums, flags, o, gamma_alpha)
+    kernel = _kernels.get(form)
+    if kernel is None:
+        kernel = _kernels[form] = _fast_pass(form)
+    kernel(y, p, w_in, pos_w_in, mask_in, g32, g64, _NO_GRAD[np.dtype(t)] if grad is None else grad,
+           _NO_SCALE_OUT if col_scale is None else col_scale,
+           _NO_SCALE_OUT if row_scale is None else row_scale, sums, flags, o, gamma_alpha)

@@ -13,9 +13,11 @@ from numba.core.extending import intrinsic
 
 from .. import LANES, PROD_LANES
 
-# Every kernel function: cached, without the GIL, and with NumPy's error model (a division by zero
-# gives inf or NaN, as in C, with no check in the loop).
-JIT = dict(cache=True, nogil=True, error_model="numpy")
+# Every kernel function: without the GIL, and with NumPy's error model (a division by zero gives inf
+# or NaN, as in C, with no check in the loop); cached (JIT) unless it is compiled inside its caller
+# (an overload's implementation: KERNEL).
+KERNEL = dict(nogil=True, error_model="numpy")
+JIT = dict(KERNEL, cache=True)
 # The math and the element formulas are inlined in Numba's IR: LLVM's inliner leaves a big
 # callee (two logarithms) as a call in the loop, which stops vectorisation.
 INLINE = dict(JIT, inline="always")
