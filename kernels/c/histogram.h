@@ -92,6 +92,22 @@ static inline __attribute__((always_inline)) int fb_hist_bad(double x, double y,
     return on ? bad : 0;
 }
 
+/* The probability q of a prediction x (σ(x) from logits), v = min(q, 1 - q) without cancellation
+ * (σ(-|x|) from logits) and high = (q >= 1/2). */
+static inline __attribute__((always_inline)) double fb_hist_q(double x, int logits, double *v,
+                                                              int *high)
+{
+    if (logits) {
+        const double t = exp(-fabs(x));
+        *v = t / (1.0 + t); /* σ(-|x|) */
+        *high = x >= 0.0;
+        return *high ? 1.0 / (1.0 + t) : *v;
+    }
+    *high = x >= 0.5;
+    *v = *high ? 1.0 - x : x;
+    return x;
+}
+
 /* Any layout, element by element: the rows [r0, r1) into hist and extra; returns the error bits. */
 static int fb_hist_rows(const fb_hist_args *a, int64_t r0, int64_t r1, double *hist, double *extra)
 {
@@ -114,18 +130,9 @@ static int fb_hist_rows(const fb_hist_args *a, int64_t r0, int64_t r1, double *h
                     e[0] += 1.0;
                 continue;
             }
-            double q, v;
+            double v;
             int high;
-            if (logits) {
-                double t = exp(-fabs(x));
-                v = t / (1.0 + t); /* σ(-|x|) */
-                high = x >= 0.0;
-                q = high ? 1.0 / (1.0 + t) : v;
-            } else {
-                q = x;
-                high = q >= 0.5;
-                v = high ? 1.0 - q : q;
-            }
+            const double q = fb_hist_q(x, logits, &v, &high);
             double wy = w * y, wn = w - wy;
             if (a->n_buckets) {
                 double *h = hist + 2 * (slot * a->n_buckets + fb_bucket(v, high, a->shift, a->top));
@@ -169,19 +176,10 @@ static inline __attribute__((always_inline)) int fb_hist_values(
     for (int64_t k = 0; k < n; k++) {
         const double x = p_f64 ? P64[k] : (double)P32[k];
         double y = y_kind == FB_Y_U8 ? (double)Y8[k] : y_kind == FB_Y_F32 ? (double)Y32[k] : Y64[k];
-        double w = wb[k], q, v;
+        double w = wb[k], v;
         const int isn = (x != x) | (y != y), on = mb[k] != 0, cnt = on & !isn;
         int high;
-        if (logits) {
-            const double t = exp(-fabs(x));
-            v = t / (1.0 + t); /* σ(-|x|) */
-            high = x >= 0.0;
-            q = high ? 1.0 / (1.0 + t) : v;
-        } else {
-            q = x;
-            high = q >= 0.5;
-            v = high ? 1.0 - q : q;
-        }
+        double q = fb_hist_q(x, logits, &v, &high);
         nanb[k] = on & isn ? omit : 0.0;
         w = cnt ? w : 0.0;
         y = cnt ? y : 0.0;
@@ -435,11 +433,9 @@ static int fb_calib_chunk(const void *p, int p_f64, const void *y, int y_kind, c
                 continue;
             nan += 1.0;
         }
-        double q = x;
-        if (logits) {
-            const double t = exp(-fabs(x));
-            q = x >= 0.0 ? 1.0 / (1.0 + t) : t / (1.0 + t);
-        }
+        double v;
+        int high;
+        const double q = fb_hist_q(x, logits, &v, &high);
         double *c = copies + 4 * (nb * (i % FB_HIST_COPIES) + fb_calib_bin(q != q ? 0.0 : q, edges, nb, uniform));
         c[0] += 1.0;
         c[1] += wv;

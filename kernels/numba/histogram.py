@@ -38,6 +38,19 @@ def hist_bad(x, y, w, on, logits):
     return on * (bad | FLAG_WEIGHT * (not ((w >= 0.0) & (w < math.inf))))
 
 
+@njit(**INLINE)
+def hist_q(x, logits):
+    """(q, v, high) of a prediction x (fb_hist_q): q the probability (σ(x) from logits),
+    v = min(q, 1 - q) without cancellation, high = (q >= 1/2)."""
+    if logits:
+        t = math.exp(-abs(x))
+        v = t / (1.0 + t)
+        high = x >= 0.0
+        return (1.0 / (1.0 + t) if high else v), v, high
+    high = x >= 0.5
+    return x, (1.0 - x if high else x), high
+
+
 @njit(**JIT)
 def hist_rows(p, y, w, mask, groups, mode, logits, omit_nan, cut, shift, top, n_buckets,
               n_bins, r0, r1, hist, extra):
@@ -57,15 +70,7 @@ def hist_rows(p, y, w, mask, groups, mode, logits, omit_nan, cut, shift, top, n_
                 if not omit_nan:
                     extra[slot, 0] += 1.0
                 continue
-            if logits:
-                t = math.exp(-abs(x))
-                v = t / (1.0 + t)
-                high = x >= 0.0
-                q = 1.0 / (1.0 + t) if high else v
-            else:
-                q = x
-                high = q >= 0.5
-                v = 1.0 - q if high else q
+            q, v, high = hist_q(x, logits)
             wy = wv * yv
             wn = wv - wy
             if n_buckets:
@@ -97,15 +102,7 @@ def _hist_values(p, y, b0, k, wb, mb, cwb, wyb, wqb, brb, tpb, fpb, nanb, binb, 
     on = mb[k] != 0
     cnt = on and not isn
     bad = hist_bad(x, yv, w, on, logits)
-    if logits:
-        t = math.exp(-abs(x))
-        v = t / (1.0 + t)
-        high = x >= 0.0
-        q = 1.0 / (1.0 + t) if high else v
-    else:
-        q = x
-        high = q >= 0.5
-        v = 1.0 - q if high else q
+    q, v, high = hist_q(x, logits)
     nanb[k] = omit if (on and isn) else 0.0
     w = w if cnt else 0.0
     yv = yv if cnt else 0.0
@@ -323,10 +320,7 @@ def calib_chunk(p, y, w, m, logits, omit_nan, edges, uniform, r0, r1, out):
             if omit_nan:
                 continue
             nan += 1.0
-        q = x
-        if logits:
-            t = math.exp(-abs(x))
-            q = 1.0 / (1.0 + t) if x >= 0.0 else t / (1.0 + t)
+        q = hist_q(x, logits)[0]
         c = 4 * (nb * (i % HIST_COPIES) + calib_bin(0.0 if q != q else q, edges, nb, uniform))
         copies[c] += 1.0
         copies[c + 1] += wv
