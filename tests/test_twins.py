@@ -130,8 +130,12 @@ NUMBA_ONLY = {
         "calib_pass": "the Python entry; its twin is calib_pass in kernels/cython_kernels.pyx",
     },
     "dispatch": {
-        "_fast_pass": "the parallel loop over chunks (C: the prange loop of fast_pass in "
-                      "kernels/cython_kernels.pyx)",
+        "_fast_pass": "a range of chunks, for one form (C: the body of the prange loop of "
+                      "fast_pass in kernels/cython_kernels.pyx)",
+        "_flat": "strided input as a contiguous array and a stride (C: _flat_address in "
+                 "kernels/cython_kernels.pyx)",
+        "_reset_pool": "no threads in a forked child (C: OpenMP's)",
+        "run_chunks": "ranges of chunks on threads (C: the prange loop of fast_pass)",
         "_score_pass": "the same for the scoring pass (C: the same prange loop)",
         "read_only": "read-only views: writable and read-only inputs share one compilation",
         "fast_pass": "the Python entry; its twin is fast_pass in kernels/cython_kernels.pyx",
@@ -168,8 +172,6 @@ NUMBA_ONLY = {
         "value_dtype": "the dtype of the math by p's type, at compile time (C: FB_T)",
         "predictions": "a block's predictions, a view or decoded, by p's type at compile time (C: "
                        "a pointer into p or hbuf in fb_chunk)",
-        "gather_buffer": "a gather buffer by layout at compile time (C: buffers on the stack)",
-        "stream": "a prefetch stream by layout at compile time (C: next_n in fb_chunk)",
     },
 }
 
@@ -295,7 +297,4 @@ def test_twin_files_name_each_other(name):
     assert f"kernels/c/{name}.h" in numba_text[:600]
 
 
-# The fast path's chunk body is an overload (kernels/numba/chunk.py), compiled inside chunk.
-NUMBA_ONLY["chunk"]["chunk_body"] = ("chunk's body, an overload whose branches the types fix are "
-                                     "pruned (C: the body of fb_chunk)")
 LLVM_ONLY["KERNEL"] = "the jit options of every kernel function, uncached (an overload's body)"

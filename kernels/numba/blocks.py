@@ -53,7 +53,8 @@ def by_column(buf, v, j, ncols, n):
     k = 0
     while k < n:
         run = min(n - k, ncols - j)
-        buf[k:k + run] = v[j:j + run]
+        for t in range(run):  # not a slice assignment: it compiles a shape error's message
+            buf[k + t] = v[j + t]
         k += run
         j = 0
 

@@ -52,10 +52,8 @@ from .blocks import (
 from .forms import product_loss
 from .loads import (
     gather_block,
-    gather_buffer,
     load_pos_weights,
     predictions,
-    stream,
     value_dtype,
 )
 from .llvm import (
@@ -88,29 +86,21 @@ def _buffer(n, dtype, value):
     return buf
 
 
-@njit(**JIT)
 def chunk(form, y, p, w, pos_w, mask, g32, g64, grad, col_scale, row_scale, sums, o, gamma_alpha,
           start, stop, c):
     """Chunk c = elements [start, stop) (whole rows unless mode is MODE_ALL): Σ w·loss, Σ w into
     sums[c, slot]; returns the error bits. o: the options (dispatch._Options); gamma_alpha apart
-    (see dispatch._fast_pass); form: the FORM_* bits of the call, a literal (chunk_body)."""
-    prefer_wide_vectors()  # chunk_body's attribute would not carry over when LLVM inlines it here
-    return chunk_body(form, y, p, w, pos_w, mask, g32, g64, grad, col_scale, row_scale, sums, o,
-                      gamma_alpha, start, stop, c)
-
-
-def chunk_body(form, y, p, w, pos_w, mask, g32, g64, grad, col_scale, row_scale, sums, o,
-               gamma_alpha, start, stop, c):
+    (see dispatch._fast_pass); form: the FORM_* bits of the call, a literal."""
     raise NotImplementedError
 
 
-@overload(chunk_body, jit_options=KERNEL)
-def _chunk_body(form, y, p, w, pos_w, mask, g32, g64, grad, col_scale, row_scale, sums, o,
-                gamma_alpha, start, stop, c):
-    """The body of chunk for one form and type signature: the form's flags and what the types fix
-    (float32 math, focal loss) are constants of the closure, tested first by each branch that
-    calls a block loop, so that Numba prunes the branches they exclude before typing them and
-    compiles only the block loops the chunk can take."""
+@overload(chunk, jit_options=KERNEL)
+def _chunk(form, y, p, w, pos_w, mask, g32, g64, grad, col_scale, row_scale, sums, o,
+           gamma_alpha, start, stop, c):
+    """chunk for one form and type signature, compiled inside its caller: the form's flags and
+    what the types fix (float32 math, focal loss) are constants of the closure, tested first by
+    each branch that calls a block loop, so that Numba prunes the branches they exclude before
+    typing them and compiles only the block loops the chunk can take."""
     if not isinstance(form, types.IntegerLiteral):
         return None
     LOGITS = bool(form.literal_value & FORM_LOGITS)
@@ -141,9 +131,13 @@ def _chunk_body(form, y, p, w, pos_w, mask, g32, g64, grad, col_scale, row_scale
         wbuf = _buffer(BLOCK, np.float64, 1.0)
         mbuf = _buffer(BLOCK, np.uint8, 1)
         hbuf = _buffer(BLOCK if o.p_half else 0, np.float32, 0)  # float16 predictions, decoded
-        gy, gp, gw, gm = (gather_buffer(y, BLOCK), gather_buffer(p, BLOCK),
-                          gather_buffer(w, BLOCK),
-                          gather_buffer(mask, BLOCK))  # strided inputs: a block gathered
+        # strided inputs (element k at [k·stride]): a block gathered
+        y_stride, p_stride, w_stride, m_stride = o.y_stride, o.p_stride, o.w_stride, o.m_stride
+        strided = o.strided
+        gy = np.empty(BLOCK if y_stride != 1 else 0, y.dtype)
+        gp = np.empty(BLOCK if p_stride != 1 else 0, p.dtype)
+        gw = np.empty(BLOCK if w_stride != 1 else 0, w.dtype)
+        gm = np.empty(BLOCK if m_stride != 1 else 0, mask.dtype)
         sbuf = _buffer(BLOCK, np.float64, scale)
         pbuf = _buffer(BLOCK, np.float64, 1.0)
         qbuf = _buffer(BLOCK, np.float64, 0.0)
@@ -189,7 +183,7 @@ def _chunk_body(form, y, p, w, pos_w, mask, g32, g64, grad, col_scale, row_scale
         bad = 0
         element_ids = mode == MODE_GROUPS and ncols == 1  # group ids to prefetch: one per element
         # the streams of a block, prefetched for the next block: (array, whether it is one)
-        reads = (stream(p, True), stream(y, True), stream(w, has_w), stream(mask, has_mask),
+        reads = ((p, True), (y, True), (w, has_w), (mask, has_mask),
                  (g32, element_ids and g_i32),
                  (g64, element_ids and not g_i32))
         writes = ((grad, has_grad),)
@@ -206,9 +200,10 @@ def _chunk_body(form, y, p, w, pos_w, mask, g32, g64, grad, col_scale, row_scale
             # (before the loop that loads them when it is the long loop of the form: q_first,
             # soft_first) and half before the gradient: one burst of prefetches would stall the
             # loop behind it
-            next_n = max(0, min(BLOCK, stop - b0 - BLOCK))
-            pb = predictions(p, b0, n, hbuf, gp)
-            yb = gather_block(y, b0, n, gy)
+            # (none for strided input: the hardware prefetcher follows its constant stride)
+            next_n = 0 if strided else max(0, min(BLOCK, stop - b0 - BLOCK))
+            pb = predictions(p, p_stride, b0, n, hbuf, gp)
+            yb = gather_block(y, y_stride, b0, n, gy)
             ok = False
             clean = False
             if (q_first or soft_first) and next_n > 0:  # the prefetch before the labels' loop
@@ -225,11 +220,11 @@ def _chunk_body(form, y, p, w, pos_w, mask, g32, g64, grad, col_scale, row_scale
             soft |= smoothing != 0.0  # smoothed labels are never 0 or 1
             wbad = False
             if has_w:
-                wbad = load_weights(gather_block(w, b0, n, gw), n, wbuf)
+                wbad = load_weights(gather_block(w, w_stride, b0, n, gw), n, wbuf)
             elif use_w:
                 wbuf[:] = 1.0
             if has_mask:
-                mb = gather_block(mask, b0, n, gm)
+                mb = gather_block(mask, m_stride, b0, n, gm)
                 for k in range(n):  # not a slice assignment: it compiles a shape error's message
                     mbuf[k] = mb[k]
             if has_coef and has_pw:

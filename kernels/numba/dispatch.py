@@ -2,9 +2,12 @@
 kernels/cython_kernels.pyx.
 
 ``fast_pass`` (the Python entry, fastbce/_fastpath.py calls it) prepares the arrays and the options
-record; ``_fast_pass`` runs the chunks in parallel.
+record; ``run_chunks`` runs ranges of chunks (``_fast_pass``'s kernel) on threads.
 """
 
+import os
+from concurrent import futures
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numba
@@ -48,29 +51,65 @@ class _Options(NamedTuple):
     p_half: bool  # predictions arrive as the uint16 bits of float16 (computed as float32)
     pw_rs: int  # pos_w[i·pw_rs + j·pw_cs] of element (i, j) (loads.load_pos_weights)
     pw_cs: int
+    strided: bool  # y, p, w, mask: flat element k at [k·stride] (loads.gather_block)
+    y_stride: int
+    p_stride: int
+    w_stride: int
+    m_stride: int
 
 
 def _fast_pass(form):
-    """The parallel loop over the chunks for one form (chunk.FORM_* bits), compiled on the first
-    call of that form: `form` is a constant of the closure, so that chunk is compiled for it only
-    (and the form is part of the disk cache's key)."""
+    """The chunks [c0, c1) of a pass, one after the other, for one form (chunk.FORM_* bits),
+    compiled on the first call of that form: `form` is a constant of the closure, so that chunk is
+    compiled for it only (and the form is part of the disk cache's key). Threads run ranges of
+    chunks (run_chunks): a parallel loop here would compile the chunk's code twice more (its
+    gufunc and the function around it), for no gain over threads that release the GIL."""
 
-    @njit(parallel=True, **JIT)
-    def fast_pass_form(y, p, w, pos_w, mask, g32, g64, grad, col_scale, row_scale, sums, flags,
-                       options, gamma_alpha):
-        """The chunks in parallel. options: the fields of _Options as a plain tuple (Numba types
-        a tuple of scalars in its C dispatcher, a named tuple in Python: about 10 µs per call).
+    @njit(**JIT)
+    def chunks_form(y, p, w, pos_w, mask, g32, g64, grad, col_scale, row_scale, sums, flags,
+                    options, gamma_alpha, c0, c1):
+        """Chunks c0 to c1 - 1. options: the fields of _Options as a plain tuple (Numba types a
+        tuple of scalars in its C dispatcher, a named tuple in Python: about 10 µs per call).
         gamma_alpha (focal loss) is an argument of its own: None without focal loss."""
         prefer_wide_vectors()
         o = _Options(*options)
-        n = p.shape[0]
+        n = (p.shape[0] + o.p_stride - 1) // o.p_stride  # p spans its elements (_flat)
         chunk_elems = o.chunk_elems
-        for c in prange(flags.shape[0]):
+        for c in range(c0, c1):
             start = c * chunk_elems
             flags[c] = chunk(form, y, p, w, pos_w, mask, g32, g64, grad, col_scale, row_scale,
-                             sums, o, gamma_alpha, start, min(n, start + chunk_elems),
-                             np.int64(c))  # int64 when typed, uint64 in the gufunc: one compile
-    return fast_pass_form
+                             sums, o, gamma_alpha, start, min(n, start + chunk_elems), c)
+    return chunks_form
+
+
+_pool = None  # the threads of run_chunks, started on first use
+
+
+def _reset_pool():
+    global _pool
+    _pool = None  # a forked child has none of the parent's threads
+
+
+os.register_at_fork(after_in_child=_reset_pool)
+
+
+def run_chunks(kernel, args, n_chunks, n_threads):
+    """kernel(*args, c0, c1) over the chunks [0, n_chunks) in n_threads contiguous ranges, the
+    first in the calling thread and the others on pool threads (the kernel runs without the GIL):
+    the twin of fb_fast_pass's OpenMP loop. Each chunk writes its own slot, so the result does
+    not depend on n_threads."""
+    global _pool
+    threads = max(1, min(n_threads, n_chunks))
+    bounds = [n_chunks * t // threads for t in range(threads + 1)]
+    if threads > 1 and _pool is None:
+        _pool = ThreadPoolExecutor(max(8, os.cpu_count() or 1), thread_name_prefix="fastbce")
+    others = [_pool.submit(kernel, *args, bounds[t], bounds[t + 1]) for t in range(1, threads)]
+    try:
+        kernel(*args, bounds[0], bounds[1])
+    finally:
+        futures.wait(others)  # no thread writes into the outputs after the call returns
+    for other in others:
+        other.result()
 
 
 @njit(parallel=True, **JIT)
@@ -108,6 +147,17 @@ _options_cache = {}
 _kernels = {}  # form -> its _fast_pass
 
 
+def _flat(a):
+    """(a C-contiguous array, the stride) of a 1-D input whose elements lie a constant positive
+    number of items apart (fastbce/_fastpath.py sends only such input): the array spans its
+    elements, which are read at [k·stride], so that strided input is compiled as contiguous."""
+    if a is None or a.flags.c_contiguous:
+        return a, 1
+    stride = a.strides[0] // a.itemsize
+    span = (a.shape[0] - 1) * stride + 1
+    return np.lib.stride_tricks.as_strided(a, (span,), (a.itemsize,)), stride
+
+
 def fast_pass(y, p, w, pos_w, mask, groups, row_scale, col_scale, sums, flags, grad, options,
               n_threads):
     """Same contract as the Cython ``fast_pass`` (fastbce/_fastpath.py); options: a
@@ -127,6 +177,8 @@ def fast_pass(y, p, w, pos_w, mask, groups, row_scale, col_scale, sums, flags, g
     g32 = groups if g_i32 else _NO_G32
     g64 = _NO_G64 if groups is None or g_i32 else groups
     numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
+    (y, y_stride), (p, p_stride), (w, w_stride), (mask, m_stride) = map(_flat, (y, p, w, mask))
+    strides = (y_stride, p_stride, w_stride, m_stride)
     y, p = read_only(y, p)
     # without weights, a dummy of p's type (with focal loss, float64 as the weights then)
     no_w = _NO_SCALE if gamma_alpha is not None else p
@@ -136,7 +188,7 @@ def fast_pass(y, p, w, pos_w, mask, groups, row_scale, col_scale, sums, flags, g
     if groups is not None:
         g32, g64 = read_only(g32, g64)
     key = (options, t, w is None, pos_w is None, mask is None, g_i32, grad is None,
-           col_scale is None, row_scale is None, half)
+           col_scale is None, row_scale is None, half, strides)
     # a zero grad_scale is not looked up: -0.0 and 0.0 are one key, and the sign is a bit of the result
     cached = _options_cache.get(key) if options.grad_scale != 0.0 else None
     if cached is not None:
@@ -149,7 +201,7 @@ def fast_pass(y, p, w, pos_w, mask, groups, row_scale, col_scale, sums, flags, g
              float(nll[3]), float(options.grad_scale), bool(options.want_loss), w is not None,
              pos_w is not None, mask is not None, g_i32, grad is not None,
              col_scale is not None, row_scale is not None, half, int(options.pw_strides[0]),
-             int(options.pw_strides[1]))
+             int(options.pw_strides[1]), strides != (1, 1, 1, 1), *strides)
         # the form: which block loops the chunk can take (chunk.FORM_*), compiled once each
         form = ((FORM_LOGITS if options.logits else 0)
                 | (FORM_COEF if pos_w is not None or options.smoothing != 0.0 or focal is not None
@@ -163,6 +215,8 @@ def fast_pass(y, p, w, pos_w, mask, groups, row_scale, col_scale, sums, flags, g
     kernel = _kernels.get(form)
     if kernel is None:
         kernel = _kernels[form] = _fast_pass(form)
-    kernel(y, p, w_in, pos_w_in, mask_in, g32, g64, _NO_GRAD[np.dtype(t)] if grad is None else grad,
-           _NO_SCALE_OUT if col_scale is None else col_scale,
-           _NO_SCALE_OUT if row_scale is None else row_scale, sums, flags, o, gamma_alpha)
+    args = (y, p, w_in, pos_w_in, mask_in, g32, g64,
+            _NO_GRAD[np.dtype(t)] if grad is None else grad,
+            _NO_SCALE_OUT if col_scale is None else col_scale,
+            _NO_SCALE_OUT if row_scale is None else row_scale, sums, flags, o, gamma_alpha)
+    run_chunks(kernel, args, flags.shape[0], n_threads)

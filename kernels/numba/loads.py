@@ -8,7 +8,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from .llvm import JIT, bits_f32, from_bits_f32, prefer_wide_vectors
+from .llvm import INLINE, JIT, bits_f32, from_bits_f32, prefer_wide_vectors
 from .blocks import by_column
 from .math import F32
 
@@ -44,21 +44,21 @@ def _value_dtype_overload(p):
     return lambda p: p.dtype
 
 
-def predictions(p, b0, n, hbuf, gbuf):
+def predictions(p, stride, b0, n, hbuf, gbuf):
     raise NotImplementedError
 
 
 @overload(predictions, inline="always")
-def _predictions_overload(p, b0, n, hbuf, gbuf):
+def _predictions_overload(p, stride, b0, n, hbuf, gbuf):
     """The predictions of the block [b0, b0 + n): a view of p (gathered into gbuf when p is
     strided: gather_block), float16 bits decoded into hbuf (C: a pointer into p or hbuf in
     fb_chunk)."""
     if p.dtype == types.uint16:
-        def decoded(p, b0, n, hbuf, gbuf):
-            load_halves(gather_block(p, b0, n, gbuf), n, hbuf)
+        def decoded(p, stride, b0, n, hbuf, gbuf):
+            load_halves(gather_block(p, stride, b0, n, gbuf), n, hbuf)
             return hbuf[:n]
         return decoded
-    return lambda p, b0, n, hbuf, gbuf: gather_block(p, b0, n, gbuf)
+    return lambda p, stride, b0, n, hbuf, gbuf: gather_block(p, stride, b0, n, gbuf)
 
 
 @njit(**JIT)
@@ -80,58 +80,27 @@ def load_pos_weights(pos_w, pw_rs, pw_cs, row0, ncols, b0, n, pbuf):
             for t in range(run):
                 pbuf[k + t] = c
         else:
-            pbuf[k:k + run] = pos_w[at:at + run]
+            for t in range(run):  # not a slice assignment: it compiles a shape error's message
+                pbuf[k + t] = pos_w[at + t]
         k += run
         row += 1
         j = 0
 
 
 @njit(**JIT)
-def gather(a, b0, n, buf):
-    """Elements [b0, b0 + n) of a strided array into buf (fb_gather)."""
+def gather(a, stride, b0, n, buf):
+    """Elements [b0, b0 + n) of a strided input, a[k·stride] for element k, into buf (fb_gather)."""
     prefer_wide_vectors()
     for k in range(n):
-        buf[k] = a[b0 + k]
+        buf[k] = a[(b0 + k) * stride]
 
 
-def gather_block(a, b0, n, buf):
-    raise NotImplementedError
-
-
-@overload(gather_block, inline="always")
-def _gather_block_overload(a, b0, n, buf):
-    """Elements [b0, b0 + n) of an input: a view of a contiguous array, or a strided one's
-    gathered into buf (fb_gather_block: the same for all the inputs of a block)."""
-    if a.layout == "C":
-        return lambda a, b0, n, buf: a[b0:b0 + n]
-
-    def gathered(a, b0, n, buf):
-        gather(a, b0, n, buf)
-        return buf[:n]
-    return gathered
-
-
-def gather_buffer(a, n):
-    raise NotImplementedError
-
-
-@overload(gather_buffer, inline="always")
-def _gather_buffer_overload(a, n):
-    """A block buffer for gather_block: n elements of a's dtype when a is strided, else none
-    (C: buffers on the stack)."""
-    if a.layout == "C":
-        return lambda a, n: np.empty(0, a.dtype)
-    return lambda a, n: np.empty(n, a.dtype)
-
-
-def stream(a, on):
-    raise NotImplementedError
-
-
-@overload(stream, inline="always")
-def _stream_overload(a, on):
-    """The (array, on) pair of an input for llvm.prefetch_block: none for a strided one (the
-    hardware prefetcher follows its constant stride; C: fb_chunk's next_n)."""
-    if a.layout == "C":
-        return lambda a, on: (a, on)
-    return lambda a, on: (np.empty(1, a.dtype), False)
+@njit(**INLINE)
+def gather_block(a, stride, b0, n, buf):
+    """Elements [b0, b0 + n) of an input: a view of a contiguous one (stride 1), or a strided
+    one's gathered into buf (fb_gather_block: the same for all the inputs of a block). Strides are
+    values, not types, so that strided input shares the contiguous input's compilation."""
+    if stride == 1:
+        return a[b0:b0 + n]
+    gather(a, stride, b0, n, buf)
+    return buf[:n]
