@@ -687,12 +687,14 @@ cdef void _sort_big(void *a, void *b, uint32_t *ia, uint32_t *ib, int wide, int6
 cdef void _sort_all(void *a, uint32_t *ia, int wide, int64_t[:, ::1] seg, int n_threads):
     """Sorts each bucket [seg[k, 0], seg[k, 1]) of a in place (ia along unless NULL): the big
     ones one after the other by all threads, the others each by one thread in a scratch of
-    FB_RANK_BIG items."""
+    the biggest one's size."""
     cdef Py_ssize_t k, ns = seg.shape[0]
-    cdef int64_t lo, n, size = 8 if wide else 4, biggest = 0
+    cdef int64_t lo, n, size = 8 if wide else 4, biggest = 0, small = 1
     for k in range(ns):
         if seg[k, 1] - seg[k, 0] >= FB_RANK_BIG:
             biggest = max(biggest, seg[k, 1] - seg[k, 0])
+        else:
+            small = max(small, seg[k, 1] - seg[k, 0])
     if biggest:
         tmp = np.empty(biggest, np.uint64 if wide else np.uint32)
         idx_tmp = None if ia == NULL else np.empty(biggest, np.uint32)
@@ -707,8 +709,8 @@ cdef void _sort_all(void *a, uint32_t *ia, int wide, int64_t[:, ::1] seg, int n_
     cdef uint32_t *counts
     cdef int64_t *at
     with nogil, parallel(num_threads=n_threads):
-        scratch = malloc(FB_RANK_BIG * size)
-        iscratch = NULL if ia == NULL else <uint32_t *>malloc(FB_RANK_BIG * sizeof(uint32_t))
+        scratch = malloc(small * size)
+        iscratch = NULL if ia == NULL else <uint32_t *>malloc(small * sizeof(uint32_t))
         counts = <uint32_t *>malloc(6 * 2048 * sizeof(uint32_t))
         at = <int64_t *>malloc(2048 * sizeof(int64_t))
         for k in prange(ns, schedule="dynamic", chunksize=16):
@@ -759,12 +761,14 @@ cdef object _sort_walk(void *a, int wide, int64_t[:, ::1] seg, double[:, ::1] ab
     and walked right after (in cache) below the weights above[k] of the buckets after it: the
     big ones one after the other by all threads, the others each by one thread."""
     cdef Py_ssize_t k, ns = seg.shape[0]
-    cdef int64_t lo, n, size = 8 if wide else 4, biggest = 0
+    cdef int64_t lo, n, size = 8 if wide else 4, biggest = 0, small = 1
     out_array = np.zeros((ns, 4))
     cdef double[:, ::1] out = out_array
     for k in range(ns):
         if seg[k, 1] - seg[k, 0] >= FB_RANK_BIG:
             biggest = max(biggest, seg[k, 1] - seg[k, 0])
+        else:
+            small = max(small, seg[k, 1] - seg[k, 0])
     if biggest:
         tmp = np.empty(biggest, np.uint64 if wide else np.uint32)
         for k in range(ns):
@@ -778,7 +782,7 @@ cdef object _sort_walk(void *a, int wide, int64_t[:, ::1] seg, double[:, ::1] ab
     cdef uint32_t *counts
     cdef int64_t *at
     with nogil, parallel(num_threads=n_threads):
-        scratch = malloc(FB_RANK_BIG * size)
+        scratch = malloc(small * size)
         counts = <uint32_t *>malloc(6 * 2048 * sizeof(uint32_t))
         at = <int64_t *>malloc(2048 * sizeof(int64_t))
         for k in prange(ns, schedule="dynamic", chunksize=16):
@@ -819,9 +823,10 @@ _RANK_Y_KINDS = {np.dtype(np.uint8): FB_Y_U8, np.dtype(np.float32): FB_Y_F32,
 
 def rank(y, p, w, mask, groups, int64_t n_slots, bint omit, bint want_curve, int n_threads):
     """The twin of kernels/numba/rank.py's rank (same contract): (sums, nan, flags, curve) of a
-    1-D slice, per slot; runs with the GIL released."""
+    1-D slice, per slot; runs with the GIL released, in one thread below FB_RANK_BIG
+    elements."""
     global _openmp_started
-    if _single_threaded:
+    if _single_threaded or p.shape[0] < FB_RANK_BIG:
         n_threads = 1
     elif n_threads > 1:
         _openmp_started = True

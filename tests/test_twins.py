@@ -148,6 +148,8 @@ NUMBA_ONLY = {
         "_digit_histograms": "the parallel histogram pass (C: in _sort_big of "
                              "kernels/cython_kernels.pyx)",
         "_sort_big": "the parallel radix passes (C: _sort_big in kernels/cython_kernels.pyx)",
+        "_sizes": "the biggest bucket sizes (C: a loop in _sort_all and _sort_walk of "
+                   "kernels/cython_kernels.pyx)",
         "_sort_small_all": "the parallel loop of sort_small (C: in _sort_all of "
                            "kernels/cython_kernels.pyx)",
         "_sort_one_big": "one big bucket's sort by all threads (C: in _sort_all of "

@@ -12,7 +12,7 @@
  * stable: one of at least FB_RANK_BIG items by all threads through a scratch of its size (11-bit
  * digits; with two threads one scatters from the bucket starts and the other from the ends,
  * fb_scatter_back, so that no per-block histogram is needed), smaller ones each by one thread in
- * a scratch of FB_RANK_BIG items (fb_sort_small). A walk from the top over the distinct
+ * a scratch of its size (fb_sort_small). A walk from the top over the distinct
  * predictions (fb_walk) sums the Mann-Whitney pairs and the precision at each recall step in
  * float64: without groups or weights each bucket right after its sort, below the counts of the
  * buckets after it; else a slot of at least FB_RANK_BIG items in FB_WALK_RANGES fixed ranges cut

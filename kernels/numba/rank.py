@@ -9,7 +9,7 @@ NaN (propagated: counted, not sorted); without groups by sign and the item's top
 fewer for small slices), so the split is the first, most significant pass of the sort and the
 buckets fit in cache. Each bucket is then sorted in place by an LSD radix sort, stable: one of at
 least BIG items by all threads through a scratch of its size (11-bit digits), smaller ones each
-by one thread in a scratch of BIG items (sort_small). A walk from the top over the distinct
+by one thread in a scratch of its size (sort_small). A walk from the top over the distinct
 predictions sums the Mann-Whitney pairs and the precision at each recall step in float64: without
 groups or weights each bucket right after its sort, below the counts of the buckets after it;
 else a slot of at least BIG items in WALK_RANGES fixed ranges cut at distinct values
@@ -470,15 +470,28 @@ def _chunks(seg, n_chunks):
     return out
 
 
+@njit(**JIT)
+def _sizes(seg):
+    """(the biggest bucket's size, the biggest's of those under BIG items, at least 1)."""
+    biggest = 0
+    small = 1
+    for k in range(seg.shape[0]):
+        n = seg[k, 1] - seg[k, 0]
+        biggest = max(biggest, n)
+        if n < BIG:
+            small = max(small, n)
+    return biggest, small
+
+
 @njit(parallel=True, **JIT)
-def _sort_small_all(a, ia, has_idx, seg, bounds):
-    """sort_small in place of each bucket [seg[k, 0], seg[k, 1]) of fewer than BIG items, the
-    buckets in the parallel chunks of bounds."""
+def _sort_small_all(a, ia, has_idx, seg, bounds, small):
+    """sort_small in place of each bucket [seg[k, 0], seg[k, 1]) of fewer than BIG items (small:
+    the biggest's size), the buckets in the parallel chunks of bounds."""
     for c in prange(bounds.shape[0] - 1):
         counts = np.empty(6 * 2048, np.uint32)
         at = np.empty(2048, np.int64)
-        scratch = np.empty(BIG, a.dtype)
-        iscratch = np.empty(BIG if has_idx else 1, np.uint32)
+        scratch = np.empty(small, a.dtype)
+        iscratch = np.empty(small if has_idx else 1, np.uint32)
         for k in range(bounds[c], bounds[c + 1]):
             lo, hi = seg[k, 0], seg[k, 1]
             if 1 < hi - lo < BIG:
@@ -489,18 +502,16 @@ def _sort_small_all(a, ia, has_idx, seg, bounds):
 @njit(**JIT)
 def _sort_all(a, ia, has_idx, seg, n_threads):
     """Sorts each bucket [seg[k, 0], seg[k, 1]) of a in place (ia along when has_idx): the big
-    ones one after the other by all threads, the others each by one thread in a scratch of BIG
-    items."""
-    biggest = 0
-    for k in range(seg.shape[0]):
-        biggest = max(biggest, seg[k, 1] - seg[k, 0])
+    ones one after the other by all threads, the others each by one thread in a scratch of the
+    biggest one's size."""
+    biggest, small = _sizes(seg)
     if biggest >= BIG:
         tmp = np.empty(biggest, a.dtype)
         idx_tmp = np.empty(biggest if has_idx else 1, np.uint32)
         for k in range(seg.shape[0]):
             if seg[k, 1] - seg[k, 0] >= BIG:
                 _sort_one_big(a, ia, has_idx, seg[k, 0], seg[k, 1], tmp, idx_tmp, n_threads)
-    _sort_small_all(a, ia, has_idx, seg, _chunks(seg, 4 * n_threads))
+    _sort_small_all(a, ia, has_idx, seg, _chunks(seg, 4 * n_threads), small)
 
 
 @njit(parallel=True, **JIT)
@@ -541,15 +552,16 @@ def _walk_big(items, idx, has_idx, w, has_w, lo, hi, big_tp, big_fp):
 
 
 @njit(parallel=True, **JIT)
-def _sort_walk_small(a, seg, above, out, bounds):
-    """The buckets of fewer than BIG items of _sort_walk, in the parallel chunks of bounds."""
+def _sort_walk_small(a, seg, above, out, bounds, small):
+    """The buckets of fewer than BIG items of _sort_walk (small: the biggest's size), in the
+    parallel chunks of bounds."""
     no_idx = np.empty(1, np.uint32)
     no_w = np.empty(1)
     no_curve = np.zeros((3, 0))
     for c in prange(bounds.shape[0] - 1):
         counts = np.empty(6 * 2048, np.uint32)
         at = np.empty(2048, np.int64)
-        scratch = np.empty(BIG, a.dtype)
+        scratch = np.empty(small, a.dtype)
         for k in range(bounds[c], bounds[c + 1]):
             lo, hi = seg[k, 0], seg[k, 1]
             if 0 < hi - lo < BIG:
@@ -565,9 +577,7 @@ def _sort_walk(a, seg, above, n_threads):
     and walked right after (in cache) below the weights above[k] of the buckets after it: the
     big ones one after the other by all threads, the others each by one thread."""
     out = np.zeros((seg.shape[0], 4))
-    biggest = 0
-    for k in range(seg.shape[0]):
-        biggest = max(biggest, seg[k, 1] - seg[k, 0])
+    biggest, small = _sizes(seg)
     if biggest >= BIG:
         tmp = np.empty(biggest, a.dtype)
         no_idx = np.empty(1, np.uint32)
@@ -577,7 +587,7 @@ def _sort_walk(a, seg, above, n_threads):
                 _sort_one_big(a, no_idx, False, lo, hi, tmp, no_idx, n_threads)
                 _, _, out[k, 0], out[k, 1] = _walk_big(a, no_idx, False, np.empty(1), False, lo,
                                                        hi, above[k, 0], above[k, 1])
-    _sort_walk_small(a, seg, above, out, _chunks(seg, 4 * n_threads))
+    _sort_walk_small(a, seg, above, out, _chunks(seg, 4 * n_threads), small)
     return out
 
 
@@ -634,9 +644,11 @@ def rank(y, p, w, mask, groups, n_slots, omit, want_curve, n_threads):
     [0, n_slots) or None (one slot), omit: leave NaN out. curve (without groups): None, or
     (prediction values, TP, FP) per distinct prediction from the top. Memory: the items (4 bytes
     per element for float32 p, 8 for float64), with weights the element indices (4 bytes), and
-    a scratch the size of the biggest bucket of at least BIG items."""
-    numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
+    a scratch the size of the biggest bucket of at least BIG items. One thread below BIG
+    elements."""
     n = p.shape[0]
+    n_threads = 1 if n < BIG else n_threads
+    numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
     nb = max(1, min(n_threads, n >> 16))
     bounds = np.array([n * b // nb for b in range(nb + 1)], np.int64)
     f32 = p.dtype == np.float32
