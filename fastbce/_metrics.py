@@ -209,9 +209,11 @@ _RANK_DOC = """
     Returns
     -------
     float, or a float64 array per label or group. A slice with only one class (or all weight on
-    one class) gives NaN. Memory: 8 extra bytes per element for float32 predictions, 16 for
-    float64, plus 8 with sample_weight; copies of float16 predictions (as float32), of weights
-    that are not contiguous float64, and with groups of the data gathered by group.
+    one class) gives NaN. Memory: 4 extra bytes per element for float32 predictions, 8 for
+    float64, plus 4 with sample_weight, and as much again for the biggest bucket of 2**16 or more
+    predictions that share their top bits (or a group); copies of float16 predictions (as
+    float32), of weights that are not contiguous float64, and with groups of the data gathered
+    by group.
 """
 
 

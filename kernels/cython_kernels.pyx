@@ -552,8 +552,9 @@ cdef extern from "c/rank.h" nogil:
         const uint8_t *mask
         const int64_t *groups
         int omit
-    int fb_count(const fb_rank_args *a, int64_t lo, int64_t hi, int64_t *counts, void *out,
-                 int write)
+        int shift
+        int64_t top
+    int fb_count(const fb_rank_args *a, int64_t lo, int64_t hi, int64_t *counts)
     void fb_split(const fb_rank_args *a, int64_t lo, int64_t hi, int64_t *at, void *out,
                   uint32_t *out_idx, int64_t spare)
     void fb_histogram(const void *items, int wide, int64_t lo, int64_t hi, int shift, int bits,
@@ -581,90 +582,79 @@ cdef void* _ptr(array):
     return <void *><size_t>array.__array_interface__["data"][0] if array is not None else NULL
 
 
-cdef tuple _count(const fb_rank_args *a, int64_t[::1] bounds, int64_t n_buckets, out, bint write,
-                  int n_threads):
-    """fb_count over the blocks of bounds in parallel: (per-block counts, flags, with write the
-    histograms (nd, FB_RADIX) of the items' digits, the first one's of the non-negative)."""
+cdef tuple _count(const fb_rank_args *a, int64_t[::1] bounds, int64_t n_buckets, int n_threads):
+    """fb_count over the blocks of bounds in parallel: (per-block counts (nb, 2·n_buckets) of
+    each bucket's negatives and positives, flags)."""
     cdef Py_ssize_t nb = bounds.shape[0] - 1, b
-    cdef int nd = ((64 if a.p_f64 else 32) + FB_RADIX_BITS - 1) // FB_RADIX_BITS
-    counts_array = np.zeros((nb, n_buckets + ((nd - 1) * FB_RADIX if write else 0)), np.int64)
+    counts_array = np.zeros((nb, 2 * n_buckets), np.int64)
     cdef int64_t[:, ::1] counts = counts_array
     cdef int64_t[::1] flags = np.zeros(nb, np.int64)
-    cdef void *out_p = _ptr(out)
     for b in prange(nb, nogil=True, schedule="static", num_threads=n_threads):
-        flags[b] = fb_count(a, bounds[b], bounds[b + 1], &counts[b, 0], out_p, write)
+        flags[b] = fb_count(a, bounds[b], bounds[b + 1], &counts[b, 0])
     cdef int64_t flag = 0
     for b in range(nb):
         flag |= flags[b]
-    hist = None
-    if write:
-        total = counts_array.sum(axis=0)
-        hist = np.concatenate((total[FB_RADIX:2 * FB_RADIX], total[n_buckets:])).reshape(nd, -1)
-    return np.ascontiguousarray(counts_array[:, :n_buckets]), flag, hist
+    return counts_array, flag
 
 
 cdef object _split(const fb_rank_args *a, int64_t[::1] bounds, int64_t[:, ::1] counts, out,
                    out_idx, int n_threads):
     """The kept elements' items into their buckets (per-block counts from _count), over the
     blocks of bounds in parallel; the bucket starts (n_buckets + 1)."""
-    cdef Py_ssize_t nb = counts.shape[0], n_buckets = counts.shape[1], b, k
+    cdef Py_ssize_t nb = counts.shape[0], n_buckets = counts.shape[1] // 2, b, k
     starts_array = np.zeros(n_buckets + 1, np.int64)
     cdef int64_t[::1] starts = starts_array
-    cdef int64_t start = 0, c
+    cdef int64_t[:, ::1] at = np.empty((nb, n_buckets), np.int64)
+    cdef int64_t start = 0
     for k in range(n_buckets):
         starts[k] = start
         for b in range(nb):
-            c = counts[b, k]
-            counts[b, k] = start
-            start += c
+            at[b, k] = start
+            start += counts[b, 2 * k] + counts[b, 2 * k + 1]
     starts[n_buckets] = start
     cdef void *out_p = _ptr(out)
     cdef uint32_t *idx_p = <uint32_t *>_ptr(out_idx)
     cdef int64_t spare = out.shape[0] - 1
     for b in prange(nb, nogil=True, schedule="static", num_threads=n_threads):
-        fb_split(a, bounds[b], bounds[b + 1], &counts[b, 0], out_p, idx_p, spare)
+        fb_split(a, bounds[b], bounds[b + 1], &at[b, 0], out_p, idx_p, spare)
     return starts_array
 
 
-cdef void _sort_big(void *a, void *b, uint32_t *ia, uint32_t *ib, int wide, int64_t lo,
-                    int64_t hi, int shift, bint in_b, int nb, hist, int n_threads):
-    """Sorts the items [lo, hi) of a (of b when in_b) ascending into a by an LSD radix sort of
-    11-bit digits from shift (the digits below are sorted), blocks in parallel: the histograms
-    of every digit are hist (nd, FB_RADIX) or from one pass; a pass whose digit is the same for
-    every item is skipped. With
-    one or two blocks, the first scatters from the bucket starts and the second from the bucket
-    ends (no per-block histograms); with more, each pass counts per block first."""
-    cdef int64_t n = hi - lo
-    cdef int nd = ((64 if wide else 32) - shift + FB_RADIX_BITS - 1) // FB_RADIX_BITS
-    cdef int64_t[::1] bounds = np.array([lo + n * k // nb for k in range(nb + 1)], np.int64)
+cdef void _sort_big(void *a, void *b, uint32_t *ia, uint32_t *ib, int wide, int64_t n, int nb,
+                    int n_threads):
+    """Sorts the items [0, n) of a in place (b, ib: scratch of n) by an LSD radix sort of 11-bit
+    digits, blocks in parallel: the histograms of every digit from one pass; a pass whose digit
+    is the same for every item is skipped. With one or two blocks, the first scatters from the
+    bucket starts and the second from the bucket ends (no per-block histograms); with more, each
+    pass counts per block first."""
+    cdef int nd = ((64 if wide else 32) + FB_RADIX_BITS - 1) // FB_RADIX_BITS
+    cdef int64_t[::1] bounds = np.array([n * k // nb for k in range(nb + 1)], np.int64)
     cdef int64_t[:, :, ::1] counts = np.zeros((nb, nd, FB_RADIX), np.int64)
     cdef int64_t[:, ::1] at = np.zeros((nb, FB_RADIX), np.int64)
     cdef Py_ssize_t k, d, v
     cdef int s
+    cdef bint in_b = False
     cdef int64_t start, c
-    cdef void *src = b if in_b else a
-    cdef void *dst = a if in_b else b
-    cdef uint32_t *isrc = ib if in_b else ia
-    cdef uint32_t *idst = ia if in_b else ib
+    cdef void *src = a
+    cdef void *dst = b
+    cdef uint32_t *isrc = ia
+    cdef uint32_t *idst = ib
     cdef void *swap
     cdef uint32_t *iswap
-    if hist is not None:
-        np.asarray(counts)[0] = hist
-    else:
-        for k in prange(nb, nogil=True, schedule="static", num_threads=n_threads):
-            for d in range(nd):
-                fb_histogram(src, wide, bounds[k], bounds[k + 1], shift + d * FB_RADIX_BITS,
-                             FB_RADIX_BITS, &counts[k, d, 0])
-        for k in range(1, nb):
-            for d in range(nd):
-                for v in range(FB_RADIX):
-                    counts[0, d, v] += counts[k, d, v]
+    for k in prange(nb, nogil=True, schedule="static", num_threads=n_threads):
+        for d in range(nd):
+            fb_histogram(src, wide, bounds[k], bounds[k + 1], d * FB_RADIX_BITS, FB_RADIX_BITS,
+                         &counts[k, d, 0])
+    for k in range(1, nb):
+        for d in range(nd):
+            for v in range(FB_RADIX):
+                counts[0, d, v] += counts[k, d, v]
     for d in range(nd):
-        s = shift + d * FB_RADIX_BITS
-        if counts[0, d, (fb_rank_item(src, wide, lo) >> s) & (FB_RADIX - 1)] == n:
+        s = d * FB_RADIX_BITS
+        if counts[0, d, (fb_rank_item(src, wide, 0) >> s) & (FB_RADIX - 1)] == n:
             continue
         if nb <= 2:
-            start = lo
+            start = 0
             for v in range(FB_RADIX):
                 at[0, v] = start
                 start += counts[0, d, v]
@@ -673,7 +663,7 @@ cdef void _sort_big(void *a, void *b, uint32_t *ia, uint32_t *ib, int wide, int6
             for k in prange(nb, nogil=True, schedule="static", num_threads=n_threads):
                 at[k, :] = 0
                 fb_histogram(src, wide, bounds[k], bounds[k + 1], s, FB_RADIX_BITS, &at[k, 0])
-            start = lo
+            start = 0
             for v in range(FB_RADIX):
                 for k in range(nb):
                     c = at[k, v]
@@ -694,34 +684,52 @@ cdef void _sort_big(void *a, void *b, uint32_t *ia, uint32_t *ib, int wide, int6
             fb_rank_copy(a, b, ia, ib, wide, bounds[k], bounds[k + 1])
 
 
-cdef void _sort_all(void *a, void *b, uint32_t *ia, uint32_t *ib, int wide, int64_t[:, ::1] seg,
-                    int shift, bint in_b, hist, int n_threads):
-    """Sorts each bucket [seg[k, 0], seg[k, 1]) of a (of b when in_b) into a: the big ones one
-    after the other by all threads (hist: the histograms of the one bucket's digits, or None),
-    the others each by one thread."""
+cdef void _sort_all(void *a, uint32_t *ia, int wide, int64_t[:, ::1] seg, int n_threads):
+    """Sorts each bucket [seg[k, 0], seg[k, 1]) of a in place (ia along unless NULL): the big
+    ones one after the other by all threads, the others each by one thread in a scratch of
+    the biggest one's size."""
     cdef Py_ssize_t k, ns = seg.shape[0]
-    cdef int64_t lo, hi
-    cdef uint32_t *scratch
-    cdef int64_t *at
+    cdef int64_t lo, n, size = 8 if wide else 4, biggest = 0, small = 1
     for k in range(ns):
-        lo, hi = seg[k, 0], seg[k, 1]
-        if hi - lo >= FB_RANK_BIG:
-            _sort_big(a, b, ia, ib, wide, lo, hi, shift, in_b,
-                      max(1, min(n_threads, (hi - lo) >> 16)), hist, n_threads)
+        if seg[k, 1] - seg[k, 0] >= FB_RANK_BIG:
+            biggest = max(biggest, seg[k, 1] - seg[k, 0])
+        else:
+            small = max(small, seg[k, 1] - seg[k, 0])
+    if biggest:
+        tmp = np.empty(biggest, np.uint64 if wide else np.uint32)
+        idx_tmp = None if ia == NULL else np.empty(biggest, np.uint32)
+        for k in range(ns):
+            lo, n = seg[k, 0], seg[k, 1] - seg[k, 0]
+            if n >= FB_RANK_BIG:
+                _sort_big(<char *>a + lo * size, _ptr(tmp), NULL if ia == NULL else ia + lo,
+                          <uint32_t *>_ptr(idx_tmp), wide, n, max(1, min(n_threads, n >> 16)),
+                          n_threads)
+    cdef void *scratch
+    cdef uint32_t *iscratch
+    cdef uint32_t *counts
+    cdef int64_t *at
     with nogil, parallel(num_threads=n_threads):
-        scratch = <uint32_t *>malloc(6 * 2048 * sizeof(uint32_t))
+        scratch = malloc(small * size)
+        iscratch = NULL if ia == NULL else <uint32_t *>malloc(small * sizeof(uint32_t))
+        counts = <uint32_t *>malloc(6 * 2048 * sizeof(uint32_t))
         at = <int64_t *>malloc(2048 * sizeof(int64_t))
         for k in prange(ns, schedule="dynamic", chunksize=16):
-            if 0 < seg[k, 1] - seg[k, 0] < FB_RANK_BIG:
-                fb_sort_small(a, b, ia, ib, wide, seg[k, 0], seg[k, 1], in_b, scratch, at)
+            lo = seg[k, 0]
+            n = seg[k, 1] - lo
+            if 1 < n < FB_RANK_BIG:
+                fb_sort_small(<char *>a + lo * size, scratch, NULL if ia == NULL else ia + lo,
+                              iscratch, wide, 0, n, 0, counts, at)
         free(scratch)
+        free(iscratch)
+        free(counts)
         free(at)
 
 
 cdef tuple _walk_big(void *items, uint32_t *idx, int wide, const double *w, int64_t lo,
-                     int64_t hi, int n_threads):
-    """(P, N, 2·U, A) of the sorted items [lo, hi): FB_WALK_RANGES ranges between cuts at
-    distinct values, their totals, then their walks in parallel, summed in range order."""
+                     int64_t hi, double big_tp, double big_fp, int n_threads):
+    """(P, N, 2·U, A) of the sorted items [lo, hi) below weights big_tp, big_fp: FB_WALK_RANGES
+    ranges between cuts at distinct values, their totals, then their walks in parallel, summed
+    in range order."""
     cdef int64_t[::1] cut = np.empty(FB_WALK_RANGES + 1, np.int64)
     fb_cuts(items, wide, lo, hi, &cut[0])
     cdef Py_ssize_t nr = FB_WALK_RANGES, r
@@ -730,6 +738,8 @@ cdef tuple _walk_big(void *items, uint32_t *idx, int wide, const double *w, int6
     cdef double[:, ::1] sums = np.zeros((nr, 4))
     for r in prange(nr, nogil=True, schedule="static", num_threads=n_threads):
         fb_range_totals(items, idx, wide, w, cut[r], cut[r + 1], &totals[r, 0], &totals[r, 1])
+    above[nr - 1, 0] = big_tp
+    above[nr - 1, 1] = big_fp
     for r in range(nr - 2, -1, -1):
         above[r, 0] = above[r + 1, 0] + totals[r + 1, 0]
         above[r, 1] = above[r + 1, 1] + totals[r + 1, 1]
@@ -745,6 +755,50 @@ cdef tuple _walk_big(void *items, uint32_t *idx, int wide, const double *w, int6
     return big_p, big_n, u2, a
 
 
+cdef object _sort_walk(void *a, int wide, int64_t[:, ::1] seg, double[:, ::1] above,
+                       int n_threads):
+    """(2·U, A, ...) per bucket [seg[k, 0], seg[k, 1]) of unweighted items, each sorted in place
+    and walked right after (in cache) below the weights above[k] of the buckets after it: the
+    big ones one after the other by all threads, the others each by one thread."""
+    cdef Py_ssize_t k, ns = seg.shape[0]
+    cdef int64_t lo, n, size = 8 if wide else 4, biggest = 0, small = 1
+    out_array = np.zeros((ns, 4))
+    cdef double[:, ::1] out = out_array
+    for k in range(ns):
+        if seg[k, 1] - seg[k, 0] >= FB_RANK_BIG:
+            biggest = max(biggest, seg[k, 1] - seg[k, 0])
+        else:
+            small = max(small, seg[k, 1] - seg[k, 0])
+    if biggest:
+        tmp = np.empty(biggest, np.uint64 if wide else np.uint32)
+        for k in range(ns):
+            lo, n = seg[k, 0], seg[k, 1] - seg[k, 0]
+            if n >= FB_RANK_BIG:
+                _sort_big(<char *>a + lo * size, _ptr(tmp), NULL, NULL, wide, n,
+                          max(1, min(n_threads, n >> 16)), n_threads)
+                out_array[k, :2] = _walk_big(a, NULL, wide, NULL, lo, lo + n, above[k, 0],
+                                             above[k, 1], n_threads)[2:]
+    cdef void *scratch
+    cdef uint32_t *counts
+    cdef int64_t *at
+    with nogil, parallel(num_threads=n_threads):
+        scratch = malloc(small * size)
+        counts = <uint32_t *>malloc(6 * 2048 * sizeof(uint32_t))
+        at = <int64_t *>malloc(2048 * sizeof(int64_t))
+        for k in prange(ns, schedule="dynamic", chunksize=16):
+            lo = seg[k, 0]
+            n = seg[k, 1] - lo
+            if 0 < n < FB_RANK_BIG:
+                fb_sort_small(<char *>a + lo * size, scratch, NULL, NULL, wide, 0, n, 0, counts,
+                              at)
+                fb_walk(a, NULL, wide, NULL, lo, lo + n, above[k, 0], above[k, 1], NULL, 0, 0,
+                        &out[k, 0], &out[k, 1], &out[k, 2], &out[k, 3])
+        free(scratch)
+        free(counts)
+        free(at)
+    return out_array
+
+
 cdef object _walk_all(void *items, uint32_t *idx, int wide, const double *w,
                       int64_t[:, ::1] slots, int n_threads):
     """(P, N, 2·U, A) of each slot [slots[k, 0], slots[k, 1]) of the sorted items: the big
@@ -754,7 +808,8 @@ cdef object _walk_all(void *items, uint32_t *idx, int wide, const double *w,
     cdef double[:, ::1] out = out_array
     for k in range(ns):
         if slots[k, 1] - slots[k, 0] >= FB_RANK_BIG:
-            out_array[k] = _walk_big(items, idx, wide, w, slots[k, 0], slots[k, 1], n_threads)
+            out_array[k] = _walk_big(items, idx, wide, w, slots[k, 0], slots[k, 1], 0.0, 0.0,
+                                     n_threads)
     for k in prange(ns, nogil=True, schedule="dynamic", chunksize=16, num_threads=n_threads):
         if slots[k, 1] - slots[k, 0] < FB_RANK_BIG:
             fb_walk(items, idx, wide, w, slots[k, 0], slots[k, 1], 0.0, 0.0, NULL, 0, 0,
@@ -768,9 +823,10 @@ _RANK_Y_KINDS = {np.dtype(np.uint8): FB_Y_U8, np.dtype(np.float32): FB_Y_F32,
 
 def rank(y, p, w, mask, groups, int64_t n_slots, bint omit, bint want_curve, int n_threads):
     """The twin of kernels/numba/rank.py's rank (same contract): (sums, nan, flags, curve) of a
-    1-D slice, per slot; runs with the GIL released."""
+    1-D slice, per slot; runs with the GIL released, in one thread below FB_RANK_BIG
+    elements."""
     global _openmp_started
-    if _single_threaded:
+    if _single_threaded or p.shape[0] < FB_RANK_BIG:
         n_threads = 1
     elif n_threads > 1:
         _openmp_started = True
@@ -788,48 +844,37 @@ def rank(y, p, w, mask, groups, int64_t n_slots, bint omit, bint want_curve, int
     a.omit = omit
     cdef bint grouped = groups is not None
     cdef int wide = a.p_f64
+    top_bits = min(15, max(1, int(n).bit_length() - 3))
+    a.shift = (64 if wide else 32) - top_bits
+    a.top = 1 << top_bits
     nb = max(1, min(n_threads, n >> 16))
     cdef int64_t[::1] bounds = np.array([n * b // nb for b in range(nb + 1)], np.int64)
-    items = np.empty(n + 1, np.uint64 if wide else np.uint32)
-    tmp = np.empty(n + 1, items.dtype)
-    idx = None if w is None else np.empty(n + 1, np.uint32)
-    idx_tmp = None if w is None else np.empty(n + 1, np.uint32)
-    cdef int64_t n_buckets = 3 * n_slots if grouped else 2 * FB_RADIX + 1
-    counts, flags, hist = _count(&a, bounds, n_buckets, tmp, not grouped, n_threads)
+    cdef int64_t n_buckets = 3 * n_slots if grouped else 2 * a.top + 1
+    counts, flags = _count(&a, bounds, n_buckets, n_threads)
     if flags & (FB_RANK_SOFT | FB_RANK_WEIGHT):
         return None, None, flags, None
+    items = np.empty(n + 1, np.uint64 if wide else np.uint32)
+    idx = None if w is None else np.empty(n + 1, np.uint32)
     cdef void *items_p = _ptr(items)
-    cdef void *tmp_p = _ptr(tmp)
     cdef uint32_t *idx_p = <uint32_t *>_ptr(idx)
-    cdef uint32_t *idx_tmp_p = <uint32_t *>_ptr(idx_tmp)
-    if not grouped and counts[:, FB_RADIX:2 * FB_RADIX].sum() == n:
-        # all kept, none negative or NaN: the items are in tmp in input order, sorted from there
-        if idx is not None:
-            idx_tmp[:n] = np.arange(n, dtype=np.uint32)
-        _sort_all(items_p, tmp_p, idx_p, idx_tmp_p, wide, np.array([[0, n]], np.int64), 0, True,
-                  hist, n_threads)
-        starts = np.zeros(n_buckets + 1, np.int64)
-        starts[FB_RADIX + 1:] = n
-    else:
-        # with groups the split goes to tmp and each bucket is sorted from there; without, the
-        # split is the first pass, into the buffer from which the passes left end in items
-        into_tmp = grouped or ((64 if wide else 32) - 1) // FB_RADIX_BITS % 2 == 1
-        starts = _split(&a, bounds, counts, tmp if into_tmp else items,
-                        idx_tmp if into_tmp else idx, n_threads)
-        if grouped:
-            seg = np.stack((starts[:-1], starts[1:]), 1).reshape(n_slots, 3, 2)[:, :2]
-        else:
-            seg = np.array([[0, starts[FB_RADIX]], [starts[FB_RADIX], starts[2 * FB_RADIX]]],
-                           np.int64)
-        _sort_all(items_p, tmp_p, idx_p, idx_tmp_p, wide, np.ascontiguousarray(seg.reshape(-1, 2)),
-                  0 if grouped else FB_RADIX_BITS, into_tmp, None, n_threads)
+    starts = _split(&a, bounds, counts, items, idx, n_threads)
     if grouped:
+        seg = np.stack((starts[:-1], starts[1:]), 1).reshape(n_slots, 3, 2)[:, :2]
         slots = np.ascontiguousarray(np.stack((starts[0:-1:3], starts[2::3]), 1))
         nan = starts[3::3] > starts[2::3]
     else:
-        slots = np.array([[0, starts[2 * FB_RADIX]]], np.int64)
-        nan = np.array([starts[2 * FB_RADIX + 1] > starts[2 * FB_RADIX]])
-    del tmp, idx_tmp
+        seg = np.stack((starts[:2 * a.top], starts[1:2 * a.top + 1]), 1)
+        slots = np.array([[0, starts[2 * a.top]]], np.int64)
+        nan = np.array([starts[2 * a.top + 1] > starts[2 * a.top]])
+    seg = np.ascontiguousarray(seg.reshape(-1, 2))
+    if not grouped and w is None and not want_curve:
+        # each bucket walked right after its sort, below the counts of the buckets after it
+        c = counts.sum(axis=0)[:4 * a.top].reshape(-1, 2)[:, ::-1].astype(np.float64)
+        above = np.ascontiguousarray(np.cumsum(c[::-1], axis=0)[::-1] - c)
+        out = _sort_walk(items_p, wide, seg, above, n_threads)
+        return np.array([[above[0, 0] + c[0, 0], above[0, 1] + c[0, 1],
+                          _sum_down(out[:, 0]), _sum_down(out[:, 1])]]), nan, flags, None
+    _sort_all(items_p, idx_p, wide, seg, n_threads)
     if not want_curve:
         return _walk_all(items_p, idx_p, wide, a.w, slots, n_threads), nan, flags, None
     cdef int64_t m = slots[0, 1]
@@ -840,7 +885,16 @@ def rank(y, p, w, mask, groups, int64_t n_slots, bint omit, bint want_curve, int
                 &ap, &tp, &fp)
     at = curve[2, :k].astype(np.int64)
     return (np.array([[tp, fp, u2, ap]]), nan, flags,
-            (_values(items[at], at < starts[FB_RADIX], not wide), curve[0, :k], curve[1, :k]))
+            (_values(items[at], at < starts[a.top], not wide), curve[0, :k], curve[1, :k]))
+
+
+def _sum_down(double[:] x):
+    """x[-1] + ... + x[0], in that order."""
+    cdef double total = 0.0
+    cdef Py_ssize_t k
+    for k in range(x.shape[0] - 1, -1, -1):
+        total += x[k]
+    return total
 
 
 def _values(items, negative, f32):

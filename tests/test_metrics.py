@@ -389,8 +389,8 @@ def test_per_group_backends_give_the_same_bits_and_nan_stays_in_its_group():
 
 @pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "numpy"])
 def test_big_slices_every_path(backend):
-    """Above 2**16 samples: all kept and non-negative (the sort starts from the count's items),
-    negatives, NaN omitted, a constant digit (skipped passes), uint8 labels, all equal."""
+    """Above 2**16 samples: all kept and non-negative, negatives, NaN omitted, a constant digit
+    (skipped passes), uint8 labels, all equal (one big bucket)."""
     rng = np.random.default_rng(24)
     n = 150_000
     p = rng.random(n)
@@ -565,3 +565,32 @@ def test_brier_checks_in_its_one_pass(backend):
         fastbce.brier(y, nan_p, nan_policy="raise", backend=backend)
     with pytest.raises(ValueError, match="groups"):
         fastbce.brier(y, p, groups=np.full(5000, 5), n_groups=3, backend=backend)
+
+
+@pytest.mark.parametrize("n", [50, 5_000, 200_000])
+def test_buckets_backends_and_thread_counts_give_the_same_bits(n):
+    """The split by the predictions' top bits: both signs, heavy ties, a narrow range and all equal
+    (buckets of 2**16 items and more, sorted and walked by all threads), one class; unweighted
+    (each bucket walked right after its sort) and weighted; 1 to 3 threads and both compiled
+    backends give the same bits, and scikit-learn's values."""
+    rng = np.random.default_rng(n)
+    x = rng.normal(0.0, 2.0, n)
+    y = (rng.random(n) < 1 / (1 + np.exp(-x))).astype(np.float32)
+    y[:2] = [0, 1]
+    w = rng.random(n)
+    cases = {"logits": x, "ties": np.round(x, 1), "narrow": 0.999 + 1e-4 * rng.random(n),
+             "equal": np.full(n, 0.3)}
+    compiled = [b for b in BACKENDS if b != "numpy"]
+    for name, values in cases.items():
+        for dtype in (np.float32, np.float64):
+            p = values.astype(dtype)
+            for weights in (None, w):
+                results = {(b, t): fastbce._metrics.ranking(y, p, sample_weight=weights,
+                                                            backend=b, n_threads=t)
+                           for b in compiled for t in (1, 2, 3)}
+                assert len(set(results.values())) == 1, (name, dtype, results)
+                got = results[compiled[0], 1]
+                np.testing.assert_allclose(got, both(y, p, weights), rtol=RTOL)
+    for b in compiled:
+        assert np.isnan(fastbce.roc_auc(np.ones(n), x, backend=b, n_threads=2))
+        assert np.isnan(fastbce.average_precision(np.zeros(n), x, backend=b))

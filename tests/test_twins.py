@@ -70,8 +70,8 @@ C_ONLY = {
         "fb_rank_kept": "whether an element is kept (Numba: inline in count, split)",
         "fb_rank_element": "an element's item and bucket through the argument struct (Numba: "
                            "inline in count, split)",
-        "fb_count_f32": "fb_count's loop for contiguous float32 predictions (C's way to "
-                        "specialise; Numba's count is specialised by type)",
+        "fb_rank_plain": "whether fb_count and fb_split take their loops for contiguous "
+                         "float32 (C's way to specialise; Numba's are specialised by type)",
         "fb_rank_item": "a uint32 or uint64 item (Numba: by dtype)",
         "fb_rank_copy": "a range of items and indices copied by memcpy (Numba: slice assignment)",
     },
@@ -152,13 +152,24 @@ NUMBA_ONLY = {
         "_digit_histograms": "the parallel histogram pass (C: in _sort_big of "
                              "kernels/cython_kernels.pyx)",
         "_sort_big": "the parallel radix passes (C: _sort_big in kernels/cython_kernels.pyx)",
+        "_sizes": "the biggest bucket sizes (C: a loop in _sort_all and _sort_walk of "
+                   "kernels/cython_kernels.pyx)",
         "_sort_small_all": "the parallel loop of sort_small (C: in _sort_all of "
                            "kernels/cython_kernels.pyx)",
+        "_sort_one_big": "one big bucket's sort by all threads (C: in _sort_all of "
+                         "kernels/cython_kernels.pyx)",
+        "_chunks": "buckets cut into parallel chunks of about equal item counts (C: OpenMP's "
+                   "dynamic schedule)",
         "_sort_all": "the buckets' sorts (C: _sort_all in kernels/cython_kernels.pyx)",
         "_walk_big": "the parallel walk over ranges (C: _walk_big in kernels/cython_kernels.pyx)",
         "_walk_small_all": "the parallel loop of walk over slots (C: in _walk_all of "
                            "kernels/cython_kernels.pyx)",
+        "_sort_walk_small": "the parallel loop of sort_small and walk per bucket (C: in "
+                            "_sort_walk of kernels/cython_kernels.pyx)",
+        "_sort_walk": "the buckets' sorts and walks (C: _sort_walk in "
+                      "kernels/cython_kernels.pyx)",
         "_walk_all": "the slots' walks (C: _walk_all in kernels/cython_kernels.pyx)",
+        "_sum_down": "a fixed-order sum (C: _sum_down in kernels/cython_kernels.pyx)",
         "rank": "the Python entry; its twin is rank in kernels/cython_kernels.pyx",
         "_values": "predictions back from items (Python; copy in kernels/cython_kernels.pyx)",
     },

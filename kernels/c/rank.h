@@ -4,19 +4,20 @@
  * Exact ROC-AUC and average precision of each slot (the whole slice, or each group) by sorting.
  * Each kept prediction becomes an order-preserving unsigned key (uint32 for float32, uint64 for
  * float64) whose sign bit is dropped and replaced by the label in the low bit: item = (key
- * without sign) << 1 | y. A counting pass (fb_count) and a stable scatter (fb_split) put the items
- * in buckets: by group, then negative predictions, the others, NaN (propagated: counted, not
- * sorted); without groups the buckets are the sign and the first 11-bit digit, so the split is
- * the sort's first pass, and when every element is kept and none is negative the count writes
- * the items in input order and the sort starts there. Each bucket is sorted by an LSD radix
- * sort, stable: one of at least FB_RANK_BIG items by all threads (11-bit digits; with two
- * threads one scatters from the bucket starts and the other from the ends, fb_scatter_back, so
- * that no per-block histogram is needed), smaller ones each by one thread in cache
- * (fb_sort_small). A walk from the top over the distinct predictions (fb_walk) sums the
- * Mann-Whitney pairs and the precision at each recall step in float64; a slot of at least
- * FB_RANK_BIG items in FB_WALK_RANGES fixed ranges cut at distinct values (fb_range_totals gives
- * each range the weights above it). Every choice depends on the sizes only, so the result does
- * not depend on the thread count. */
+ * without sign) << 1 | y. A counting pass (fb_count: each bucket's negatives and positives) and
+ * a stable scatter (fb_split) put the items in buckets: by group, then negative predictions, the
+ * others, NaN (propagated: counted, not sorted); without groups by sign and the item's top digit
+ * (15 bits, fewer for small slices), so the split is the first, most significant pass of the
+ * sort and the buckets fit in cache. Each bucket is then sorted in place by an LSD radix sort,
+ * stable: one of at least FB_RANK_BIG items by all threads through a scratch of its size (11-bit
+ * digits; with two threads one scatters from the bucket starts and the other from the ends,
+ * fb_scatter_back, so that no per-block histogram is needed), smaller ones each by one thread in
+ * a scratch of its size (fb_sort_small). A walk from the top over the distinct
+ * predictions (fb_walk) sums the Mann-Whitney pairs and the precision at each recall step in
+ * float64: without groups or weights each bucket right after its sort, below the counts of the
+ * buckets after it; else a slot of at least FB_RANK_BIG items in FB_WALK_RANGES fixed ranges cut
+ * at distinct values (fb_range_totals gives each range the weights above it). Every choice
+ * depends on the sizes only, so the result does not depend on the thread count. */
 #ifndef FB_RANK_H
 #define FB_RANK_H
 
@@ -31,8 +32,8 @@
 #define FB_RANK_BIG (1 << 16)
 
 /* One slice: labels (FB_Y_U8/F32/F64) and predictions (float or double) with element strides,
- * contiguous weights, mask and int64 group ids (NULL: none), and whether NaN elements are left
- * out. */
+ * contiguous weights, mask and int64 group ids (NULL: none), whether NaN elements are left
+ * out, and without groups the split's top digit: item >> shift, of top values. */
 typedef struct {
     const void *y; int y_kind; int64_t y_stride;
     const void *p; int p_f64; int64_t p_stride;
@@ -40,6 +41,7 @@ typedef struct {
     const uint8_t *mask;
     const int64_t *groups;
     int omit;
+    int shift; int64_t top;
 } fb_rank_args;
 
 static inline double fb_rank_label(const fb_rank_args *a, int64_t i)
@@ -79,15 +81,15 @@ static inline uint64_t fb_key_f64(double v, int *neg)
 }
 
 /* The split bucket of an item: with groups 3·g + (0 negative, 1 not, 2 NaN); without, (0
- * negative, 1 not)·FB_RADIX + the item's first digit, or 2·FB_RADIX for NaN. */
+ * negative, 1 not)·top + the item's top digit (item >> shift, below top), or 2·top for NaN. */
 static inline int64_t fb_rank_bucket(uint64_t item, int neg, int isnan_, int64_t g,
-                                     int grouped)
+                                     int grouped, int shift, int64_t top)
 {
     if (grouped)
         return 3 * g + (isnan_ ? 2 : (neg ? 0 : 1));
     if (isnan_)
-        return 2 * FB_RADIX;
-    return (neg ? 0 : FB_RADIX) + (int64_t)(item & (FB_RADIX - 1));
+        return 2 * top;
+    return (neg ? 0 : top) + (int64_t)(item >> shift);
 }
 
 static inline int fb_rank_kept(const fb_rank_args *a, int64_t i, int isnan_)
@@ -106,89 +108,84 @@ static inline uint64_t fb_rank_element(const fb_rank_args *a, int64_t i, int64_t
     *keep = fb_rank_kept(a, i, isnan_);
     *isnan_out = isnan_;
     *b = fb_rank_bucket(item, neg, isnan_, a->groups != NULL ? a->groups[i] : 0,
-                        a->groups != NULL);
+                        a->groups != NULL, a->shift, a->top);
     return item;
 }
 
-/* fb_count's loop for contiguous float32 predictions and labels of type T, every element kept,
- * with write: the digit histograms in uint32 tables on the stack, the top digit's in four
- * interleaved copies (its values repeat: one table would chain each count on the last). */
-#define FB_COUNT_F32(T)                                                                       \
+/* Whether fb_count and fb_split may take their loops for contiguous float32 predictions and
+ * labels (uint8 or float32) with every element kept and no groups (the common case). */
+static inline int fb_rank_plain(const fb_rank_args *a)
+{
+    return !a->p_f64 && a->p_stride == 1 && a->y_stride == 1 && a->y_kind != FB_Y_F64
+           && a->mask == NULL && a->groups == NULL && !a->omit;
+}
+
+/* fb_count's loop for fb_rank_plain slices with labels of type T (C's way to specialise; Numba's
+ * count is specialised by type). */
+#define FB_COUNT_PLAIN(T)                                                                     \
     do {                                                                                      \
         const T *yy = (const T *)a->y;                                                        \
         const float *pp = (const float *)a->p;                                                \
-        uint32_t *out32 = (uint32_t *)out;                                                    \
         for (int64_t i = lo; i < hi; i++) {                                                   \
             T yv = yy[i];                                                                     \
             float pv = pp[i];                                                                 \
             int isnan_ = (yv != yv) | (pv != pv), neg;                                        \
             nan |= isnan_;                                                                    \
             soft |= (yv != 0) & (yv != 1) & (yv == yv);                                       \
-            uint32_t item = (uint32_t)(fb_key_f32(pv, &neg) << 1) | (uint32_t)(yv == 1);      \
-            counts[fb_rank_bucket(item, neg, isnan_, 0, 0)]++;                                \
-            out32[i] = item;                                                                  \
-            mid[(item >> FB_RADIX_BITS) & (FB_RADIX - 1)]++;                                  \
-            top[(i & 3) * FB_RADIX + (item >> (2 * FB_RADIX_BITS))]++;                        \
+            uint64_t item = (fb_key_f32(pv, &neg) << 1) | (uint64_t)(yv == 1);                \
+            counts[2 * fb_rank_bucket(item, neg, isnan_, 0, 0, a->shift, a->top)            \
+                   + (int64_t)(item & 1)]++;                                                  \
         }                                                                                     \
     } while (0)
 
-static inline int fb_count_f32(const fb_rank_args *a, int64_t lo, int64_t hi, int64_t *counts,
-                               void *out)
+/* counts[2·bucket + (label == 1)] += the kept elements of [lo, hi); returns the flags. Kept = in
+ * the mask and, under nan_policy "omit", with no NaN label or prediction. */
+static inline int fb_count(const fb_rank_args *args, int64_t lo, int64_t hi, int64_t *counts)
 {
-    uint32_t mid[FB_RADIX], top[4 * FB_RADIX];
-    int soft = 0, nan = 0;
-    memset(mid, 0, sizeof(mid));
-    memset(top, 0, sizeof(top));
-    if (a->y_kind == FB_Y_U8)
-        FB_COUNT_F32(uint8_t);
-    else
-        FB_COUNT_F32(float);
-    int64_t *digits = counts + 2 * FB_RADIX + 1;
-    for (int v = 0; v < FB_RADIX; v++) {
-        digits[v] += mid[v];
-        digits[FB_RADIX + v] += (int64_t)top[v] + top[FB_RADIX + v] + top[2 * FB_RADIX + v]
-                                + top[3 * FB_RADIX + v];
-    }
-    return soft * FB_RANK_SOFT | nan * FB_RANK_NAN;
-}
-#undef FB_COUNT_F32
-
-/* counts[bucket] += the kept elements of [lo, hi); returns the flags. Kept = in the mask and,
- * under nan_policy "omit", with no NaN label or prediction. write (no groups): every element's
- * item to out[i] too, and the histograms of its digits after the first to counts[2·FB_RADIX + 1
- * + (d - 1)·FB_RADIX + value] (when all are kept and none negative, the sort starts from there).
- * The arguments are copied first: stores to out could alias them. */
-static inline int fb_count(const fb_rank_args *args, int64_t lo, int64_t hi, int64_t *counts,
-                           void *out, int write)
-{
-    const fb_rank_args s = *args, *a = &s;
-    if (write && !a->p_f64 && a->p_stride == 1 && a->y_stride == 1 && a->y_kind != FB_Y_F64
-        && a->w == NULL && a->mask == NULL && !a->omit)
-        return fb_count_f32(a, lo, hi, counts, out);
+    const fb_rank_args s = *args, *a = &s; /* a local copy: stores to counts could alias it */
     int soft = 0, nan = 0, bad_w = 0;
-    int nd = ((a->p_f64 ? 64 : 32) - 1) / FB_RADIX_BITS;
-    int64_t *digits = counts + 2 * FB_RADIX + 1 - FB_RADIX;
-    for (int64_t i = lo; i < hi; i++) {
-        double y = fb_rank_label(a, i);
-        int64_t b;
-        int keep, isnan_;
-        uint64_t item = fb_rank_element(a, i, &b, &keep, &isnan_);
-        nan |= keep & isnan_;
-        soft |= keep & (y != 0.0) & (y != 1.0) & (y == y);
+    if (fb_rank_plain(a)) {
+        if (a->y_kind == FB_Y_U8)
+            FB_COUNT_PLAIN(uint8_t);
+        else
+            FB_COUNT_PLAIN(float);
         if (a->w != NULL)
-            bad_w |= keep & !(a->w[i] >= 0.0 && a->w[i] < INFINITY);
-        counts[b] += keep;
-        if (write) {
-            if (a->p_f64)
-                ((uint64_t *)out)[i] = item;
-            else
-                ((uint32_t *)out)[i] = (uint32_t)item;
-            for (int d = 1; d <= nd; d++)
-                digits[d * FB_RADIX + ((item >> (d * FB_RADIX_BITS)) & (FB_RADIX - 1))]++;
+            for (int64_t i = lo; i < hi; i++)
+                bad_w |= !(a->w[i] >= 0.0 && a->w[i] < INFINITY);
+    } else {
+        for (int64_t i = lo; i < hi; i++) {
+            double y = fb_rank_label(a, i);
+            int64_t b;
+            int keep, isnan_;
+            fb_rank_element(a, i, &b, &keep, &isnan_);
+            nan |= keep & isnan_;
+            soft |= keep & (y != 0.0) & (y != 1.0) & (y == y);
+            if (a->w != NULL)
+                bad_w |= keep & !(a->w[i] >= 0.0 && a->w[i] < INFINITY);
+            counts[2 * b + (int64_t)(y == 1.0)] += keep;
         }
     }
     return soft * FB_RANK_SOFT | nan * FB_RANK_NAN | bad_w * FB_RANK_WEIGHT;
 }
+#undef FB_COUNT_PLAIN
+
+/* fb_split's loop for fb_rank_plain slices with labels of type T. */
+#define FB_SPLIT_PLAIN(T)                                                                     \
+    do {                                                                                      \
+        const T *yy = (const T *)a->y;                                                        \
+        const float *pp = (const float *)a->p;                                                \
+        uint32_t *o = (uint32_t *)out;                                                        \
+        for (int64_t i = lo; i < hi; i++) {                                                   \
+            T yv = yy[i];                                                                     \
+            float pv = pp[i];                                                                 \
+            int isnan_ = (yv != yv) | (pv != pv), neg;                                        \
+            uint64_t item = (fb_key_f32(pv, &neg) << 1) | (uint64_t)(yv == 1);                \
+            int64_t j = at[fb_rank_bucket(item, neg, isnan_, 0, 0, a->shift, a->top)]++;      \
+            o[j] = (uint32_t)item;                                                            \
+            if (out_idx != NULL)                                                              \
+                out_idx[j] = (uint32_t)i;                                                     \
+        }                                                                                     \
+    } while (0)
 
 /* The items of the kept elements of [lo, hi) to out at at[bucket], which advances (with their
  * index in out_idx unless NULL): a stable scatter. Labels are 0 or 1 here (a NaN label reads 0:
@@ -197,6 +194,14 @@ static inline void fb_split(const fb_rank_args *args, int64_t lo, int64_t hi, in
                             void *out, uint32_t *out_idx, int64_t spare)
 {
     const fb_rank_args s = *args, *a = &s;
+    if (fb_rank_plain(a) && a->y_kind == FB_Y_U8) {
+        FB_SPLIT_PLAIN(uint8_t);
+        return;
+    }
+    if (fb_rank_plain(a)) {
+        FB_SPLIT_PLAIN(float);
+        return;
+    }
     for (int64_t i = lo; i < hi; i++) {
         int64_t b;
         int keep, isnan_;
@@ -211,6 +216,7 @@ static inline void fb_split(const fb_rank_args *args, int64_t lo, int64_t hi, in
             out_idx[j] = (uint32_t)i;
     }
 }
+#undef FB_SPLIT_PLAIN
 
 /* counts[d] += the items of [lo, hi) whose digit of `bits` bits at shift is d (wide: uint64
  * items). */

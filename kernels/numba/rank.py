@@ -3,16 +3,19 @@
 Exact ROC-AUC and average precision of each slot (the whole slice, or each group) by sorting.
 Each kept prediction becomes an order-preserving unsigned integer key (uint32 for float32, uint64
 for float64) whose sign bit is dropped and replaced by the label in the low bit: item = (key
-without sign) << 1 | y. One counting pass (count) and one stable scatter (split) put the items in
-buckets: by group, then negative predictions, the others, NaN (propagated: counted, not sorted);
-without groups the buckets are the sign and the first 11-bit radix digit, so the split is also
-the first pass of the sort. Each bucket is then sorted by an LSD radix sort, stable: one of at
-least BIG items by all threads (11-bit digits, per-block histograms), smaller ones each by one
-thread in cache (sort_small). A walk from the top over the distinct predictions sums the
-Mann-Whitney pairs and the precision at each recall step in float64; a slot of at least BIG items
-in WALK_RANGES fixed ranges cut at distinct values (range_totals gives each range the weights
-above it). Every choice depends on the sizes only, so the result does not depend on the thread
-count. ``rank`` is the Python entry; its twin is ``rank`` in kernels/cython_kernels.pyx.
+without sign) << 1 | y. One counting pass (count: each bucket's negatives and positives) and one
+stable scatter (split) put the items in buckets: by group, then negative predictions, the others,
+NaN (propagated: counted, not sorted); without groups by sign and the item's top digit (15 bits,
+fewer for small slices), so the split is the first, most significant pass of the sort and the
+buckets fit in cache. Each bucket is then sorted in place by an LSD radix sort, stable: one of at
+least BIG items by all threads through a scratch of its size (11-bit digits), smaller ones each
+by one thread in a scratch of its size (sort_small). A walk from the top over the distinct
+predictions sums the Mann-Whitney pairs and the precision at each recall step in float64: without
+groups or weights each bucket right after its sort, below the counts of the buckets after it;
+else a slot of at least BIG items in WALK_RANGES fixed ranges cut at distinct values
+(range_totals gives each range the weights above it). Every choice depends on the sizes only, so
+the result does not depend on the thread count. ``rank`` is the Python entry; its twin is
+``rank`` in kernels/cython_kernels.pyx.
 """
 
 import numba
@@ -47,31 +50,25 @@ def key_f64(v):
 
 
 @njit(**JIT)
-def rank_bucket(item, neg, isnan, g, grouped):
+def rank_bucket(item, neg, isnan, g, grouped, shift, top):
     """The split bucket of an item: with groups 3·g + (0 negative, 1 not, 2 NaN); without,
-    (0 negative, 1 not)·RADIX + the item's first digit, or 2·RADIX for NaN."""
+    (0 negative, 1 not)·top + the item's top digit (item >> shift, below top), or 2·top for
+    NaN."""
     if grouped:
         return 3 * g + (2 if isnan else (0 if neg else 1))
     if isnan:
-        return 2 * RADIX
-    return (0 if neg else RADIX) + np.int64(item & np.uint64(RADIX - 1))
+        return 2 * top
+    return (0 if neg else top) + np.int64(item >> np.uint64(shift))
 
 
 @njit(**JIT)
-def count(y, p, f32, w, has_w, mask, has_mask, omit, groups, grouped, lo, hi, counts, out,
-          write):
-    """counts[bucket] += the kept elements of [lo, hi); returns the flags. Kept = in the mask
-    and, under nan_policy "omit", with no NaN label or prediction. write (no groups): every
-    element's item to out[i] too, and the histograms of its digits after the first to
-    counts[2·RADIX + 1 + (d - 1)·RADIX + value] (when all are kept and none negative, the sort
-    starts from there); the top digit's in four interleaved copies (its values repeat: one table
-    would chain each count on the last)."""
+def count(y, p, f32, w, has_w, mask, has_mask, omit, groups, grouped, shift, top, lo, hi,
+          counts):
+    """counts[2·bucket + (label == 1)] += the kept elements of [lo, hi); returns the flags.
+    Kept = in the mask and, under nan_policy "omit", with no NaN label or prediction."""
     soft = False
     nan = False
     bad_w = False
-    nd = (out.itemsize * 8 - 1) // RADIX_BITS
-    top = np.zeros((4, RADIX), np.int64)
-    base = np.uint64(2 * RADIX + 1 - RADIX)
     for i in range(lo, hi):
         yv = y[i]
         pv = p[i]
@@ -88,23 +85,14 @@ def count(y, p, f32, w, has_w, mask, has_mask, omit, groups, grouped, lo, hi, co
         else:
             k, neg = key_f64(np.float64(pv))
         item = (k << _U1) | np.uint64(yv == 1)
-        b = rank_bucket(item, neg, isnan, groups[i] if grouped else 0, grouped)
-        counts[np.uint64(b)] += np.int64(keep)
-        if write:
-            out[i] = item
-            for d in range(1, nd):
-                counts[base + np.uint64(d * RADIX)
-                       + ((item >> np.uint64(d * RADIX_BITS)) & np.uint64(RADIX - 1))] += 1
-            top[i & 3, (item >> np.uint64(nd * RADIX_BITS)) & np.uint64(RADIX - 1)] += 1
-    if write:
-        at = 2 * RADIX + 1 + (nd - 1) * RADIX
-        for v in range(RADIX):
-            counts[at + v] += top[0, v] + top[1, v] + top[2, v] + top[3, v]
+        b = rank_bucket(item, neg, isnan, groups[i] if grouped else 0, grouped, shift, top)
+        counts[np.uint64(2 * b) + (item & _U1)] += np.int64(keep)
     return np.int64(soft) * RANK_SOFT | np.int64(nan) * RANK_NAN | np.int64(bad_w) * RANK_WEIGHT
 
 
 @njit(**JIT)
-def split(y, p, f32, mask, has_mask, omit, groups, grouped, lo, hi, at, out, out_idx, has_idx):
+def split(y, p, f32, mask, has_mask, omit, groups, grouped, shift, top, lo, hi, at, out, out_idx,
+          has_idx):
     """The items of the kept elements of [lo, hi) to out at at[bucket], which advances (with
     their index in out_idx when has_idx): a stable scatter. Labels are 0 or 1 here (a NaN label
     reads 0: its slot is NaN). A dropped element goes to the spare last slot."""
@@ -121,7 +109,8 @@ def split(y, p, f32, mask, has_mask, omit, groups, grouped, lo, hi, at, out, out
         else:
             k, neg = key_f64(np.float64(pv))
         item = (k << _U1) | np.uint64(yv == 1)
-        b = np.uint64(rank_bucket(item, neg, isnan, groups[i] if grouped else 0, grouped))
+        b = np.uint64(rank_bucket(item, neg, isnan, groups[i] if grouped else 0, grouped, shift,
+                                  top))
         j = np.uint64(at[b]) if keep else spare
         at[b] += np.int64(keep)
         out[j] = item
@@ -355,82 +344,76 @@ def cuts(items, lo, hi, out):
 
 
 @njit(parallel=True, **JIT)
-def _count(y, p, f32, w, has_w, mask, has_mask, omit, groups, grouped, n_buckets, out, write,
+def _count(y, p, f32, w, has_w, mask, has_mask, omit, groups, grouped, shift, top, n_buckets,
            bounds):
-    """count over the blocks of bounds in parallel: (per-block counts, flags, with write the
-    histograms (nd, RADIX) of the items' digits, the first one's of the non-negative)."""
+    """count over the blocks of bounds in parallel: (per-block counts (nb, 2·n_buckets) of each
+    bucket's negatives and positives, flags)."""
     nb = bounds.shape[0] - 1
-    nd = (out.itemsize * 8 + RADIX_BITS - 1) // RADIX_BITS
-    counts = np.zeros((nb, n_buckets + ((nd - 1) * RADIX if write else 0)), np.int64)
+    counts = np.zeros((nb, 2 * n_buckets), np.int64)
     flags = np.zeros(nb, np.int64)
     for b in prange(nb):
-        flags[b] = count(y, p, f32, w, has_w, mask, has_mask, omit, groups, grouped, bounds[b],
-                         bounds[b + 1], counts[b], out, write)
+        flags[b] = count(y, p, f32, w, has_w, mask, has_mask, omit, groups, grouped, shift, top,
+                         bounds[b], bounds[b + 1], counts[b])
     flag = 0
     for b in range(nb):
         flag |= flags[b]
-    total = counts.sum(axis=0)
-    hist = np.zeros((nd if write else 0, RADIX), np.int64)
-    if write:
-        hist[0] = total[RADIX:2 * RADIX]
-        hist[1:] = total[n_buckets:].reshape(nd - 1, RADIX)
-    return counts[:, :n_buckets].copy(), flag, hist
+    return counts, flag
 
 
 @njit(parallel=True, **JIT)
-def _split(y, p, f32, mask, has_mask, omit, groups, grouped, counts, out, out_idx, has_idx,
-           bounds):
+def _split(y, p, f32, mask, has_mask, omit, groups, grouped, shift, top, counts, out, out_idx,
+           has_idx, bounds):
     """The kept elements' items into their buckets (per-block counts from _count), over the
     blocks of bounds in parallel; the bucket starts (n_buckets + 1)."""
-    nb, n_buckets = counts.shape
+    nb = counts.shape[0]
+    n_buckets = counts.shape[1] // 2
     starts = np.zeros(n_buckets + 1, np.int64)
+    at = np.empty((nb, n_buckets), np.int64)
     start = 0
     for k in range(n_buckets):
         starts[k] = start
         for b in range(nb):
-            c = counts[b, k]
-            counts[b, k] = start
-            start += c
+            at[b, k] = start
+            start += counts[b, 2 * k] + counts[b, 2 * k + 1]
     starts[n_buckets] = start
     for b in prange(nb):
-        split(y, p, f32, mask, has_mask, omit, groups, grouped, bounds[b], bounds[b + 1],
-              counts[b], out, out_idx, has_idx)
+        split(y, p, f32, mask, has_mask, omit, groups, grouped, shift, top, bounds[b],
+              bounds[b + 1], at[b], out, out_idx, has_idx)
     return starts
 
 
 @njit(parallel=True, **JIT)
-def _digit_histograms(items, lo, hi, shift, nd, nb):
-    """The histograms (nd, RADIX) of the 11-bit digits from shift of the items [lo, hi), one
-    pass over nb blocks in parallel."""
-    n = hi - lo
+def _digit_histograms(items, n, nd, nb):
+    """The histograms (nd, RADIX) of the 11-bit digits of the items [0, n), one pass over nb
+    blocks in parallel."""
     counts = np.zeros((nb, nd, RADIX), np.int64)
     for k in prange(nb):
         for d in range(nd):
-            histogram(items, lo + n * k // nb, lo + n * (k + 1) // nb, shift + d * RADIX_BITS,
-                      RADIX_BITS, counts[k, d])
+            histogram(items, n * k // nb, n * (k + 1) // nb, d * RADIX_BITS, RADIX_BITS,
+                      counts[k, d])
     return counts.sum(axis=0)
 
 
 @njit(parallel=True, **JIT)
-def _sort_big(a, b, ia, ib, has_idx, lo, hi, shift, in_b, nb, hist):
-    """Sorts the items [lo, hi) of a (of b when in_b) ascending into a by an LSD radix sort of
-    11-bit digits from shift (the digits below are sorted), hist: their histograms (nd, RADIX);
-    a pass whose digit is the same for every item is skipped. With one or two blocks, the first
-    scatters from the bucket starts and the second from the bucket ends (no per-block
-    histograms); with more, each pass counts per block first."""
-    n = hi - lo
+def _sort_big(a, b, ia, ib, has_idx, n, nb, hist):
+    """Sorts the items [0, n) of a in place (b, ib: scratch of n) by an LSD radix sort of 11-bit
+    digits, hist: their histograms (nd, RADIX); a pass whose digit is the same for every item is
+    skipped. With one or two blocks, the first scatters from the bucket starts and the second
+    from the bucket ends (no per-block histograms); with more, each pass counts per block
+    first."""
     bounds = np.empty(nb + 1, np.int64)
     for k in range(nb + 1):
-        bounds[k] = lo + n * k // nb
-    src, dst, isrc, idst = (b, a, ib, ia) if in_b else (a, b, ia, ib)
+        bounds[k] = n * k // nb
+    src, dst, isrc, idst = a, b, ia, ib
+    in_b = False
     at = np.zeros((nb, RADIX), np.int64)
     for d in range(hist.shape[0]):
-        s = shift + d * RADIX_BITS
+        s = d * RADIX_BITS
         c = hist[d]
-        if c[(np.uint64(src[lo]) >> np.uint64(s)) & np.uint64(RADIX - 1)] == n:
+        if c[(np.uint64(src[0]) >> np.uint64(s)) & np.uint64(RADIX - 1)] == n:
             continue
         if nb <= 2:
-            start = lo
+            start = 0
             for k in range(RADIX):
                 at[0, k] = start
                 start += c[k]
@@ -439,7 +422,7 @@ def _sort_big(a, b, ia, ib, has_idx, lo, hi, shift, in_b, nb, hist):
             for k in prange(nb):
                 at[k, :] = 0
                 histogram(src, bounds[k], bounds[k + 1], s, RADIX_BITS, at[k])
-            start = lo
+            start = 0
             for v in range(RADIX):
                 for k in range(nb):
                     count_kv = at[k, v]
@@ -461,45 +444,81 @@ def _sort_big(a, b, ia, ib, has_idx, lo, hi, shift, in_b, nb, hist):
                 ia[bounds[k]:bounds[k + 1]] = ib[bounds[k]:bounds[k + 1]]
 
 
-@njit(parallel=True, **JIT)
-def _sort_small_all(a, b, ia, ib, has_idx, seg, in_b, n_chunks):
-    """sort_small of each bucket [seg[k, 0], seg[k, 1]), the buckets in n_chunks parallel
-    chunks."""
-    ns = seg.shape[0]
-    for c in prange(n_chunks):
-        counts = np.empty(6 * 2048, np.uint32)
-        at = np.empty(2048, np.int64)
-        for k in range(ns * c // n_chunks, ns * (c + 1) // n_chunks):
-            sort_small(a, b, ia, ib, has_idx, seg[k, 0], seg[k, 1], in_b, counts, at)
+@njit(**JIT)
+def _sort_one_big(a, ia, has_idx, lo, hi, tmp, idx_tmp, n_threads):
+    """Sorts the items [lo, hi) of a in place (ia along when has_idx) by all threads."""
+    n = hi - lo
+    nb = max(1, min(n_threads, n >> 16))
+    nd = (a.itemsize * 8 + RADIX_BITS - 1) // RADIX_BITS
+    _sort_big(a[lo:hi], tmp[:n], ia[lo:hi] if has_idx else ia, idx_tmp[:n] if has_idx else ia,
+              has_idx, n, nb, _digit_histograms(a[lo:hi], n, nd, nb))
 
 
 @njit(**JIT)
-def _sort_all(a, b, ia, ib, has_idx, seg, shift, in_b, hist, n_threads):
-    """Sorts each bucket [seg[k, 0], seg[k, 1]) of a (of b when in_b) into a: the big ones one
-    after the other by all threads (hist: the histograms of the one bucket's digits, or empty),
-    the others each by one thread."""
-    small = np.empty(seg.shape, np.int64)
-    ns = 0
-    nd = (a.itemsize * 8 - shift + RADIX_BITS - 1) // RADIX_BITS
+def _chunks(seg, n_chunks):
+    """n_chunks + 1 bounds of the buckets seg in chunks of about equal item counts (from the
+    first bucket starting at or after each cut)."""
+    out = np.empty(n_chunks + 1, np.int64)
+    if seg.shape[0] == 0:
+        out[:] = 0
+        return out
+    lo = seg[0, 0]
+    n = seg[-1, 1] - lo
+    for c in range(n_chunks):
+        out[c] = np.searchsorted(seg[:, 0], lo + n * c // n_chunks)
+    out[n_chunks] = seg.shape[0]
+    return out
+
+
+@njit(**JIT)
+def _sizes(seg):
+    """(the biggest bucket's size, the biggest's of those under BIG items, at least 1)."""
+    biggest = 0
+    small = 1
     for k in range(seg.shape[0]):
-        lo, hi = seg[k, 0], seg[k, 1]
-        if hi - lo >= BIG:
-            nb = max(1, min(n_threads, (hi - lo) >> 16))
-            h = hist if hist.shape[0] else _digit_histograms(b if in_b else a, lo, hi, shift,
-                                                             nd, nb)
-            _sort_big(a, b, ia, ib, has_idx, lo, hi, shift, in_b, nb, h)
-        elif hi - lo > 0:
-            small[ns, 0] = lo
-            small[ns, 1] = hi
-            ns += 1
-    if ns:
-        _sort_small_all(a, b, ia, ib, has_idx, small[:ns], in_b, min(n_threads, ns))
+        n = seg[k, 1] - seg[k, 0]
+        biggest = max(biggest, n)
+        if n < BIG:
+            small = max(small, n)
+    return biggest, small
 
 
 @njit(parallel=True, **JIT)
-def _walk_big(items, idx, has_idx, w, has_w, lo, hi):
-    """(P, N, 2·U, A) of the sorted items [lo, hi): WALK_RANGES ranges between cuts at distinct
-    values, their totals, then their walks in parallel, summed in range order."""
+def _sort_small_all(a, ia, has_idx, seg, bounds, small):
+    """sort_small in place of each bucket [seg[k, 0], seg[k, 1]) of fewer than BIG items (small:
+    the biggest's size), the buckets in the parallel chunks of bounds."""
+    for c in prange(bounds.shape[0] - 1):
+        counts = np.empty(6 * 2048, np.uint32)
+        at = np.empty(2048, np.int64)
+        scratch = np.empty(small, a.dtype)
+        iscratch = np.empty(small if has_idx else 1, np.uint32)
+        for k in range(bounds[c], bounds[c + 1]):
+            lo, hi = seg[k, 0], seg[k, 1]
+            if 1 < hi - lo < BIG:
+                sort_small(a[lo:hi], scratch, ia[lo:hi] if has_idx else ia, iscratch, has_idx,
+                           0, hi - lo, False, counts, at)
+
+
+@njit(**JIT)
+def _sort_all(a, ia, has_idx, seg, n_threads):
+    """Sorts each bucket [seg[k, 0], seg[k, 1]) of a in place (ia along when has_idx): the big
+    ones one after the other by all threads, the others each by one thread in a scratch of the
+    biggest one's size."""
+    biggest, small = _sizes(seg)
+    if biggest >= BIG:
+        tmp = np.empty(biggest, a.dtype)
+        idx_tmp = np.empty(biggest if has_idx else 1, np.uint32)
+        for k in range(seg.shape[0]):
+            if seg[k, 1] - seg[k, 0] >= BIG:
+                _sort_one_big(a, ia, has_idx, seg[k, 0], seg[k, 1], tmp, idx_tmp, n_threads)
+    _sort_small_all(a, ia, has_idx, seg, _chunks(seg, 4 * n_threads), small)
+
+
+@njit(parallel=True, **JIT)
+def _walk_big(items, idx, has_idx, w, has_w, lo, hi, big_tp, big_fp):
+    """(P, N, 2·U, A) of the sorted items [lo, hi) below weights big_tp, big_fp: WALK_RANGES
+    ranges between cuts at distinct values, their totals, then their walks in parallel, summed
+    in range order."""
     cut = np.empty(WALK_RANGES + 1, np.int64)
     cuts(items, lo, hi, cut)
     nr = WALK_RANGES
@@ -508,6 +527,8 @@ def _walk_big(items, idx, has_idx, w, has_w, lo, hi):
         totals[r, 0], totals[r, 1] = range_totals(items, idx, has_idx, w, has_w, cut[r],
                                                   cut[r + 1])
     above = np.zeros((nr, 2))
+    above[nr - 1, 0] = big_tp
+    above[nr - 1, 1] = big_fp
     for r in range(nr - 2, -1, -1):
         above[r, 0] = above[r + 1, 0] + totals[r + 1, 0]
         above[r, 1] = above[r + 1, 1] + totals[r + 1, 1]
@@ -528,6 +549,46 @@ def _walk_big(items, idx, has_idx, w, has_w, lo, hi):
         u2 += sums[r, 0]
         a += sums[r, 1]
     return big_p, big_n, u2, a
+
+
+@njit(parallel=True, **JIT)
+def _sort_walk_small(a, seg, above, out, bounds, small):
+    """The buckets of fewer than BIG items of _sort_walk (small: the biggest's size), in the
+    parallel chunks of bounds."""
+    no_idx = np.empty(1, np.uint32)
+    no_w = np.empty(1)
+    no_curve = np.zeros((3, 0))
+    for c in prange(bounds.shape[0] - 1):
+        counts = np.empty(6 * 2048, np.uint32)
+        at = np.empty(2048, np.int64)
+        scratch = np.empty(small, a.dtype)
+        for k in range(bounds[c], bounds[c + 1]):
+            lo, hi = seg[k, 0], seg[k, 1]
+            if 0 < hi - lo < BIG:
+                sort_small(a[lo:hi], scratch, no_idx, no_idx, False, 0, hi - lo, False, counts,
+                           at)
+                out[k, 0], out[k, 1], out[k, 2], out[k, 3], _ = walk(
+                    a, no_idx, False, no_w, False, lo, hi, above[k, 0], above[k, 1], no_curve, 0)
+
+
+@njit(**JIT)
+def _sort_walk(a, seg, above, n_threads):
+    """(2·U, A, ...) per bucket [seg[k, 0], seg[k, 1]) of unweighted items, each sorted in place
+    and walked right after (in cache) below the weights above[k] of the buckets after it: the
+    big ones one after the other by all threads, the others each by one thread."""
+    out = np.zeros((seg.shape[0], 4))
+    biggest, small = _sizes(seg)
+    if biggest >= BIG:
+        tmp = np.empty(biggest, a.dtype)
+        no_idx = np.empty(1, np.uint32)
+        for k in range(seg.shape[0]):
+            lo, hi = seg[k, 0], seg[k, 1]
+            if hi - lo >= BIG:
+                _sort_one_big(a, no_idx, False, lo, hi, tmp, no_idx, n_threads)
+                _, _, out[k, 0], out[k, 1] = _walk_big(a, no_idx, False, np.empty(1), False, lo,
+                                                       hi, above[k, 0], above[k, 1])
+    _sort_walk_small(a, seg, above, out, _chunks(seg, 4 * n_threads), small)
+    return out
 
 
 @njit(parallel=True, **JIT)
@@ -556,10 +617,19 @@ def _walk_all(items, idx, has_idx, w, has_w, slots, n_threads):
         lo, hi = slots[k, 0], slots[k, 1]
         if hi - lo >= BIG:
             out[k, 0], out[k, 1], out[k, 2], out[k, 3] = _walk_big(items, idx, has_idx, w,
-                                                                   has_w, lo, hi)
+                                                                   has_w, lo, hi, 0.0, 0.0)
     _walk_small_all(items, idx, has_idx, w, has_w, slots, out,
                     max(1, min(n_threads, slots.shape[0])))
     return out
+
+
+@njit(**JIT)
+def _sum_down(x):
+    """x[-1] + ... + x[0], in that order."""
+    total = 0.0
+    for k in range(x.shape[0] - 1, -1, -1):
+        total += x[k]
+    return total
 
 
 _NONE_F64 = np.zeros(1)
@@ -572,57 +642,50 @@ def rank(y, p, w, mask, groups, n_slots, omit, want_curve, n_threads):
     nan[k] whether slot k holds a propagated NaN. y labels (uint8, float32 or float64), p float32
     or float64 predictions, w float64 weights or None, mask uint8 or None, groups int64 ids in
     [0, n_slots) or None (one slot), omit: leave NaN out. curve (without groups): None, or
-    (prediction values, TP, FP) per distinct prediction from the top. Memory: the items and
-    their sort buffer (2·4 bytes per element for float32 p, 2·8 for float64), with weights the
-    element indices (2·4 bytes)."""
-    numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
+    (prediction values, TP, FP) per distinct prediction from the top. Memory: the items (4 bytes
+    per element for float32 p, 8 for float64), with weights the element indices (4 bytes), and
+    a scratch the size of the biggest bucket of at least BIG items. One thread below BIG
+    elements."""
     n = p.shape[0]
+    n_threads = 1 if n < BIG else n_threads
+    numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
     nb = max(1, min(n_threads, n >> 16))
     bounds = np.array([n * b // nb for b in range(nb + 1)], np.int64)
     f32 = p.dtype == np.float32
     grouped = groups is not None
-    items = np.empty(n + 1, np.uint32 if f32 else np.uint64)
-    tmp = np.empty(n + 1, items.dtype)
+    top_bits = min(15, max(1, int(n).bit_length() - 3))
+    shift = (32 if f32 else 64) - top_bits
+    top = 1 << top_bits
     has_idx = w is not None
-    idx = np.empty(n + 1 if has_idx else 1, np.uint32)
-    idx_tmp = np.empty(idx.shape[0], np.uint32)
     wv = _NONE_F64 if w is None else w
-    n_buckets = 3 * n_slots if grouped else 2 * RADIX + 1
-    counts, flags, hist = _count(y, p, f32, wv, has_idx, _NONE_U8 if mask is None else mask,
-                                 mask is not None, omit, _NONE_G if groups is None else groups,
-                                 grouped, n_buckets, tmp, not grouped, bounds)
+    mv = _NONE_U8 if mask is None else mask
+    gv = _NONE_G if groups is None else groups
+    n_buckets = 3 * n_slots if grouped else 2 * top + 1
+    counts, flags = _count(y, p, f32, wv, has_idx, mv, mask is not None, omit, gv, grouped, shift,
+                           top, n_buckets, bounds)
     if flags & (RANK_SOFT | RANK_WEIGHT):
         return None, None, flags, None
-    totals = counts.sum(axis=0)
-    if not grouped and totals[RADIX:2 * RADIX].sum() == n:
-        # all kept, none negative or NaN: the items are in tmp in input order, sorted from there
-        if has_idx:
-            idx_tmp[:n] = np.arange(n, dtype=np.uint32)
-        _sort_all(items, tmp, idx, idx_tmp, has_idx, np.array([[0, n]], np.int64), 0, True,
-                  hist, n_threads)
-        starts = np.zeros(n_buckets + 1, np.int64)
-        starts[RADIX + 1:] = n
-        seg = None
-    else:
-        # with groups the split goes to tmp and each bucket is sorted from there; without, the
-        # split is the first pass, into the buffer from which the passes left end in items
-        into_tmp = grouped or (items.itemsize * 8 - 1) // RADIX_BITS % 2 == 1
-        starts = _split(y, p, f32, _NONE_U8 if mask is None else mask, mask is not None, omit,
-                        _NONE_G if groups is None else groups, grouped, counts,
-                        tmp if into_tmp else items, idx_tmp if into_tmp else idx, has_idx, bounds)
-        if grouped:
-            seg = np.stack((starts[:-1], starts[1:]), 1).reshape(n_slots, 3, 2)[:, :2]
-        else:
-            seg = np.array([[0, starts[RADIX]], [starts[RADIX], starts[2 * RADIX]]], np.int64)
-        _sort_all(items, tmp, idx, idx_tmp, has_idx, seg.reshape(-1, 2),
-                  0 if grouped else RADIX_BITS, into_tmp, hist[:0], n_threads)
+    items = np.empty(n + 1, np.uint32 if f32 else np.uint64)
+    idx = np.empty(n + 1 if has_idx else 1, np.uint32)
+    starts = _split(y, p, f32, mv, mask is not None, omit, gv, grouped, shift, top, counts, items,
+                    idx, has_idx, bounds)
     if grouped:
+        seg = np.stack((starts[:-1], starts[1:]), 1).reshape(n_slots, 3, 2)[:, :2]
         slots = np.stack((starts[0:-1:3], starts[2::3]), 1)
         nan = starts[3::3] > starts[2::3]
     else:
-        slots = np.array([[0, starts[2 * RADIX]]], np.int64)
-        nan = np.array([starts[2 * RADIX + 1] > starts[2 * RADIX]])
-    del tmp, idx_tmp
+        seg = np.stack((starts[:2 * top], starts[1:2 * top + 1]), 1)
+        slots = np.array([[0, starts[2 * top]]], np.int64)
+        nan = np.array([starts[2 * top + 1] > starts[2 * top]])
+    seg = np.ascontiguousarray(seg.reshape(-1, 2))
+    if not grouped and not has_idx and not want_curve:
+        # each bucket walked right after its sort, below the counts of the buckets after it
+        c = counts.sum(axis=0)[:4 * top].reshape(-1, 2)[:, ::-1].astype(np.float64)
+        above = np.ascontiguousarray(np.cumsum(c[::-1], axis=0)[::-1] - c)
+        out = _sort_walk(items, seg, above, n_threads)
+        return np.array([[above[0, 0] + c[0, 0], above[0, 1] + c[0, 1],
+                          _sum_down(out[:, 0]), _sum_down(out[:, 1])]]), nan, flags, None
+    _sort_all(items, idx, has_idx, seg, n_threads)
     if not want_curve:
         return _walk_all(items, idx, has_idx, wv, has_idx, slots, n_threads), nan, flags, None
     m = int(slots[0, 1])
@@ -630,7 +693,7 @@ def rank(y, p, w, mask, groups, n_slots, omit, want_curve, n_threads):
     u2, a, tp, fp, k = walk(items, idx, has_idx, wv, has_idx, 0, m, 0.0, 0.0, curve, 0)
     at = curve[2, :k].astype(np.int64)
     sums = np.array([[tp, fp, u2, a]])
-    return sums, nan, flags, (_values(items[at], at < starts[RADIX], f32), curve[0, :k],
+    return sums, nan, flags, (_values(items[at], at < starts[top], f32), curve[0, :k],
                               curve[1, :k])
 
 
