@@ -90,6 +90,36 @@ def chunking(n_rows, n_cols, n_slots, buckets, n_extra):
     return rows, -(-n_rows // rows)
 
 
+def _stripes(plan, bits, n_bins):
+    """(rows per stripe, number of stripes, buckets, extra sums per slot) of a plan."""
+    buckets = n_buckets(bits)
+    n_extra = N_EXTRA + 3 * n_bins
+    n_rows, n_cols = plan.p.shape
+    return chunking(n_rows, n_cols, plan.n_slots, buckets, n_extra) + (buckets, n_extra)
+
+
+def _run(plan, backend, n_threads, threshold, bits, n_bins, rows, n_stripes, hist, extra):
+    """The kernel pass: stripe s of the plan's rows added into hist[s], extra[s]; returns the
+    error bits of the counted elements."""
+    backend = resolve_backend(backend)
+    kernel = load_backend(backend)
+    threads = fork_safe_threads(backend, min(resolve_num_threads(n_threads), n_stripes))
+    flags = np.zeros(n_stripes, np.uint8)
+    p = plan.p.view(np.float16).astype(np.float32) if plan.p_half else plan.p
+    groups = plan.groups  # read in place when int32 or int64 and contiguous
+    if groups.dtype not in (np.int32, np.int64) or not groups.flags.c_contiguous:
+        groups = np.ascontiguousarray(groups, np.int64)
+    buckets = n_buckets(bits)
+    options = HistOptions(plan.mode, plan.from_logits, plan.nan_mode == NAN_OMIT,
+                          _cut(threshold, plan.from_logits), 23 - bits if bits else 0,
+                          (_HALF - _LOW) >> (23 - bits) if bits else 0, buckets, n_bins, rows)
+    with launch_guard(backend):
+        kernel.hist_pass(_strided(p), _strided(_labels(plan.y, plan.y_half)), _strided(plan.w),
+                         _strided(plan.mask).view(np.uint8), groups, hist[:n_stripes],
+                         extra[:n_stripes], flags, options, threads)
+    return int(np.bitwise_or.reduce(flags))
+
+
 def histogram_sums(plan, backend, n_threads, *, threshold, bits, n_bins, want_flags=False):
     """(hist (n_slots, n_buckets, 2) or None, extra (n_slots, N_EXTRA + 3·n_bins)) of a plan in
     mode MODE_ALL, MODE_COLS or MODE_GROUPS, and with ``want_flags`` the error bits (FLAG_LABEL,
@@ -97,36 +127,45 @@ def histogram_sums(plan, backend, n_threads, *, threshold, bits, n_bins, want_fl
     (the kernel pass) or reads these. Stripes are added in a fixed order: the sums are
     bit-identical for any thread count."""
     assert plan.mode in (MODE_ALL, MODE_COLS, MODE_GROUPS)
-    backend = resolve_backend(backend)
-    kernel = load_backend(backend)
-    buckets = n_buckets(bits)
-    n_extra = N_EXTRA + 3 * n_bins
-    n_rows, n_cols = plan.p.shape
-    if n_rows == 0:
+    rows, n_stripes, buckets, n_extra = _stripes(plan, bits, n_bins)
+    if plan.p.shape[0] == 0:
         empty = (np.zeros((plan.n_slots, buckets, 2)) if buckets else None), np.zeros((plan.n_slots, n_extra))
         return empty + (0,) if want_flags else empty
-    rows, n_stripes = chunking(n_rows, n_cols, plan.n_slots, buckets, n_extra)
-    threads = fork_safe_threads(backend, min(resolve_num_threads(n_threads), n_stripes))
     hist = np.zeros((n_stripes, plan.n_slots, max(buckets, 1), 2))
     extra = np.zeros((n_stripes, plan.n_slots, n_extra))
-    flags = np.zeros(n_stripes, np.uint8)
-    p = plan.p.view(np.float16).astype(np.float32) if plan.p_half else plan.p
-    groups = plan.groups  # read in place when int32 or int64 and contiguous
-    if groups.dtype not in (np.int32, np.int64) or not groups.flags.c_contiguous:
-        groups = np.ascontiguousarray(groups, np.int64)
-    options = HistOptions(plan.mode, plan.from_logits, plan.nan_mode == NAN_OMIT,
-                          _cut(threshold, plan.from_logits), 23 - bits if bits else 0,
-                          (_HALF - _LOW) >> (23 - bits) if bits else 0, buckets, n_bins, rows)
-    with launch_guard(backend):
-        kernel.hist_pass(_strided(p), _strided(_labels(plan.y, plan.y_half)), _strided(plan.w),
-                         _strided(plan.mask).view(np.uint8), groups, hist, extra, flags, options,
-                         threads)
+    flags = _run(plan, backend, n_threads, threshold, bits, n_bins, rows, n_stripes, hist, extra)
     for s in range(1, n_stripes):  # in stripe order
         extra[0] += extra[s]
         if buckets:
             hist[0] += hist[s]
     sums = (hist[0] if buckets else None), extra[0]
-    return sums + (int(np.bitwise_or.reduce(flags)),) if want_flags else sums
+    return sums + (flags,) if want_flags else sums
+
+
+def add_histogram(plan, backend, n_threads, *, threshold, bits, n_bins, hist, extra):
+    """Add the pass's stripes into running per-stripe sums (an Accumulator's): stripe s into
+    hist[s] (n_stripes, n_slots, n_buckets or 1, 2) and extra[s] (n_stripes, n_slots, n_extra),
+    both grown with zero stripes to the stripes of this plan; returns (hist, extra). No zeroed
+    scratch, no sum over stripes per call: sum_stripes adds them once, for the report. The
+    stripes are a function of each call's shape: any thread count gives the same bits."""
+    assert plan.mode in (MODE_ALL, MODE_COLS, MODE_GROUPS)
+    rows, n_stripes, _, _ = _stripes(plan, bits, n_bins)
+    if plan.p.shape[0] == 0:
+        return hist, extra
+    if n_stripes > len(extra):
+        grow = n_stripes - len(extra)
+        hist = np.concatenate([hist, np.zeros((grow,) + hist.shape[1:])])
+        extra = np.concatenate([extra, np.zeros((grow,) + extra.shape[1:])])
+    _run(plan, backend, n_threads, threshold, bits, n_bins, rows, n_stripes, hist, extra)
+    return hist, extra
+
+
+def sum_stripes(stripes):
+    """The sum over axis 0 of per-stripe sums, in stripe order (a copy)."""
+    total = stripes[0].copy()
+    for s in range(1, len(stripes)):
+        total += stripes[s]
+    return total
 
 
 def auc_from_histogram(hist):

@@ -18,6 +18,7 @@ from ._histogram import (
     AUC_BITS,
     GROUP_AUC_BITS,
     N_BINS,
+    add_histogram,
     auc_from_histogram,
     check_bins,
     check_bits,
@@ -25,6 +26,7 @@ from ._histogram import (
     extra_fields,
     histogram_sums,
     one_slot_fields,
+    sum_stripes,
 )
 from ._kernels import MODE_ALL, MODE_COLS, MODE_GROUPS, MODE_ROWS
 from ._plan import make_plan
@@ -263,8 +265,9 @@ class Accumulator:
     The ROC-AUC comes from a histogram per slot of Σw·y and Σw·(1-y) over ``2·(23·2^auc_bits + 1)``
     buckets of the prediction (fastbce/_histogram.py: 2^-auc_bits relative to the distance to 0
     or 1), with ``roc_auc_lower`` and ``roc_auc_upper`` its exact bounds. Memory per slot: 16 bytes
-    per bucket, 1.5 MB at the default 11 bits (7 bits, 94 KB, with groups); ``auc_bits=0``: no
-    histogram (ranking fields NaN). Fewer bits: a histogram closer to the core (faster updates,
+    per bucket, 1.5 MB at the default 11 bits (7 bits, 94 KB, with groups), times the stripes of
+    the largest update (fastbce/_histogram.py: one per 2^18 elements, at most 16 and 64 MB in
+    all); ``auc_bits=0``: no histogram (ranking fields NaN). Fewer bits: a histogram closer to the core (faster updates,
     benchmarks/README.md), wider bounds (each bit less doubles the buckets' width).
     ``threshold`` and ``n_bins`` as :func:`score`.
     """
@@ -291,7 +294,10 @@ class Accumulator:
         self.n_threads = n_threads
         self.backend = backend
         self.labels = None  # labelled groups: the label of each slot, in order of first sight
-        self.state = None  # [totals (n_slots, 7), hist (n_slots, n_buckets, 2) or None, extra]
+        # [totals (n_slots, 7), hist (n_stripes, n_slots, n_buckets, 2) or None, extra
+        # (n_stripes, n_slots, n_extra)]: the histogram pass adds stripe s of every update into
+        # stripe s (fastbce/_histogram.py: add_histogram), result() adds the stripes up
+        self.state = None
         if axis is None and n_groups is None:
             pass  # overall or labelled: known at the first update
         elif n_groups is not None:
@@ -306,12 +312,20 @@ class Accumulator:
         bits = self.settings["auc_bits"]
         return default if bits is None else bits
 
-    def _empty(self, n_slots, default_bits):
+    def _empty(self, n_slots, default_bits, n_stripes=1):
         from ._histogram import N_EXTRA, n_buckets
 
         buckets = n_buckets(self._bits(default_bits))
-        return [np.zeros((n_slots, N_STATS)), np.zeros((n_slots, buckets, 2)) if buckets else None,
-                np.zeros((n_slots, N_EXTRA + 3 * self.settings["n_bins"]))]
+        return [np.zeros((n_slots, N_STATS)),
+                np.zeros((n_stripes, n_slots, buckets, 2)) if buckets else None,
+                np.zeros((n_stripes, n_slots, N_EXTRA + 3 * self.settings["n_bins"]))]
+
+    def _grow_stripes(self, n_stripes):
+        """Zero stripes appended to the state's histogram and extra sums, up to n_stripes."""
+        grow = n_stripes - len(self.state[2])
+        if grow > 0:
+            self.state[1:] = [None if a is None else np.concatenate([a, np.zeros((grow,) + a.shape[1:])])
+                              for a in self.state[1:]]
 
     def update(self, y_true, y_pred, sample_weight=None, groups=None, mask=None):
         """Add a chunk of data; returns self. An empty chunk is a no-op."""
@@ -337,11 +351,26 @@ class Accumulator:
         plan = _plan_of(y_true, y_pred, from_logits=settings["from_logits"], eps=settings["eps"],
                         sample_weight=sample_weight, mask=mask, nan_policy=settings["nan_policy"],
                         groups=groups, n_groups=n_groups, axis=settings["axis"])
+        if slots is None and self.state is not None and len(self.state[0]) != plan.n_slots:
+            raise ValueError(f"the data has {plan.n_slots} labels but the accumulator has {len(self.state[0])}")
         totals = run_pass(plan, self.backend, self.n_threads, n_stats=N_STATS)[0]
         default_bits = AUC_BITS if plan.mode != MODE_GROUPS else GROUP_AUC_BITS
-        hist, extra = histogram_sums(plan, self.backend, self.n_threads, threshold=settings["threshold"],
-                                     bits=self._bits(default_bits), n_bins=settings["n_bins"])
-        self._add([totals, hist, extra], slots, default_bits)
+        bits, threshold, n_bins = self._bits(default_bits), settings["threshold"], settings["n_bins"]
+        if slots is not None:  # the batch's slots are not the accumulator's: sums, then added
+            hist, extra = histogram_sums(plan, self.backend, self.n_threads, threshold=threshold,
+                                         bits=bits, n_bins=n_bins)
+            self._add([totals, None if hist is None else hist[None], extra[None]], slots, default_bits)
+            return self
+        if self.state is None:
+            self.state = self._empty(plan.n_slots, default_bits)
+        hist, extra = self.state[1], self.state[2]
+        scratch = hist is None  # no AUC histogram: the kernel still takes one bucket per slot
+        if scratch:
+            hist = np.zeros(extra.shape[:2] + (1, 2))
+        hist, extra = add_histogram(plan, self.backend, self.n_threads, threshold=threshold, bits=bits,
+                                    n_bins=n_bins, hist=hist, extra=extra)
+        self.state[1:] = [None if scratch else hist, extra]
+        self.state[0] += totals
         return self
 
     def merge(self, other):
@@ -373,34 +402,42 @@ class Accumulator:
         return np.array([self._slot_of[label] for label in labels], np.intp)
 
     def _add(self, state, slots, default_bits):
-        """Add per-slot sums (into the accumulator's ``slots``, when labelled)."""
+        """Add a state's per-slot sums (into the accumulator's ``slots``, when labelled), stripe
+        by stripe."""
+        totals, hist, extra = state
+        n_stripes = len(extra)
         if slots is not None:
             n_slots = len(self.labels)
             if self.state is None:
-                self.state = self._empty(n_slots, default_bits)
+                self.state = self._empty(n_slots, default_bits, n_stripes)
             grow = n_slots - len(self.state[0])
             if grow:
-                more = self._empty(grow, default_bits)
-                self.state = [None if a is None else np.concatenate([a, b]) for a, b in zip(self.state, more)]
-            for mine, theirs in zip(self.state, state):
+                more = self._empty(grow, default_bits, len(self.state[2]))
+                self.state = [None if a is None else np.concatenate([a, b], axis=min(i, 1))
+                              for i, (a, b) in enumerate(zip(self.state, more))]
+            self._grow_stripes(n_stripes)
+            self.state[0][slots] += totals
+            for mine, theirs in zip(self.state[1:], (hist, extra)):
                 if mine is not None:
-                    mine[slots] += theirs
+                    mine[:n_stripes, slots] += theirs
             return
         if self.state is None:
             self.state = [None if a is None else a.copy() for a in state]
-        elif len(self.state[0]) != len(state[0]):
-            raise ValueError(f"the data has {len(state[0])} labels but the accumulator has {len(self.state[0])}")
+        elif len(self.state[0]) != len(totals):
+            raise ValueError(f"the data has {len(totals)} labels but the accumulator has {len(self.state[0])}")
         else:
-            for mine, theirs in zip(self.state, state):
+            self._grow_stripes(n_stripes)
+            self.state[0] += totals
+            for mine, theirs in zip(self.state[1:], (hist, extra)):
                 if mine is not None:
-                    mine += theirs
+                    mine[:n_stripes] += theirs
 
     def result(self):
         """The :class:`ScoreResult` of everything added so far."""
         if self.state is None and (self.settings["axis"] == 0 or self.labels is not None):
             raise ValueError("the accumulator has no data yet: call update() first")
         state = self.state or self._empty(1, AUC_BITS)  # an overall report of nothing: NaN
-        totals, hist, extra = (None if a is None else a.copy() for a in state)
+        totals, hist, extra = state[0].copy(), None if state[1] is None else sum_stripes(state[1]), sum_stripes(state[2])
         labels = None if self.labels is None else list(self.labels)
         if labels is not None:  # sorted labels, as score() gives them (when they sort)
             try:

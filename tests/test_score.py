@@ -556,3 +556,69 @@ def test_empty_overall_and_group_accumulators_give_nan():
     assert all(np.isnan(getattr(overall, name)) for name in FIELDS[2:])
     per_group = fastbce.Accumulator(n_groups=3).result()
     assert (per_group.count == 0).all() and np.isnan(per_group.log_loss).all()
+
+
+def _metric_dict(result):
+    return {name: getattr(result, name) for name in ("brier", "ece", "tp", "fp", "tn", "fn",
+                                                      "roc_auc", "roc_auc_lower", "average_precision")}
+
+
+@pytest.mark.parametrize("case", ["hard", "weighted", "groups"])
+@pytest.mark.parametrize("backend", COMPILED_BACKENDS)
+def test_accumulator_stripes(backend, case):
+    """Updates of 1, 3 and 2 histogram stripes (auc_bits=4: one stripe per 2^18 elements) are
+    kept per stripe: the sums of one call to 1e-12 (the histogram of hard labels exactly), the
+    same bits for 1, 2 and 3 threads, merges of accumulators with different stripe counts."""
+    from fastbce._histogram import histogram_sums
+    from fastbce._score import _plan_of
+
+    n = 1_000_000
+    rng = np.random.default_rng(26)
+    p = rng.random(n).astype(np.float32)
+    y = (rng.random(n) < p).astype(np.float32)
+    call, settings_ = {}, {"auc_bits": 4, "nan_policy": "omit"}
+    if case == "weighted":
+        p[rng.random(n) < 1e-4] = np.nan
+        call = {"sample_weight": rng.random(n), "mask": rng.random(n) < 0.9}
+    if case == "groups":
+        groups = rng.integers(0, 7, n)
+        groups[groups == 3] = 4  # an empty group
+        call, settings_["n_groups"] = {"groups": groups}, 7
+    bounds = [(0, 100_000), (100_000, 700_000), (700_000, n)]
+
+    def fed(threads, parts=bounds):
+        acc = fastbce.Accumulator(backend=backend, n_threads=threads, **settings_)
+        for start, stop in parts:
+            acc.update(y[start:stop], p[start:stop], **{k: a[start:stop] for k, a in call.items()})
+        return acc
+
+    one = fed(1)
+    assert one.state[2].shape[0] == 3  # the stripes of the largest update
+    for threads in (2, 3):
+        assert same_report(fed(threads).result(), one.result())
+        assert all(np.array_equal(a, b, equal_nan=True) for a, b in
+                   zip(_metric_dict(fed(threads).result()).values(), _metric_dict(one.result()).values()))
+    plan = _plan_of(y, p, from_logits=False, eps=1e-7, nan_policy="omit", groups=call.get("groups"),
+                    n_groups=settings_.get("n_groups"), axis=None,
+                    sample_weight=call.get("sample_weight"), mask=call.get("mask"))
+    hist, extra = histogram_sums(plan, "numpy", 1, threshold=0.5, bits=4, n_bins=15)
+    result = one.result()
+    if case == "weighted":
+        np.testing.assert_allclose(result.hist, hist, rtol=1e-12)
+    else:
+        np.testing.assert_array_equal(result.hist, hist)
+    np.testing.assert_allclose(result.extra, extra, rtol=1e-12)
+    whole = fastbce.score(y, p, backend=backend, nan_policy="omit", n_groups=settings_.get("n_groups"),
+                          **call)
+    assert_report(result, whole.to_dict(), rtol=1e-12)
+    for name in ("brier", "ece", "tp", "fp"):
+        np.testing.assert_allclose(getattr(result, name), getattr(whole, name), rtol=1e-12, err_msg=name)
+    # an accumulator of one stripe merged with one of three, either way round
+    small, large = fed(2, bounds[:1]), fed(2, bounds[1:])
+    assert small.state[2].shape[0] == 1 and large.state[2].shape[0] == 3
+    for merged in (fed(2, bounds[:1]).merge(large), fed(2, bounds[1:]).merge(small)):
+        assert merged.state[2].shape[0] == 3
+        assert_report(merged.result(), whole.to_dict(), rtol=1e-12)
+        np.testing.assert_allclose(merged.result().extra, extra, rtol=1e-12)
+    again = pickle.loads(pickle.dumps(fed(2, bounds[:1]).merge(large)))
+    assert same_report(again.result(), fed(2, bounds[:1]).merge(large).result())

@@ -20,6 +20,8 @@
 
 /* Bits of 2^-24: below it all predictions share the bucket next to 0 (or to 1). */
 #define FB_HIST_LOW 0x33800000
+/* fb_hist_block's return bit (beside the error bits) for a block with a label not 0 or 1 */
+#define FB_HIST_SOFT 0x100
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 /* AVX-512 / AVX2 clones of the block loop; no contraction (-ffp-contract=off): the same bits */
@@ -93,19 +95,27 @@ static inline __attribute__((always_inline)) int fb_hist_bad(double x, double y,
 }
 
 /* The probability q of a prediction x (σ(x) from logits), v = min(q, 1 - q) without cancellation
- * (σ(-|x|) from logits) and high = (q >= 1/2). */
-static inline __attribute__((always_inline)) double fb_hist_q(double x, int logits, double *v,
-                                                              int *high)
+ * (σ(-|x|) from logits) and high = (q >= 1/2). Returned by value: out-parameters keep gcc from
+ * if-converting (and so vectorising) the loops that call it. */
+typedef struct {
+    double q, v;
+    int high;
+} fb_hist_qv;
+
+static inline __attribute__((always_inline)) fb_hist_qv fb_hist_q(double x, int logits)
 {
+    fb_hist_qv r;
     if (logits) {
         const double t = exp(-fabs(x));
-        *v = t / (1.0 + t); /* σ(-|x|) */
-        *high = x >= 0.0;
-        return *high ? 1.0 / (1.0 + t) : *v;
+        r.v = t / (1.0 + t); /* σ(-|x|) */
+        r.high = x >= 0.0;
+        r.q = r.high ? 1.0 / (1.0 + t) : r.v;
+        return r;
     }
-    *high = x >= 0.5;
-    *v = *high ? 1.0 - x : x;
-    return x;
+    r.high = x >= 0.5;
+    r.v = r.high ? 1.0 - x : x;
+    r.q = x;
+    return r;
 }
 
 /* Any layout, element by element: the rows [r0, r1) into hist and extra; returns the error bits. */
@@ -130,9 +140,9 @@ static int fb_hist_rows(const fb_hist_args *a, int64_t r0, int64_t r1, double *h
                     e[0] += 1.0;
                 continue;
             }
-            double v;
-            int high;
-            const double q = fb_hist_q(x, logits, &v, &high);
+            const fb_hist_qv r = fb_hist_q(x, logits);
+            const double q = r.q, v = r.v;
+            const int high = r.high;
             double wy = w * y, wn = w - wy;
             if (a->n_buckets) {
                 double *h = hist + 2 * (slot * a->n_buckets + fb_bucket(v, high, a->shift, a->top));
@@ -176,10 +186,11 @@ static inline __attribute__((always_inline)) int fb_hist_values(
     for (int64_t k = 0; k < n; k++) {
         const double x = p_f64 ? P64[k] : (double)P32[k];
         double y = y_kind == FB_Y_U8 ? (double)Y8[k] : y_kind == FB_Y_F32 ? (double)Y32[k] : Y64[k];
-        double w = wb[k], v;
+        double w = wb[k];
         const int isn = (x != x) | (y != y), on = mb[k] != 0, cnt = on & !isn;
-        int high;
-        double q = fb_hist_q(x, logits, &v, &high);
+        const fb_hist_qv r = fb_hist_q(x, logits);
+        const int high = r.high;
+        double q = r.q, v = r.v;
         nanb[k] = on & isn ? omit : 0.0;
         w = cnt ? w : 0.0;
         y = cnt ? y : 0.0;
@@ -195,12 +206,12 @@ static inline __attribute__((always_inline)) int fb_hist_values(
         fpb[k] = positive ? wn : 0.0;
         const int64_t bin = (int64_t)(q * bins);
         binb[k] = bin < last ? bin : last;
-        keyb[k] = fb_bucket(v, high, shift, top);
+        keyb[k] = 2 * fb_bucket(v, high, shift, top) + (y == 0.0);
     }
     /* fb_hist_bad's tests, as 0/1 per test, in a loop of their own: in the loop above they keep
      * gcc from vectorising it. The block is in L1 by now. */
-    int bad_y = 0, bad_x = 0, bad_w = 0;
-#pragma omp simd reduction(|:bad_y, bad_x, bad_w)
+    int bad_y = 0, bad_x = 0, bad_w = 0, soft = 0;
+#pragma omp simd reduction(|:bad_y, bad_x, bad_w, soft)
     for (int64_t k = 0; k < n; k++) {
         const double x = p_f64 ? P64[k] : (double)P32[k];
         const double y = y_kind == FB_Y_U8 ? (double)Y8[k] : y_kind == FB_Y_F32 ? (double)Y32[k] : Y64[k];
@@ -209,9 +220,10 @@ static inline __attribute__((always_inline)) int fb_hist_values(
         bad_y |= on & ((y < 0.0) | (y > 1.0));
         bad_x |= on & ((x < 0.0) | (x > 1.0));
         bad_w |= on & !((w >= 0.0) & (w < INFINITY));
+        soft |= on & (y != 0.0) & (y != 1.0);
     }
     const int bad = (bad_y ? FB_FLAG_LABEL : 0) | (bad_x && !logits ? FB_FLAG_PRED : 0)
-                    | (bad_w ? FB_FLAG_WEIGHT : 0);
+                    | (bad_w ? FB_FLAG_WEIGHT : 0) | (soft ? FB_HIST_SOFT : 0);
     if (lanes == NULL)
         return bad;
     const int64_t full = n - n % FB_LANES;
@@ -236,7 +248,8 @@ static inline __attribute__((always_inline)) int fb_hist_values(
 /* The values of the n elements from b0 of fb_hist_flat (wb the weights, mb the mask). An element
  * counts unless masked or NaN; one with a NaN, not masked, gives nanb 1 unless NaNs are omitted.
  * Per element, 0 where not counted: cwb the weight, wyb w·y, wqb w·q, brb w·(q-y)², tpb w·y and
- * fpb w·(1-y) where x >= cut, binb the calibration bin of q and keyb its bucket (fb_bucket).
+ * fpb w·(1-y) where x >= cut, binb the calibration bin of q and keyb 2·bucket (fb_bucket) + 1
+ * where y = 0: a block of hard labels adds w at keyb alone.
  * With `lanes` (one sum for all): nanb, brb, tpb, fpb added into its four sets of FB_LANES lanes
  * (element k of the block into lane k % FB_LANES). Returns the error bits (fb_hist_bad). */
 FB_H_CLONES
@@ -300,8 +313,10 @@ static int fb_hist_flat(const fb_hist_args *a, int64_t r0, int64_t r1, double *h
                 for (int64_t k = 0; k < n; k++) wb[k] = (double)W32[(b0 + k) * a->w_rs];
         }
         for (int64_t k = 0; a->m_rs != 0 && k < n; k++) mb[k] = a->mask[(b0 + k) * a->m_rs];
-        bad |= fb_hist_block(a, b0, n, wb, mb, cwb, wyb, wqb, brb, tpb, fpb, nanb, binb, keyb,
-                             grouped ? NULL : lanes);
+        const int got = fb_hist_block(a, b0, n, wb, mb, cwb, wyb, wqb, brb, tpb, fpb, nanb, binb,
+                                      keyb, grouped ? NULL : lanes);
+        const int soft = got & FB_HIST_SOFT;
+        bad |= got & ~FB_HIST_SOFT;
         if (!grouped) {
             if (one_bin) {
                 const int64_t full = n - n % FB_LANES;
@@ -326,8 +341,10 @@ static int fb_hist_flat(const fb_hist_args *a, int64_t r0, int64_t r1, double *h
                     c[2] += wqb[k];
                 }
             }
-            for (int64_t k = 0; n_buckets && k < n; k++) {
-                double *h = hist + 2 * keyb[k];
+            if (n_buckets && !soft) /* hard labels: w·y or w·(1-y) is 0, the other w */
+                for (int64_t k = 0; k < n; k++) hist[keyb[k]] += cwb[k];
+            for (int64_t k = 0; n_buckets && soft && k < n; k++) {
+                double *h = hist + (keyb[k] & ~(int64_t)1);
                 h[0] += wyb[k];
                 h[1] += cwb[k] - wyb[k];
             }
@@ -342,8 +359,10 @@ static int fb_hist_flat(const fb_hist_args *a, int64_t r0, int64_t r1, double *h
                 c[0] += cwb[k];
                 c[1] += wyb[k];
                 c[2] += wqb[k];
-                if (n_buckets) {
-                    double *h = hist + 2 * (slot * n_buckets + keyb[k]);
+                if (n_buckets && !soft) {
+                    hist[2 * slot * n_buckets + keyb[k]] += cwb[k];
+                } else if (n_buckets) {
+                    double *h = hist + 2 * slot * n_buckets + (keyb[k] & ~(int64_t)1);
                     h[0] += wyb[k];
                     h[1] += cwb[k] - wyb[k];
                 }
@@ -433,9 +452,7 @@ static int fb_calib_chunk(const void *p, int p_f64, const void *y, int y_kind, c
                 continue;
             nan += 1.0;
         }
-        double v;
-        int high;
-        const double q = fb_hist_q(x, logits, &v, &high);
+        const double q = fb_hist_q(x, logits).q;
         double *c = copies + 4 * (nb * (i % FB_HIST_COPIES) + fb_calib_bin(q != q ? 0.0 : q, edges, nb, uniform));
         c[0] += 1.0;
         c[1] += wv;

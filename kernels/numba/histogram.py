@@ -11,14 +11,15 @@ import math
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import literal_unroll, njit, prange
 
 from .. import (BLOCK, FLAG_LABEL, FLAG_PRED, FLAG_WEIGHT, HIST_COPIES, HIST_EXTRA, LANES,
                 MODE_ALL, MODE_COLS, MODE_GROUPS)
 from .dispatch import read_only
-from .llvm import INLINE, JIT, bits_f32
+from .llvm import INLINE, JIT, add_lanes, bits_f32, prefer_wide_vectors
 
 HIST_LOW = 0x33800000  # bits of 2^-24 (kernels/c/histogram.h: FB_HIST_LOW)
+HIST_SOFT = 0x100  # hist_block's bit for a block with a label not 0 or 1 (FB_HIST_SOFT)
 
 
 @njit(**INLINE)
@@ -93,17 +94,16 @@ def hist_rows(p, y, w, mask, groups, mode, logits, omit_nan, cut, shift, top, n_
 @njit(**INLINE)
 def _hist_values(p, y, b0, k, wb, mb, cwb, wyb, wqb, brb, tpb, fpb, nanb, binb, keyb, logits, cut,
                  bins, last, shift, top, omit):
-    """hist_block's loop body for element k (C: fb_hist_values, `logits` a constant); returns
-    its error bits."""
-    x = np.float64(p[b0 + k, 0])
-    yv = np.float64(y[b0 + k, 0])
+    """hist_block's loop body for element k (C: fb_hist_values, `logits` a constant); bitwise
+    operators, not `and` / `or`, whose branches keep LLVM from vectorising the loop."""
+    x = np.float64(p[b0 + k])
+    yv = np.float64(y[b0 + k])
     w = wb[k]
-    isn = (x != x) or (yv != yv)
+    isn = (x != x) | (yv != yv)
     on = mb[k] != 0
-    cnt = on and not isn
-    bad = hist_bad(x, yv, w, on, logits)
+    cnt = on & (not isn)
     q, v, high = hist_q(x, logits)
-    nanb[k] = omit if (on and isn) else 0.0
+    nanb[k] = omit if (on & isn) else 0.0
     w = w if cnt else 0.0
     yv = yv if cnt else 0.0
     q = q if cnt else 0.0
@@ -111,7 +111,7 @@ def _hist_values(p, y, b0, k, wb, mb, cwb, wyb, wqb, brb, tpb, fpb, nanb, binb, 
     wy = w * yv
     wn = w - wy
     d = q - yv
-    positive = cnt and x >= cut
+    positive = cnt & (x >= cut)
     cwb[k] = w
     wyb[k] = wy
     wqb[k] = w * q
@@ -120,42 +120,50 @@ def _hist_values(p, y, b0, k, wb, mb, cwb, wyb, wqb, brb, tpb, fpb, nanb, binb, 
     fpb[k] = wn if positive else 0.0
     b = np.int64(q * bins)
     binb[k] = b if b < last else last
-    keyb[k] = bucket(v, high, shift, top)
-    return bad
+    keyb[k] = 2 * bucket(v, high, shift, top) + np.int64(yv == 0.0)
 
 
 @njit(**JIT)
-def hist_block(p, y, b0, n, wb, mb, cwb, wyb, wqb, brb, tpb, fpb, nanb, binb, keyb, lanes,
-               grouped, logits, omit_nan, cut, n_bins, shift, top):
+def hist_block(p, y, b0, n, wb, mb, cwb, wyb, wqb, brb, tpb, fpb, nanb, binb, keyb, l_nan,
+               l_brier, l_tp, l_fp, grouped, logits, omit_nan, cut, n_bins, shift, top):
     """The values of the n elements from b0 of hist_flat (see fb_hist_block: 0 where not
-    counted); not grouped, nanb, brb, tpb, fpb added into the four sets of LANES lanes. Returns
-    the error bits."""
+    counted; keyb 2·bucket + 1 where y = 0); not grouped, nanb, brb, tpb, fpb added into the
+    LANES lanes l_nan, l_brier, l_tp, l_fp (add_lanes: in registers). Returns the error bits,
+    and HIST_SOFT for a block with a label not 0 or 1."""
+    prefer_wide_vectors()
     bins = np.float64(n_bins)
     last = np.int64(n_bins - 1)
     omit = 0.0 if omit_nan else 1.0
-    bad = 0
     if logits:
         for k in range(n):
-            bad |= _hist_values(p, y, b0, k, wb, mb, cwb, wyb, wqb, brb, tpb, fpb, nanb, binb, keyb,
-                                True, cut, bins, last, shift, top, omit)
+            _hist_values(p, y, b0, k, wb, mb, cwb, wyb, wqb, brb, tpb, fpb, nanb, binb, keyb, True,
+                         cut, bins, last, shift, top, omit)
     else:
         for k in range(n):
-            bad |= _hist_values(p, y, b0, k, wb, mb, cwb, wyb, wqb, brb, tpb, fpb, nanb, binb, keyb,
-                                False, cut, bins, last, shift, top, omit)
+            _hist_values(p, y, b0, k, wb, mb, cwb, wyb, wqb, brb, tpb, fpb, nanb, binb, keyb,
+                         False, cut, bins, last, shift, top, omit)
+    # hist_bad's tests, as 0/1 per test, in a loop of their own (as fb_hist_values)
+    bad_y = 0
+    bad_x = 0
+    bad_w = 0
+    soft = 0
+    for k in range(n):  # products of integers: LLVM vectorises no `&` of booleans here
+        x = np.float64(p[b0 + k])
+        yv = np.float64(y[b0 + k])
+        w = wb[k]
+        on = np.int64(mb[k] != 0)
+        bad_y |= on * np.int64((yv < 0.0) | (yv > 1.0))
+        bad_x |= on * np.int64((x < 0.0) | (x > 1.0))
+        bad_w |= on * np.int64(not ((w >= 0.0) & (w < math.inf)))
+        soft |= on * np.int64((yv != 0.0) & (yv != 1.0))
+    bad = ((FLAG_LABEL if bad_y else 0) | (FLAG_PRED if bad_x and not logits else 0)
+           | (FLAG_WEIGHT if bad_w else 0) | (HIST_SOFT if soft else 0))
     if grouped:
         return bad
-    full = n - n % LANES
-    for g in range(0, full, LANES):
-        for k in range(LANES):
-            lanes[k] += nanb[g + k]
-            lanes[LANES + k] += brb[g + k]
-            lanes[2 * LANES + k] += tpb[g + k]
-            lanes[3 * LANES + k] += fpb[g + k]
-    for k in range(n - full):
-        lanes[k] += nanb[full + k]
-        lanes[LANES + k] += brb[full + k]
-        lanes[2 * LANES + k] += tpb[full + k]
-        lanes[3 * LANES + k] += fpb[full + k]
+    add_lanes(l_nan, nanb, None, None, 0, n)
+    add_lanes(l_brier, brb, None, None, 0, n)
+    add_lanes(l_tp, tpb, None, None, 0, n)
+    add_lanes(l_fp, fpb, None, None, 0, n)
     return bad
 
 
@@ -177,40 +185,42 @@ def hist_flat(p, y, w, mask, groups, mode, logits, omit_nan, cut, shift, top, n_
     binb = np.empty(BLOCK, np.int64)
     keyb = np.empty(BLOCK, np.int64)
     mb = np.empty(BLOCK, np.uint8)
-    lanes = np.zeros(7 * LANES)  # NaN, Brier, tp, fp; one bin: Σw, Σw·y, Σw·q
+    # lanes of the NaN count, Brier, tp, fp; with one bin Σw, Σw·y, Σw·q too
+    lanes = (np.zeros(LANES), np.zeros(LANES), np.zeros(LANES), np.zeros(LANES), np.zeros(LANES),
+             np.zeros(LANES), np.zeros(LANES))
     grouped = mode == MODE_GROUPS
     one_bin = n_bins == 1
     bad = 0
     copies = np.zeros(HIST_COPIES * 3 * n_bins)
+    flat = hist[0].reshape(-1)  # slot 0's buckets, keyb the index
     for b0 in range(r0, r1, BLOCK):
         n = min(r1 - b0, BLOCK)
         for k in range(n):
             wb[k] = np.float64(w[b0 + k, 0])
             mb[k] = mask[b0 + k, 0]
-        bad |= hist_block(p, y, b0, n, wb, mb, cwb, wyb, wqb, brb, tpb, fpb, nanb, binb, keyb,
-                          lanes, grouped, logits, omit_nan, cut, n_bins, shift, top)
+        got = hist_block(p, y, b0, n, wb, mb, cwb, wyb, wqb, brb, tpb, fpb, nanb, binb, keyb,
+                         lanes[0], lanes[1], lanes[2], lanes[3], grouped, logits, omit_nan, cut,
+                         n_bins, shift, top)
+        soft = got & HIST_SOFT
+        bad |= got & ~HIST_SOFT
         if not grouped:
             if one_bin:
-                full = n - n % LANES
-                for g in range(0, full, LANES):
-                    for k in range(LANES):
-                        lanes[4 * LANES + k] += cwb[g + k]
-                        lanes[5 * LANES + k] += wyb[g + k]
-                        lanes[6 * LANES + k] += wqb[g + k]
-                for k in range(n - full):
-                    lanes[4 * LANES + k] += cwb[full + k]
-                    lanes[5 * LANES + k] += wyb[full + k]
-                    lanes[6 * LANES + k] += wqb[full + k]
+                add_lanes(lanes[4], cwb, None, None, 0, n)
+                add_lanes(lanes[5], wyb, None, None, 0, n)
+                add_lanes(lanes[6], wqb, None, None, 0, n)
             else:
                 for k in range(n):
                     c = 3 * (n_bins * (k % HIST_COPIES) + binb[k])
                     copies[c] += cwb[k]
                     copies[c + 1] += wyb[k]
                     copies[c + 2] += wqb[k]
-            if n_buckets:
+            if n_buckets and not soft:  # hard labels: w·y or w·(1-y) is 0, the other w
                 for k in range(n):
-                    hist[0, keyb[k], 0] += wyb[k]
-                    hist[0, keyb[k], 1] += cwb[k] - wyb[k]
+                    flat[keyb[k]] += cwb[k]
+            elif n_buckets:
+                for k in range(n):
+                    hist[0, keyb[k] >> 1, 0] += wyb[k]
+                    hist[0, keyb[k] >> 1, 1] += cwb[k] - wyb[k]
         else:
             for k in range(n):
                 slot = np.int64(groups[b0 + k])
@@ -222,15 +232,18 @@ def hist_flat(p, y, w, mask, groups, mode, logits, omit_nan, cut, shift, top, n_
                 extra[slot, c] += cwb[k]
                 extra[slot, c + 1] += wyb[k]
                 extra[slot, c + 2] += wqb[k]
-                if n_buckets:
-                    hist[slot, keyb[k], 0] += wyb[k]
-                    hist[slot, keyb[k], 1] += cwb[k] - wyb[k]
+                if n_buckets and not soft:
+                    hist[slot, keyb[k] >> 1, keyb[k] & 1] += cwb[k]
+                elif n_buckets:
+                    hist[slot, keyb[k] >> 1, 0] += wyb[k]
+                    hist[slot, keyb[k] >> 1, 1] += cwb[k] - wyb[k]
     if not grouped:
-        for s in range(7 if one_bin else 4):
-            total = lanes[s * LANES]
-            for k in range(1, LANES):
-                total += lanes[s * LANES + k]
-            extra[0, s] += total
+        for s in literal_unroll((0, 1, 2, 3, 4, 5, 6)):
+            if s < 4 or one_bin:
+                total = lanes[s][0]
+                for k in range(1, LANES):
+                    total += lanes[s][k]
+                extra[0, s] += total
         for j in range(0 if one_bin else 3 * n_bins):
             total = copies[j]
             for c in range(1, HIST_COPIES):
@@ -240,25 +253,26 @@ def hist_flat(p, y, w, mask, groups, mode, logits, omit_nan, cut, shift, top, n_
 
 
 @njit(**JIT)
-def hist_chunk(p, y, w, mask, groups, mode, logits, omit_nan, cut, shift, top, n_buckets,
+def hist_chunk(p, y, p1, y1, w, mask, groups, mode, logits, omit_nan, cut, shift, top, n_buckets,
                n_bins, r0, r1, hist, extra):
     """The rows [r0, r1) into hist (n_slots, n_buckets, 2) and extra (n_slots, n_extra), both
-    zeroed: one column of contiguous predictions and labels, overall or by group, by hist_flat;
-    the rest by hist_rows. Returns the error bits."""
+    zeroed: one column of contiguous predictions and labels, overall or by group, by hist_flat
+    on p1, y1 (the column as 1-D contiguous arrays: LLVM vectorises no loop over p[i, 0]); the
+    rest by hist_rows. Returns the error bits."""
     if (p.shape[1] == 1 and p.strides[0] // p.itemsize == 1 and y.strides[0] // y.itemsize == 1
             and (mode == MODE_ALL or mode == MODE_GROUPS)):
-        return hist_flat(p, y, w, mask, groups, mode, logits, omit_nan, cut, shift, top,
+        return hist_flat(p1, y1, w, mask, groups, mode, logits, omit_nan, cut, shift, top,
                          n_buckets, n_bins, r0, r1, hist, extra)
     return hist_rows(p, y, w, mask, groups, mode, logits, omit_nan, cut, shift, top, n_buckets,
                      n_bins, r0, r1, hist, extra)
 
 
 @njit(parallel=True, **JIT)
-def _hist_pass(p, y, w, mask, groups, mode, logits, omit_nan, cut, shift, top, n_buckets, n_bins,
-               rows, hist, extra, flags):
+def _hist_pass(p, y, p1, y1, w, mask, groups, mode, logits, omit_nan, cut, shift, top, n_buckets,
+               n_bins, rows, hist, extra, flags):
     n = p.shape[0]
     for c in prange(extra.shape[0]):
-        flags[c] = hist_chunk(p, y, w, mask, groups, mode, logits, omit_nan, cut, shift, top,
+        flags[c] = hist_chunk(p, y, p1, y1, w, mask, groups, mode, logits, omit_nan, cut, shift, top,
                               n_buckets, n_bins, c * rows, min(n, (c + 1) * rows), hist[c],
                               extra[c])
 
@@ -271,7 +285,12 @@ def hist_pass(p, y, w, mask, groups, hist, extra, flags, options, n_threads):
     numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
     o = options
     p, y, w, mask, groups = read_only(p, y, w, mask, groups)
-    _hist_pass(p, y, w, mask, groups, int(o.mode), bool(o.logits), bool(o.omit_nan),
+    # one contiguous column as 1-D arrays (hist_chunk), else empty ones of the same types
+    flat = p.shape[1] == 1 and p.strides[0] == p.itemsize and y.strides[0] == y.itemsize
+    p1 = p.reshape(-1) if flat else p[:0, 0].copy()
+    y1 = y.reshape(-1) if flat else y[:0, 0].copy()
+    p1, y1 = read_only(p1, y1)
+    _hist_pass(p, y, p1, y1, w, mask, groups, int(o.mode), bool(o.logits), bool(o.omit_nan),
                float(o.cut), int(o.shift), int(o.top), int(o.n_buckets), int(o.n_bins),
                int(o.rows_per_chunk), hist, extra, flags)
 
