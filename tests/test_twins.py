@@ -309,3 +309,5 @@ def test_twin_files_name_each_other(name):
 
 
 LLVM_ONLY["KERNEL"] = "the jit options of every kernel function, uncached (an overload's body)"
+NUMBA_ONLY["elements"]["focal_hard_block"] = ("the float32 hard-label focal block or -1, an overload "
+                                              "by dtype (C: focal32 in fb_element_chunk)")

@@ -381,6 +381,96 @@ FB_INLINE int FB_NAME(fb_focal_grad_hess_plain)(const fb_args *a, const FB_T *P,
     return bad;
 }
 
+/* Focal gradient and Hessian of a hard label y (0 or 1) from a float32 logit x, in float32 (FB_EXACT_FMA
+ * variants). t = 2y-1, u = t·x, p_t = σ(u), q = 1-p_t, CE = softplus(-u), f = α_t·q^γ:
+ * g = -t·f·(q + γ·p_t·CE) (terms of one sign), h = f·p_t·(q·(1+2γ) + γ·CE·(γ·p_t - q)), the
+ * Hessian of fb_focal_grad_hess. e = exp(-|x|) and q in float-float, q^γ = q^n·q^φ: q^n
+ * (n = c_n <= 7) by float-float squaring, q^φ = exp(-φ·softplus(u)) with its argument in
+ * float-float (general: φ > 0), so that no rounding is raised to the power γ; p_t·h scaled by 2^32
+ * (fb_exp_neg_ff_f32) for subnormal p_t. c: γ, 1 + 2γ, φ in two parts, α_t of y = 1 and y = 0. */
+FB_INLINE void FB_NAME(fb_focal_hard)(float x, float y, const float *c, int c_n, int general,
+                                      float *g_out, float *h_out)
+{
+    int pos = y != 0.0f;
+    float u = pos ? x : -x;
+    float es_hi, es_lo; /* e·2^32 */
+    FB_V(fb_exp_neg_ff_f32)(-__builtin_fabsf(x), &es_hi, &es_lo);
+    float e_hi = es_hi * 0x1p-32f, e_lo = es_lo * 0x1p-32f;
+    float d_hi = 1.0f + e_hi;
+    float d_lo = ((1.0f - d_hi) + e_hi) + e_lo;
+    float b_hi = 1.0f / d_hi; /* σ(|x|) = 1/(1 + e) */
+    float b_lo = (FB_FMAF(-b_hi, d_hi, 1.0f) - b_hi * d_lo) * b_hi;
+    float s_hi, s_lo; /* σ(-|x|) = e/(1 + e) */
+    FB_V(fb_mul_ff)(e_hi, e_lo, b_hi, b_lo, &s_hi, &s_lo);
+    int right = u >= 0.0f;
+    float q_hi = right ? s_hi : b_hi, q_lo = right ? s_lo : b_lo;
+    float q = q_hi + q_lo;
+    float pt_hi = right ? b_hi : s_hi, pt_lo = right ? b_lo : s_lo;
+    float pt = pt_hi + pt_lo;
+    float ps_hi, ps_lo; /* p_t·2^32 */
+    FB_V(fb_mul_ff)(es_hi, es_lo, b_hi, b_lo, &ps_hi, &ps_lo);
+    ps_hi = right ? b_hi * 0x1p32f : ps_hi;
+    ps_lo = right ? b_lo * 0x1p32f : ps_lo;
+    float l1 = FB_V(fb_log_f32)(d_hi, d_lo); /* log1p(e) */
+    float ce = (right ? 0.0f : -u) + l1;
+    float q2_hi, q2_lo, q4_hi, q4_lo, r_hi, r_lo, t_hi, t_lo;
+    FB_V(fb_mul_ff)(q_hi, q_lo, q_hi, q_lo, &q2_hi, &q2_lo);
+    FB_V(fb_mul_ff)(q2_hi, q2_lo, q2_hi, q2_lo, &q4_hi, &q4_lo);
+    r_hi = c_n & 1 ? q_hi : 1.0f;
+    r_lo = c_n & 1 ? q_lo : 0.0f;
+    FB_V(fb_mul_ff)(r_hi, r_lo, q2_hi, q2_lo, &t_hi, &t_lo);
+    r_hi = c_n & 2 ? t_hi : r_hi;
+    r_lo = c_n & 2 ? t_lo : r_lo;
+    FB_V(fb_mul_ff)(r_hi, r_lo, q4_hi, q4_lo, &t_hi, &t_lo);
+    r_hi = c_n & 4 ? t_hi : r_hi;
+    r_lo = c_n & 4 ? t_lo : r_lo;
+    float qg = r_hi + r_lo;
+    if (general) {
+        float m = right ? u : 0.0f; /* softplus(u) = m + l1 in float-float (TwoSum) */
+        float sp = m + l1, sb = sp - m;
+        float sp_lo = (m - (sp - sb)) + (l1 - sb);
+        float a_hi = c[2] * sp;
+        float a_lo = FB_FMAF(c[2], sp, -a_hi) + (c[2] * sp_lo + c[3] * sp);
+        float ex = FB_V(fb_exp_neg_f32)(-a_hi);
+        float qf = qg * FB_FMAF(-ex, a_lo, ex);
+        qg = a_hi < 104.0f ? qf : 0.0f; /* exp(-a) rounds to 0 beyond (a_lo NaN at u = inf) */
+    }
+    float f_hi, f_lo;
+    FB_V(fb_mul_ff)(pos ? c[4] : c[5], 0.0f, qg, 0.0f, &f_hi, &f_lo);
+    /* g/f = q + γ·p_t·CE as b_1 + b_2, p_t·CE in float-float (0 at u = -inf, CE = inf) */
+    float pce_hi, pce_lo;
+    FB_V(fb_mul_ff)(pt_hi, pt_lo, pt_hi == 0.0f ? 0.0f : ce, 0.0f, &pce_hi, &pce_lo);
+    float b_1 = FB_FMAF(c[0], pce_hi, q_hi);
+    float b_2 = FB_FMAF(c[0], pce_lo, q_lo);
+    float g = FB_FMAF(f_hi, b_1, f_hi * b_2 + f_lo * b_1);
+    float br = FB_FMAF(c[0] * ce, FB_FMAF(c[0], pt, -q), q * c[1]);
+    float hs = ps_hi == 0.0f ? 0.0f : FB_FMAF(ps_hi, br, ps_lo * br);
+    *g_out = pos ? -g : g;
+    *h_out = FB_FMAF(f_hi, hs, f_lo * hs) * 0x1p-32f;
+}
+
+/* The focal gradient and Hessian of a block of hard labels (plain pass, no smoothing, float32):
+ * fb_focal_hard; NaN as fb_loss_elements. general: φ > 0 (γ not an integer <= 7). */
+FB_INLINE int FB_NAME(fb_focal_grad_hess_hard)(const fb_args *a, const FB_T *P, const FB_T *Y,
+                                               FB_T *g_out, FB_T *h_out, int64_t n,
+                                               const float *c, int c_n, int general)
+{
+    const int omit = a->nan_mode == FB_NAN_OMIT, raise = a->nan_mode == FB_NAN_RAISE;
+    int bad = 0;
+#pragma omp simd reduction(|:bad)
+    for (int64_t k = 0; k < n; k++) {
+        float x = (float)P[k], y = (float)Y[k];
+        int isn = x != x;
+        bad |= (isn & raise) ? FB_FLAG_NAN : 0;
+        float g, h;
+        FB_NAME(fb_focal_hard)(x, y, c, c_n, general, &g, &h);
+        float nan = omit ? 0.0f : x + y;
+        g_out[k] = (FB_T)(isn ? nan : g);
+        h_out[k] = (FB_T)(isn ? nan : h);
+    }
+    return bad;
+}
+
 /* Elements [start, stop) of an element pass; returns the error bits. */
 FB_TARGET __attribute__((noinline))
 static int FB_NAME(fb_element_chunk)(const fb_elements *e, int64_t start, int64_t stop)
@@ -406,6 +496,14 @@ static int FB_NAME(fb_element_chunk)(const fb_elements *e, int64_t start, int64_
     const int bare = e->w.kind == FB_K_NONE && e->mask.kind == FB_K_NONE && e->pw.kind == FB_K_NONE
                      && !(e->y.kind == FB_K_F64 && sizeof(FB_T) == 4);
     const int plain = bare && (e->focal ? grad_hess : a->shift == 0.0);
+    /* focal, float32, no smoothing: blocks of 0/1 labels take fb_focal_grad_hess_hard, with
+     * γ = c_n + φ (c_n = min(⌊γ⌋, 7)) and the constants fc of fb_focal_hard */
+    const int focal32 = FB_EXACT_FMA && sizeof(FB_T) == 4 && e->focal && a->shift == 0.0;
+    const int c_n = a->gamma >= 7.0 ? 7 : (int)a->gamma;
+    const double phi = a->gamma - c_n;
+    const float fc[6] = {(float)a->gamma, (float)(1.0 + 2.0 * a->gamma), (float)phi,
+                         (float)(phi - (float)phi), a->alpha >= 0.0 ? (float)a->alpha : 1.0f,
+                         a->alpha >= 0.0 ? (float)(1.0 - a->alpha) : 1.0f};
     FB_T *out1 = (FB_T *)e->out1, *out2 = (FB_T *)e->out2;
     const fb_operand o1 = {out1, 0, e->o1_rs, e->o1_cs}, o2 = {out2, 0, e->o2_rs, e->o2_cs};
     int bad = 0;
@@ -434,8 +532,14 @@ static int FB_NAME(fb_element_chunk)(const fb_elements *e, int64_t start, int64_
         FB_T *w2 = grad_hess && o2.rs == ncols * o2.cs && o2.cs == 1 ? out2 + b0 : o2buf;
         if (grad_hess && plain) {
             const FB_T *Y = FB_NAME(fb_load_pred)(&e->y, ncols, b0, n, idx, ytbuf);
+            int hard = focal32;
+            if (focal32)
+                for (int64_t k = 0; k < n; k++) hard &= (Y[k] == FB_ZERO) | (Y[k] == FB_ONE);
             if (!e->focal)
                 bad |= FB_NAME(fb_grad_hess_plain)(a, P, Y, w1, w2, n);
+            else if (hard)
+                bad |= squaring ? FB_NAME(fb_focal_grad_hess_hard)(a, P, Y, w1, w2, n, fc, c_n, 0)
+                     : FB_NAME(fb_focal_grad_hess_hard)(a, P, Y, w1, w2, n, fc, c_n, 1);
             else if (squaring)
                 bad |= FB_NAME(fb_focal_grad_hess_plain)(a, P, Y, w1, w2, n, 1);
             else

@@ -80,6 +80,48 @@ FB_INLINE float FB_V(fb_exp_neg_f32)(float t)
     return y * fb_from_bits_f32((int32_t)((uint32_t)(n - h + 127) << 23));
 }
 
+/* Float-float product: (ah + al)·(bh + bl) as *h + *l, the rounding of ah·bh exact (FMA). */
+FB_INLINE void FB_V(fb_mul_ff)(float ah, float al, float bh, float bl, float *h, float *l)
+{
+    float p = ah * bh;
+    *l = FB_FMAF(ah, bh, -p) + (ah * bl + al * bh);
+    *h = p;
+}
+
+/* exp(t)·2^32 for t <= 0 as *hi + *lo, relative error ~2^-27 (FB_EXACT_FMA variants): fb_exp_neg_f32
+ * with the reduced argument r kept as r + r_lo (TwoSum) and 1 + r + r²·P(r) summed in float-float.
+ * Scaled by 2^32 so that p_t = e/(1 + e) keeps its digits where e is subnormal; t < -130 gives 0. */
+FB_INLINE void FB_V(fb_exp_neg_ff_f32)(float t, float *hi, float *lo)
+{
+    t = t < -130.0f ? -130.0f : t;
+    float v = FB_FMAF(t, 1.44269504088896341f, 12582912.0f);
+    int32_t n = (int32_t)((uint32_t)fb_bits_f32(v) - 0x4b400000u);
+    float nf = v - 12582912.0f;
+    float r1 = FB_FMAF(nf, -0.693359375f, t); /* exact */
+    float p = nf * 2.12194440e-4f;
+    float p_lo = FB_FMAF(nf, 2.12194440e-4f, -p);
+    float r = r1 + p;
+    float rb = r - r1;
+    float r_lo = ((r1 - (r - rb)) + (p - rb)) + p_lo;
+    float z = r * r;
+    float y = 1.9875691500e-4f;
+    y = FB_FMAF(y, r, 1.3981999507e-3f);
+    y = FB_FMAF(y, r, 8.3334519073e-3f);
+    y = FB_FMAF(y, r, 4.1665795894e-2f);
+    y = FB_FMAF(y, r, 1.6666665459e-1f);
+    y = FB_FMAF(y, r, 5.0000001201e-1f);
+    y = y * z;
+    float s_hi = 1.0f + r;
+    float s_lo = ((1.0f - s_hi) + r) + (FB_FMAF(r_lo, r, r_lo) + y);
+    float e_hi = s_hi + s_lo;
+    float e_lo = s_lo - (e_hi - s_hi);
+    int32_t h = n >> 1; /* 2^(n+32) as 2^h·2^(n-h+32), both normal for n >= -188 */
+    float f1 = fb_from_bits_f32((int32_t)((uint32_t)(h + 127) << 23));
+    float f2 = fb_from_bits_f32((int32_t)((uint32_t)(n - h + 159) << 23));
+    *hi = (e_hi * f1) * f2;
+    *lo = (e_lo * f1) * f2;
+}
+
 /* float64 log(hi + lo), same contract as fb_log_f32: fdlibm's log kernel. k = floor((bits -
  * OFF) / 2^52) with logical shifts only (AVX2 has no 64-bit arithmetic shift), k as a double by
  * fb_i64_to_f64. */

@@ -40,7 +40,17 @@ from .forms import (
     nll_soft,
 )
 from .llvm import INLINE, JIT, bits_f32, fma, from_bits_f32, prefer_wide_vectors
-from .math import as_type_of, exp_neg_f64, log_typed, one_like, pow_unit
+from .math import (
+    as_type_of,
+    exp_neg_f32,
+    exp_neg_ff_f32,
+    exp_neg_f64,
+    log_f32,
+    log_typed,
+    mul_ff,
+    one_like,
+    pow_unit,
+)
 
 F32 = np.float32
 
@@ -430,6 +440,115 @@ def focal_grad_hess_plain(o, gamma_alpha, P, Y, g_out, h_out, n, sq):
     return (FLAG_NAN if nan_bad else 0) | (FLAG_LABEL if label_bad else 0)
 
 
+@njit(**INLINE)
+def focal_hard(x, y, c, c_n, general):
+    """(g, h) of the focal loss of a hard label y (0 or 1) from a float32 logit x, in float32
+    (fb_focal_hard): u = (2y-1)·x, p_t = σ(u), q = 1-p_t, CE = softplus(-u), f = α_t·q^γ,
+    g = -t·f·(q + γ·p_t·CE), h = f·p_t·(q·(1+2γ) + γ·CE·(γ·p_t - q)); e and q in float-float,
+    q^γ = q^n·q^φ (n = c_n by float-float squaring, q^φ = exp(-φ·softplus(u)) when general),
+    p_t·h scaled by 2^32. c: γ, 1 + 2γ, φ in two parts, α_t of y = 1 and y = 0."""
+    zero = F32(0.0)
+    one = F32(1.0)
+    pos = y != zero
+    u = x if pos else -x
+    es_hi, es_lo = exp_neg_ff_f32(-abs(x))  # e·2^32
+    e_hi = es_hi * F32(2.0 ** -32)
+    e_lo = es_lo * F32(2.0 ** -32)
+    d_hi = one + e_hi
+    d_lo = ((one - d_hi) + e_hi) + e_lo
+    b_hi = one / d_hi  # σ(|x|) = 1/(1 + e)
+    b_lo = (fma(-b_hi, d_hi, one) - b_hi * d_lo) * b_hi
+    s_hi, s_lo = mul_ff(e_hi, e_lo, b_hi, b_lo)  # σ(-|x|) = e/(1 + e)
+    right = u >= zero
+    q_hi = s_hi if right else b_hi
+    q_lo = s_lo if right else b_lo
+    q = q_hi + q_lo
+    pt_hi = b_hi if right else s_hi
+    pt_lo = b_lo if right else s_lo
+    pt = pt_hi + pt_lo
+    ps_hi, ps_lo = mul_ff(es_hi, es_lo, b_hi, b_lo)  # p_t·2^32
+    ps_hi = b_hi * F32(2.0 ** 32) if right else ps_hi
+    ps_lo = b_lo * F32(2.0 ** 32) if right else ps_lo
+    l1 = log_f32(d_hi, d_lo)  # log1p(e)
+    ce = (zero if right else -u) + l1
+    q2_hi, q2_lo = mul_ff(q_hi, q_lo, q_hi, q_lo)
+    q4_hi, q4_lo = mul_ff(q2_hi, q2_lo, q2_hi, q2_lo)
+    r_hi = q_hi if c_n & 1 else one
+    r_lo = q_lo if c_n & 1 else zero
+    t_hi, t_lo = mul_ff(r_hi, r_lo, q2_hi, q2_lo)
+    r_hi = t_hi if c_n & 2 else r_hi
+    r_lo = t_lo if c_n & 2 else r_lo
+    t_hi, t_lo = mul_ff(r_hi, r_lo, q4_hi, q4_lo)
+    r_hi = t_hi if c_n & 4 else r_hi
+    r_lo = t_lo if c_n & 4 else r_lo
+    qg = r_hi + r_lo
+    if general is not None:
+        m = u if right else zero  # softplus(u) = m + l1 in float-float (TwoSum)
+        sp = m + l1
+        sb = sp - m
+        sp_lo = (m - (sp - sb)) + (l1 - sb)
+        a_hi = c[2] * sp
+        a_lo = fma(c[2], sp, -a_hi) + (c[2] * sp_lo + c[3] * sp)
+        ex = exp_neg_f32(-a_hi)
+        qf = qg * fma(-ex, a_lo, ex)
+        qg = qf if a_hi < F32(104.0) else zero  # exp(-a) rounds to 0 beyond (a_lo NaN at u = inf)
+    f_hi, f_lo = mul_ff(c[4] if pos else c[5], zero, qg, zero)
+    # g/f = q + γ·p_t·CE as b_1 + b_2, p_t·CE in float-float (0 at u = -inf, CE = inf)
+    pce_hi, pce_lo = mul_ff(pt_hi, pt_lo, zero if pt_hi == zero else ce, zero)
+    b_1 = fma(c[0], pce_hi, q_hi)
+    b_2 = fma(c[0], pce_lo, q_lo)
+    g = fma(f_hi, b_1, f_hi * b_2 + f_lo * b_1)
+    br = fma(c[0] * ce, fma(c[0], pt, -q), q * c[1])
+    hs = zero if ps_hi == zero else fma(ps_hi, br, ps_lo * br)
+    return (-g if pos else g), fma(f_hi, hs, f_lo * hs) * F32(2.0 ** -32)
+
+
+@njit(**JIT)
+def focal_grad_hess_hard(o, P, Y, g_out, h_out, n, c, c_n, general):
+    """The focal gradient and Hessian of a block of hard labels (plain pass, no smoothing,
+    float32): focal_hard; NaN as loss_elements. general: φ > 0 (None or not)."""
+    prefer_wide_vectors()
+    omit = o.nan_mode == NAN_OMIT
+    raise_ = o.nan_mode == NAN_RAISE
+    c0, c1, c2, c3, c4, c5 = c[0], c[1], c[2], c[3], c[4], c[5]
+    cc = (c0, c1, c2, c3, c4, c5)
+    nan_bad = False
+    for k in range(n):
+        x = P[k]
+        y = Y[k]
+        isn = x != x
+        nan_bad |= isn & raise_
+        g, h = focal_hard(x, y, cc, c_n, general)
+        nan = F32(0.0) if omit else x + y
+        g_out[k] = nan if isn else g
+        h_out[k] = nan if isn else h
+    return FLAG_NAN if nan_bad else 0
+
+
+def focal_hard_block(o, P, Y, g_out, h_out, n, c, c_n, sq):
+    raise NotImplementedError
+
+
+@overload(focal_hard_block, inline="always")
+def _focal_hard_block_overload(o, P, Y, g_out, h_out, n, c, c_n, sq):
+    """float32 predictions, no smoothing, labels Y all 0 or 1: focal_grad_hess_hard's error bits,
+    else -1 (the caller takes focal_grad_hess_plain); -1 for float64 predictions, whose form
+    compiles no float32 code (C: fb_element_chunk's focal32)."""
+    if P.dtype != types.float32:
+        return lambda o, P, Y, g_out, h_out, n, c, c_n, sq: -1
+
+    def impl(o, P, Y, g_out, h_out, n, c, c_n, sq):
+        hard = o.shift == 0.0
+        for k in range(n):
+            hard &= (Y[k] == 0) | (Y[k] == 1)
+        if not hard:
+            return -1
+        if sq is not None:
+            return focal_grad_hess_hard(o, P, Y, g_out, h_out, n, c, c_n, None)
+        return focal_grad_hess_hard(o, P, Y, g_out, h_out, n, c, c_n, 1)
+    return impl
+
+
 @njit(**JIT)
 def element_chunk(y, p, w, pw, mask, out1, out2, o, meta, nll, gamma_alpha, start, stop, gh, pc,
                   pl, lg, cf, fo, sq):
@@ -454,6 +573,18 @@ def element_chunk(y, p, w, pw, mask, out1, out2, o, meta, nll, gamma_alpha, star
     # outputs in place where contiguous, else through the buffers
     o1_in_place = meta[5, 1] == ncols * meta[5, 2] and meta[5, 2] == 1
     o2_in_place = meta[6, 1] == ncols * meta[6, 2] and meta[6, 2] == 1
+    # focal, float32: blocks of 0/1 labels take focal_grad_hess_hard (focal_hard_block), with
+    # γ = c_n + φ (c_n = min(⌊γ⌋, 7)) and the constants fc of focal_hard
+    gamma, alpha = gamma_alpha[0], gamma_alpha[1]
+    c_n = 7 if gamma >= 7.0 else int(gamma)
+    phi = gamma - c_n
+    fc = np.empty(6, np.float32)
+    fc[0] = gamma
+    fc[1] = 1.0 + 2.0 * gamma
+    fc[2] = phi
+    fc[3] = phi - np.float64(F32(phi))
+    fc[4] = alpha if alpha >= 0.0 else 1.0
+    fc[5] = 1.0 - alpha if alpha >= 0.0 else 1.0
     bad = 0
     for b0 in range(start, stop, BLOCK):
         n = min(stop - b0, BLOCK)
@@ -478,8 +609,11 @@ def element_chunk(y, p, w, pw, mask, out1, out2, o, meta, nll, gamma_alpha, star
             w2 = out2[o2_off + b0:o2_off + b0 + n] if o2_in_place else o2buf
             if pl is not None:
                 load_pred(y, meta[0], ncols, b0, n, idx, ytbuf)
+                hard = -1 if fo is None else focal_hard_block(o, P, ytbuf, w1, w2, n, fc, c_n, sq)
                 if fo is None:
                     bad |= grad_hess_plain(o, P, ytbuf, w1, w2, n)
+                elif hard >= 0:
+                    bad |= hard
                 else:
                     bad |= focal_grad_hess_plain(o, gamma_alpha, P, ytbuf, w1, w2, n, sq)
             else:

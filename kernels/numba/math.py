@@ -83,6 +83,45 @@ def exp_neg_f32(t):
 
 
 @njit(**INLINE)
+def mul_ff(ah, al, bh, bl):
+    """Float-float product (ah + al)·(bh + bl) as (h, l), the rounding of ah·bh exact (FMA)."""
+    p = ah * bh
+    return p, fma(ah, bh, -p) + (ah * bl + al * bh)
+
+
+@njit(**INLINE)
+def exp_neg_ff_f32(t):
+    """exp(t)·2^32 for t <= 0 as (hi, lo), relative error ~2^-27: exp_neg_f32 with the reduced
+    argument in two parts (TwoSum) and 1 + r + r²·P(r) in float-float; t < -130 gives 0."""
+    t = F32(-130.0) if t < F32(-130.0) else t
+    v = fma(t, F32(1.44269504088896341), F32(12582912.0))
+    n = np.int32(bits_f32(v) - np.int32(0x4b400000))
+    nf = v - F32(12582912.0)
+    r1 = fma(nf, F32(-0.693359375), t)  # exact
+    p = nf * F32(2.12194440e-4)
+    p_lo = fma(nf, F32(2.12194440e-4), -p)
+    r = r1 + p
+    rb = r - r1
+    r_lo = ((r1 - (r - rb)) + (p - rb)) + p_lo
+    z = r * r
+    y = F32(1.9875691500e-4)
+    y = fma(y, r, F32(1.3981999507e-3))
+    y = fma(y, r, F32(8.3334519073e-3))
+    y = fma(y, r, F32(4.1665795894e-2))
+    y = fma(y, r, F32(1.6666665459e-1))
+    y = fma(y, r, F32(5.0000001201e-1))
+    y = y * z
+    s_hi = F32(1.0) + r
+    s_lo = ((F32(1.0) - s_hi) + r) + (fma(r_lo, r, r_lo) + y)
+    e_hi = s_hi + s_lo
+    e_lo = s_lo - (e_hi - s_hi)
+    h = np.int32(n >> 1)  # 2^(n+32) as 2^h·2^(n-h+32), both normal for n >= -188
+    f1 = from_bits_f32(np.int32((h + 127) << 23))
+    f2 = from_bits_f32(np.int32((n - h + 159) << 23))
+    return (e_hi * f1) * f2, (e_lo * f1) * f2
+
+
+@njit(**INLINE)
 def log_f64(hi, lo):
     """float64 log(hi + lo), as log_f32: fdlibm's log kernel, with logical shifts only (AVX2 has
     no 64-bit arithmetic shift)."""
