@@ -99,9 +99,12 @@ def run_chunks(kernel, args, n_chunks, n_threads):
     the twin of fb_fast_pass's OpenMP loop. Each chunk writes its own slot, so the result does
     not depend on n_threads."""
     global _pool
-    threads = max(1, min(n_threads, n_chunks))
+    threads = min(n_threads, n_chunks)
+    if threads <= 1:
+        kernel(*args, 0, n_chunks)
+        return
     bounds = [n_chunks * t // threads for t in range(threads + 1)]
-    if threads > 1 and _pool is None:
+    if _pool is None:
         _pool = ThreadPoolExecutor(max(8, os.cpu_count() or 1), thread_name_prefix="fastbce")
     others = [_pool.submit(kernel, *args, bounds[t], bounds[t + 1]) for t in range(1, threads)]
     try:
@@ -158,6 +161,9 @@ def _flat(a):
     return np.lib.stride_tricks.as_strided(a, (span,), (a.itemsize,)), stride
 
 
+_CONTIGUOUS = (1, 1, 1, 1)  # the strides of y, p, w and mask read in place
+
+
 def fast_pass(y, p, w, pos_w, mask, groups, row_scale, col_scale, sums, flags, grad, options,
               n_threads):
     """Same contract as the Cython ``fast_pass`` (fastbce/_fastpath.py); options: a
@@ -177,8 +183,11 @@ def fast_pass(y, p, w, pos_w, mask, groups, row_scale, col_scale, sums, flags, g
     g32 = groups if g_i32 else _NO_G32
     g64 = _NO_G64 if groups is None or g_i32 else groups
     numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
-    (y, y_stride), (p, p_stride), (w, w_stride), (mask, m_stride) = map(_flat, (y, p, w, mask))
-    strides = (y_stride, p_stride, w_stride, m_stride)
+    strides = _CONTIGUOUS
+    if not (y.flags.c_contiguous and p.flags.c_contiguous and (w is None or w.flags.c_contiguous)
+            and (mask is None or mask.flags.c_contiguous)):
+        (y, y_stride), (p, p_stride), (w, w_stride), (mask, m_stride) = map(_flat, (y, p, w, mask))
+        strides = (y_stride, p_stride, w_stride, m_stride)
     y, p = read_only(y, p)
     # without weights, a dummy of p's type (with focal loss, float64 as the weights then)
     no_w = _NO_SCALE if gamma_alpha is not None else p
@@ -201,7 +210,7 @@ def fast_pass(y, p, w, pos_w, mask, groups, row_scale, col_scale, sums, flags, g
              float(nll[3]), float(options.grad_scale), bool(options.want_loss), w is not None,
              pos_w is not None, mask is not None, g_i32, grad is not None,
              col_scale is not None, row_scale is not None, half, int(options.pw_strides[0]),
-             int(options.pw_strides[1]), strides != (1, 1, 1, 1), *strides)
+             int(options.pw_strides[1]), strides != _CONTIGUOUS, *strides)
         # the form: which block loops the chunk can take (chunk.FORM_*), compiled once each
         form = ((FORM_LOGITS if options.logits else 0)
                 | (FORM_COEF if pos_w is not None or options.smoothing != 0.0 or focal is not None
