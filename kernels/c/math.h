@@ -54,6 +54,17 @@ FB_INLINE float FB_V(fb_log_f32)(float hi, float lo)
     return FB_FMAF(e, 0.693359375f, f + y);
 }
 
+/* The Cephes expf polynomial P(r), exp(r) = 1 + r + r²·P(r) on the reduced argument. */
+FB_INLINE float FB_V(fb_exp_poly_f32)(float r)
+{
+    float y = 1.9875691500e-4f;
+    y = FB_FMAF(y, r, 1.3981999507e-3f);
+    y = FB_FMAF(y, r, 8.3334519073e-3f);
+    y = FB_FMAF(y, r, 4.1665795894e-2f);
+    y = FB_FMAF(y, r, 1.6666665459e-1f);
+    return FB_FMAF(y, r, 5.0000001201e-1f);
+}
+
 /* float32 exp(t) for t <= 0 (NaN in, garbage out); t < -105 gives 0 and subnormal results are
  * rounded once. Cephes expf polynomial. */
 FB_INLINE float FB_V(fb_exp_neg_f32)(float t)
@@ -65,12 +76,7 @@ FB_INLINE float FB_V(fb_exp_neg_f32)(float t)
     float r = FB_FMAF(nf, -0.693359375f, t);
     r = FB_FMAF(nf, 2.12194440e-4f, r);
     float z = r * r;
-    float y = 1.9875691500e-4f;
-    y = FB_FMAF(y, r, 1.3981999507e-3f);
-    y = FB_FMAF(y, r, 8.3334519073e-3f);
-    y = FB_FMAF(y, r, 4.1665795894e-2f);
-    y = FB_FMAF(y, r, 1.6666665459e-1f);
-    y = FB_FMAF(y, r, 5.0000001201e-1f);
+    float y = FB_V(fb_exp_poly_f32)(r);
     y = FB_FMAF(y, z, r);
     y = y + 1.0f;
     /* y·2^n as y·2^h·2^(n-h), h = n/2: both factors normal (n >= -152), the first product exact,
@@ -104,12 +110,7 @@ FB_INLINE void FB_V(fb_exp_neg_ff_f32)(float t, float *hi, float *lo)
     float rb = r - r1;
     float r_lo = ((r1 - (r - rb)) + (p - rb)) + p_lo;
     float z = r * r;
-    float y = 1.9875691500e-4f;
-    y = FB_FMAF(y, r, 1.3981999507e-3f);
-    y = FB_FMAF(y, r, 8.3334519073e-3f);
-    y = FB_FMAF(y, r, 4.1665795894e-2f);
-    y = FB_FMAF(y, r, 1.6666665459e-1f);
-    y = FB_FMAF(y, r, 5.0000001201e-1f);
+    float y = FB_V(fb_exp_poly_f32)(r);
     y = y * z;
     float s_hi = 1.0f + r;
     float s_lo = ((1.0f - s_hi) + r) + (FB_FMAF(r_lo, r, r_lo) + y);

@@ -59,6 +59,18 @@ def log_f32(hi, lo):
 
 
 @njit(**INLINE)
+def exp_poly_f32(r):
+    """The Cephes expf polynomial P(r), exp(r) = 1 + r + r²·P(r) on the reduced argument
+    (fb_exp_poly_f32)."""
+    y = F32(1.9875691500e-4)
+    y = fma(y, r, F32(1.3981999507e-3))
+    y = fma(y, r, F32(8.3334519073e-3))
+    y = fma(y, r, F32(4.1665795894e-2))
+    y = fma(y, r, F32(1.6666665459e-1))
+    return fma(y, r, F32(5.0000001201e-1))
+
+
+@njit(**INLINE)
 def exp_neg_f32(t):
     """float32 exp(t) for t <= 0 (NaN in, garbage out): the Cephes expf polynomial; a subnormal
     result is rounded once."""
@@ -69,12 +81,7 @@ def exp_neg_f32(t):
     r = fma(nf, F32(-0.693359375), t)
     r = fma(nf, F32(2.12194440e-4), r)
     z = r * r
-    y = F32(1.9875691500e-4)
-    y = fma(y, r, F32(1.3981999507e-3))
-    y = fma(y, r, F32(8.3334519073e-3))
-    y = fma(y, r, F32(4.1665795894e-2))
-    y = fma(y, r, F32(1.6666665459e-1))
-    y = fma(y, r, F32(5.0000001201e-1))
+    y = exp_poly_f32(r)
     y = fma(y, z, r)
     y = y + F32(1.0)
     h = np.int32(n >> 1)  # y·2^h·2^(n-h): both factors normal, one rounding
@@ -104,12 +111,7 @@ def exp_neg_ff_f32(t):
     rb = r - r1
     r_lo = ((r1 - (r - rb)) + (p - rb)) + p_lo
     z = r * r
-    y = F32(1.9875691500e-4)
-    y = fma(y, r, F32(1.3981999507e-3))
-    y = fma(y, r, F32(8.3334519073e-3))
-    y = fma(y, r, F32(4.1665795894e-2))
-    y = fma(y, r, F32(1.6666665459e-1))
-    y = fma(y, r, F32(5.0000001201e-1))
+    y = exp_poly_f32(r)
     y = y * z
     s_hi = F32(1.0) + r
     s_lo = ((F32(1.0) - s_hi) + r) + (fma(r_lo, r, r_lo) + y)
