@@ -73,6 +73,8 @@ from .math import as_type_of, lane_sum, lanes_log_product, log_product, split
 # type signature), each without the other forms' loops.
 FORM_LOGITS = 1
 FORM_COEF = 2  # per-element coefficients: pos_weight, label smoothing or focal loss
+FORM_STRIDED = 4  # strided input (gathered per block); without it the blocks are views, so that
+# the loops of contiguous input read one known array, not one of two (a view or a buffer)
 
 
 @njit(**INLINE)
@@ -105,6 +107,7 @@ def _chunk(form, y, p, w, pos_w, mask, g32, g64, grad, col_scale, row_scale, sum
         return None
     LOGITS = bool(form.literal_value & FORM_LOGITS)
     COEF = bool(form.literal_value & FORM_COEF)
+    STRIDED = bool(form.literal_value & FORM_STRIDED)
     F32 = p.dtype in (types.float32, types.uint16)  # float16 bits are computed as float32
     FOCAL = not isinstance(gamma_alpha, types.NoneType)
 
@@ -133,7 +136,7 @@ def _chunk(form, y, p, w, pos_w, mask, g32, g64, grad, col_scale, row_scale, sum
         hbuf = _buffer(BLOCK if o.p_half else 0, np.float32, 0)  # float16 predictions, decoded
         # strided inputs (element k at [k·stride]): a block gathered
         y_stride, p_stride, w_stride, m_stride = o.y_stride, o.p_stride, o.w_stride, o.m_stride
-        strided = o.strided
+        strided = STRIDED
         gy = np.empty(BLOCK if y_stride != 1 else 0, y.dtype)
         gp = np.empty(BLOCK if p_stride != 1 else 0, p.dtype)
         gw = np.empty(BLOCK if w_stride != 1 else 0, w.dtype)
@@ -202,8 +205,12 @@ def _chunk(form, y, p, w, pos_w, mask, g32, g64, grad, col_scale, row_scale, sum
             # loop behind it
             # (none for strided input: the hardware prefetcher follows its constant stride)
             next_n = 0 if strided else max(0, min(BLOCK, stop - b0 - BLOCK))
-            pb = predictions(p, p_stride, b0, n, hbuf, gp)
-            yb = gather_block(y, y_stride, b0, n, gy)
+            if strided:
+                pb = predictions(gather_block(p, p_stride, b0, n, gp), n, hbuf)
+                yb = gather_block(y, y_stride, b0, n, gy)
+            else:
+                pb = predictions(p[b0:b0 + n], n, hbuf)
+                yb = y[b0:b0 + n]
             ok = False
             clean = False
             if (q_first or soft_first) and next_n > 0:  # the prefetch before the labels' loop
@@ -220,11 +227,14 @@ def _chunk(form, y, p, w, pos_w, mask, g32, g64, grad, col_scale, row_scale, sum
             soft |= smoothing != 0.0  # smoothed labels are never 0 or 1
             wbad = False
             if has_w:
-                wbad = load_weights(gather_block(w, w_stride, b0, n, gw), n, wbuf)
+                if strided:
+                    wbad = load_weights(gather_block(w, w_stride, b0, n, gw), n, wbuf)
+                else:
+                    wbad = load_weights(w[b0:b0 + n], n, wbuf)
             elif use_w:
                 wbuf[:] = 1.0
             if has_mask:
-                mb = gather_block(mask, m_stride, b0, n, gm)
+                mb = gather_block(mask, m_stride, b0, n, gm) if strided else mask[b0:b0 + n]
                 for k in range(n):  # not a slice assignment: it compiles a shape error's message
                     mbuf[k] = mb[k]
             if has_coef and has_pw:

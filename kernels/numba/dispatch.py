@@ -14,7 +14,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .chunk import FORM_COEF, FORM_LOGITS, chunk, score_chunk
+from .chunk import FORM_COEF, FORM_LOGITS, FORM_STRIDED, chunk, score_chunk
 from .llvm import JIT, prefer_wide_vectors
 
 F32 = np.float32
@@ -51,8 +51,8 @@ class _Options(NamedTuple):
     p_half: bool  # predictions arrive as the uint16 bits of float16 (computed as float32)
     pw_rs: int  # pos_w[i·pw_rs + j·pw_cs] of element (i, j) (loads.load_pos_weights)
     pw_cs: int
-    strided: bool  # y, p, w, mask: flat element k at [k·stride] (loads.gather_block)
-    y_stride: int
+    y_stride: int  # y, p, w, mask: flat element k at [k·stride] (loads.gather_block), in the
+    # form FORM_STRIDED only
     p_stride: int
     w_stride: int
     m_stride: int
@@ -153,7 +153,8 @@ _kernels = {}  # form -> its _fast_pass
 def _flat(a):
     """(a C-contiguous array, the stride) of a 1-D input whose elements lie a constant positive
     number of items apart (fastbce/_fastpath.py sends only such input): the array spans its
-    elements, which are read at [k·stride], so that strided input is compiled as contiguous."""
+    elements, which are read at [k·stride], so that strided input needs no layout of its own (one
+    form, FORM_STRIDED, serves any strides)."""
     if a is None or a.flags.c_contiguous:
         return a, 1
     stride = a.strides[0] // a.itemsize
@@ -210,11 +211,12 @@ def fast_pass(y, p, w, pos_w, mask, groups, row_scale, col_scale, sums, flags, g
              float(nll[3]), float(options.grad_scale), bool(options.want_loss), w is not None,
              pos_w is not None, mask is not None, g_i32, grad is not None,
              col_scale is not None, row_scale is not None, half, int(options.pw_strides[0]),
-             int(options.pw_strides[1]), strides != _CONTIGUOUS, *strides)
+             int(options.pw_strides[1]), *strides)
         # the form: which block loops the chunk can take (chunk.FORM_*), compiled once each
         form = ((FORM_LOGITS if options.logits else 0)
                 | (FORM_COEF if pos_w is not None or options.smoothing != 0.0 or focal is not None
-                   else 0))
+                   else 0)
+                | (FORM_STRIDED if strides != _CONTIGUOUS else 0))
         if len(_options_cache) >= 256:
             _options_cache.clear()
         _options_cache[key] = o, form

@@ -44,21 +44,20 @@ def _value_dtype_overload(p):
     return lambda p: p.dtype
 
 
-def predictions(p, stride, b0, n, hbuf, gbuf):
+def predictions(pr, n, hbuf):
     raise NotImplementedError
 
 
 @overload(predictions, inline="always")
-def _predictions_overload(p, stride, b0, n, hbuf, gbuf):
-    """The predictions of the block [b0, b0 + n): a view of p (gathered into gbuf when p is
-    strided: gather_block), float16 bits decoded into hbuf (C: a pointer into p or hbuf in
-    fb_chunk)."""
-    if p.dtype == types.uint16:
-        def decoded(p, stride, b0, n, hbuf, gbuf):
-            load_halves(gather_block(p, stride, b0, n, gbuf), n, hbuf)
+def _predictions_overload(pr, n, hbuf):
+    """The predictions of a block from its elements pr (a view of p, or gathered:
+    gather_block): float16 bits decoded into hbuf (C: a pointer into p or hbuf in fb_chunk)."""
+    if pr.dtype == types.uint16:
+        def decoded(pr, n, hbuf):
+            load_halves(pr, n, hbuf)
             return hbuf[:n]
         return decoded
-    return lambda p, stride, b0, n, hbuf, gbuf: gather_block(p, stride, b0, n, gbuf)
+    return lambda pr, n, hbuf: pr
 
 
 @njit(**JIT)
@@ -99,7 +98,7 @@ def gather(a, stride, b0, n, buf):
 def gather_block(a, stride, b0, n, buf):
     """Elements [b0, b0 + n) of an input: a view of a contiguous one (stride 1), or a strided
     one's gathered into buf (fb_gather_block: the same for all the inputs of a block). Strides are
-    values, not types, so that strided input shares the contiguous input's compilation."""
+    values, not types: one compilation serves any strides (chunk's FORM_STRIDED)."""
     if stride == 1:
         return a[b0:b0 + n]
     gather(a, stride, b0, n, buf)
