@@ -12,7 +12,7 @@ demo: $(STAMP)
 	$(VENV)/bin/fastbce demo
 
 test: $(STAMP)
-	$(PYTHON) -m pytest -n 2 --dist loadfile
+	$(PYTHON) -m pytest -n 2 --dist loadfile --durations=15
 
 install: $(STAMP)
 
