@@ -314,3 +314,10 @@ def test_twin_files_name_each_other(name):
 LLVM_ONLY["KERNEL"] = "the jit options of every kernel function, uncached (an overload's body)"
 NUMBA_ONLY["elements"]["focal_hard_block"] = ("the float32 hard-label focal block or -1, an overload "
                                               "by dtype (C: focal32 in fb_element_chunk)")
+NUMBA_ONLY["elements"]["_make_pass"] = ("a range of chunks, one kernel per form, run on threads by "
+                                        "dispatch.run_chunks (C: the prange loop of element_pass "
+                                        "in kernels/cython_kernels.pyx)")
+C_ONLY["elements"]["fb_stream_store"] = ("Numba's is the intrinsic llvm.stream_store (a "
+                                         "`!nontemporal` store has no Numba spelling)")
+LLVM_ONLY["stream_store"] = "non-temporal stores of whole lines (C: fb_stream_store)"
+LLVM_ONLY["store_fence"] = "a full fence after them (C: __atomic_thread_fence in fb_element_chunk)"

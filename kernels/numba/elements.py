@@ -1,24 +1,25 @@
 """Numba element passes: the twin of kernels/c/elements.h (same functions, same order).
 
 Per-element outputs with no reduction: the weighted loss (reduction="none") or the gradient and
-Hessian with respect to the logit (bce_grad_hess), block by block over chunks in parallel, with
-the forms of forms.py. Operands arrive as flat arrays with an offset and strides in elements
-(kernels.ElementOptions); contiguous predictions and outputs are used in place, others pass
-through the block buffers. Each form (output, loss form, options) has its own parallel loop
-(_make_pass) and block function, compiled on its first use: no form compiles another's code.
+Hessian with respect to the logit (bce_grad_hess), block by block over ranges of chunks on
+threads (dispatch.run_chunks), with the forms of forms.py. Operands arrive as flat arrays with an
+offset and strides in elements (kernels.ElementOptions); contiguous predictions and outputs are
+used in place, others pass through the block buffers. Each form (output, loss form, options) has
+its own kernel over a range of chunks (_make_pass) and block function, compiled on its first use:
+no form compiles another's code.
 """
 
 from typing import NamedTuple
 
-import numba
 import numpy as np
-from numba import njit, prange, types
+from numba import njit, types
 from numba.extending import overload
 
 from .. import (
     BLOCK,
     ELEMENT_CHUNK,
     ELEMENT_GRAD_HESS,
+    ELEMENT_STREAM,
     FLAG_LABEL,
     FLAG_NAN,
     FLAG_POS_WEIGHT,
@@ -29,6 +30,7 @@ from .. import (
     NAN_OMIT,
     NAN_RAISE,
 )
+from .dispatch import run_chunks
 from .forms import (
     coef_neg,
     coef_pos,
@@ -39,7 +41,16 @@ from .forms import (
     nll_logit,
     nll_soft,
 )
-from .llvm import INLINE, JIT, bits_f32, fma, from_bits_f32, prefer_wide_vectors
+from .llvm import (
+    INLINE,
+    JIT,
+    bits_f32,
+    fma,
+    from_bits_f32,
+    prefer_wide_vectors,
+    store_fence,
+    stream_store,
+)
 from .math import (
     as_type_of,
     exp_neg_f32,
@@ -56,10 +67,10 @@ F32 = np.float32
 
 
 class _Args(NamedTuple):
-    """The scalars of an element pass as the kernel takes them (C: fb_elements and its fb_args);
-    scalars only, as a parallel loop takes no tuple inside a tuple. The tuples (the losses at the
-    clip bounds, γ and α) and the operands' (offset, rs, cs) rows (an array) are arguments of
-    their own, and the form of the pass is chosen at compile time (_make_pass)."""
+    """The scalars of an element pass as the kernel takes them (C: fb_elements and its fb_args),
+    passed as a plain tuple. The tuples (the losses at the clip bounds, γ and α) and the operands'
+    (offset, rs, cs) rows (an array) are arguments of their own, and the form of the pass is
+    chosen at compile time (_make_pass)."""
 
     ncols: int
     logits: bool
@@ -71,6 +82,7 @@ class _Args(NamedTuple):
     clip_hi: float
     keep: float  # label smoothing: y·keep + shift
     shift: float
+    stream: bool  # contiguous outputs by stream_store (a pass of at least ELEMENT_STREAM elements)
 
 
 @njit(**INLINE)
@@ -123,9 +135,10 @@ def load(flat, meta, ncols, b0, n, idx, buf):
     inlined (one call per block; compiled once per operand dtype)."""
     off, rs, cs = meta[0], meta[1], meta[2]
     how = offsets(off, rs, cs, ncols, b0, n, idx)
-    if how == 1:
+    if how == 1:  # a slice: flat[off + b0 + k] would be a gather (the index's sign is unknown)
+        src = flat[off + b0:off + b0 + n]
         for k in range(n):
-            buf[k] = as_double(flat[off + b0 + k])
+            buf[k] = as_double(src[k])
     elif how == 2:
         c = as_double(flat[off])
         for k in range(n):
@@ -143,8 +156,9 @@ def load_pred(flat, meta, ncols, b0, n, idx, buf):
     how = offsets(off, rs, cs, ncols, b0, n, idx)
     t = buf[0]  # buf's type, read once: buf[0] in the loop would be a dependence on its store
     if how == 1:  # one loop per case, as load: a select of the index per element does not vectorise
+        src = flat[off + b0:off + b0 + n]
         for k in range(n):
-            buf[k] = as_type_of(t, as_double(flat[off + b0 + k]))
+            buf[k] = as_type_of(t, as_double(src[k]))
     elif how == 2:
         c = as_type_of(t, as_double(flat[off]))
         for k in range(n):
@@ -570,9 +584,11 @@ def element_chunk(y, p, w, pw, mask, out1, out2, o, meta, nll, gamma_alpha, star
     p_off = meta[1, 0]
     o1_off = meta[5, 0]
     o2_off = meta[6, 0]
-    # outputs in place where contiguous, else through the buffers
-    o1_in_place = meta[5, 1] == ncols * meta[5, 2] and meta[5, 2] == 1
-    o2_in_place = meta[6, 1] == ncols * meta[6, 2] and meta[6, 2] == 1
+    # outputs in place where contiguous (or streamed from the buffers), else through them
+    o1_contiguous = meta[5, 1] == ncols * meta[5, 2] and meta[5, 2] == 1
+    o2_contiguous = meta[6, 1] == ncols * meta[6, 2] and meta[6, 2] == 1
+    o1_in_place = o1_contiguous and not o.stream
+    o2_in_place = o2_contiguous and not o.stream
     # focal, float32: blocks of 0/1 labels take focal_grad_hess_hard (focal_hard_block), with
     # γ = c_n + φ (c_n = min(⌊γ⌋, 7)) and the constants fc of focal_hard
     gamma, alpha = gamma_alpha[0], gamma_alpha[1]
@@ -619,7 +635,10 @@ def element_chunk(y, p, w, pw, mask, out1, out2, o, meta, nll, gamma_alpha, star
             else:
                     bad |= grad_hess_elements(o, gamma_alpha, P, ybuf, wbuf, pwbuf, mbuf, w1, w2, n,
                                           cf, fo, sq)
-            store(out2, meta[6], ncols, b0, n, idx, o2buf)
+            if o.stream and o2_contiguous:
+                stream_store(out2, o2_off + b0, o2buf, n)
+            else:
+                store(out2, meta[6], ncols, b0, n, idx, o2buf)
         elif pl is not None:
             load_pred(y, meta[0], ncols, b0, n, idx, ytbuf)
             if lg is not None:
@@ -648,26 +667,37 @@ def element_chunk(y, p, w, pw, mask, out1, out2, o, meta, nll, gamma_alpha, star
             else:
                 bad |= loss_elements(o, nll, gamma_alpha, P, ybuf, wbuf, pwbuf, mbuf, w1, n, None,
                                      None, cf, None, None)
-        store(out1, meta[5], ncols, b0, n, idx, o1buf)
+        if o.stream and o1_contiguous:
+            stream_store(out1, o1_off + b0, o1buf, n)
+        else:
+            store(out1, meta[5], ncols, b0, n, idx, o1buf)
+    if o.stream:
+        store_fence()  # the streaming stores done before the caller reads
     return bad
 
 
 def _make_pass(gh, pc, pl, lg, cf, fo, sq):
-    """The parallel loop over chunks for one form: its flags (None or 1, as element_chunk) are
-    constants of the loop, so that element_chunk and the block functions are compiled for that
-    form alone (Numba prunes a branch on an argument only when it is None or a constant)."""
-    @njit(parallel=True, **JIT)
-    def element_pass_form(y, p, w, pw, mask, out1, out2, flags, o, meta, nll, gamma_alpha, n):
+    """The chunks [c0, c1) of an element pass, one after the other, for one form: its flags (None
+    or 1, as element_chunk) are constants of the closure, so that element_chunk and the block
+    functions are compiled for that form alone (Numba prunes a branch on an argument only when it
+    is None or a constant). Threads run ranges of chunks (dispatch.run_chunks): a parallel loop
+    would compile the chunk's code twice more (its gufunc and the function around it)."""
+    @njit(**JIT)
+    def element_chunks_form(y, p, w, pw, mask, out1, out2, flags, options, meta, nll, gamma_alpha,
+                            n, c0, c1):
+        """options: the fields of _Args as a plain tuple (a named tuple argument costs ~10 µs a
+        call to type in Python)."""
         prefer_wide_vectors()
-        for c in prange(flags.shape[0]):
+        o = _Args(*options)
+        for c in range(c0, c1):
             start = c * ELEMENT_CHUNK
             flags[c] = element_chunk(y, p, w, pw, mask, out1, out2, o, meta, nll, gamma_alpha,
                                      start, min(n, start + ELEMENT_CHUNK), gh, pc, pl, lg, cf, fo,
                                      sq)
-    return element_pass_form
+    return element_chunks_form
 
 
-_PASSES = {}  # form -> its parallel loop (_make_pass), made on first use
+_PASSES = {}  # form -> its kernel over a range of chunks (_make_pass), made on first use
 
 
 _NO_F64 = np.ones(1)
@@ -688,10 +718,10 @@ def element_pass(y, p, w, pw, mask, shape, flags, out1, out2, options, n_threads
     inputs = [a.view() for a in inputs]
     for a in inputs:
         a.flags.writeable = False
-    o = _Args(ncols=int(shape[1]), logits=bool(options.from_logits), nan_mode=int(options.nan_mode),
-              has_w=has_w, has_pw=has_pw, has_mask=has_mask, clip_lo=float(options.clip_lo),
-              clip_hi=float(options.clip_hi), keep=1.0 - options.smoothing,
-              shift=0.5 * options.smoothing)
+    o = (int(shape[1]), bool(options.from_logits), int(options.nan_mode), bool(has_w),
+         bool(has_pw), bool(has_mask), float(options.clip_lo), float(options.clip_hi),
+         1.0 - float(options.smoothing), 0.5 * float(options.smoothing),
+         int(shape[0]) * int(shape[1]) >= ELEMENT_STREAM)  # the fields of _Args
     is_focal = options.gamma != 0.0 or options.alpha >= 0.0
     # float64 coefficients: pos_weight, smoothing, or float64 labels with float32 predictions
     coef = has_pw or options.smoothing != 0.0 or (y[2] == K_F64 and out1[2] != K_F64)
@@ -707,7 +737,7 @@ def element_pass(y, p, w, pw, mask, shape, flags, out1, out2, options, n_threads
             on[is_focal and options.gamma_n >= 0])
     if form not in _PASSES:
         _PASSES[form] = _make_pass(*form)
-    numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
-    _PASSES[form](*inputs, out1[0], out2[0], flags, o, meta, tuple(float(v) for v in options.nll),
-                  (float(options.gamma), float(options.alpha), int(options.gamma_n)),
-                  int(shape[0]) * int(shape[1]))
+    args = (*inputs, out1[0], out2[0], flags, o, meta, tuple(float(v) for v in options.nll),
+            (float(options.gamma), float(options.alpha), int(options.gamma_n)),
+            int(shape[0]) * int(shape[1]))
+    run_chunks(_PASSES[form], args, flags.shape[0], n_threads)

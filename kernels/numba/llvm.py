@@ -219,3 +219,59 @@ def multiply_lanes(typingctx, m, q, start, n):
         builder.store(builder.load(prod), lanes_at(0, zero), align=8)
         return context.get_dummy_value()
     return types.none(m, q, start, n), codegen
+
+
+@intrinsic
+def stream_store(typingctx, out, start, buf, n):
+    """out[start + k] = buf[k] for k < n, out's whole 64-byte lines by non-temporal stores (LLVM
+    `!nontemporal`: written to memory without reading the line into the caches first, as a
+    regular store does), the partial lines at either end by regular ones (C: fb_stream_store).
+    store_fence orders them before the outputs are read elsewhere."""
+    if not (_is_c_array(out) and _is_c_array(buf, out.dtype) and isinstance(start, types.Integer)
+            and isinstance(n, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        out_type, _, buf_type, _ = signature.args
+        item = out_type.dtype.bitwidth // 8
+        lanes = 64 // item
+        first = context.cast(builder, args[1], signature.args[1], types.intp)
+        count = context.cast(builder, args[3], signature.args[3], types.intp)
+        dst = builder.gep(context.make_array(out_type)(context, builder, args[0]).data, [first])
+        src = context.make_array(buf_type)(context, builder, args[2]).data
+        address = builder.ptrtoint(dst, cgutils.intp_t)
+        # elements before the first 64-byte boundary; all of them when out is not aligned to its
+        # item size (no whole-line store then)
+        head = builder.udiv(builder.and_(builder.neg(address), cgutils.intp_t(63)),
+                            cgutils.intp_t(item))
+        aligned = builder.icmp_unsigned("==", builder.and_(address, cgutils.intp_t(item - 1)),
+                                        cgutils.intp_t(0))
+        head = builder.select(aligned, head, count)
+        head = builder.select(builder.icmp_unsigned("<", head, count), head, count)
+        body = builder.add(head, builder.mul(builder.udiv(builder.sub(count, head),
+                                                          cgutils.intp_t(lanes)),
+                                             cgutils.intp_t(lanes)))
+        vector = ir.VectorType(context.get_value_type(out_type.dtype), lanes).as_pointer()
+        nontemporal = builder.module.add_metadata([ir.IntType(32)(1)])
+
+        def copy(lo, hi):
+            with cgutils.for_range_slice(builder, lo, hi, cgutils.intp_t(1)) as (k, _):
+                builder.store(builder.load(builder.gep(src, [k])), builder.gep(dst, [k]))
+        copy(head.type(0), head)
+        with cgutils.for_range_slice(builder, head, body, cgutils.intp_t(lanes)) as (k, _):
+            v = builder.load(builder.bitcast(builder.gep(src, [k]), vector), align=item)
+            line = builder.store(v, builder.bitcast(builder.gep(dst, [k]), vector), align=64)
+            line.set_metadata("nontemporal", nontemporal)
+        copy(body, count)
+        return context.get_dummy_value()
+    return types.none(out, start, buf, n), codegen
+
+
+@intrinsic
+def store_fence(typingctx):
+    """A full memory fence (LLVM `fence seq_cst`: mfence on x86), after stream_store's
+    non-temporal stores, which no other fence orders (C: __atomic_thread_fence)."""
+    def codegen(context, builder, signature, args):
+        builder.fence("seq_cst")
+        return context.get_dummy_value()
+    return types.none(), codegen
