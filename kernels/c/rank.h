@@ -30,7 +30,7 @@
 
 #define FB_RADIX (1 << FB_RADIX_BITS)
 #define FB_RANK_BIG (1 << 16)
-#define FB_RANK_BLOCK 256 /* elements per block of the plain count and split loops */
+#define FB_RANK_BLOCK (1 << 8) /* elements per block of the plain count and split loops */
 
 /* One slice: labels (FB_Y_U8/F32/F64) and predictions (float or double) with element strides,
  * contiguous weights, mask and int64 group ids (NULL: none), whether NaN elements are left

@@ -28,7 +28,7 @@ from .llvm import JIT, bits_f32, bits_f64, prefer_wide_vectors
 
 RADIX = 1 << RADIX_BITS
 BIG = 1 << 16  # buckets and slots of at least BIG items: walked in ranges by all threads
-BLOCK = 256  # elements per block of the plain count and split loops
+RANK_BLOCK = 1 << 8  # elements per block of the plain count and split loops
 _LOW63 = np.uint64(0x7FFFFFFFFFFFFFFF)
 _U1 = np.uint64(1)
 _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -85,9 +85,9 @@ def count(y, p, f32, w, has_w, mask, has_mask, omit, groups, grouped, shift, top
     if f32 and not (has_mask or omit or grouped):
         # every element kept, no groups: per block the counter slots first (a loop LLVM
         # vectorises), then their increments
-        slot = np.empty(BLOCK, np.int64)
-        for i0 in range(lo, hi, BLOCK):
-            m = min(BLOCK, hi - i0)
+        slot = np.empty(RANK_BLOCK, np.int64)
+        for i0 in range(lo, hi, RANK_BLOCK):
+            m = min(RANK_BLOCK, hi - i0)
             for k in range(m):
                 yv = y[i0 + k]
                 pv = p[i0 + k]
@@ -132,10 +132,10 @@ def split(y, p, f32, mask, has_mask, omit, groups, grouped, shift, top, lo, hi, 
     reads 0: its slot is NaN). A dropped element goes to the spare last slot."""
     if f32 and not (has_mask or omit or grouped):
         # per block the items and buckets first (vectorised), then the scatter
-        block_items = np.empty(BLOCK, np.int64)
-        block_buckets = np.empty(BLOCK, np.int64)
-        for i0 in range(lo, hi, BLOCK):
-            m = min(BLOCK, hi - i0)
+        block_items = np.empty(RANK_BLOCK, np.int64)
+        block_buckets = np.empty(RANK_BLOCK, np.int64)
+        for i0 in range(lo, hi, RANK_BLOCK):
+            m = min(RANK_BLOCK, hi - i0)
             for k in range(m):
                 yv = y[i0 + k]
                 pv = p[i0 + k]
