@@ -210,8 +210,9 @@ _RANK_DOC = """
     -------
     float, or a float64 array per label or group. A slice with only one class (or all weight on
     one class) gives NaN. Memory: 4 extra bytes per element for float32 predictions, 8 for
-    float64, plus 4 with sample_weight, and as much again for the biggest bucket of 2**16 or more
-    predictions that share their top bits (or a group); copies of float16 predictions (as
+    float64, plus 4 with sample_weight, and as much again for the sorts' scratch: the biggest
+    bucket of predictions that share their top bits (or a group) and, on several threads, up to
+    a quarter of the items more; copies of float16 predictions (as
     float32), of weights that are not contiguous float64, and with groups of the data gathered
     by group.
 """

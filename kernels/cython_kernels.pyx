@@ -687,41 +687,53 @@ cdef void _sort_big(void *a, void *b, uint32_t *ia, uint32_t *ib, int wide, int6
             fb_rank_copy(a, b, ia, ib, wide, bounds[k], bounds[k + 1])
 
 
+def _schedule(seg, int64_t min_size, int n_threads):
+    """(shared, order, small) for sorting the buckets [seg[k, 0], seg[k, 1]): with more than one
+    thread, the buckets of at least FB_RANK_BIG items and a quarter of a thread's share are
+    shared, each sorted by all threads; the others of at least min_size items are each sorted by
+    one thread, handed out in `order` by decreasing bit length of their size (the biggest first,
+    so that the threads end together); small: the biggest of those's size (at least 1)."""
+    sizes = seg[:, 1] - seg[:, 0]
+    limit = (max(FB_RANK_BIG, int(sizes.sum()) // (4 * n_threads)) if n_threads > 1
+             else int(sizes.max(initial=0)) + 1)
+    solo = np.flatnonzero((sizes >= min_size) & (sizes < limit))
+    order = solo[np.argsort(-np.frexp(sizes[solo])[1].astype(np.int8), kind="stable")]
+    return (np.flatnonzero(sizes >= limit), np.ascontiguousarray(order, np.int64),
+            int(sizes[solo].max(initial=1)))
+
+
 cdef void _sort_all(void *a, uint32_t *ia, int wide, int64_t[:, ::1] seg, int n_threads):
-    """Sorts each bucket [seg[k, 0], seg[k, 1]) of a in place (ia along unless NULL): the big
-    ones one after the other by all threads, the others each by one thread in a scratch of
-    the biggest one's size."""
-    cdef Py_ssize_t k, ns = seg.shape[0]
-    cdef int64_t lo, n, size = 8 if wide else 4, biggest = 0, small = 1
-    for k in range(ns):
-        if seg[k, 1] - seg[k, 0] >= FB_RANK_BIG:
-            biggest = max(biggest, seg[k, 1] - seg[k, 0])
-        else:
-            small = max(small, seg[k, 1] - seg[k, 0])
-    if biggest:
+    """Sorts each bucket [seg[k, 0], seg[k, 1]) of a in place (ia along unless NULL): the
+    shared ones (_schedule) one after the other by all threads, the others each by one thread
+    in a scratch of the biggest one's size, the biggest first."""
+    shared, order_array, small = _schedule(np.asarray(seg), 2, n_threads)
+    cdef int64_t[::1] order = order_array
+    cdef Py_ssize_t j, k
+    cdef int64_t lo, n, size = 8 if wide else 4
+    if shared.size:
+        biggest = int(np.max(np.asarray(seg)[shared, 1] - np.asarray(seg)[shared, 0]))
         tmp = np.empty(biggest, np.uint64 if wide else np.uint32)
         idx_tmp = None if ia == NULL else np.empty(biggest, np.uint32)
-        for k in range(ns):
+        for k in shared:
             lo, n = seg[k, 0], seg[k, 1] - seg[k, 0]
-            if n >= FB_RANK_BIG:
-                _sort_big(<char *>a + lo * size, _ptr(tmp), NULL if ia == NULL else ia + lo,
-                          <uint32_t *>_ptr(idx_tmp), wide, n, max(1, min(n_threads, n >> 16)),
-                          n_threads)
+            _sort_big(<char *>a + lo * size, _ptr(tmp), NULL if ia == NULL else ia + lo,
+                      <uint32_t *>_ptr(idx_tmp), wide, n, min(n_threads, n >> 15), n_threads)
     cdef void *scratch
     cdef uint32_t *iscratch
     cdef uint32_t *counts
     cdef int64_t *at
+    cdef int64_t n_small = small
     with nogil, parallel(num_threads=n_threads):
-        scratch = malloc(small * size)
-        iscratch = NULL if ia == NULL else <uint32_t *>malloc(small * sizeof(uint32_t))
+        scratch = malloc(n_small * size)
+        iscratch = NULL if ia == NULL else <uint32_t *>malloc(n_small * sizeof(uint32_t))
         counts = <uint32_t *>malloc(6 * 2048 * sizeof(uint32_t))
         at = <int64_t *>malloc(2048 * sizeof(int64_t))
-        for k in prange(ns, schedule="dynamic", chunksize=16):
+        for j in prange(order.shape[0], schedule="dynamic", chunksize=1):
+            k = order[j]
             lo = seg[k, 0]
             n = seg[k, 1] - lo
-            if 1 < n < FB_RANK_BIG:
-                fb_sort_small(<char *>a + lo * size, scratch, NULL if ia == NULL else ia + lo,
-                              iscratch, wide, 0, n, 0, counts, at)
+            fb_sort_small(<char *>a + lo * size, scratch, NULL if ia == NULL else ia + lo,
+                          iscratch, wide, 0, n, 0, counts, at)
         free(scratch)
         free(iscratch)
         free(counts)
@@ -761,44 +773,46 @@ cdef tuple _walk_big(void *items, uint32_t *idx, int wide, const double *w, int6
 cdef object _sort_walk(void *a, int wide, int64_t[:, ::1] seg, double[:, ::1] above,
                        int n_threads):
     """(2·U, A, ...) per bucket [seg[k, 0], seg[k, 1]) of unweighted items, each sorted in place
-    and walked right after (in cache) below the weights above[k] of the buckets after it: the
-    big ones one after the other by all threads, the others each by one thread."""
-    cdef Py_ssize_t k, ns = seg.shape[0]
-    cdef int64_t lo, n, size = 8 if wide else 4, biggest = 0, small = 1
+    and walked below the weights above[k] of the buckets after it: the shared ones (_schedule)
+    sorted one after the other by all threads, the others each by one thread, the biggest first,
+    and walked right after (in cache); those of FB_RANK_BIG items or more walked last, in ranges
+    by all threads."""
+    shared, order_array, small = _schedule(np.asarray(seg), 1, n_threads)
+    cdef int64_t[::1] order = order_array
+    cdef Py_ssize_t j, k, ns = seg.shape[0]
+    cdef int64_t lo, n, size = 8 if wide else 4
     out_array = np.zeros((ns, 4))
     cdef double[:, ::1] out = out_array
-    for k in range(ns):
-        if seg[k, 1] - seg[k, 0] >= FB_RANK_BIG:
-            biggest = max(biggest, seg[k, 1] - seg[k, 0])
-        else:
-            small = max(small, seg[k, 1] - seg[k, 0])
-    if biggest:
+    if shared.size:
+        biggest = int(np.max(np.asarray(seg)[shared, 1] - np.asarray(seg)[shared, 0]))
         tmp = np.empty(biggest, np.uint64 if wide else np.uint32)
-        for k in range(ns):
+        for k in shared:
             lo, n = seg[k, 0], seg[k, 1] - seg[k, 0]
-            if n >= FB_RANK_BIG:
-                _sort_big(<char *>a + lo * size, _ptr(tmp), NULL, NULL, wide, n,
-                          max(1, min(n_threads, n >> 16)), n_threads)
-                out_array[k, :2] = _walk_big(a, NULL, wide, NULL, lo, lo + n, above[k, 0],
-                                             above[k, 1], n_threads)[2:]
+            _sort_big(<char *>a + lo * size, _ptr(tmp), NULL, NULL, wide, n,
+                      min(n_threads, n >> 15), n_threads)
     cdef void *scratch
     cdef uint32_t *counts
     cdef int64_t *at
+    cdef int64_t n_small = small
     with nogil, parallel(num_threads=n_threads):
-        scratch = malloc(small * size)
+        scratch = malloc(n_small * size)
         counts = <uint32_t *>malloc(6 * 2048 * sizeof(uint32_t))
         at = <int64_t *>malloc(2048 * sizeof(int64_t))
-        for k in prange(ns, schedule="dynamic", chunksize=16):
+        for j in prange(order.shape[0], schedule="dynamic", chunksize=1):
+            k = order[j]
             lo = seg[k, 0]
             n = seg[k, 1] - lo
-            if 0 < n < FB_RANK_BIG:
-                fb_sort_small(<char *>a + lo * size, scratch, NULL, NULL, wide, 0, n, 0, counts,
-                              at)
+            fb_sort_small(<char *>a + lo * size, scratch, NULL, NULL, wide, 0, n, 0, counts, at)
+            if n < FB_RANK_BIG:
                 fb_walk(a, NULL, wide, NULL, lo, lo + n, above[k, 0], above[k, 1], NULL, 0, 0,
                         &out[k, 0], &out[k, 1], &out[k, 2], &out[k, 3])
         free(scratch)
         free(counts)
         free(at)
+    for k in range(ns):
+        if seg[k, 1] - seg[k, 0] >= FB_RANK_BIG:
+            out_array[k, :2] = _walk_big(a, NULL, wide, NULL, seg[k, 0], seg[k, 1], above[k, 0],
+                                         above[k, 1], n_threads)[2:]
     return out_array
 
 

@@ -155,14 +155,10 @@ NUMBA_ONLY = {
         "_digit_histograms": "the parallel histogram pass (C: in _sort_big of "
                              "kernels/cython_kernels.pyx)",
         "_sort_big": "the parallel radix passes (C: _sort_big in kernels/cython_kernels.pyx)",
-        "_sizes": "the biggest bucket sizes (C: a loop in _sort_all and _sort_walk of "
-                   "kernels/cython_kernels.pyx)",
         "_sort_small_all": "the parallel loop of sort_small (C: in _sort_all of "
                            "kernels/cython_kernels.pyx)",
         "_sort_one_big": "one big bucket's sort by all threads (C: in _sort_all of "
                          "kernels/cython_kernels.pyx)",
-        "_chunks": "buckets cut into parallel chunks of about equal item counts (C: OpenMP's "
-                   "dynamic schedule)",
         "_sort_all": "the buckets' sorts (C: _sort_all in kernels/cython_kernels.pyx)",
         "_walk_big": "the parallel walk over ranges (C: _walk_big in kernels/cython_kernels.pyx)",
         "_walk_small_all": "the parallel loop of walk over slots (C: in _walk_all of "
@@ -175,6 +171,8 @@ NUMBA_ONLY = {
         "_sum_down": "a fixed-order sum (C: _sum_down in kernels/cython_kernels.pyx)",
         "rank": "the Python entry; its twin is rank in kernels/cython_kernels.pyx",
         "_values": "predictions back from items (Python; copy in kernels/cython_kernels.pyx)",
+        "_schedule": "which buckets all threads sort, the others' order (Python; copy in "
+                     "kernels/cython_kernels.pyx)",
     },
     "margin": {
         "_margin_pass": "the parallel loop over chunks (C: the prange loop of margin_pass in "

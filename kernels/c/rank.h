@@ -30,6 +30,7 @@
 
 #define FB_RADIX (1 << FB_RADIX_BITS)
 #define FB_RANK_BIG (1 << 16)
+#define FB_RANK_BLOCK (1 << 8) /* elements per block of the plain count and split loops */
 
 /* One slice: labels (FB_Y_U8/F32/F64) and predictions (float or double) with element strides,
  * contiguous weights, mask and int64 group ids (NULL: none), whether NaN elements are left
@@ -120,21 +121,45 @@ static inline int fb_rank_plain(const fb_rank_args *a)
            && a->mask == NULL && a->groups == NULL && !a->omit;
 }
 
+/* The item of a float32 prediction v with label bit y and its split bucket without groups (as
+ * fb_key_f32 and fb_rank_bucket, in 32-bit lanes without branches: gcc vectorises the loops of
+ * fb_count and fb_split that call it). */
+static inline uint32_t fb_rank_item_f32(float v, uint32_t y, int isnan_, int shift, uint32_t top,
+                                        uint32_t *bucket)
+{
+    float z = v + 0.0f;
+    int32_t b;
+    memcpy(&b, &z, 4);
+    uint32_t sign = (uint32_t)(b >> 31); /* all ones for a negative v */
+    uint32_t item = ((((uint32_t)b ^ sign) & 0x7FFFFFFFu) << 1) | y;
+    *bucket = isnan_ ? 2 * top : (top & ~sign) + (item >> shift);
+    return item;
+}
+
 /* fb_count's loop for fb_rank_plain slices with labels of type T (C's way to specialise; Numba's
- * count is specialised by type). */
+ * count is specialised by type): per block of FB_RANK_BLOCK elements the counter slots first (a
+ * loop gcc vectorises), then their increments. */
 #define FB_COUNT_PLAIN(T)                                                                     \
     do {                                                                                      \
         const T *yy = (const T *)a->y;                                                        \
         const float *pp = (const float *)a->p;                                                \
-        for (int64_t i = lo; i < hi; i++) {                                                   \
-            T yv = yy[i];                                                                     \
-            float pv = pp[i];                                                                 \
-            int isnan_ = (yv != yv) | (pv != pv), neg;                                        \
-            nan |= isnan_;                                                                    \
-            soft |= (yv != 0) & (yv != 1) & (yv == yv);                                       \
-            uint64_t item = (fb_key_f32(pv, &neg) << 1) | (uint64_t)(yv == 1);                \
-            counts[2 * fb_rank_bucket(item, neg, isnan_, 0, 0, a->shift, a->top)            \
-                   + (int64_t)(item & 1)]++;                                                  \
+        uint32_t slot[FB_RANK_BLOCK], top = (uint32_t)a->top;                                 \
+        int shift = a->shift;                                                                 \
+        for (int64_t i0 = lo; i0 < hi; i0 += FB_RANK_BLOCK) {                                 \
+            int m = (int)(hi - i0 < FB_RANK_BLOCK ? hi - i0 : FB_RANK_BLOCK);                 \
+            for (int k = 0; k < m; k++) {                                                     \
+                T yv = yy[i0 + k];                                                            \
+                float pv = pp[i0 + k];                                                        \
+                int isnan_ = (yv != yv) | (pv != pv);                                         \
+                uint32_t bucket;                                                              \
+                nan |= isnan_;                                                                \
+                soft |= (yv != 0) & (yv != 1) & (yv == yv);                                   \
+                uint32_t item = fb_rank_item_f32(pv, (uint32_t)(yv == 1), isnan_, shift, top, \
+                                                 &bucket);                                    \
+                slot[k] = 2 * bucket + (item & 1);                                            \
+            }                                                                                 \
+            for (int k = 0; k < m; k++)                                                       \
+                counts[slot[k]]++;                                                            \
         }                                                                                     \
     } while (0)
 
@@ -169,21 +194,29 @@ static inline int fb_count(const fb_rank_args *args, int64_t lo, int64_t hi, int
 }
 #undef FB_COUNT_PLAIN
 
-/* fb_split's loop for fb_rank_plain slices with labels of type T. */
+/* fb_split's loop for fb_rank_plain slices with labels of type T: per block the items and
+ * buckets first (vectorised), then the scatter. */
 #define FB_SPLIT_PLAIN(T)                                                                     \
     do {                                                                                      \
         const T *yy = (const T *)a->y;                                                        \
         const float *pp = (const float *)a->p;                                                \
         uint32_t *o = (uint32_t *)out;                                                        \
-        for (int64_t i = lo; i < hi; i++) {                                                   \
-            T yv = yy[i];                                                                     \
-            float pv = pp[i];                                                                 \
-            int isnan_ = (yv != yv) | (pv != pv), neg;                                        \
-            uint64_t item = (fb_key_f32(pv, &neg) << 1) | (uint64_t)(yv == 1);                \
-            int64_t j = at[fb_rank_bucket(item, neg, isnan_, 0, 0, a->shift, a->top)]++;      \
-            o[j] = (uint32_t)item;                                                            \
-            if (out_idx != NULL)                                                              \
-                out_idx[j] = (uint32_t)i;                                                     \
+        uint32_t items[FB_RANK_BLOCK], buckets[FB_RANK_BLOCK], top = (uint32_t)a->top;        \
+        int shift = a->shift;                                                                 \
+        for (int64_t i0 = lo; i0 < hi; i0 += FB_RANK_BLOCK) {                                 \
+            int m = (int)(hi - i0 < FB_RANK_BLOCK ? hi - i0 : FB_RANK_BLOCK);                 \
+            for (int k = 0; k < m; k++) {                                                     \
+                T yv = yy[i0 + k];                                                            \
+                float pv = pp[i0 + k];                                                        \
+                items[k] = fb_rank_item_f32(pv, (uint32_t)(yv == 1), (yv != yv) | (pv != pv), \
+                                            shift, top, &buckets[k]);                         \
+            }                                                                                 \
+            for (int k = 0; k < m; k++) {                                                     \
+                int64_t j = at[buckets[k]]++;                                                 \
+                o[j] = items[k];                                                              \
+                if (out_idx != NULL)                                                          \
+                    out_idx[j] = (uint32_t)(i0 + k);                                          \
+            }                                                                                 \
         }                                                                                     \
     } while (0)
 
@@ -303,10 +336,32 @@ static inline void fb_rank_copy(void *a, const void *b, uint32_t *ia, const uint
         memcpy(ia + lo, ib + lo, (size_t)(hi - lo) * 4);
 }
 
+/* The bits in which the items [lo, hi) differ from the first, within `keep`. */
+static inline uint64_t fb_rank_varying(const void *items, int wide, int64_t lo, int64_t hi,
+                                       uint64_t keep)
+{
+    uint64_t diff = 0;
+    if (wide) {
+        const uint64_t *it = (const uint64_t *)items;
+        uint64_t first = it[lo];
+        for (int64_t i = lo; i < hi; i++)
+            diff |= it[i] ^ first;
+    } else {
+        const uint32_t *it = (const uint32_t *)items;
+        uint32_t first = it[lo], d = 0;
+        for (int64_t i = lo; i < hi; i++)
+            d |= it[i] ^ first;
+        diff = d;
+    }
+    return diff & keep;
+}
+
 /* Sorts the items [lo, hi) of a (of b when in_b) ascending into a, with ia (ib) along unless
- * NULL, in one thread: insertion sort up to FB_INSERTION items, else an LSD radix sort of 8-bit
- * digits (11 from 8192 items) whose histograms come from one pass, skipping constant digits.
- * counts and at: scratch of 6·2048 and 2048 counters. */
+ * NULL, in one thread: insertion sort up to FB_INSERTION items, else an LSD radix sort over the
+ * span of bits that vary in the range (without ia, the label bit left out: the unweighted walk
+ * only counts a run's labels), in digits of at most 8 bits (11 from 8192 items) of equal width,
+ * whose histograms come from one pass, skipping constant digits. counts and at: scratch of
+ * 6·2048 and 2048 counters. */
 static inline void fb_sort_small(void *a, void *b, uint32_t *ia, uint32_t *ib, int wide,
                                  int64_t lo, int64_t hi, int in_b, uint32_t *counts, int64_t *at)
 {
@@ -336,28 +391,36 @@ static inline void fb_sort_small(void *a, void *b, uint32_t *ia, uint32_t *ib, i
         }
         return;
     }
-    int bits = n >= 8192 ? 11 : 8;
-    int64_t radix = (int64_t)1 << bits;
-    uint64_t mask = (uint64_t)radix - 1;
-    int n_digits = ((wide ? 64 : 32) + bits - 1) / bits;
     void *src = in_b ? b : a, *dst = in_b ? a : b, *swap;
     uint32_t *isrc = in_b ? ib : ia, *idst = in_b ? ia : ib, *iswap;
+    uint64_t diff = fb_rank_varying(src, wide, lo, hi, ia == NULL ? ~(uint64_t)1 : ~(uint64_t)0);
+    int low = 0, high = 0;
+    while (low < 63 && !((diff >> low) & 1))
+        low++;
+    while (high < 64 && (diff >> high) != 0)
+        high++;
+    int max_bits = n >= 8192 ? 11 : 8;
+    int n_digits = diff != 0 ? (high - low + max_bits - 1) / max_bits : 0;
+    int bits = n_digits ? (high - low + n_digits - 1) / n_digits : 1;
+    int64_t radix = (int64_t)1 << bits;
+    uint64_t mask = (uint64_t)radix - 1;
     memset(counts, 0, (size_t)(n_digits * radix) * sizeof(uint32_t));
-    for (int64_t i = lo; i < hi; i++) {
-        uint64_t v = fb_rank_item(src, wide, i);
+    for (int64_t i = n_digits ? lo : hi; i < hi; i++) {
+        uint64_t v = fb_rank_item(src, wide, i) >> low;
         for (int d = 0; d < n_digits; d++)
             counts[d * radix + ((v >> (d * bits)) & mask)]++;
     }
     for (int d = 0; d < n_digits; d++) {
+        int s = low + d * bits;
         const uint32_t *c = counts + d * radix;
-        if (c[(fb_rank_item(src, wide, lo) >> (d * bits)) & mask] == n)
+        if (c[(fb_rank_item(src, wide, lo) >> s) & mask] == n)
             continue;
         int64_t start = lo;
         for (int64_t k = 0; k < radix; k++) {
             at[k] = start;
             start += c[k];
         }
-        fb_scatter(src, isrc, wide, lo, hi, d * bits, bits, at, dst, idst);
+        fb_scatter(src, isrc, wide, lo, hi, s, bits, at, dst, idst);
         swap = src; src = dst; dst = swap;
         iswap = isrc; isrc = idst; idst = iswap;
         in_b = !in_b;

@@ -8,14 +8,15 @@ stable scatter (split) put the items in buckets: by group, then negative predict
 NaN (propagated: counted, not sorted); without groups by sign and the item's top digit (15 bits,
 fewer for small slices), so the split is the first, most significant pass of the sort and the
 buckets fit in cache. Each bucket is then sorted in place by an LSD radix sort, stable: one of at
-least BIG items by all threads through a scratch of its size (11-bit digits), smaller ones each
-by one thread in a scratch of its size (sort_small). A walk from the top over the distinct
-predictions sums the Mann-Whitney pairs and the precision at each recall step in float64: without
-groups or weights each bucket right after its sort, below the counts of the buckets after it;
-else a slot of at least BIG items in WALK_RANGES fixed ranges cut at distinct values
-(range_totals gives each range the weights above it). Every choice depends on the sizes only, so
-the result does not depend on the thread count. ``rank`` is the Python entry; its twin is
-``rank`` in kernels/cython_kernels.pyx.
+least BIG items and a quarter of a thread's share by all threads through a scratch of its size
+(11-bit digits), the others each by one thread, the biggest first, in a scratch of its size, over
+the bits that vary in the bucket (sort_small). A walk from the top over the distinct predictions
+sums the Mann-Whitney pairs and the precision at each recall step in float64: without groups or
+weights each bucket right after its sort, below the counts of the buckets after it; a bucket or
+slot of at least BIG items in WALK_RANGES fixed ranges cut at distinct values (range_totals gives
+each range the weights above it). The sums depend on the sizes only, so the result does not depend
+on the thread count. ``rank`` is the Python entry; its twin is ``rank`` in
+kernels/cython_kernels.pyx.
 """
 
 import numba
@@ -26,9 +27,12 @@ from .. import INSERTION, RADIX_BITS, RANK_NAN, RANK_SOFT, RANK_WEIGHT, WALK_RAN
 from .llvm import JIT, bits_f32, bits_f64, prefer_wide_vectors
 
 RADIX = 1 << RADIX_BITS
-BIG = 1 << 16  # buckets and slots of at least BIG items: sorted and walked by all threads
+BIG = 1 << 16  # buckets and slots of at least BIG items: walked in ranges by all threads
+RANK_BLOCK = 1 << 8  # elements per block of the plain count and split loops
 _LOW63 = np.uint64(0x7FFFFFFFFFFFFFFF)
 _U1 = np.uint64(1)
+_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
+_NOT_LABEL = np.uint64(0xFFFFFFFFFFFFFFFE)
 
 
 @njit(**JIT)
@@ -62,6 +66,15 @@ def rank_bucket(item, neg, isnan, g, grouped, shift, top):
 
 
 @njit(**JIT)
+def rank_item_f32(v, y, isnan, shift, top):
+    """(item, bucket) of a float32 prediction v with label bit y, without groups: key_f32 and
+    rank_bucket without branches, so that the loops of count and split that call it vectorise."""
+    b = np.int64(bits_f32(v + np.float32(0.0)))
+    item = (((b ^ (b >> 31)) & 0x7FFFFFFF) << 1) | y
+    return item, 2 * top if isnan else (top if b >= 0 else 0) + (item >> shift)
+
+
+@njit(**JIT)
 def count(y, p, f32, w, has_w, mask, has_mask, omit, groups, grouped, shift, top, lo, hi,
           counts):
     """counts[2·bucket + (label == 1)] += the kept elements of [lo, hi); returns the flags.
@@ -69,6 +82,27 @@ def count(y, p, f32, w, has_w, mask, has_mask, omit, groups, grouped, shift, top
     soft = False
     nan = False
     bad_w = False
+    if f32 and not (has_mask or omit or grouped):
+        # every element kept, no groups: per block the counter slots first (a loop LLVM
+        # vectorises), then their increments
+        slot = np.empty(RANK_BLOCK, np.int64)
+        for i0 in range(lo, hi, RANK_BLOCK):
+            m = min(RANK_BLOCK, hi - i0)
+            for k in range(m):
+                yv = y[i0 + k]
+                pv = p[i0 + k]
+                isnan = (yv != yv) | (pv != pv)
+                nan |= isnan
+                soft |= (yv != 0) & (yv != 1) & (yv == yv)
+                item, b = rank_item_f32(np.float32(pv), np.int64(yv == 1), isnan, shift, top)
+                slot[k] = 2 * b + (item & 1)
+            for k in range(m):
+                counts[slot[k]] += 1
+        if has_w:
+            for i in range(lo, hi):
+                bad_w |= ~((w[i] >= 0.0) & (w[i] < np.inf))
+        return (np.int64(soft) * RANK_SOFT | np.int64(nan) * RANK_NAN
+                | np.int64(bad_w) * RANK_WEIGHT)
     for i in range(lo, hi):
         yv = y[i]
         pv = p[i]
@@ -96,6 +130,25 @@ def split(y, p, f32, mask, has_mask, omit, groups, grouped, shift, top, lo, hi, 
     """The items of the kept elements of [lo, hi) to out at at[bucket], which advances (with
     their index in out_idx when has_idx): a stable scatter. Labels are 0 or 1 here (a NaN label
     reads 0: its slot is NaN). A dropped element goes to the spare last slot."""
+    if f32 and not (has_mask or omit or grouped):
+        # per block the items and buckets first (vectorised), then the scatter
+        block_items = np.empty(RANK_BLOCK, np.int64)
+        block_buckets = np.empty(RANK_BLOCK, np.int64)
+        for i0 in range(lo, hi, RANK_BLOCK):
+            m = min(RANK_BLOCK, hi - i0)
+            for k in range(m):
+                yv = y[i0 + k]
+                pv = p[i0 + k]
+                block_items[k], block_buckets[k] = rank_item_f32(
+                    np.float32(pv), np.int64(yv == 1), (yv != yv) | (pv != pv), shift, top)
+            for k in range(m):
+                b = block_buckets[k]
+                j = at[b]
+                at[b] = j + 1
+                out[j] = block_items[k]
+                if has_idx:
+                    out_idx[j] = i0 + k
+        return
     spare = np.uint64(out.shape[0] - 1)
     for i in range(lo, hi):
         yv = y[i]
@@ -167,11 +220,23 @@ def scatter_back(items, idx, has_idx, lo, hi, shift, bits, at, out, out_idx):
 
 
 @njit(**JIT)
+def rank_varying(items, lo, hi, keep):
+    """The bits in which the items [lo, hi) differ from the first, within keep."""
+    first = items[lo]
+    diff = first ^ first
+    for i in range(lo, hi):
+        diff |= items[i] ^ first
+    return np.uint64(diff) & keep
+
+
+@njit(**JIT)
 def sort_small(a, b, ia, ib, has_idx, lo, hi, in_b, counts, at):
     """Sorts the items [lo, hi) of a (of b when in_b) ascending into a, with ia (ib) along, in
-    one thread: insertion sort up to INSERTION items, else an LSD radix sort of 8-bit digits (11
-    from 8192 items) whose histograms come from one pass, skipping constant digits. counts and
-    at: scratch of 6·2048 and 2048 counters."""
+    one thread: insertion sort up to INSERTION items, else an LSD radix sort over the span of
+    bits that vary in the range (without has_idx, the label bit left out: the unweighted walk
+    only counts a run's labels), in digits of at most 8 bits (11 from 8192 items) of equal
+    width, whose histograms come from one pass, skipping constant digits. counts and at: scratch
+    of 6·2048 and 2048 counters."""
     n = hi - lo
     if n <= INSERTION:
         if in_b:
@@ -191,26 +256,34 @@ def sort_small(a, b, ia, ib, has_idx, lo, hi, in_b, counts, at):
             if has_idx:
                 ia[j + 1] = iv
         return
-    bits = 11 if n >= 8192 else 8
+    src, dst, isrc, idst = (b, a, ib, ia) if in_b else (a, b, ia, ib)
+    diff = rank_varying(src, lo, hi, _ALL if has_idx else _NOT_LABEL)
+    low = 0
+    while low < 63 and not ((diff >> np.uint64(low)) & _U1):
+        low += 1
+    high = 0
+    while high < 64 and (diff >> np.uint64(high)) != 0:
+        high += 1
+    max_bits = 11 if n >= 8192 else 8
+    n_digits = (high - low + max_bits - 1) // max_bits if diff != 0 else 0
+    bits = (high - low + n_digits - 1) // n_digits if n_digits else 1
     radix = 1 << bits
     mask = np.uint64(radix - 1)
-    n_digits = (a.itemsize * 8 + bits - 1) // bits
-    src, dst, isrc, idst = (b, a, ib, ia) if in_b else (a, b, ia, ib)
     counts[:n_digits * radix] = 0
-    for i in range(lo, hi):
-        v = np.uint64(src[i])
+    for i in range(lo if n_digits else hi, hi):
+        v = np.uint64(src[i]) >> np.uint64(low)
         for d in range(n_digits):
             counts[np.uint64(d * radix) + ((v >> np.uint64(d * bits)) & mask)] += 1
     for d in range(n_digits):
-        s = np.uint64(d * bits)
+        s = low + d * bits
         c = counts[d * radix:(d + 1) * radix]
-        if c[(np.uint64(src[lo]) >> s) & mask] == n:
+        if c[(np.uint64(src[lo]) >> np.uint64(s)) & mask] == n:
             continue
         start = lo
         for k in range(radix):
             at[k] = start
             start += c[k]
-        scatter(src, isrc, has_idx, lo, hi, d * bits, bits, at, dst, idst)
+        scatter(src, isrc, has_idx, lo, hi, s, bits, at, dst, idst)
         src, dst, isrc, idst = dst, src, idst, isrc
         in_b = not in_b
     if in_b:
@@ -448,70 +521,54 @@ def _sort_big(a, b, ia, ib, has_idx, n, nb, hist):
 def _sort_one_big(a, ia, has_idx, lo, hi, tmp, idx_tmp, n_threads):
     """Sorts the items [lo, hi) of a in place (ia along when has_idx) by all threads."""
     n = hi - lo
-    nb = max(1, min(n_threads, n >> 16))
+    nb = min(n_threads, max(1, n >> 15))
     nd = (a.itemsize * 8 + RADIX_BITS - 1) // RADIX_BITS
     _sort_big(a[lo:hi], tmp[:n], ia[lo:hi] if has_idx else ia, idx_tmp[:n] if has_idx else ia,
               has_idx, n, nb, _digit_histograms(a[lo:hi], n, nd, nb))
 
 
-@njit(**JIT)
-def _chunks(seg, n_chunks):
-    """n_chunks + 1 bounds of the buckets seg in chunks of about equal item counts (from the
-    first bucket starting at or after each cut)."""
-    out = np.empty(n_chunks + 1, np.int64)
-    if seg.shape[0] == 0:
-        out[:] = 0
-        return out
-    lo = seg[0, 0]
-    n = seg[-1, 1] - lo
-    for c in range(n_chunks):
-        out[c] = np.searchsorted(seg[:, 0], lo + n * c // n_chunks)
-    out[n_chunks] = seg.shape[0]
-    return out
-
-
-@njit(**JIT)
-def _sizes(seg):
-    """(the biggest bucket's size, the biggest's of those under BIG items, at least 1)."""
-    biggest = 0
-    small = 1
-    for k in range(seg.shape[0]):
-        n = seg[k, 1] - seg[k, 0]
-        biggest = max(biggest, n)
-        if n < BIG:
-            small = max(small, n)
-    return biggest, small
+def _schedule(seg, min_size, n_threads):
+    """(shared, order, small) for sorting the buckets [seg[k, 0], seg[k, 1]): with more than one
+    thread, the buckets of at least BIG items and a quarter of a thread's share are shared, each
+    sorted by all threads; the others of at least min_size items are each sorted by one thread,
+    dealt out in `order` by decreasing bit length of their size (the biggest first, so that the
+    threads end together); small: the biggest of those's size (at least 1)."""
+    sizes = seg[:, 1] - seg[:, 0]
+    limit = (max(BIG, int(sizes.sum()) // (4 * n_threads)) if n_threads > 1
+             else int(sizes.max(initial=0)) + 1)
+    solo = np.flatnonzero((sizes >= min_size) & (sizes < limit))
+    order = solo[np.argsort(-np.frexp(sizes[solo])[1].astype(np.int8), kind="stable")]
+    return (np.flatnonzero(sizes >= limit), np.ascontiguousarray(order, np.int64),
+            int(sizes[solo].max(initial=1)))
 
 
 @njit(parallel=True, **JIT)
-def _sort_small_all(a, ia, has_idx, seg, bounds, small):
-    """sort_small in place of each bucket [seg[k, 0], seg[k, 1]) of fewer than BIG items (small:
-    the biggest's size), the buckets in the parallel chunks of bounds."""
-    for c in prange(bounds.shape[0] - 1):
+def _sort_small_all(a, ia, has_idx, seg, order, n_workers, small):
+    """sort_small in place of the buckets [seg[k, 0], seg[k, 1]) for k in order (small: the
+    biggest's size), dealt out to n_workers parallel workers in turn."""
+    for t in prange(n_workers):
         counts = np.empty(6 * 2048, np.uint32)
         at = np.empty(2048, np.int64)
         scratch = np.empty(small, a.dtype)
         iscratch = np.empty(small if has_idx else 1, np.uint32)
-        for k in range(bounds[c], bounds[c + 1]):
-            lo, hi = seg[k, 0], seg[k, 1]
-            if 1 < hi - lo < BIG:
-                sort_small(a[lo:hi], scratch, ia[lo:hi] if has_idx else ia, iscratch, has_idx,
-                           0, hi - lo, False, counts, at)
+        for j in range(t, order.shape[0], n_workers):
+            lo, hi = seg[order[j], 0], seg[order[j], 1]
+            sort_small(a[lo:hi], scratch, ia[lo:hi] if has_idx else ia, iscratch, has_idx, 0,
+                       hi - lo, False, counts, at)
 
 
-@njit(**JIT)
 def _sort_all(a, ia, has_idx, seg, n_threads):
-    """Sorts each bucket [seg[k, 0], seg[k, 1]) of a in place (ia along when has_idx): the big
-    ones one after the other by all threads, the others each by one thread in a scratch of the
-    biggest one's size."""
-    biggest, small = _sizes(seg)
-    if biggest >= BIG:
+    """Sorts each bucket [seg[k, 0], seg[k, 1]) of a in place (ia along when has_idx): the
+    shared ones (_schedule) one after the other by all threads, the others each by one thread
+    in a scratch of the biggest one's size, the biggest first."""
+    shared, order, small = _schedule(seg, 2, n_threads)
+    if shared.size:
+        biggest = int(np.max(seg[shared, 1] - seg[shared, 0]))
         tmp = np.empty(biggest, a.dtype)
         idx_tmp = np.empty(biggest if has_idx else 1, np.uint32)
-        for k in range(seg.shape[0]):
-            if seg[k, 1] - seg[k, 0] >= BIG:
-                _sort_one_big(a, ia, has_idx, seg[k, 0], seg[k, 1], tmp, idx_tmp, n_threads)
-    _sort_small_all(a, ia, has_idx, seg, _chunks(seg, 4 * n_threads), small)
+        for k in shared:
+            _sort_one_big(a, ia, has_idx, seg[k, 0], seg[k, 1], tmp, idx_tmp, n_threads)
+    _sort_small_all(a, ia, has_idx, seg, order, n_threads, small)
 
 
 @njit(parallel=True, **JIT)
@@ -552,42 +609,42 @@ def _walk_big(items, idx, has_idx, w, has_w, lo, hi, big_tp, big_fp):
 
 
 @njit(parallel=True, **JIT)
-def _sort_walk_small(a, seg, above, out, bounds, small):
-    """The buckets of fewer than BIG items of _sort_walk (small: the biggest's size), in the
-    parallel chunks of bounds."""
+def _sort_walk_small(a, seg, above, out, order, n_workers, small):
+    """The buckets of _sort_walk sorted by one thread, k in order (small: the biggest's size),
+    dealt out to n_workers parallel workers in turn; those of fewer than BIG items walked."""
     no_idx = np.empty(1, np.uint32)
     no_w = np.empty(1)
     no_curve = np.zeros((3, 0))
-    for c in prange(bounds.shape[0] - 1):
+    for t in prange(n_workers):
         counts = np.empty(6 * 2048, np.uint32)
         at = np.empty(2048, np.int64)
         scratch = np.empty(small, a.dtype)
-        for k in range(bounds[c], bounds[c + 1]):
+        for j in range(t, order.shape[0], n_workers):
+            k = order[j]
             lo, hi = seg[k, 0], seg[k, 1]
-            if 0 < hi - lo < BIG:
-                sort_small(a[lo:hi], scratch, no_idx, no_idx, False, 0, hi - lo, False, counts,
-                           at)
+            sort_small(a[lo:hi], scratch, no_idx, no_idx, False, 0, hi - lo, False, counts, at)
+            if hi - lo < BIG:
                 out[k, 0], out[k, 1], out[k, 2], out[k, 3], _ = walk(
                     a, no_idx, False, no_w, False, lo, hi, above[k, 0], above[k, 1], no_curve, 0)
 
 
-@njit(**JIT)
 def _sort_walk(a, seg, above, n_threads):
     """(2·U, A, ...) per bucket [seg[k, 0], seg[k, 1]) of unweighted items, each sorted in place
-    and walked right after (in cache) below the weights above[k] of the buckets after it: the
-    big ones one after the other by all threads, the others each by one thread."""
+    and walked below the weights above[k] of the buckets after it: the shared ones (_schedule)
+    sorted one after the other by all threads, the others each by one thread, the biggest first,
+    and walked right after (in cache); those of BIG items or more walked last, in ranges by all
+    threads."""
     out = np.zeros((seg.shape[0], 4))
-    biggest, small = _sizes(seg)
-    if biggest >= BIG:
-        tmp = np.empty(biggest, a.dtype)
-        no_idx = np.empty(1, np.uint32)
-        for k in range(seg.shape[0]):
-            lo, hi = seg[k, 0], seg[k, 1]
-            if hi - lo >= BIG:
-                _sort_one_big(a, no_idx, False, lo, hi, tmp, no_idx, n_threads)
-                _, _, out[k, 0], out[k, 1] = _walk_big(a, no_idx, False, np.empty(1), False, lo,
-                                                       hi, above[k, 0], above[k, 1])
-    _sort_walk_small(a, seg, above, out, _chunks(seg, 4 * n_threads), small)
+    shared, order, small = _schedule(seg, 1, n_threads)
+    no_idx = np.empty(1, np.uint32)
+    if shared.size:
+        tmp = np.empty(int(np.max(seg[shared, 1] - seg[shared, 0])), a.dtype)
+        for k in shared:
+            _sort_one_big(a, no_idx, False, seg[k, 0], seg[k, 1], tmp, no_idx, n_threads)
+    _sort_walk_small(a, seg, above, out, order, n_threads, small)
+    for k in np.flatnonzero(seg[:, 1] - seg[:, 0] >= BIG):
+        _, _, out[k, 0], out[k, 1] = _walk_big(a, no_idx, False, _NONE_F64, False, seg[k, 0],
+                                               seg[k, 1], above[k, 0], above[k, 1])
     return out
 
 
@@ -644,8 +701,8 @@ def rank(y, p, w, mask, groups, n_slots, omit, want_curve, n_threads):
     [0, n_slots) or None (one slot), omit: leave NaN out. curve (without groups): None, or
     (prediction values, TP, FP) per distinct prediction from the top. Memory: the items (4 bytes
     per element for float32 p, 8 for float64), with weights the element indices (4 bytes), and
-    a scratch the size of the biggest bucket of at least BIG items. One thread below BIG
-    elements."""
+    the sorts' scratch (_schedule): the size of the biggest bucket and, on several threads, of up
+    to a quarter of the items more. One thread below BIG elements."""
     n = p.shape[0]
     n_threads = 1 if n < BIG else n_threads
     numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
