@@ -43,10 +43,7 @@ C_ONLY = {
         "fb_prefetch_block": "Numba's is the intrinsic llvm.prefetch_block (its loop emitted as "
                              "LLVM IR in the caller)",
     },
-    "chunk": {
-        "fb_chunk_form": "fb_chunk's loop with `strided` as a constant (C's way to specialise); "
-                         "Numba compiles chunk per form (FORM_STRIDED)",
-    },
+    "chunk": {},
     "histogram": {
         "fb_hist_label": "a label of any kind as a double (Numba reads each array in its dtype)",
         "fb_hist_group": "an int32 or int64 group id (Numba reads the ids in their dtype)",

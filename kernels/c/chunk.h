@@ -2,10 +2,10 @@
  * fixed number of elements) is computed block by block and summed in a fixed order into its own
  * slot of a->sums, so the result does not depend on the thread count. A template, as forms.h. */
 
-/* fb_chunk's loop for strided input (strided 1: each block gathered, fb_gather_block) or for
- * input read in place (strided 0, a constant: the blocks' loops then read one known array). */
-FB_INLINE int FB_NAME(fb_chunk_form)(const fb_args *a, int64_t chunk, int64_t start,
-                                     int64_t stop, const int strided)
+/* Chunk `chunk` = elements [start, stop) of the flat arrays (whole rows unless a->mode is
+ * FB_MODE_ALL): Σ w·loss and Σ w into a->sums[chunk, slot, 0..1]; returns the error bits. */
+FB_TARGET __attribute__((noinline))
+static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int64_t stop)
 {
     FB_T ybuf[FB_BLOCK] __attribute__((aligned(64)));
     FB_T lbuf[FB_BLOCK] __attribute__((aligned(64)));
@@ -103,9 +103,9 @@ FB_INLINE int FB_NAME(fb_chunk_form)(const fb_args *a, int64_t chunk, int64_t st
          * second half of the block before */
         const int64_t after = stop - b0 - FB_BLOCK; /* elements after this block */
         /* (none for strided input: the hardware prefetcher follows its constant stride) */
-        const int64_t next_n = after <= 0 || strided ? 0 : after < FB_BLOCK ? after : FB_BLOCK;
+        const int64_t next_n = after <= 0 || a->strided ? 0 : after < FB_BLOCK ? after : FB_BLOCK;
         fb_args ab; /* the block's arrays: a's, or strided input gathered (fb_gather_block) */
-        const fb_args *A = strided ? FB_NAME(fb_gather_block)(a, &ab, b0, n, gy, gp, gw, gm) : a;
+        const fb_args *A = a->strided ? FB_NAME(fb_gather_block)(a, &ab, b0, n, gy, gp, gw, gm) : a;
         lbad = FB_NAME(fb_load_labels)(A, b0, n, ybuf, &soft);
         if (next_n > 0)
             FB_NAME(fb_prefetch_block)(a, b0 + FB_BLOCK, next_n / 2);
@@ -392,16 +392,6 @@ FB_INLINE int FB_NAME(fb_chunk_form)(const fb_args *a, int64_t chunk, int64_t st
         free(grp_e);
     }
     return bad;
-}
-
-/* Chunk `chunk` = elements [start, stop) of the flat arrays (whole rows unless a->mode is
- * FB_MODE_ALL): Σ w·loss and Σ w into a->sums[chunk, slot, 0..1]; returns the error bits.
- * Strided input has a loop of its own, as a form in Numba (chunk.FORM_STRIDED). */
-FB_TARGET __attribute__((noinline))
-static int FB_NAME(fb_chunk)(const fb_args *a, int64_t chunk, int64_t start, int64_t stop)
-{
-    return a->strided ? FB_NAME(fb_chunk_form)(a, chunk, start, stop, 1)
-                      : FB_NAME(fb_chunk_form)(a, chunk, start, stop, 0);
 }
 
 /* The scoring pass (a->n_stats 7; fastbce/_score.py): chunk `chunk` = elements [start, stop) as
