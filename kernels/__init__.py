@@ -89,7 +89,6 @@ class FastOptions(NamedTuple):
 ELEMENT_LOSS = 0  # one output: the weighted element losses w·l
 ELEMENT_GRAD_HESS = 1  # two outputs: w·dl/dx and w·d²l/dx² with respect to the logit x
 ELEMENT_CHUNK = 1 << 16  # elements per chunk of an element pass (C order of the 2-D view)
-ELEMENT_STREAM = 1 << 22  # element passes this long stream their contiguous outputs to memory
 # Element passes: the kind of each operand (labels, predictions, weights, mask)
 K_NONE = 0  # absent: weights 1, every element counted
 K_U8 = 1  # bool, uint8 or int8 bytes

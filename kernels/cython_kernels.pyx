@@ -469,12 +469,10 @@ cdef extern from "c/dispatch.h" nogil:
         int64_t ncols
         int output
         int focal
-        int stream
         fb_args f
     int fb_element_chunk(const fb_elements *e, int64_t start, int64_t stop, int f64)
     enum:
         FB_ELEMENT_CHUNK
-        FB_ELEMENT_STREAM
 
 
 cdef fb_operand _element_operand(operand):
@@ -514,7 +512,6 @@ def element_pass(y, p, w, pw, mask, shape, uint8_t[::1] flags, out1, out2, optio
     e.ncols = shape[1]
     e.output = options.output
     e.focal = options.gamma != 0.0 or options.alpha >= 0.0
-    e.stream = n >= FB_ELEMENT_STREAM
     e.f.logits = options.from_logits
     e.f.nan_mode = options.nan_mode
     e.f.clip_lo, e.f.clip_hi = options.clip_lo, options.clip_hi

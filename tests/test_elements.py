@@ -7,7 +7,6 @@ import pytest
 
 import fastbce
 from conftest import COMPILED_BACKENDS
-from fastbce._kernels import ELEMENT_STREAM
 
 # The option matrix runs on one compiled backend (the Cython one when built): each form and dtype
 # costs Numba a compilation, and test_backends_agree_bit_for_bit_for_any_thread_count checks
@@ -196,23 +195,3 @@ def test_coefficients_below_the_prediction_range_keep_their_term(backend):
     want = fastbce.bce(y64, x, from_logits=True, reduction="none", backend="numpy")
     assert got[0] == np.inf and got[2] > 0
     _assert_near(got, want.astype(np.float64), np.float32, 4)
-
-
-@pytest.mark.parametrize("backend", COMPILED_BACKENDS)
-def test_streamed_outputs_have_the_bits_of_stored_ones(backend, rng):
-    """A pass of at least ELEMENT_STREAM elements writes its contiguous outputs by streaming
-    stores (fb_stream_store): the bits of smaller passes, at any alignment of the output."""
-    n = ELEMENT_STREAM + 1001
-    step = ELEMENT_STREAM // 2
-    y, p = _data(rng, n, np.float32, False)
-    x = (rng.standard_normal(n) * 4).astype(np.float32)
-    loss = fastbce.bce(y, p, reduction="none", backend=backend)
-    pieces = [fastbce.bce(y[i:i + step], p[i:i + step], reduction="none", backend=backend)
-              for i in range(0, n, step)]
-    assert np.array_equal(loss, np.concatenate(pieces))
-    memory = np.empty(n + 1, np.float32), np.empty(n + 3, np.float32)  # out 4 and 12 bytes in
-    g, h = fastbce.bce_grad_hess(y, x, out=(memory[0][1:], memory[1][3:]), backend=backend)
-    pieces = [fastbce.bce_grad_hess(y[i:i + step], x[i:i + step], backend=backend)
-              for i in range(0, n, step)]
-    assert np.array_equal(g, np.concatenate([piece[0] for piece in pieces]))
-    assert np.array_equal(h, np.concatenate([piece[1] for piece in pieces]))

@@ -312,7 +312,3 @@ NUMBA_ONLY["elements"]["focal_hard_block"] = ("the float32 hard-label focal bloc
 NUMBA_ONLY["elements"]["_make_pass"] = ("a range of chunks, one kernel per form, run on threads by "
                                         "dispatch.run_chunks (C: the prange loop of element_pass "
                                         "in kernels/cython_kernels.pyx)")
-C_ONLY["elements"]["fb_stream_store"] = ("Numba's is the intrinsic llvm.stream_store (a "
-                                         "`!nontemporal` store has no Numba spelling)")
-LLVM_ONLY["stream_store"] = "non-temporal stores of whole lines (C: fb_stream_store)"
-LLVM_ONLY["store_fence"] = "a full fence after them (C: __atomic_thread_fence in fb_element_chunk)"

@@ -50,7 +50,6 @@
 #define FB_ELEMENT_LOSS 0
 #define FB_ELEMENT_GRAD_HESS 1
 #define FB_ELEMENT_CHUNK 65536
-#define FB_ELEMENT_STREAM 4194304
 #define FB_K_NONE 0
 #define FB_K_U8 1
 #define FB_K_F16 2

@@ -8,9 +8,6 @@
 
 #ifndef FB_ELEMENTS_SHARED
 #define FB_ELEMENTS_SHARED
-#if defined(__x86_64__)
-#include <emmintrin.h> /* _mm_stream_si128 (SSE2: every variant) */
-#endif
 /* An operand: element (i, j) at base[i·rs + j·cs] (strides in elements, 0 where broadcast), of
  * kind FB_K_*; FB_K_NONE: absent. */
 typedef struct {
@@ -27,7 +24,6 @@ typedef struct {
     int64_t ncols;
     int output;                 /* FB_ELEMENT_* */
     int focal;
-    int stream;                 /* contiguous outputs by fb_stream_store (>= FB_ELEMENT_STREAM) */
     fb_args f;                  /* the options the forms read (clip, smoothing, focal, nan_mode) */
 } fb_elements;
 
@@ -475,33 +471,6 @@ FB_INLINE int FB_NAME(fb_focal_grad_hess_hard)(const fb_args *a, const FB_T *P, 
     return bad;
 }
 
-/* Copy a block's n outputs from buf to out, out's whole 64-byte lines by non-temporal
- * (streaming) stores: written to memory without reading the line into the caches first, as a
- * regular store does; the partial lines at either end (all of out when it is not aligned to its
- * type) by regular stores, and all of it where C has no such store (aarch64). The Numba twin is
- * the intrinsic stream_store of kernels/numba/llvm.py. */
-FB_INLINE void FB_NAME(fb_stream_store)(FB_T *out, const FB_T *buf, int64_t n)
-{
-    const int64_t line = 64 / (int64_t)sizeof(FB_T);
-    const uintptr_t address = (uintptr_t)out;
-    int64_t head = (int64_t)((0 - address) & 63) / (int64_t)sizeof(FB_T);
-#if defined(__x86_64__)
-    if (address % sizeof(FB_T) != 0)
-        head = n;
-#else
-    head = n;
-#endif
-    head = head < n ? head : n;
-    const int64_t body = head + (n - head) / line * line;
-    for (int64_t k = 0; k < head; k++) out[k] = buf[k];
-#if defined(__x86_64__)
-    for (int64_t k = head; k < body; k += line)
-        for (int j = 0; j < 4; j++)
-            _mm_stream_si128((__m128i *)(out + k) + j, _mm_loadu_si128((const __m128i *)(buf + k) + j));
-#endif
-    for (int64_t k = body; k < n; k++) out[k] = buf[k];
-}
-
 /* Elements [start, stop) of an element pass; returns the error bits. */
 FB_TARGET __attribute__((noinline))
 static int FB_NAME(fb_element_chunk)(const fb_elements *e, int64_t start, int64_t stop)
@@ -537,8 +506,6 @@ static int FB_NAME(fb_element_chunk)(const fb_elements *e, int64_t start, int64_
                          a->alpha >= 0.0 ? (float)(1.0 - a->alpha) : 1.0f};
     FB_T *out1 = (FB_T *)e->out1, *out2 = (FB_T *)e->out2;
     const fb_operand o1 = {out1, 0, e->o1_rs, e->o1_cs}, o2 = {out2, 0, e->o2_rs, e->o2_cs};
-    const int o1_contiguous = o1.rs == ncols * o1.cs && o1.cs == 1;
-    const int o2_contiguous = o2.rs == ncols * o2.cs && o2.cs == 1;
     int bad = 0;
     if (e->w.kind == FB_K_NONE)
         for (int64_t k = 0; k < FB_BLOCK; k++) wbuf[k] = 1.0;
@@ -560,9 +527,9 @@ static int FB_NAME(fb_element_chunk)(const fb_elements *e, int64_t start, int64_
             const uint8_t *m = (const uint8_t *)e->mask.base;
             for (int64_t k = 0; k < n; k++) mbuf[k] = m[how == 1 ? b0 + k : how == 2 ? 0 : idx[k]];
         }
-        /* outputs in place where contiguous (or streamed from the buffers), else through them */
-        FB_T *w1 = o1_contiguous && !e->stream ? out1 + b0 : o1buf;
-        FB_T *w2 = grad_hess && o2_contiguous && !e->stream ? out2 + b0 : o2buf;
+        /* outputs in place where contiguous, else through the buffers */
+        FB_T *w1 = o1.rs == ncols * o1.cs && o1.cs == 1 ? out1 + b0 : o1buf;
+        FB_T *w2 = grad_hess && o2.rs == ncols * o2.cs && o2.cs == 1 ? out2 + b0 : o2buf;
         if (grad_hess && plain) {
             const FB_T *Y = FB_NAME(fb_load_pred)(&e->y, ncols, b0, n, idx, ytbuf);
             int hard = focal32;
@@ -613,16 +580,10 @@ static int FB_NAME(fb_element_chunk)(const fb_elements *e, int64_t start, int64_
                 bad |= has_coef ? FB_LE(FB_EL_HARD, 1, 0, 0) : FB_LE(FB_EL_HARD, 0, 0, 0);
 #undef FB_LE
         }
-        if (w1 == o1buf && o1_contiguous)
-            FB_NAME(fb_stream_store)(out1 + b0, o1buf, n);
-        else if (w1 == o1buf)
+        if (w1 == o1buf)
             FB_NAME(fb_store)(out1, o1.rs, o1.cs, ncols, b0, n, idx, o1buf);
-        if (grad_hess && w2 == o2buf && o2_contiguous)
-            FB_NAME(fb_stream_store)(out2 + b0, o2buf, n);
-        else if (grad_hess && w2 == o2buf)
+        if (grad_hess && w2 == o2buf)
             FB_NAME(fb_store)(out2, o2.rs, o2.cs, ncols, b0, n, idx, o2buf);
     }
-    if (e->stream)
-        __atomic_thread_fence(__ATOMIC_SEQ_CST); /* the streaming stores done before the caller reads */
     return bad;
 }

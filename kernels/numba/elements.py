@@ -19,7 +19,6 @@ from .. import (
     BLOCK,
     ELEMENT_CHUNK,
     ELEMENT_GRAD_HESS,
-    ELEMENT_STREAM,
     FLAG_LABEL,
     FLAG_NAN,
     FLAG_POS_WEIGHT,
@@ -48,8 +47,6 @@ from .llvm import (
     fma,
     from_bits_f32,
     prefer_wide_vectors,
-    store_fence,
-    stream_store,
 )
 from .math import (
     as_type_of,
@@ -82,7 +79,6 @@ class _Args(NamedTuple):
     clip_hi: float
     keep: float  # label smoothing: y·keep + shift
     shift: float
-    stream: bool  # contiguous outputs by stream_store (a pass of at least ELEMENT_STREAM elements)
 
 
 @njit(**INLINE)
@@ -584,11 +580,9 @@ def element_chunk(y, p, w, pw, mask, out1, out2, o, meta, nll, gamma_alpha, star
     p_off = meta[1, 0]
     o1_off = meta[5, 0]
     o2_off = meta[6, 0]
-    # outputs in place where contiguous (or streamed from the buffers), else through them
-    o1_contiguous = meta[5, 1] == ncols * meta[5, 2] and meta[5, 2] == 1
-    o2_contiguous = meta[6, 1] == ncols * meta[6, 2] and meta[6, 2] == 1
-    o1_in_place = o1_contiguous and not o.stream
-    o2_in_place = o2_contiguous and not o.stream
+    # outputs in place where contiguous, else through the buffers
+    o1_in_place = meta[5, 1] == ncols * meta[5, 2] and meta[5, 2] == 1
+    o2_in_place = meta[6, 1] == ncols * meta[6, 2] and meta[6, 2] == 1
     # focal, float32: blocks of 0/1 labels take focal_grad_hess_hard (focal_hard_block), with
     # γ = c_n + φ (c_n = min(⌊γ⌋, 7)) and the constants fc of focal_hard
     gamma, alpha = gamma_alpha[0], gamma_alpha[1]
@@ -635,10 +629,7 @@ def element_chunk(y, p, w, pw, mask, out1, out2, o, meta, nll, gamma_alpha, star
             else:
                     bad |= grad_hess_elements(o, gamma_alpha, P, ybuf, wbuf, pwbuf, mbuf, w1, w2, n,
                                           cf, fo, sq)
-            if o.stream and o2_contiguous:
-                stream_store(out2, o2_off + b0, o2buf, n)
-            else:
-                store(out2, meta[6], ncols, b0, n, idx, o2buf)
+            store(out2, meta[6], ncols, b0, n, idx, o2buf)
         elif pl is not None:
             load_pred(y, meta[0], ncols, b0, n, idx, ytbuf)
             if lg is not None:
@@ -667,12 +658,7 @@ def element_chunk(y, p, w, pw, mask, out1, out2, o, meta, nll, gamma_alpha, star
             else:
                 bad |= loss_elements(o, nll, gamma_alpha, P, ybuf, wbuf, pwbuf, mbuf, w1, n, None,
                                      None, cf, None, None)
-        if o.stream and o1_contiguous:
-            stream_store(out1, o1_off + b0, o1buf, n)
-        else:
-            store(out1, meta[5], ncols, b0, n, idx, o1buf)
-    if o.stream:
-        store_fence()  # the streaming stores done before the caller reads
+        store(out1, meta[5], ncols, b0, n, idx, o1buf)
     return bad
 
 
@@ -720,8 +706,7 @@ def element_pass(y, p, w, pw, mask, shape, flags, out1, out2, options, n_threads
         a.flags.writeable = False
     o = (int(shape[1]), bool(options.from_logits), int(options.nan_mode), bool(has_w),
          bool(has_pw), bool(has_mask), float(options.clip_lo), float(options.clip_hi),
-         1.0 - float(options.smoothing), 0.5 * float(options.smoothing),
-         int(shape[0]) * int(shape[1]) >= ELEMENT_STREAM)  # the fields of _Args
+         1.0 - float(options.smoothing), 0.5 * float(options.smoothing))  # the fields of _Args
     is_focal = options.gamma != 0.0 or options.alpha >= 0.0
     # float64 coefficients: pos_weight, smoothing, or float64 labels with float32 predictions
     coef = has_pw or options.smoothing != 0.0 or (y[2] == K_F64 and out1[2] != K_F64)
