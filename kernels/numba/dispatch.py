@@ -183,7 +183,6 @@ def fast_pass(y, p, w, pos_w, mask, groups, row_scale, col_scale, sums, flags, g
     g_i32 = groups is not None and groups.dtype == np.int32
     g32 = groups if g_i32 else _NO_G32
     g64 = _NO_G64 if groups is None or g_i32 else groups
-    numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
     strides = _CONTIGUOUS
     if not (y.flags.c_contiguous and p.flags.c_contiguous and (w is None or w.flags.c_contiguous)
             and (mask is None or mask.flags.c_contiguous)):
@@ -221,6 +220,7 @@ def fast_pass(y, p, w, pos_w, mask, groups, row_scale, col_scale, sums, flags, g
             _options_cache.clear()
         _options_cache[key] = o, form
     if sums.shape[2] == 7:  # the scoring statistics
+        numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))  # its prange
         _score_pass(y, p, w_in, mask_in, g32, g64, sums, flags, o)
         return
     kernel = _kernels.get(form)
