@@ -98,6 +98,9 @@ NUMBA_ONLY = {
         "_clamped_q": "q of one element (C: inline in fb_q_block)",
         "q_block_compensated": "fb_q_block for float64 p (C: one function, by sizeof(FB_T))",
         "_clean_element": "part of fb_loss_block: whether an element needs no check",
+        "_clean_block": "part of fb_loss_block: whether a block needs no check, in a loop of its "
+                        "own (a running flag in Numba's loss loops slows them; gcc's is a "
+                        "vectorised reduction)",
         "check_block": "part of fb_loss_block: the error bits, in a loop of its own",
         "_element_value": "part of fb_loss_block: the loss of a masked, NaN or omitted element",
         "_store_loss": "part of fb_loss_block: store a loss, checked or taken to be clean",

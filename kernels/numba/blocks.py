@@ -188,6 +188,17 @@ def _clean_element(pv, yv, logits, soft):
 
 
 @njit(**JIT)
+def _clean_block(p, y, n, logits, soft):
+    """Whether every element of a block is clean (_clean_element), in a loop of its own: a
+    running flag in a loss loop keeps LLVM from vectorising it well."""
+    prefer_wide_vectors()
+    clean = True
+    for k in range(n):
+        clean &= _clean_element(p[k], y[k], logits, soft)
+    return clean
+
+
+@njit(**JIT)
 def check_block(p, n, ybuf, mbuf, check_p, nan_mode):
     """Error bits of predictions out of [0, 1] and of NaN under nan_policy="raise"."""
     prefer_wide_vectors()
@@ -215,14 +226,13 @@ def _element_value(l, pv, yv, on, omit):
 
 
 @njit(**INLINE)
-def _store_loss(lbuf, k, l, pv, yv, mbuf, omit, clean, logits, soft):
-    """lbuf[k] = the loss l of element k, as it is in a block taken to be clean (mbuf None), else
-    by _element_value; returns clean, and with mbuf None whether the element is too."""
+def _store_loss(lbuf, k, l, pv, yv, mbuf, omit):
+    """lbuf[k] = the loss l of element k, as it is in a block taken to be clean (mbuf None: the
+    caller checks that with _clean_block), else by _element_value."""
     if mbuf is None:
         lbuf[k] = l
-        return clean & _clean_element(pv, yv, logits, soft)
-    lbuf[k] = _element_value(l, pv, yv, mbuf[k] != 0, omit)
-    return clean
+    else:
+        lbuf[k] = _element_value(l, pv, yv, mbuf[k] != 0, omit)
 
 
 @njit(**JIT)
@@ -230,13 +240,15 @@ def _loss_hard(p, n, ybuf, mbuf, pbuf, coef, lbuf, clip_lo, clip_hi, nll, omit):
     prefer_wide_vectors()
     lo_pos, lo_neg, hi_pos, hi_neg = nll_as_type_of(clip_lo, nll)
     clean = True
+    if mbuf is None:
+        clean = _clean_block(p, ybuf, n, False, False)
     for k in range(n):
         pv = p[k]
         yv = ybuf[k]
         l = nll_hard(pv, yv, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg)
         a = coefficients(coef, pbuf[k], yv)[0]
         l = a * l if coef is not None and yv != 0 else l
-        clean = _store_loss(lbuf, k, l, pv, yv, mbuf, omit, clean, False, False)
+        _store_loss(lbuf, k, l, pv, yv, mbuf, omit)
     return clean
 
 
@@ -248,6 +260,11 @@ def loss_soft(p, y, n, ybuf, mbuf, pbuf, coef, lbuf, clip_lo, clip_hi, nll, omit
     prefer_wide_vectors()
     lo_pos, lo_neg, hi_pos, hi_neg = nll_as_type_of(clip_lo, nll)
     clean = True
+    if mbuf is None:
+        if y is None:
+            clean = _clean_block(p, ybuf, n, False, True)
+        else:
+            clean = _clean_block(p, y, n, False, True)
     bad = False
     soft = False
     for k in range(n):
@@ -263,7 +280,7 @@ def loss_soft(p, y, n, ybuf, mbuf, pbuf, coef, lbuf, clip_lo, clip_hi, nll, omit
             ybuf[k] = yv
         a, b = coefficients(coef, pbuf[k], yv)
         l = nll_soft(pv, a, b, clip_lo, clip_hi, lo_pos, lo_neg, hi_pos, hi_neg)
-        clean = _store_loss(lbuf, k, l, pv, yv, mbuf, omit, clean, False, True)
+        _store_loss(lbuf, k, l, pv, yv, mbuf, omit)
     return clean, bad, soft
 
 
@@ -271,6 +288,8 @@ def loss_soft(p, y, n, ybuf, mbuf, pbuf, coef, lbuf, clip_lo, clip_hi, nll, omit
 def _loss_logit(p, n, ybuf, mbuf, pbuf, coef, lbuf, ebuf, soft, omit):
     prefer_wide_vectors()
     clean = True
+    if mbuf is None:
+        clean = _clean_block(p, ybuf, n, True, soft)
     for k in range(n):
         pv = p[k]
         yv = ybuf[k]
@@ -278,7 +297,7 @@ def _loss_logit(p, n, ybuf, mbuf, pbuf, coef, lbuf, ebuf, soft, omit):
         ebuf[k] = e
         a, b = coefficients(coef, pbuf[k], yv)
         l = nll_logit(pv, a, b, e, coef is not None)
-        clean = _store_loss(lbuf, k, l, pv, yv, mbuf, omit, clean, True, soft)
+        _store_loss(lbuf, k, l, pv, yv, mbuf, omit)
     return clean
 
 
